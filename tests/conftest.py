@@ -1,0 +1,58 @@
+"""Shared fixtures: one temporary SLMOPS_HOME per test run, the demo model prepared once, and the
+demo converted to INT4 and INT8 once, for every test that needs them."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+_SESSION_HOME: Path | None = None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Everything slmops writes goes under one temporary root; the demo preparation is reused from
+    # SLMOPS_TEST_DEMO when set (a developer's speed-up), otherwise made once per run.
+    global _SESSION_HOME
+    import tempfile
+
+    _SESSION_HOME = Path(tempfile.mkdtemp(prefix="slmops-test-home-"))
+    os.environ["SLMOPS_HOME"] = str(_SESSION_HOME)
+    os.environ["OLIVE_DISABLE_TELEMETRY"] = "1"
+    os.environ["HF_HUB_OFFLINE"] = "1"
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _SESSION_HOME is not None:
+        shutil.rmtree(_SESSION_HOME, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def session_home() -> Path:
+    assert _SESSION_HOME is not None
+    return _SESSION_HOME
+
+
+@pytest.fixture(scope="session")
+def demo_model(session_home: Path) -> Path:
+    """The demo model as an fp32 Hugging Face folder (prepared once per run, ~20 s)."""
+    from wizard_steps import model_source, paths
+
+    reuse = os.environ.get("SLMOPS_TEST_DEMO")
+    if reuse and model_source.demo_is_ready(Path(reuse)):
+        target = paths.demo_model_dir()
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if not target.exists():
+            shutil.copytree(reuse, target)
+        return target
+    return model_source.ensure_demo()
+
+
+@pytest.fixture
+def tmp_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh SLMOPS_HOME for one test (for tests that must see an empty home)."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("SLMOPS_HOME", str(home))
+    return home
