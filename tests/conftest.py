@@ -56,3 +56,33 @@ def tmp_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     home = tmp_path / "home"
     monkeypatch.setenv("SLMOPS_HOME", str(home))
     return home
+
+
+def _convert_once(demo: Path, name: str, precision: str, **int4: object) -> Path:
+    from wizard_steps import convert, paths
+    from wizard_steps.events import Failed, Finished
+    from wizard_steps.precision import Int4Algorithm, Int4Settings, Precision
+
+    settings = Int4Settings(**int4) if int4 else Int4Settings(algorithm=Int4Algorithm.RTN)
+    plan = convert.make_plan(demo, paths.models_dir() / name, Precision(precision), int4=settings)
+    final = None
+    for event in convert.convert(plan):
+        if isinstance(event, (Finished, Failed)):
+            final = event
+    assert isinstance(final, Finished), final
+    return final.path
+
+
+@pytest.fixture(scope="session")
+def demo_int4(demo_model: Path) -> Path:
+    """The demo converted to INT4 once per run (RTN, embeddings quantized too: the smallest)."""
+    from wizard_steps.precision import Int4Algorithm
+
+    return _convert_once(demo_model, "demo-int4", "int4", algorithm=Int4Algorithm.RTN,
+                         quantize_embeddings=True)
+
+
+@pytest.fixture(scope="session")
+def demo_int8(demo_model: Path) -> Path:
+    """The demo converted to INT8 once per run (ModelBuilder fp32, then 8-bit RTN)."""
+    return _convert_once(demo_model, "demo-int8", "int8")

@@ -1,0 +1,48 @@
+"""Precision options, their availability per execution provider, and size estimates."""
+
+from __future__ import annotations
+
+import pytest
+
+from wizard_steps.errors import PlanError
+from wizard_steps.precision import (
+    ExecutionProvider, Int4Algorithm, Int4Settings, Precision, estimate_bytes, options,
+)
+
+DEMO = dict(num_parameters=134_515_008, vocab_size=49152, hidden_size=576)
+
+
+def test_fp16_is_unavailable_on_cpu_with_the_reason() -> None:
+    rows = {row.precision: row for row in options(**DEMO)}
+    assert not rows[Precision.FP16].available
+    assert "FP16 on the CPU" in rows[Precision.FP16].unavailable_reason
+    assert all(rows[p].available for p in (Precision.FP32, Precision.INT8, Precision.INT4))
+
+
+def test_fp16_is_available_on_cuda() -> None:
+    rows = {row.precision: row for row in options(**DEMO, provider=ExecutionProvider.CUDA)}
+    assert rows[Precision.FP16].available
+
+
+def test_estimates_match_the_demo_measurements_within_ten_percent() -> None:
+    measured = {  # shared/DESIGN.md, bytes of the converted demo folders
+        (Precision.FP32, None): 627e6,
+        (Precision.INT8, None): 181e6,
+        (Precision.INT4, Int4Settings(algorithm=Int4Algorithm.RTN)): 194e6,
+        (Precision.INT4, Int4Settings(algorithm=Int4Algorithm.RTN, quantize_embeddings=True)): 103e6,
+    }
+    for (precision, int4), size in measured.items():
+        estimate = estimate_bytes(precision, **DEMO, int4=int4)
+        assert abs(estimate - size) / size < 0.1, (precision, int4, estimate)
+
+
+def test_larger_int4_blocks_give_smaller_estimates() -> None:
+    sizes = [estimate_bytes(Precision.INT4, **DEMO, int4=Int4Settings(block_size=b))
+             for b in (16, 32, 64, 128, 256)]
+    assert sizes == sorted(sizes, reverse=True)
+
+
+@pytest.mark.parametrize("settings", [Int4Settings(block_size=48), Int4Settings(accuracy_level=7)])
+def test_int4_settings_out_of_range_are_refused(settings: Int4Settings) -> None:
+    with pytest.raises(PlanError, match="not allowed"):
+        settings.validate()

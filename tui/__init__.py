@@ -1,0 +1,1 @@
+"""slmops' user interfaces: the Textual wizard and the command line."""

@@ -1,0 +1,311 @@
+"""Conversion with Microsoft Olive: the plan, its config JSON, the subprocess, and a result that is
+trusted only once onnxruntime-genai has loaded it and generated text.
+
+Olive runs as a child process (its import takes seconds, its memory and a crash stay out of the
+caller) writing into a staging folder beside the target; the folder is renamed into place only
+after validation, so a failed or cancelled run leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from wizard_steps import paths
+from wizard_steps.convert_log import LogProgress, failure_reason
+from wizard_steps.errors import PlanError
+from wizard_steps.events import Event, Failed, Finished, LogLine, Progress
+from wizard_steps.model_source import ModelInfo, folder_size, inspect_model
+from wizard_steps.precision import (
+    ExecutionProvider,
+    Int4Algorithm,
+    Int4Settings,
+    Precision,
+    unavailable_reason,
+)
+from wizard_steps.subprocess_stream import stream_process
+
+METHODS = ("config", "auto-opt")
+OLIVE_CONFIG_NAME = "olive_config.json"
+_OLIVE_LEFTOVERS = ("footprint.json", "output_footprint.json", "run_history.txt")
+OLIVE_ENV = {
+    "OLIVE_DISABLE_TELEMETRY": "1",  # offline classrooms: no telemetry events
+    "TQDM_DISABLE": "1",
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_VERBOSITY": "error",
+}
+
+
+@dataclass(frozen=True)
+class ConvertPlan:
+    """Everything one conversion needs; build it with ``make_plan`` so that it is validated."""
+
+    model: ModelInfo
+    output_dir: Path
+    precision: Precision
+    provider: ExecutionProvider = ExecutionProvider.CPU
+    int4: Int4Settings = field(default_factory=Int4Settings)
+    search: dict[str, object] = field(default_factory=dict)
+    method: str = "config"
+    replace_existing: bool = False
+
+
+def default_output_dir(model: ModelInfo, precision: Precision) -> Path:
+    return paths.models_dir() / f"{model.name}-{precision.value}-onnx"
+
+
+def make_plan(
+    model_dir: str | os.PathLike[str],
+    output_dir: str | os.PathLike[str] | None,
+    precision: Precision,
+    provider: ExecutionProvider = ExecutionProvider.CPU,
+    int4: Int4Settings | None = None,
+    search: dict[str, object] | None = None,
+    method: str = "config",
+    replace_existing: bool = False,
+) -> ConvertPlan:
+    """Validate every choice up front (model, precision on this provider, output folder)."""
+    model = inspect_model(model_dir)
+    reason = unavailable_reason(precision, provider)
+    if reason:
+        raise PlanError(reason)
+    if method not in METHODS:
+        raise PlanError(f"Conversion method {method!r} is unknown.", "Choose config or auto-opt.")
+    if method == "auto-opt" and precision is Precision.INT8:
+        raise PlanError("INT8 needs the two-pass Olive config; auto-opt cannot produce it.",
+                        "Use --method config for INT8.")
+    settings = (int4 or Int4Settings()).validate()
+    out = Path(output_dir).expanduser() if output_dir else default_output_dir(model, precision)
+    out = out.resolve()
+    if out == model.path or model.path in out.parents:
+        raise PlanError("The output folder must not be inside the model folder.",
+                        "Choose an output folder elsewhere.")
+    if out.exists() and not out.is_dir():
+        raise PlanError(f"The output path {out} is a file.", "Choose a folder name that is free.")
+    if out.exists() and not replace_existing:
+        raise PlanError(f"The output folder {out} already exists.",
+                        "Choose another folder, or ask to replace it (--replace).")
+    return ConvertPlan(model, out, precision, provider, settings, dict(search or {}), method,
+                       replace_existing)
+
+
+def _builder_pass(plan: ConvertPlan, precision: Precision) -> dict[str, object]:
+    builder: dict[str, object] = {"type": "ModelBuilder", "precision": precision.value}
+    if precision is Precision.INT4:
+        builder.update(
+            int4_block_size=plan.int4.block_size,
+            int4_is_symmetric=plan.int4.symmetric,
+            int4_accuracy_level=plan.int4.accuracy_level,
+        )
+        # The builder's default algorithm is RTN; naming "rtn" explicitly switches it to another
+        # code path that keeps the tied embeddings in fp32 (194 MB instead of 103 MB on the demo).
+        if plan.int4.algorithm is not Int4Algorithm.RTN:
+            builder["int4_algo_config"] = plan.int4.algorithm.value
+        if plan.int4.quantize_embeddings:
+            builder["int4_op_types_to_quantize"] = ["MatMul", "Gather"]
+    if plan.search:
+        builder["search"] = dict(plan.search)
+    return builder
+
+
+def olive_config(plan: ConvertPlan, output_dir: Path, cache_dir: Path) -> dict[str, object]:
+    """The tutorial's method 2: an Olive workflow config that ``olive run --config`` accepts."""
+    if plan.precision is Precision.INT8:
+        # ModelBuilder's own int8 fails in onnxruntime-genai 0.14 while Olive exits 0; the
+        # working route is fp32 from the builder, then 8-bit block-wise RTN.
+        passes = {
+            "builder": _builder_pass(plan, Precision.FP32),
+            "quantize_int8": {"type": "OnnxBlockWiseRtnQuantization", "bits": 8,
+                              "block_size": 32, "accuracy_level": 4},
+        }
+    else:
+        passes = {"builder": _builder_pass(plan, plan.precision)}
+    return {
+        "input_model": {"type": "HfModel", "model_path": str(plan.model.path)},
+        "systems": {
+            "local_system": {
+                "type": "LocalSystem",
+                "accelerators": [{"device": plan.provider.device,
+                                  "execution_providers": [plan.provider.value]}],
+            }
+        },
+        "passes": passes,
+        "host": "local_system",
+        "target": "local_system",
+        "cache_dir": str(cache_dir),
+        "output_dir": str(output_dir),
+        "log_severity_level": 1,
+    }
+
+
+def olive_command(plan: ConvertPlan, config_path: Path, output_dir: Path) -> list[str]:
+    if plan.method == "config":
+        return [sys.executable, "-m", "olive", "run", "--config", str(config_path)]
+    return [sys.executable, "-m", "olive", "auto-opt", "-m", str(plan.model.path),
+            "--precision", plan.precision.value, "--use_model_builder",
+            "--device", plan.provider.device, "--provider", plan.provider.value,
+            "-o", str(output_dir), "--log_level", "1"]
+
+
+def shell_command(plan: ConvertPlan) -> str:
+    """The command a user can run by hand to repeat this conversion."""
+    if plan.method == "config":
+        return f'olive run --config "{plan.output_dir / OLIVE_CONFIG_NAME}"'
+    return (f'olive auto-opt -m "{plan.model.path}" --precision {plan.precision.value} '
+            f'--use_model_builder --device {plan.provider.device} --provider '
+            f'{plan.provider.value} -o "{plan.output_dir}"')
+
+
+def _write_json(path: Path, data: object) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _postprocess(plan: ConvertPlan, folder: Path, log_dir: Path) -> None:
+    """Make the folder load: logits output name after RTN, search settings for auto-opt."""
+    for name in _OLIVE_LEFTOVERS:
+        if (folder / name).exists():
+            shutil.move(str(folder / name), str(log_dir / name))
+    genai_path = folder / "genai_config.json"
+    genai = json.loads(genai_path.read_text(encoding="utf-8"))
+    changed = False
+    if plan.precision is Precision.INT8:
+        import onnx  # only here: reading the graph's output names
+
+        graph = onnx.load(str(folder / genai["model"]["decoder"]["filename"]),
+                          load_external_data=False).graph
+        outputs = [o.name for o in graph.output]
+        logits = genai["model"]["decoder"]["outputs"].get("logits")
+        if logits not in outputs:
+            renamed = [name for name in outputs if name.startswith("logits")]
+            if renamed:
+                genai["model"]["decoder"]["outputs"]["logits"] = renamed[0]
+                changed = True
+    if plan.search and plan.method == "auto-opt":
+        genai.setdefault("search", {}).update(plan.search)
+        changed = True
+    if changed:
+        _write_json(genai_path, genai)
+
+
+def validate_output(folder: Path, cancel: threading.Event | None = None,
+                    max_new_tokens: int = 8) -> dict[str, object]:
+    """Load the folder with onnx and onnxruntime-genai in a child process and generate; raises
+    PlanError with the reason when it does not load or generates nothing."""
+    command = [sys.executable, "-m", "wizard_steps._validate_worker", str(folder),
+               str(max_new_tokens)]
+    lines: list[str] = []
+    for kind, payload in stream_process(command, cancel=cancel, env=OLIVE_ENV):
+        if kind == "line":
+            lines.append(str(payload))
+        elif kind == "cancelled":
+            raise PlanError("Validation was cancelled.")
+    result_line = next((line for line in reversed(lines) if line.startswith("@result ")), None)
+    if result_line is None:
+        raise PlanError(f"The converted model does not load: {failure_reason(lines)}")
+    result = json.loads(result_line.removeprefix("@result "))
+    if not result.get("ok"):
+        raise PlanError(f"The converted model does not load: {result.get('error')}")
+    if result.get("generated_tokens", 0) < 1:
+        raise PlanError("The converted model loads but generates no tokens.")
+    return result
+
+
+def _place(staging: Path, target: Path, replace_existing: bool) -> None:
+    if target.exists():
+        if not replace_existing:
+            raise PlanError(f"The output folder {target} appeared during the conversion.",
+                            "Choose another folder.")
+        old = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:8]}")
+        os.replace(target, old)
+        os.replace(staging, target)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(staging, target)
+
+
+def convert(plan: ConvertPlan, cancel: threading.Event | None = None) -> Iterator[Event]:
+    """Run the plan; yields LogLine / Progress events, then Finished or Failed."""
+    started = time.monotonic()
+    run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+    out = plan.output_dir
+    staging = out.parent / f".{out.name}.partial-{run_id}"
+    cache = paths.ensure(paths.olive_cache_dir()) / run_id
+    log_dir = paths.ensure(paths.logs_dir() / f"convert-{run_id}")
+    log_path = log_dir / "olive.log"
+    try:
+        paths.ensure(out.parent)
+        staging.mkdir()
+    except OSError as exc:
+        yield Failed(f"Cannot create the output folder in {out.parent} ({exc.strerror}).")
+        return
+    config = olive_config(plan, staging, cache)
+    config_path = log_dir / OLIVE_CONFIG_NAME
+    _write_json(config_path, config)
+    tracker = LogProgress(plan.model.num_layers, two_passes=plan.precision is Precision.INT8)
+    lines: list[str] = []
+    placed = False
+    try:
+        yield Progress("Starting Olive", 0.0)
+        with log_path.open("w", encoding="utf-8") as log:
+            for kind, payload in stream_process(olive_command(plan, config_path, staging),
+                                                cancel=cancel, cwd=cache.parent, env=OLIVE_ENV):
+                if kind == "cancelled":
+                    yield Failed("The conversion was cancelled; nothing was written.",
+                                 log_path, cancelled=True)
+                    return
+                if kind == "exit":
+                    break
+                text = str(payload)
+                log.write(text + "\n")
+                lines.append(text)
+                yield LogLine(text)
+                step = tracker.update(text)
+                if step is not None:
+                    yield step
+        if not (staging / "genai_config.json").is_file():
+            yield Failed(f"Olive produced no model: {failure_reason(lines)}", log_path)
+            return
+        _postprocess(plan, staging, log_dir)
+        yield Progress("Validating: loading with onnxruntime-genai and generating", 0.97)
+        try:
+            check = validate_output(staging, cancel)
+        except PlanError as exc:
+            yield Failed(str(exc), log_path, cancelled=bool(cancel and cancel.is_set()))
+            return
+        if plan.method == "config":
+            rerun_cache = paths.olive_cache_dir() / "rerun"
+            _write_json(staging / OLIVE_CONFIG_NAME, olive_config(plan, out, rerun_cache))
+        _place(staging, out, plan.replace_existing)
+        placed = True
+    except OSError as exc:
+        yield Failed(f"Writing the converted model failed ({exc.strerror or exc}).", log_path)
+        return
+    finally:
+        if not placed:
+            shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(cache, ignore_errors=True)
+        shutil.rmtree(cache.parent / ".olive-cache", ignore_errors=True)  # auto-opt's own cache
+    size = folder_size(out)
+    yield Progress("Done", 1.0)
+    yield Finished(out, {
+        "precision": plan.precision.value,
+        "method": plan.method,
+        "files": sorted(p.name for p in out.iterdir()),
+        "size_bytes": size,
+        "source_bytes": plan.model.size_bytes,
+        "reduction": round(1 - size / plan.model.size_bytes, 4) if plan.model.size_bytes else 0.0,
+        "duration_s": round(time.monotonic() - started, 1),
+        "sample_text": check.get("text", ""),
+        "log_path": str(log_path),
+        "rerun": shell_command(plan),
+    })

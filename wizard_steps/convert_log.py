@@ -1,0 +1,67 @@
+"""Reading Olive's log: stages and a real progress fraction, and the reason of a failure."""
+
+from __future__ import annotations
+
+import re
+
+from wizard_steps.events import Progress
+
+_LAYER = re.compile(r"^Reading layer (\d+)")
+_RUNNING_PASS = re.compile(r"Running pass (\S+)")
+_PASS_DONE = re.compile(r"Pass (\S+) finished in ([\d.]+) seconds")
+_ERROR_LINE = re.compile(r"^(?:[\w.]+(?:Error|Exception|Exit)|AssertionError|KeyError)\b.*")
+
+
+class LogProgress:
+    """Turns the ModelBuilder's "Reading layer N" lines into a fraction of the whole run."""
+
+    def __init__(self, num_layers: int, two_passes: bool = False) -> None:
+        self.num_layers = max(num_layers, 1)
+        self.builder_span = 0.6 if two_passes else 0.9
+        self.passes_seen = 0
+
+    def _builder(self, share: float) -> float:
+        return 0.02 + share * (self.builder_span - 0.02)
+
+    def update(self, line: str) -> Progress | None:
+        text = line.strip()
+        if match := _RUNNING_PASS.search(text):
+            self.passes_seen += 1
+            name = match.group(1).split(":")[0]
+            if self.passes_seen == 1:
+                return Progress(f"Running pass {name}", 0.02)
+            return Progress(f"Running pass {name}", self.builder_span + 0.02)
+        if self.passes_seen > 1:
+            if match := _PASS_DONE.search(text):
+                return Progress(f"Pass {match.group(1).split(':')[0]} finished", 0.92)
+            return None
+        if text.startswith("Reading embedding layer"):
+            return Progress("Reading embedding layer", self._builder(0.05))
+        if match := _LAYER.match(text):
+            layer = int(match.group(1))
+            share = 0.05 + 0.8 * (layer + 1) / self.num_layers
+            return Progress(f"Reading layer {layer + 1}/{self.num_layers}", self._builder(share))
+        if text.startswith("Reading final norm"):
+            return Progress("Reading final norm", self._builder(0.87))
+        if text.startswith("Reading LM head"):
+            return Progress("Reading LM head", self._builder(0.9))
+        if text.startswith("Saving ONNX model"):
+            return Progress("Saving ONNX model", self._builder(0.93))
+        if match := _PASS_DONE.search(text):
+            return Progress(f"Pass {match.group(1).split(':')[0]} finished", self.builder_span)
+        if "Saved output model to" in text:
+            return Progress("Saved output model", 0.95)
+        return None
+
+
+def failure_reason(lines: list[str]) -> str:
+    """The one line that says why: the last exception line of a traceback, else the last
+    error-looking log line, else the last line."""
+    for line in reversed(lines):
+        if _ERROR_LINE.match(line.strip()):
+            return line.strip()
+    for line in reversed(lines):
+        if "[ERROR]" in line or "[CRITICAL]" in line:
+            return line.split("]")[-1].strip() or line.strip()
+    meaningful = [line.strip() for line in lines if line.strip()]
+    return meaningful[-1] if meaningful else "the process printed nothing"

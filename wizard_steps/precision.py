@@ -1,0 +1,192 @@
+"""The precision choice: what FP32 / FP16 / INT8 / INT4 give, for this model, on this hardware.
+
+Sizes are estimated from the model's real parameter count with the byte costs of the formats the
+ONNX model builder writes (checked against the demo model, see shared/DESIGN.md); the quality
+and speed notes carry the figures measured on the demo model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+from wizard_steps.errors import PlanError
+
+
+class Precision(str, Enum):
+    FP32 = "fp32"
+    FP16 = "fp16"
+    INT8 = "int8"
+    INT4 = "int4"
+
+
+class ExecutionProvider(str, Enum):
+    CPU = "CPUExecutionProvider"
+    CUDA = "CUDAExecutionProvider"
+    DML = "DmlExecutionProvider"
+    WEBGPU = "WebGpuExecutionProvider"
+
+    @property
+    def device(self) -> str:
+        return "cpu" if self is ExecutionProvider.CPU else "gpu"
+
+
+class Int4Algorithm(str, Enum):
+    RTN = "rtn"
+    K_QUANT_MIXED = "k_quant_mixed"
+
+
+BLOCK_SIZES = (16, 32, 64, 128, 256)
+ACCURACY_LEVELS = {1: "fp32", 2: "fp16", 3: "bf16", 4: "int8"}
+
+
+@dataclass(frozen=True)
+class Int4Settings:
+    """INT4 quantization settings of the model builder; defaults are the builder's own."""
+
+    block_size: int = 32
+    symmetric: bool = True
+    accuracy_level: int = 4
+    algorithm: Int4Algorithm = Int4Algorithm.K_QUANT_MIXED
+    quantize_embeddings: bool = False
+
+    def validate(self) -> Int4Settings:
+        if self.block_size not in BLOCK_SIZES:
+            raise PlanError(
+                f"INT4 block size {self.block_size} is not allowed.",
+                f"Choose one of {', '.join(map(str, BLOCK_SIZES))}.",
+            )
+        if self.accuracy_level not in ACCURACY_LEVELS:
+            raise PlanError(
+                f"INT4 accuracy level {self.accuracy_level} is not allowed.",
+                "Choose 1 (fp32), 2 (fp16), 3 (bf16) or 4 (int8; fastest on CPU).",
+            )
+        if not isinstance(self.algorithm, Int4Algorithm):
+            raise PlanError(f"INT4 algorithm {self.algorithm!r} is unknown.",
+                            "Choose rtn or k_quant_mixed.")
+        return self
+
+
+@dataclass(frozen=True)
+class PrecisionOption:
+    """One row of the precision table, with this model's estimated size."""
+
+    precision: Precision
+    label: str
+    size_ratio: str
+    speed: str
+    quality: str
+    use: str
+    demo_measured: str
+    estimated_bytes: int
+    available: bool
+    unavailable_reason: str
+
+
+_TABLE = {
+    Precision.FP32: ("FP32", "1x (reference)", "baseline", "identical to the source",
+                     "checking that conversion is exact",
+                     "627 MB, perplexity 24.77 (source 24.77), 65 tok/s"),
+    Precision.FP16: ("FP16", "~1/2", "fast on GPUs", "practically lossless",
+                     "GPU deployment (CUDA, DirectML, WebGPU)",
+                     "not measured: FP16 needs a GPU execution provider"),
+    Precision.INT8: ("INT8", "~1/4 of FP32 here", "~1.8x FP32 on CPU", "close to the source",
+                     "CPU deployment where quality matters most",
+                     "181 MB, perplexity 25.11 (+1.4 %), 115 tok/s"),
+    Precision.INT4: ("INT4", "~1/3 to 1/6", "fastest on CPU (~2.5-3x FP32)",
+                     "visible loss on small models; k_quant_mixed recovers half",
+                     "laptops and workshops: smallest and fastest",
+                     "220 MB k_quant_mixed: perplexity 28.13 (+13.6 %), 159 tok/s; "
+                     "194 MB RTN: 32.22 (+30 %), 187 tok/s"),
+}
+
+# Execution providers on which Olive's ModelBuilder accepts each precision.
+_ALLOWED = {
+    Precision.FP32: set(ExecutionProvider),
+    Precision.FP16: {ExecutionProvider.CUDA, ExecutionProvider.DML, ExecutionProvider.WEBGPU},
+    Precision.INT8: set(ExecutionProvider),
+    Precision.INT4: set(ExecutionProvider),
+}
+
+
+def unavailable_reason(precision: Precision, provider: ExecutionProvider) -> str:
+    """Why a precision cannot run on an execution provider, or "" when it can."""
+    if provider in _ALLOWED[precision]:
+        return ""
+    if precision is Precision.FP16:
+        return ("Olive refuses FP16 on the CPU execution provider: choose INT8 or INT4 for CPU, "
+                "or a GPU provider (CUDA, DirectML, WebGPU) for FP16.")
+    return f"{precision.value.upper()} is not available on {provider.value}."
+
+
+def estimate_bytes(
+    precision: Precision,
+    num_parameters: int,
+    vocab_size: int,
+    hidden_size: int,
+    tied_embeddings: bool = True,
+    int4: Int4Settings | None = None,
+) -> int:
+    """The converted folder's size: the builder unties embeddings into a separate LM head."""
+    embed = vocab_size * hidden_size
+    total = num_parameters + (embed if tied_embeddings else 0)
+    if precision is Precision.FP32:
+        return total * 4
+    if precision is Precision.FP16:
+        return total * 2
+    if precision is Precision.INT8:  # 8-bit blocks of 32 with an fp32 scale, embeddings included
+        return int(total * (1 + 4 / 32))
+    settings = int4 or Int4Settings()
+    per_param = 0.5 + 4 / settings.block_size + (0 if settings.symmetric else 0.5 / settings.block_size)
+    if settings.quantize_embeddings:
+        return int(total * per_param)
+    size = (total - embed) * per_param + embed * 4
+    if settings.algorithm is Int4Algorithm.K_QUANT_MIXED:  # LM head and some layers at 8 bits
+        size += embed * (1 + 4 / 32 - per_param) + (total - 2 * embed) * 0.06
+    return int(size)
+
+
+def options(
+    num_parameters: int,
+    vocab_size: int,
+    hidden_size: int,
+    provider: ExecutionProvider = ExecutionProvider.CPU,
+    tied_embeddings: bool = True,
+    int4: Int4Settings | None = None,
+) -> list[PrecisionOption]:
+    """The four options for this model and provider, unavailable ones with their reason."""
+    rows = []
+    for precision, (label, ratio, speed, quality, use, measured) in _TABLE.items():
+        reason = unavailable_reason(precision, provider)
+        rows.append(
+            PrecisionOption(
+                precision=precision, label=label, size_ratio=ratio, speed=speed,
+                quality=quality, use=use, demo_measured=measured,
+                estimated_bytes=estimate_bytes(precision, num_parameters, vocab_size,
+                                               hidden_size, tied_embeddings, int4),
+                available=not reason, unavailable_reason=reason,
+            )
+        )
+    return rows
+
+
+def recommended(provider: ExecutionProvider = ExecutionProvider.CPU) -> Precision:
+    return Precision.INT4 if provider is ExecutionProvider.CPU else Precision.FP16
+
+
+def parse_precision(value: str) -> Precision:
+    try:
+        return Precision(value.strip().lower())
+    except ValueError:
+        raise PlanError(f"Precision {value!r} is unknown.",
+                        "Choose fp32, fp16, int8 or int4.") from None
+
+
+def human_size(num_bytes: float) -> str:
+    """Decimal units, as file managers and the tutorial show them (627 MB, 1.2 GB)."""
+    value = float(num_bytes)
+    for unit in ("B", "KB", "MB", "GB"):
+        if value < 1000 or unit == "GB":
+            break
+        value /= 1000
+    return f"{value:.0f} {unit}" if value >= 10 or unit == "B" else f"{value:.1f} {unit}"
