@@ -146,13 +146,19 @@ def olive_config(plan: ConvertPlan, output_dir: Path, cache_dir: Path) -> dict[s
     }
 
 
-def olive_command(plan: ConvertPlan, config_path: Path, output_dir: Path) -> list[str]:
+def olive_arguments(plan: ConvertPlan, config_path: Path, output_dir: Path) -> list[str]:
+    """The arguments of the ``olive`` command line for this plan."""
     if plan.method == "config":
-        return [sys.executable, "-m", "olive", "run", "--config", str(config_path)]
-    return [sys.executable, "-m", "olive", "auto-opt", "-m", str(plan.model.path),
-            "--precision", plan.precision.value, "--use_model_builder",
-            "--device", plan.provider.device, "--provider", plan.provider.value,
-            "-o", str(output_dir), "--log_level", "1"]
+        return ["run", "--config", str(config_path)]
+    return ["auto-opt", "-m", str(plan.model.path), "--precision", plan.precision.value,
+            "--use_model_builder", "--device", plan.provider.device, "--provider",
+            plan.provider.value, "-o", str(output_dir), "--log_level", "1"]
+
+
+def olive_command(plan: ConvertPlan, config_path: Path, output_dir: Path) -> list[str]:
+    """Olive's CLI, run by a worker that validates the output in the same process."""
+    return [sys.executable, "-m", "wizard_steps._olive_worker", str(output_dir), "--",
+            *olive_arguments(plan, config_path, output_dir)]
 
 
 def shell_command(plan: ConvertPlan) -> str:
@@ -171,30 +177,20 @@ def _write_json(path: Path, data: object) -> None:
 
 
 def _postprocess(plan: ConvertPlan, folder: Path, log_dir: Path) -> None:
-    """Make the folder load: logits output name after RTN, search settings for auto-opt."""
+    """Move Olive's bookkeeping files to the log folder; give auto-opt output the settings."""
     for name in _OLIVE_LEFTOVERS:
         if (folder / name).exists():
             shutil.move(str(folder / name), str(log_dir / name))
-    genai_path = folder / "genai_config.json"
-    genai = json.loads(genai_path.read_text(encoding="utf-8"))
-    changed = False
-    if plan.precision is Precision.INT8:
-        import onnx  # only here: reading the graph's output names
-
-        graph = onnx.load(str(folder / genai["model"]["decoder"]["filename"]),
-                          load_external_data=False).graph
-        outputs = [o.name for o in graph.output]
-        logits = genai["model"]["decoder"]["outputs"].get("logits")
-        if logits not in outputs:
-            renamed = [name for name in outputs if name.startswith("logits")]
-            if renamed:
-                genai["model"]["decoder"]["outputs"]["logits"] = renamed[0]
-                changed = True
     if plan.search and plan.method == "auto-opt":
+        genai_path = folder / "genai_config.json"
+        genai = json.loads(genai_path.read_text(encoding="utf-8"))
         genai.setdefault("search", {}).update(plan.search)
-        changed = True
-    if changed:
         _write_json(genai_path, genai)
+
+
+def _result(lines: list[str]) -> dict[str, object] | None:
+    line = next((text for text in reversed(lines) if text.startswith("@result ")), None)
+    return json.loads(line.removeprefix("@result ")) if line else None
 
 
 def validate_output(folder: Path, cancel: threading.Event | None = None,
@@ -268,20 +264,25 @@ def convert(plan: ConvertPlan, cancel: threading.Event | None = None) -> Iterato
                 text = str(payload)
                 log.write(text + "\n")
                 lines.append(text)
+                if text.startswith("@result "):
+                    yield Progress("Validated: the model loads and generates", 0.98)
+                    continue
                 yield LogLine(text)
                 step = tracker.update(text)
                 if step is not None:
                     yield step
-        if not (staging / "genai_config.json").is_file():
-            yield Failed(f"Olive produced no model: {failure_reason(lines)}", log_path)
+        result = _result(lines)
+        if not (staging / "genai_config.json").is_file() or result is None:
+            olive_lines = [text for text in lines if not text.startswith("@result ")]
+            yield Failed(f"Olive produced no model: {failure_reason(olive_lines)}", log_path)
+            return
+        if not result.get("ok"):
+            yield Failed(f"The converted model does not load: {result.get('error')}", log_path)
+            return
+        if int(result.get("generated_tokens", 0)) < 1:  # type: ignore[call-overload]
+            yield Failed("The converted model loads but generates no tokens.", log_path)
             return
         _postprocess(plan, staging, log_dir)
-        yield Progress("Validating: loading with onnxruntime-genai and generating", 0.97)
-        try:
-            check = validate_output(staging, cancel)
-        except PlanError as exc:
-            yield Failed(str(exc), log_path, cancelled=bool(cancel and cancel.is_set()))
-            return
         if plan.method == "config":
             rerun_cache = paths.olive_cache_dir() / "rerun"
             _write_json(staging / OLIVE_CONFIG_NAME, olive_config(plan, out, rerun_cache))
@@ -305,7 +306,7 @@ def convert(plan: ConvertPlan, cancel: threading.Event | None = None) -> Iterato
         "source_bytes": plan.model.size_bytes,
         "reduction": round(1 - size / plan.model.size_bytes, 4) if plan.model.size_bytes else 0.0,
         "duration_s": round(time.monotonic() - started, 1),
-        "sample_text": check.get("text", ""),
+        "sample_text": result.get("text", ""),
         "log_path": str(log_path),
         "rerun": shell_command(plan),
     })

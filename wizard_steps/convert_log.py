@@ -50,7 +50,7 @@ class LogProgress:
         if match := _PASS_DONE.search(text):
             return Progress(f"Pass {match.group(1).split(':')[0]} finished", self.builder_span)
         if "Saved output model to" in text:
-            return Progress("Saved output model", 0.95)
+            return Progress("Validating: loading with onnxruntime-genai, generating", 0.95)
         return None
 
 
