@@ -6,7 +6,12 @@ import pytest
 
 from wizard_steps.errors import PlanError
 from wizard_steps.precision import (
-    ExecutionProvider, Int4Algorithm, Int4Settings, Precision, estimate_bytes, options,
+    ExecutionProvider,
+    Int4Algorithm,
+    Int4Settings,
+    Precision,
+    estimate_bytes,
+    options,
 )
 
 DEMO = dict(num_parameters=134_515_008, vocab_size=49152, hidden_size=576)

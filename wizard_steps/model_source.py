@@ -283,7 +283,7 @@ def prepare_demo(
                     _, fraction, stage = text.split(" ", 2)
                     yield Progress(stage, float(fraction))
                 else:
-                    last_lines = (last_lines + [text])[-20:]
+                    last_lines = ([*last_lines, text])[-20:]
                     yield LogLine(text)
             elif kind == "cancelled":
                 yield Failed("Preparing the demo model was cancelled.", cancelled=True)

@@ -160,7 +160,7 @@ def check_disk(model_size_bytes: int | None = None, output_dir: Path | None = No
     return Check("Free disk", Status.OK, f"{free} free on {target}; converting needs {need_text}.")
 
 
-def check_cmake(version_output: str | None | _Unset = _UNSET, which: Lookup = shutil.which,
+def check_cmake(version_output: str | _Unset | None = _UNSET, which: Lookup = shutil.which,
                 genai_installed: bool | None = None) -> Check:
     """CMake 3.31+, only needed to build onnxruntime-genai from source (WARN if its wheel is in)."""
     if version_output is _UNSET:
@@ -194,8 +194,8 @@ def _foundry_fix(system: str) -> str:
     return f"Run: {FOUNDRY_SDK_INSTALL}" + (f" (or get the CLI: {cli})" if cli else "")
 
 
-def check_foundry(path_lookup: Lookup = shutil.which, sdk_version: str | None | _Unset = _UNSET,
-                  cli_version_output: str | None | _Unset = _UNSET,
+def check_foundry(path_lookup: Lookup = shutil.which, sdk_version: str | _Unset | None = _UNSET,
+                  cli_version_output: str | _Unset | None = _UNSET,
                   system: str | None = None) -> Check:
     """Foundry Local, to deploy: the SDK (found without importing it) or the ``foundry`` CLI."""
     sdk_version = _read_sdk_version() if sdk_version is _UNSET else sdk_version

@@ -1,0 +1,354 @@
+"""The prompt template (presets in the Foundry Local tutorial's shape, detection, rendering,
+validation) and the generation settings (the tutorial's ModelConfig).
+
+``system``, ``user`` and ``assistant`` render one turn each; ``prompt`` renders the final user turn
+and the assistant's opening. Text in ``prompt`` before the user turn's opening (Llama 3's
+``<|begin_of_text|>``) starts the whole prompt, so one turn renders exactly as ``prompt`` does.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, replace
+from enum import Enum
+from pathlib import Path
+
+from wizard_steps.errors import WizardError
+from wizard_steps.model_source import read_chat_template
+
+CONTENT = "{Content}"
+PARTS = ("system", "user", "assistant", "prompt")
+_TOKEN_KEYS = ("bos_token", "eos_token", "unk_token", "pad_token")
+_MAX_TOKENIZER_JSON = 64 * 1024 * 1024
+
+
+class TemplateError(WizardError):
+    """A prompt template or a generation setting is invalid; ``field`` names the part or setting."""
+
+    def __init__(self, message: str, hint: str = "", field: str | None = None) -> None:
+        super().__init__(message, hint)
+        self.field = field
+
+
+@dataclass(frozen=True)
+class PromptTemplate:
+    """The tutorial's PromptTemplate: four strings, each with one ``{Content}`` placeholder."""
+
+    system: str
+    user: str
+    assistant: str
+    prompt: str
+
+    def to_json(self) -> dict[str, str]:
+        return {part: getattr(self, part) for part in PARTS}
+
+    def validate(self) -> PromptTemplate:
+        faults = template_problems(self)
+        if faults:
+            raise faults[0]
+        return self
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A named template with its stop strings and the model families that use it."""
+
+    key: str
+    name: str
+    template: PromptTemplate
+    stop: tuple[str, ...]
+    families: tuple[str, ...]
+    note: str = ""
+
+
+def _turns(open_: str, close: str, roles: tuple[str, str, str], lead: str = "") -> PromptTemplate:
+    system, user, assistant = (f"{open_.format(r)}{CONTENT}{close}" for r in roles)
+    return PromptTemplate(system, user, assistant, f"{lead}{user}{open_.format(roles[2])}")
+
+
+_CHATML = _turns("<|im_start|>{}\n", "<|im_end|>\n", ("system", "user", "assistant"))
+PRESETS: dict[str, Preset] = {p.key: p for p in (
+    Preset("chatml", "ChatML", _CHATML, ("<|im_end|>", "<|endoftext|>"),
+           ("Qwen", "SmolLM", "Hermes")),
+    Preset("phi3", "Phi-3 / Phi-4", _turns("<|{}|>\n", "<|end|>\n", ("system", "user", "assistant")),
+           ("<|end|>", "<|endoftext|>"), ("Phi-3", "Phi-3.5", "Phi-4-mini")),
+    Preset("llama3", "Llama 3", _turns("<|start_header_id|>{}<|end_header_id|>\n\n", "<|eot_id|>",
+                                       ("system", "user", "assistant"), "<|begin_of_text|>"),
+           ("<|eot_id|>", "<|end_of_text|>"), ("Llama 3", "Llama 3.1", "Llama 3.2")),
+    Preset("mistral", "Mistral / Llama 2",
+           PromptTemplate("<<SYS>>\n{Content}\n<</SYS>>\n\n", "[INST] {Content} [/INST]",
+                          "{Content}</s>", "<s>[INST] {Content} [/INST]"),
+           ("</s>",), ("Mistral", "Mixtral", "Llama 2"),
+           "Mistral has no system role: the system prompt goes in a Llama 2 <<SYS>> block."),
+    Preset("gemma", "Gemma", _turns("<start_of_turn>{}\n", "<end_of_turn>\n",
+                                    ("user", "user", "model"), "<bos>"),
+           ("<end_of_turn>", "<eos>"), ("Gemma", "Gemma 2", "Gemma 3"),
+           "Gemma has no system role: the system prompt is sent as a first user turn."),
+    Preset("custom", "Custom", _CHATML, (), (), "Your own four parts; start from ChatML."),
+)}
+
+
+def get_preset(key: str) -> Preset:
+    if key not in PRESETS:
+        raise TemplateError(f"There is no prompt template preset named {key!r}.",
+                            f"Choose one of {', '.join(PRESETS)}.", "preset")
+    return PRESETS[key]
+
+
+# --- validation ---------------------------------------------------------------------------------
+
+
+def template_problems(template: PromptTemplate) -> tuple[TemplateError, ...]:
+    """Every fault of a (custom) template, one sentence each, in the order of the parts."""
+    faults: list[TemplateError] = []
+    for part in PARTS:
+        text = getattr(template, part)
+        count, rest = text.count(CONTENT), text.replace(CONTENT, "")
+        stray = re.search(r"\{[^{}]*\}", rest) or re.search(r"[{}]", rest)
+        if count != 1:
+            faults.append(TemplateError(
+                f"The {part} part has no {CONTENT} placeholder." if count == 0 else
+                f"The {part} part has {CONTENT} {count} times; it must appear exactly once.",
+                f"Put {CONTENT} once, where the message text goes.", part))
+        elif stray:
+            spelled = stray.group().lower() == CONTENT.lower()
+            faults.append(TemplateError(
+                f"The {part} part has {stray.group()!r}, but the only placeholder allowed is "
+                f"{CONTENT}.", f"Write it as {CONTENT}, with a capital C." if spelled else
+                "Remove the braces or the placeholder.", part))
+    if not any(fault.field == "prompt" for fault in faults):
+        after = template.prompt.partition(CONTENT)[2]
+        opening = template.assistant.partition(CONTENT)[0].rstrip() \
+            if template.assistant.count(CONTENT) == 1 else ""
+        if not after.strip():
+            faults.append(TemplateError(
+                f"The prompt part ends at {CONTENT}, with no assistant prefix after it.",
+                "Add the assistant turn's opening after it, e.g. <|im_start|>assistant\\n.",
+                "prompt"))
+        elif opening and not after.rstrip().endswith(opening):
+            faults.append(TemplateError(
+                f"The prompt part does not end with the assistant turn's opening {opening!r}.",
+                "End it with the start of the assistant part, so the model knows to answer.",
+                "prompt"))
+    return tuple(faults)
+
+
+# --- rendering ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Conversation:
+    """An optional system prompt and the turns after it, as (role, content); roles user/assistant."""
+
+    system: str | None = None
+    turns: tuple[tuple[str, str], ...] = ()
+
+    def __post_init__(self) -> None:
+        if any(role not in ("user", "assistant") for role, _ in self.turns):
+            raise ValueError("Every turn's role must be 'user' or 'assistant'.")
+
+    def messages(self) -> list[dict[str, str]]:
+        """The conversation as a chat template's ``messages`` (the system prompt first)."""
+        system = [("system", self.system)] if self.system else []
+        return [{"role": role, "content": text} for role, text in [*system, *self.turns]]
+
+
+SAMPLE_CONVERSATION = Conversation("You are a helpful assistant.", (
+    ("user", "What is the capital of France?"), ("assistant", "The capital of France is Paris."),
+    ("user", "And of Italy?")))
+
+
+def _lead(template: PromptTemplate) -> str:
+    """Text in ``prompt`` before the user turn's opening: it starts the whole prompt."""
+    opening, head = template.user.partition(CONTENT)[0], template.prompt.partition(CONTENT)[0]
+    return head[: -len(opening)] if opening and head != opening and head.endswith(opening) else ""
+
+
+def render(template: PromptTemplate, conversation: Conversation,
+           add_generation_prompt: bool = True) -> str:
+    """The exact prompt string; braces in the messages stay as they are (no str.format)."""
+    lead, turns = _lead(template), list(conversation.turns)
+    if add_generation_prompt and (not turns or turns[-1][0] != "user"):
+        raise ValueError("A generation prompt needs a conversation that ends with a user turn.")
+    last = turns.pop()[1] if add_generation_prompt else None
+    system = [template.system.replace(CONTENT, conversation.system)] if conversation.system else []
+    parts = [lead, *system]
+    parts += [getattr(template, role).replace(CONTENT, text) for role, text in turns]
+    if last is not None:
+        parts.append(template.prompt[len(lead):].replace(CONTENT, last))
+    return "".join(parts)
+
+
+def preview(template: PromptTemplate) -> str:
+    """The prompt a sample three-turn conversation with a system prompt gives, for the UI."""
+    return render(template, SAMPLE_CONVERSATION)
+
+
+def chat_template_for(template: PromptTemplate) -> str:
+    """A Jinja chat template that builds the same prompt as ``render`` (for chat_template.jinja)."""
+    lead, quote = _lead(template), lambda text: json.dumps(text, ensure_ascii=False)
+
+    def turn(part: str) -> str:
+        before, _, after = part.partition(CONTENT)
+        return f"{{{{- {quote(before)} + message['content'] + {quote(after)} -}}}}"
+
+    return "\n".join([*([f"{{{{- {quote(lead)} -}}}}"] if lead else []),
+                      "{%- for message in messages -%}",
+                      "{%- if message['role'] == 'system' -%}", turn(template.system),
+                      "{%- elif message['role'] == 'assistant' -%}", turn(template.assistant),
+                      "{%- elif loop.last and add_generation_prompt -%}",
+                      turn(template.prompt[len(lead):]),
+                      "{%- else -%}", turn(template.user),
+                      "{%- endif -%}", "{%- endfor -%}", ""])
+
+
+def render_with_chat_template(jinja_source: str, messages: list[dict[str, str]],
+                              special_tokens: dict[str, str] | None = None,
+                              add_generation_prompt: bool = True) -> str:
+    """Render a tokenizer's chat template the way transformers does (sandboxed Jinja)."""
+    from datetime import datetime
+
+    import jinja2  # lazily: only the template step renders chat templates
+    from jinja2.ext import loopcontrols
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    def raise_exception(message: str) -> None:
+        raise jinja2.exceptions.TemplateError(message)
+
+    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True,
+                                        extensions=[loopcontrols])
+    env.filters["tojson"] = lambda x, ensure_ascii=False, **kw: json.dumps(
+        x, ensure_ascii=ensure_ascii, **kw)
+    env.globals.update(raise_exception=raise_exception,
+                       strftime_now=lambda fmt: datetime.now().strftime(fmt))
+    try:
+        return env.from_string(jinja_source).render(
+            messages=messages, add_generation_prompt=add_generation_prompt,
+            **(special_tokens or {}))
+    except jinja2.TemplateError as exc:
+        raise TemplateError(f"The tokenizer's chat template cannot render this conversation ({exc}).",
+                            "Check the model folder's chat template.", "chat_template") from None
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _text(value: object) -> str | None:
+    value = value.get("content") if isinstance(value, dict) else value
+    return value if isinstance(value, str) else None
+
+
+def special_tokens(folder: Path) -> dict[str, str]:
+    """bos/eos/unk/pad tokens from tokenizer_config.json, as chat templates expect them."""
+    config = _read_json(Path(folder) / "tokenizer_config.json")
+    return {key: _text(config[key]) for key in _TOKEN_KEYS if _text(config.get(key)) is not None}
+
+
+def _all_special_tokens(folder: Path) -> set[str]:
+    config = _read_json(folder / "tokenizer_config.json")
+    found = [*special_tokens(folder).values(), *(config.get("additional_special_tokens") or []),
+             *(config.get("added_tokens_decoder") or {}).values()]
+    tokenizer = folder / "tokenizer.json"
+    if tokenizer.is_file() and tokenizer.stat().st_size <= _MAX_TOKENIZER_JSON:
+        found += _read_json(tokenizer).get("added_tokens") or []
+    return {text for text in map(_text, found) if text}
+
+
+@dataclass(frozen=True)
+class Agreement:
+    """How this template's prompt compares with the one the tokenizer's chat template builds."""
+
+    agree: bool
+    ours: str
+    theirs: str
+    first_difference: int | None
+    note: str
+
+
+def compare_with_tokenizer(template: PromptTemplate, folder: Path,
+                           conversation: Conversation | None = None) -> Agreement:
+    """Render one conversation both ways; a chat template that refuses a system prompt gets none."""
+    conversation = conversation or SAMPLE_CONVERSATION
+    source, tokens = read_chat_template(Path(folder)), special_tokens(Path(folder))
+    if not source:
+        return Agreement(False, render(template, conversation), "", None, "The model folder has "
+                         "no chat template for Foundry Local to use; write this one into it.")
+    try:
+        theirs = render_with_chat_template(source, conversation.messages(), tokens)
+    except TemplateError as exc:
+        if not conversation.system:
+            return Agreement(False, render(template, conversation), "", None, exc.message)
+        result = compare_with_tokenizer(template, folder, Conversation(None, conversation.turns))
+        return replace(result, note="The tokenizer's chat template refuses a system prompt, so "
+                       f"this compares without one. {result.note}")
+    ours = render(template, conversation)
+    if ours == theirs:
+        return Agreement(True, ours, theirs, None,
+                         "The tokenizer's chat template builds the same prompt, exactly.")
+    at = next((i for i, (a, b) in enumerate(zip(ours, theirs, strict=False)) if a != b),
+              min(len(ours), len(theirs)))
+    return Agreement(False, ours, theirs, at,
+                     f"The prompts differ from character {at}: this template gives "
+                     f"{ours[at:at + 30]!r}, the tokenizer's chat template {theirs[at:at + 30]!r}.")
+
+
+# --- detection ----------------------------------------------------------------------------------
+
+
+class Confidence(str, Enum):
+    HIGH = "high"
+    MEDIUM = "medium"
+    LOW = "low"
+
+
+@dataclass(frozen=True)
+class Detection:
+    """The preset that fits a model folder, how sure that is, and why (one clause for the UI)."""
+
+    preset_key: str
+    confidence: Confidence
+    reason: str
+
+
+_MARKERS = (
+    ("chatml", ("<|im_start|>", "<|im_end|>")), ("llama3", ("<|start_header_id|>", "<|eot_id|>")),
+    ("phi3", ("<|assistant|>", "<|end|>")), ("gemma", ("<start_of_turn>", "<end_of_turn>")),
+    ("mistral", ("[INST]", "[/INST]")),
+)
+
+
+def detect(folder: Path) -> Detection:
+    """Pick the preset from the tokenizer's chat template, else from its special tokens."""
+    folder = Path(folder)
+    source = read_chat_template(folder) or ""
+    for key, markers in _MARKERS:
+        if all(marker in source for marker in markers):
+            reason = f"the chat template uses {'/'.join(markers)} markers ({PRESETS[key].name})"
+            agreement = compare_with_tokenizer(PRESETS[key].template, folder)
+            if agreement.agree:
+                return Detection(key, Confidence.HIGH,
+                                 f"{reason} and builds a sample conversation exactly as the preset")
+            return Detection(key, Confidence.MEDIUM, f"{reason}, but builds a sample conversation "
+                             f"differently from the preset: {agreement.note}")
+    opening = "the chat template uses no known markers" if source else "there is no chat template"
+    tokens = _all_special_tokens(folder)
+    for key, markers in _MARKERS:
+        if all(marker in tokens for marker in markers):
+            return Detection(key, Confidence.MEDIUM, f"{opening}, but the tokenizer has the "
+                             f"{'/'.join(markers)} special tokens ({PRESETS[key].name})")
+    if {"<s>", "</s>"} <= tokens:
+        return Detection("mistral", Confidence.LOW, f"{opening} and the tokenizer has only "
+                         "<s>/</s> special tokens, as Llama 2 and Mistral have")
+    return Detection("chatml", Confidence.LOW, f"{opening} and no known special tokens; ChatML is "
+                     "a guess, so check the preview or write a Custom template")
+
+
+# --- generation settings ------------------------------------------------------------------------
+
+# setting: (lowest, highest, the allowed range in words); top_p excludes its lowest value.
