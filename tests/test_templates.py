@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from wizard_steps.generation import GenerationError
 from wizard_steps.templates import (
     PRESETS,
     SAMPLE_CONVERSATION,
@@ -239,16 +240,16 @@ def test_every_fault_is_listed_with_its_part() -> None:
     ("top_p", 0), ("max_length", 200_000), ("temperature", "warm"), ("max_length", 100.5),
 ])
 def test_a_bad_generation_setting_is_refused_by_name(setting: str, value: object) -> None:
-    with pytest.raises(TemplateError, match=setting) as caught:
+    with pytest.raises(GenerationError, match=setting) as caught:
         model_config(**{setting: value})
     assert caught.value.field == setting
     assert repr(value) in caught.value.message
-    with pytest.raises(TemplateError, match=setting):
+    with pytest.raises(GenerationError, match=setting):
         ModelConfig(**{setting: value}).validate()  # type: ignore[arg-type]
 
 
 def test_max_length_cannot_exceed_the_model_context() -> None:
-    with pytest.raises(TemplateError, match="max_length 4096 .* context of 2048"):
+    with pytest.raises(GenerationError, match="max_length 4096 .* context of 2048"):
         model_config(max_length=4096, context_length=2048)
     assert model_config(max_length="1024", context_length=2048).max_length == 1024
 

@@ -103,8 +103,12 @@ def _resolve_model(value: str, printer: ProgressPrinter) -> Path:
 
 def cmd_convert(args: argparse.Namespace) -> int:
     from wizard_steps import convert as conversion
-    from wizard_steps.precision import ExecutionProvider, Int4Algorithm, Int4Settings
-    from wizard_steps.precision import parse_precision
+    from wizard_steps.precision import (
+        ExecutionProvider,
+        Int4Algorithm,
+        Int4Settings,
+        parse_precision,
+    )
 
     printer = ProgressPrinter(verbose=args.verbose)
     precision = parse_precision(args.precision)

@@ -15,6 +15,8 @@ from enum import Enum
 from pathlib import Path
 
 from wizard_steps.errors import WizardError
+from wizard_steps.generation import ModelConfig as ModelConfig  # re-exported for callers
+from wizard_steps.generation import model_config as model_config
 from wizard_steps.model_source import read_chat_template
 
 CONTENT = "{Content}"
@@ -348,7 +350,3 @@ def detect(folder: Path) -> Detection:
     return Detection("chatml", Confidence.LOW, f"{opening} and no known special tokens; ChatML is "
                      "a guess, so check the preview or write a Custom template")
 
-
-# --- generation settings ------------------------------------------------------------------------
-
-# setting: (lowest, highest, the allowed range in words); top_p excludes its lowest value.
