@@ -1,0 +1,133 @@
+"""Streaming generation through onnxruntime-genai on the converted demo model."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+
+from wizard_steps.engine import (
+    Chat,
+    EngineError,
+    GenaiBackend,
+    ReplyDone,
+    ReplyOptions,
+    StopStringFilter,
+    TextChunk,
+    TurnsDropped,
+)
+from wizard_steps.templates import Conversation, get_preset
+
+pytestmark = pytest.mark.slow
+CHATML = get_preset("chatml")
+
+
+@pytest.fixture(scope="module")
+def backend(demo_int8: Path) -> GenaiBackend:
+    return GenaiBackend(demo_int8, CHATML.template)
+
+
+def collect(events) -> tuple[list[str], ReplyDone, list]:
+    chunks, done, other = [], None, []
+    for event in events:
+        if isinstance(event, TextChunk):
+            chunks.append(event.text)
+        elif isinstance(event, ReplyDone):
+            done = event
+        else:
+            other.append(event)
+    assert done is not None
+    return chunks, done, other
+
+
+def test_reply_streams_and_its_stats_add_up(backend: GenaiBackend) -> None:
+    system = "You are a helpful assistant."
+    chat = Chat(backend, ReplyOptions(max_new_tokens=40, stop=CHATML.stop), system=system)
+    chunks, done, _ = collect(chat.send("What is the capital of France?"))
+    assert "".join(chunks) == done.text and "Paris" in done.text
+    assert len(chunks) > 3
+    stats = done.stats
+    assert stats.prompt_tokens == backend.count_tokens(
+        Conversation(system, (("user", "What is the capital of France?"),)))
+    assert 0 < stats.generated_tokens <= 40
+    assert 0 < stats.ttft_s < stats.duration_s
+    assert stats.tokens_per_s > 0 and stats.finish_reason in ("stop", "length")
+
+
+def test_generated_token_count_equals_the_streamed_tokens(backend: GenaiBackend) -> None:
+    options = ReplyOptions(max_new_tokens=20, min_new_tokens=20)
+    conversation = Conversation(None, (("user", "Tell me a story about a cat."),))
+    _, done, _ = collect(backend.stream(conversation, options))
+    assert done.stats.generated_tokens == 20
+    assert len(backend.encode(done.text)) in range(17, 24)  # re-encoding may merge at edges
+    assert done.stats.finish_reason == "length"
+
+
+def test_cancel_stops_within_one_token(backend: GenaiBackend) -> None:
+    stop = threading.Event()
+    generated = 0
+    conversation = Conversation(None, (("user", "Write a long essay about rivers."),))
+    for event in backend.stream(conversation, ReplyOptions(max_new_tokens=200, min_new_tokens=200),
+                                stop):
+        if isinstance(event, TextChunk):
+            generated += 1
+            if generated == 5:
+                stop.set()
+        elif isinstance(event, ReplyDone):
+            done = event
+    assert done.stats.finish_reason == "cancelled"
+    assert done.stats.generated_tokens <= 6
+
+
+def test_six_turn_conversation_keeps_the_system_prompt(backend: GenaiBackend) -> None:
+    chat = Chat(backend, ReplyOptions(max_new_tokens=12, stop=CHATML.stop),
+                system="You are a pirate.")
+    for question in ("Hello!", "Who are you?", "What is 2+2?"):
+        collect(chat.send(question))
+    assert len(chat.turns) == 6
+    prompt = backend.encode  # the rendered prompt of the next request starts with the system turn
+    from wizard_steps.templates import render
+
+    rendered = render(CHATML.template, Conversation(chat.system, (*chat.turns, ("user", "x"))))
+    assert rendered.startswith("<|im_start|>system\nYou are a pirate.<|im_end|>")
+    assert prompt(rendered)
+
+
+def test_context_overflow_drops_the_oldest_turns(demo_int8: Path) -> None:
+    small = GenaiBackend(demo_int8, CHATML.template, max_length=160)
+    chat = Chat(small, ReplyOptions(max_new_tokens=16, stop=CHATML.stop), system="Be brief.")
+    dropped = []
+    for index in range(6):
+        _, _, other = collect(chat.send(f"Question {index}: tell me about the number {index} "
+                                        "in about twenty words please."))
+        dropped += [e for e in other if isinstance(e, TurnsDropped)]
+    assert dropped, "some turns must have been dropped at a 160-token context"
+    assert "system prompt stays" in dropped[0].message
+    assert chat.turns[-2][1].startswith("Question 5")
+    assert len(chat.turns) < 12
+
+
+def test_a_single_message_too_long_is_refused(backend: GenaiBackend) -> None:
+    chat = Chat(backend, ReplyOptions(max_new_tokens=16))
+    with pytest.raises(EngineError, match="too long"):
+        list(chat.send("word " * 9000))
+    assert chat.turns == []
+
+
+def test_empty_message_is_refused(backend: GenaiBackend) -> None:
+    with pytest.raises(EngineError, match="empty"):
+        list(Chat(backend).send("   "))
+
+
+def test_stop_string_is_never_shown_even_across_pieces() -> None:
+    stops = StopStringFilter(("<|im_end|>",))
+    shown = "".join(stops.feed(p) for p in ["Hello", " <|im", "_end|> more"]) + stops.flush()
+    assert shown == "Hello " and stops.stopped
+
+
+def test_multibyte_text_streams_whole_characters(backend: GenaiBackend) -> None:
+    chat = Chat(backend, ReplyOptions(max_new_tokens=30, stop=CHATML.stop))
+    chunks, done, _ = collect(chat.send("Écris « bonjour » et un emoji 😀 en français."))
+    assert all("\ufffd" not in chunk for chunk in chunks)
+    assert done.text.encode("utf-8").decode("utf-8") == done.text
