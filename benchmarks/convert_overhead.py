@@ -19,9 +19,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from wizard_steps import convert, model_source  # noqa: E402
-from wizard_steps.events import Failed, Finished  # noqa: E402
-from wizard_steps.precision import Precision  # noqa: E402
+from wizard_steps import convert, model_source
+from wizard_steps.events import Failed, Finished
+from wizard_steps.precision import Precision
 
 
 def through_slmops(model: Path, out: Path) -> float:
