@@ -203,6 +203,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
+        if sys.stdin.isatty() and sys.stdout.isatty():
+            from tui.app import SlmopsApp
+            from wizard_steps.state import WizardState
+
+            SlmopsApp(WizardState()).run()
+            return exit_codes.OK
         return cmd_quickstart(args)
     try:
         return int(args.func(args))

@@ -1,0 +1,115 @@
+"""What every step screen shares: the step indicator, a scrolling body, Back / Next with the reason
+Next is blocked, help, and cancellation of the screen's long work when the user leaves it."""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING, ClassVar
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, VerticalScroll
+from textual.screen import Screen
+from textual.widgets import Button, Footer, Label
+
+from tui.widgets.help import HelpScreen
+from tui.widgets.step_indicator import STEP_TITLES, StepIndicator
+
+if TYPE_CHECKING:
+    from tui.app import SlmopsApp
+    from wizard_steps.state import WizardState
+
+
+class StepScreen(Screen[None]):
+    """Base of the wizard's screens. Subclasses set STEP and HELP and write ``compose_body``."""
+
+    STEP: ClassVar[str] = "welcome"
+    HELP: ClassVar[str] = ""
+    BINDINGS: ClassVar = [
+        Binding("ctrl+n", "next_step", "Next", priority=True),
+        Binding("ctrl+b", "back_step", "Back", priority=True),
+        Binding("f1", "help", "Help"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__(name=self.STEP)
+        self.cancel = threading.Event()  # set when the screen goes away: its workers stop
+
+    @property
+    def wizard(self) -> SlmopsApp:
+        return self.app  # type: ignore[return-value]
+
+    @property
+    def state(self) -> WizardState:
+        return self.wizard.state
+
+    def compose(self) -> ComposeResult:
+        yield StepIndicator(self.STEP, self.state.completed, id="step-indicator")
+        with VerticalScroll(id="step-body"):
+            yield from self.compose_body()
+        with Horizontal(id="nav-bar"):
+            yield Button("‹ Back", id="back", variant="default")
+            yield Label("", id="nav-reason")
+            yield Button("Next ›", id="next", variant="primary")
+        yield Footer()
+
+    def compose_body(self) -> ComposeResult:
+        yield from ()
+
+    def on_mount(self) -> None:
+        self.sub_title = STEP_TITLES[self.STEP]
+        self.query_one("#back", Button).display = self.STEP != "welcome"
+        self.refresh_nav()
+
+    def on_unmount(self) -> None:
+        self.cancel.set()
+
+    # --- navigation -------------------------------------------------------------------------
+
+    def blocked_reason(self) -> str | None:
+        """Why Next is not allowed yet (one short sentence), or None when it is."""
+        return None
+
+    def refresh_nav(self) -> None:
+        reason = self.blocked_reason()
+        self.query_one("#next", Button).disabled = reason is not None
+        self.query_one("#nav-reason", Label).update(reason or "")
+
+    def before_next(self) -> bool:
+        """Save the screen's choices into the state; return False to stay."""
+        return True
+
+    @on(Button.Pressed, "#next")
+    def action_next_step(self) -> None:
+        reason = self.blocked_reason()
+        if reason is not None:
+            self.notify(reason, severity="warning")
+            return
+        if self.before_next():
+            self.state.complete(self.STEP)
+            self.wizard.next_step()
+
+    @on(Button.Pressed, "#back")
+    def action_back_step(self) -> None:
+        self.wizard.previous_step()
+
+    def action_help(self) -> None:
+        self.app.push_screen(HelpScreen(f"# {STEP_TITLES[self.STEP]}\n\n{self.HELP}\n\n"
+                                        + KEYS_HELP))
+
+    def is_busy(self) -> bool:
+        """True while long work started by this screen is running (quitting asks first)."""
+        return any(worker.is_running for worker in self.workers)
+
+
+KEYS_HELP = """## Keys
+
+| key | does |
+| --- | --- |
+| ctrl+n / ctrl+b | next / back |
+| tab, shift+tab | move between fields |
+| ctrl+p | command palette: jump to a step, change theme |
+| f1 | this help |
+| ctrl+q | quit (asks first if work is running) |
+"""

@@ -1,0 +1,76 @@
+"""The user's choices through the wizard, saved as they go so that a run can be resumed."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+from wizard_steps import paths
+
+STEPS = ("welcome", "prereqs", "model", "precision", "template", "convert", "deploy",
+         "benchmark", "chat", "summary")
+
+
+@dataclass
+class WizardState:
+    """Everything the steps decided; plain JSON types only so that it saves as it is."""
+
+    step: str = "welcome"
+    completed: list[str] = field(default_factory=list)
+    model_dir: str | None = None
+    use_demo: bool = False
+    precision: str = "int4"
+    int4_block_size: int = 32
+    int4_symmetric: bool = True
+    int4_accuracy_level: int = 4
+    int4_algorithm: str = "k_quant_mixed"
+    int4_quantize_embeddings: bool = False
+    template_key: str | None = None
+    custom_template: dict[str, str] | None = None
+    model_config: dict[str, float] = field(default_factory=lambda: {
+        "max_length": 2048, "temperature": 0.7, "top_p": 0.9, "repetition_penalty": 1.1})
+    output_dir: str | None = None
+    converted_dir: str | None = None
+    deploy_name: str | None = None
+    deployed_id: str | None = None
+    bench_lengths: list[int] = field(default_factory=lambda: [16, 128, 512])
+    bench_runs: int = 3
+    bench_new_tokens: int = 64
+    system_prompt: str = "You are a helpful assistant."
+
+    def complete(self, step: str) -> None:
+        if step not in self.completed:
+            self.completed.append(step)
+
+    @property
+    def last_completed(self) -> str | None:
+        done = [s for s in STEPS if s in self.completed]
+        return done[-1] if done else None
+
+    def save(self, path: Path | None = None) -> Path:
+        """Write atomically: a crash mid-write leaves the previous state intact."""
+        path = path or paths.state_file()
+        paths.ensure(path.parent)
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(json.dumps(asdict(self), indent=2), encoding="utf-8")
+        os.replace(tmp, path)
+        return path
+
+    @classmethod
+    def load(cls, path: Path | None = None) -> WizardState | None:
+        """The saved state, or None when there is none or it cannot be read."""
+        path = path or paths.state_file()
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        if not isinstance(data, dict):
+            return None
+        known = {f.name for f in fields(cls)}
+        try:
+            state = cls(**{k: v for k, v in data.items() if k in known})
+        except TypeError:
+            return None
+        return state if state.step in STEPS else None
