@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Iterable
 from functools import partial
+from pathlib import Path
 from typing import ClassVar
 
 from textual.app import App, SystemCommand
@@ -54,11 +55,11 @@ class StepCommands(Provider):
 class SlmopsApp(App[None]):
     """slmops: from a fine-tuned model folder to a local deployment you can talk to."""
 
-    CSS_PATH = "styles/app.tcss"
+    CSS_PATH = Path(__file__).parent / "styles" / "app.tcss"
     TITLE = "slmops"
     COMMANDS: ClassVar = App.COMMANDS | {StepCommands}
     BINDINGS: ClassVar = [
-        Binding("ctrl+q", "request_quit", "Quit", priority=True),
+        Binding("ctrl+q", "quit", "Quit", priority=True),
         Binding("f2", "toggle_dark", "Theme"),
     ]
 
@@ -68,6 +69,7 @@ class SlmopsApp(App[None]):
         self.start_step = start or self.state.step
 
     def on_mount(self) -> None:
+        self.state.step = self.start_step
         self.push_screen(screen_class(self.start_step)())
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
@@ -94,7 +96,7 @@ class SlmopsApp(App[None]):
     def action_toggle_dark(self) -> None:
         self.theme = "textual-light" if self.current_theme.dark else "textual-dark"
 
-    def action_request_quit(self) -> None:
+    async def action_quit(self) -> None:
         screen = self.screen
         if isinstance(screen, StepScreen) and screen.is_busy():
             def answer(yes: bool | None) -> None:

@@ -99,8 +99,9 @@ class StepScreen(Screen[None]):
                                         + KEYS_HELP))
 
     def is_busy(self) -> bool:
-        """True while long work started by this screen is running (quitting asks first)."""
-        return any(worker.is_running for worker in self.workers)
+        """True while long work started by this screen is running (quitting asks first); quick
+        look-ups run in the worker group "quick" and do not count."""
+        return any(worker.is_running and worker.group != "quick" for worker in self.workers)
 
 
 KEYS_HELP = """## Keys

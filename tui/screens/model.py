@@ -79,7 +79,7 @@ class ModelScreen(StepScreen):
             self.query_one("#model-error", Label).update("")
             self.query_one("#model-info", Static).update("")
 
-    @work(thread=True, exclusive=True, group="inspect")
+    @work(thread=True, exclusive=True, group="quick")
     def inspect(self, value: str) -> None:
         try:
             info: ModelInfo | str = model_source.inspect_model(value)

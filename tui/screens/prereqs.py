@@ -48,7 +48,7 @@ class PrereqsScreen(StepScreen):
     def rerun(self) -> None:
         self.run_checks()
 
-    @work(thread=True, exclusive=True)
+    @work(thread=True, exclusive=True, group="quick")
     def run_checks(self) -> None:
         checks = prereqs.run_all()
         self.app.call_from_thread(self.show_checks, checks)

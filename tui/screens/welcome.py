@@ -5,22 +5,20 @@ from __future__ import annotations
 from textual import on
 from textual.app import ComposeResult
 from textual.containers import Horizontal
-from textual.widgets import Button, Markdown
+from textual.widgets import Button, Static
 
 from tui.screens.base import StepScreen
 from tui.widgets.step_indicator import STEP_TITLES
 from wizard_steps.state import STEPS, WizardState
 
 INTRO = """\
-# slmops
+[b]slmops[/b]: take a fine-tuned small language model to a model you can talk to, on this machine.
 
-Take a fine-tuned small language model to a model you can talk to, on this machine:
-
-**prerequisites** → **model** → **precision** → **prompt template** → **convert** (Olive,
-to ONNX) → **deploy** (Foundry Local) → **benchmark** (live) → **chat**
+[b]prerequisites[/b] → [b]model[/b] → [b]precision[/b] → [b]prompt template[/b] → [b]convert[/b] \
+(Olive, to ONNX) → [b]deploy[/b] (Foundry Local) → [b]benchmark[/b] (live) → [b]chat[/b]
 
 Every step is real: Olive converts, onnxruntime-genai generates, Foundry Local serves.
-No model at hand? The bundled demo, *SmolLM2-135M-Instruct*, works offline.
+No model at hand? The bundled demo, [i]SmolLM2-135M-Instruct[/i], works offline.
 """
 
 
@@ -30,7 +28,7 @@ class WelcomeScreen(StepScreen):
             "model folder. A previous run can be resumed from the last step it completed.")
 
     def compose_body(self) -> ComposeResult:
-        yield Markdown(INTRO, id="welcome-intro")
+        yield Static(INTRO, id="welcome-intro")
         with Horizontal(classes="row", id="welcome-choices"):
             yield Button("Use the demo model", id="start-demo", variant="success")
             yield Button("Use my own model", id="start-own")

@@ -6,7 +6,6 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Markdown
 
 
 class HelpScreen(ModalScreen[None]):
@@ -17,6 +16,8 @@ class HelpScreen(ModalScreen[None]):
         self.markdown = markdown
 
     def compose(self) -> ComposeResult:
+        from textual.widgets import Markdown  # markdown-it is slow to import: only when shown
+
         with VerticalScroll(id="help-dialog"):
             yield Markdown(self.markdown)
 
@@ -31,8 +32,10 @@ class ConfirmScreen(ModalScreen[bool]):
         self.question = question
 
     def compose(self) -> ComposeResult:
+        from textual.widgets import Static
+
         with VerticalScroll(id="confirm-dialog"):
-            yield Markdown(f"{self.question}\n\n**y** yes · **n** no")
+            yield Static(f"{self.question}\n\n[b]y[/b] yes · [b]n[/b] no")
 
     def action_answer(self, yes: bool) -> None:
         self.dismiss(yes)
