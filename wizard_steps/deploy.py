@@ -1,0 +1,298 @@
+"""Deployment to Foundry Local: a copy of the converted folder in the Foundry cache, with the
+tutorial's inference_model.json, the chosen chat template and generation settings, registered in
+the LOCAL catalog as ``<name>:<version>``, loaded, and proven by one short answer.
+
+Layout: ``<cache>/slmops/<name>/<version>/``; every deploy of a name makes the next version and
+never touches earlier versions, other models or the user's converted folder. A failed or cancelled
+deploy removes its copy and leaves the registry file byte for byte as it was.
+
+``deploy_with_cli`` (in ``foundry_cli``) is the tutorial's route where the ``foundry`` CLI is
+installed (Windows, macOS); ``choose_backend`` picks between the two.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from wizard_steps import paths
+from wizard_steps.deploy_files import (
+    InferenceModel,
+    apply_template_and_settings,
+    check_model_folder,
+    detect_precision,
+    read_inference_model_json,
+    staged_copy,
+    validate_name,
+    write_inference_model_json,
+)
+from wizard_steps.errors import Cancelled, DeployError, WizardError
+from wizard_steps.events import Event, Failed, Finished, LogLine, Progress
+from wizard_steps.foundry import REGISTRY_FILE, SDK_HINT, FoundryChat, FoundryRuntime, sdk_available
+from wizard_steps.foundry_cli import choose_backend, deploy_with_cli
+from wizard_steps.model_source import folder_size
+from wizard_steps.precision import human_size
+from wizard_steps.templates import ModelConfig, PromptTemplate
+
+__all__ = ["DeployedModel", "InferenceModel", "choose_backend", "deploy", "deploy_with_cli", "finish",
+           "list_deployed", "read_inference_model_json", "undeploy", "validate_name",
+           "write_inference_model_json"]
+
+MANAGED_DIR = "slmops"
+PROOF_PROMPT = "Say hello."
+PROOF_TOKENS = 16
+CANCELLED = "The deployment was cancelled; nothing was kept."
+
+
+@dataclass(frozen=True)
+class DeployedModel:
+    """One registration in a Foundry cache, as ``foundry cache ls`` shows it."""
+
+    id: str
+    name: str
+    version: int
+    display_name: str
+    path: Path
+    precision: str | None
+    size_bytes: int
+    managed: bool  # its files are slmops' copy (undeploy removes them)
+
+
+def _cache(cache_dir: Path | str | None) -> Path:
+    return Path(cache_dir or paths.foundry_cache_dir()).expanduser().resolve()
+
+
+def _entries(cache: Path) -> list[dict]:
+    path = cache / REGISTRY_FILE
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return []
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DeployError(f"The Foundry registry {path} cannot be read ({exc}).",
+                          "Restore it from a backup, or remove it and deploy again.") from None
+    models = data.get("models") if isinstance(data, dict) else None
+    return [m for m in models or [] if isinstance(m, dict) and isinstance(m.get("model_info"), dict)]
+
+
+def list_deployed(cache_dir: Path | str | None = None) -> list[DeployedModel]:
+    """Every model registered in the cache, read from its registry file and folders (fast: the
+    native runtime is not started)."""
+    cache = _cache(cache_dir)
+    managed_root = cache / MANAGED_DIR
+    found = []
+    for entry in _entries(cache):
+        info = entry["model_info"]
+        model_id = str(info.get("id", ""))
+        name, _, version = model_id.partition(":")
+        path = Path(str(entry.get("model_path", "")))
+        props = info.get("stringProperties") if isinstance(info.get("stringProperties"), dict) else {}
+        exists = path.is_dir()
+        found.append(DeployedModel(
+            model_id, str(info.get("name") or name), int(info.get("version") or version or 0),
+            str(info.get("displayName") or props.get("display_name") or name), path,
+            detect_precision(path) if exists else None, folder_size(path) if exists else 0,
+            managed_root in path.parents))
+    return sorted(found, key=lambda m: (m.name.lower(), m.version))
+
+
+def next_version(name: str, cache_dir: Path | str | None = None) -> int:
+    """One more than any version of ``name`` registered or present on disk."""
+    cache = _cache(cache_dir)
+    versions = [m.version for m in list_deployed(cache) if m.name == name]
+    folder = cache / MANAGED_DIR / name
+    if folder.is_dir():
+        versions += [int(p.name) for p in folder.iterdir() if p.name.isdigit()]
+    return max(versions, default=0) + 1
+
+
+def _check_writable(cache: Path) -> None:
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+        handle, probe = tempfile.mkstemp(prefix=".slmops-probe-", dir=cache)
+        os.close(handle)
+        os.unlink(probe)
+    except OSError as exc:
+        raise DeployError(f"The Foundry cache folder {cache} cannot be written ({exc.strerror or exc}).",
+                          "Choose a folder you can write to, or fix its permissions.") from None
+
+
+class _Registry:
+    """The registry file's bytes before a deploy, to put back exactly if the deploy fails."""
+
+    def __init__(self, cache: Path) -> None:
+        self.path, self.lock = cache / REGISTRY_FILE, cache / REGISTRY_FILE.replace(".json", ".lock")
+        self.before = self.path.read_bytes() if self.path.exists() else None
+        self.lock_existed = self.lock.exists()
+
+    def restore(self) -> None:
+        if (self.path.read_bytes() if self.path.exists() else None) == self.before:
+            return
+        if self.before is None:
+            self.path.unlink(missing_ok=True)
+            if not self.lock_existed:
+                self.lock.unlink(missing_ok=True)
+            return
+        tmp = self.path.with_name(f".{self.path.name}.restore")
+        tmp.write_bytes(self.before)
+        os.replace(tmp, self.path)
+
+
+def finish(events: Iterator[Event]) -> Finished:
+    """Drive a deploy to its end; raises DeployError (or Cancelled) instead of yielding Failed."""
+    try:
+        for event in events:
+            if isinstance(event, Failed):
+                raise (Cancelled if event.cancelled else DeployError)(event.reason)
+            if isinstance(event, Finished):
+                return event
+        raise DeployError("The deployment ended without a result.")
+    finally:
+        close = getattr(events, "close", None)
+        if close is not None:
+            close()
+
+
+def deploy(folder: Path | str, name: str, template: PromptTemplate, model_config: ModelConfig,
+           cache_dir: Path | str | None = None, description: str = "",
+           cancel: threading.Event | None = None, display_name: str | None = None,
+           keep_loaded: bool = False) -> Iterator[Event]:
+    """Deploy a converted folder through the Foundry Local SDK as the next version of ``name``.
+    Yields Progress and LogLine, then Finished(path, details) or Failed."""
+    started = time.monotonic()
+    try:
+        source = check_model_folder(folder)
+        validate_name(name)
+        template.validate()
+        model_config.validate()
+        if not sdk_available():
+            raise DeployError("The Foundry Local SDK (foundry-local-sdk) is not installed.", SDK_HINT)
+        cache = _cache(cache_dir)
+        _check_writable(cache)
+        version = next_version(name, cache)
+    except WizardError as exc:
+        yield Failed(str(exc))
+        return
+    model_id, target = f"{name}:{version}", cache / MANAGED_DIR / name / str(version)
+    display = display_name or f"{name} v{version}"
+    registry = _Registry(cache)
+    created = [p for p in (cache / MANAGED_DIR, target.parent) if not p.exists()]
+    runtime: FoundryRuntime | None = None
+    chat: FoundryChat | None = None
+    registered = placed = False
+    staging = None
+    try:
+        yield Progress(f"Copying the model into the Foundry cache as {model_id}", 0.0)
+        staging = yield from staged_copy(source, target, cancel, (0.0, 0.6))
+        yield Progress("Writing inference_model.json, the chat template and the settings", 0.62)
+        write_inference_model_json(staging, name, description or f"{name}, deployed by slmops",
+                                   version, template, model_config)
+        report = apply_template_and_settings(staging, template, model_config)
+        for note in report.notes:
+            yield LogLine(note)
+        os.rename(staging, target)  # fails if another deploy took this version meanwhile
+        placed, staging = True, None
+        yield LogLine(f"Copied {human_size(folder_size(target))} to {target}")
+        _raise_if(cancel)
+        yield Progress(f"Registering {model_id} in the local catalog", 0.7)
+        runtime = FoundryRuntime.open(cache)
+        runtime.register(target, model_id, display)
+        registered = True
+        _raise_if(cancel)
+        yield Progress("Loading the model", 0.75)
+        chat = FoundryChat(runtime, model_id)
+        yield LogLine(f"Loaded {model_id} in {chat.load_s:.2f} s")
+        _raise_if(cancel)
+        yield Progress(f"Asking it: {PROOF_PROMPT}", 0.85)
+        proof = chat.reply(PROOF_PROMPT, max_output_tokens=PROOF_TOKENS, do_sample=False)
+        _raise_if(cancel)
+        if not proof.text.strip():
+            raise DeployError(f"{model_id} loaded but answered {PROOF_PROMPT!r} with no text.",
+                              "Check the chat template and the conversion's validation output.")
+        yield LogLine(f"Reply: {proof.text.strip()}")
+        chat.close(unload=not keep_loaded)
+    except BaseException as exc:
+        # Undo before reporting: a caller may stop at Failed and never resume this generator.
+        _undo(runtime, chat, model_id if registered else None,
+              [p for p in (staging, target if placed else None) if p], created, registry)
+        if not isinstance(exc, Exception):  # GeneratorExit, KeyboardInterrupt
+            raise
+        yield _failure(exc)
+        return
+    size = folder_size(target)
+    yield Progress("Deployed", 1.0)
+    yield Finished(target, {
+        "model_id": model_id, "name": name, "version": version, "display_name": display,
+        "path": str(target), "cache_dir": str(cache), "size_bytes": size,
+        "precision": detect_precision(target), "load_s": round(chat.load_s, 3),
+        "proof_prompt": PROOF_PROMPT, "proof_reply": proof.text.strip(),
+        "first_reply_s": round(proof.first_token_s or proof.total_s, 3),
+        "proof_usage": proof.usage, "template_agrees": report.agrees,
+        "template_notes": list(report.notes), "duration_s": round(time.monotonic() - started, 1),
+    })
+
+
+def _failure(exc: Exception) -> Failed:
+    if isinstance(exc, Cancelled):
+        return Failed(CANCELLED, cancelled=True)
+    if isinstance(exc, WizardError):
+        return Failed(str(exc))
+    if isinstance(exc, OSError):
+        return Failed(f"Writing the deployed copy failed ({exc.strerror or exc}).")
+    return Failed(f"The deployment failed: {type(exc).__name__}: {exc}".splitlines()[0])
+
+
+def _raise_if(cancel: threading.Event | None) -> None:
+    if cancel is not None and cancel.is_set():
+        raise Cancelled(CANCELLED)
+
+
+def _undo(runtime: FoundryRuntime | None, chat: FoundryChat | None, model_id: str | None,
+          folders: list[Path], created: list[Path], registry: _Registry) -> None:
+    """Put everything back as it was: unload, unregister, remove the copy, restore the registry."""
+    with contextlib.suppress(Exception):
+        if chat is not None:
+            chat.close(unload=True)
+    if runtime is not None and model_id is not None:
+        with contextlib.suppress(Exception):
+            runtime.unregister(model_id)
+    for folder in folders:
+        shutil.rmtree(folder, ignore_errors=True)
+    for folder in reversed(created):  # the name's and slmops' folders, when this deploy made them
+        with contextlib.suppress(OSError):
+            folder.rmdir()
+    with contextlib.suppress(OSError):
+        registry.restore()
+
+
+def undeploy(name_or_id: str, cache_dir: Path | str | None = None) -> list[str]:
+    """Remove one version (``name:3``) or every version of a name: its registration and, when
+    the files are slmops' copy, its folder. Other models stay. Returns the ids removed."""
+    name, _, version = name_or_id.partition(":")
+    validate_name(name)
+    if version and not version.isdigit():
+        raise DeployError(f"{name_or_id!r} has no whole-number version after the colon.",
+                          "Write it as name:3, or give the name alone to remove every version.")
+    cache = _cache(cache_dir)
+    matches = [m for m in list_deployed(cache)
+               if m.name == name and (not version or m.version == int(version))]
+    if not matches:
+        raise DeployError(f"No deployed model {name_or_id} is registered in {cache}.",
+                          "List the deployed models to see their names and versions.")
+    runtime = FoundryRuntime.open(cache)
+    for model in matches:
+        runtime.unregister(model.id)
+        if model.managed:
+            shutil.rmtree(model.path, ignore_errors=True)
+    parent = cache / MANAGED_DIR / name
+    with contextlib.suppress(OSError):
+        parent.rmdir()  # only when no version is left
+    return [m.id for m in matches]
