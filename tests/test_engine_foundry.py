@@ -1,0 +1,68 @@
+"""Streaming generation through Foundry Local on the deployed demo model."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+
+from wizard_steps.deploy import deploy, finish
+from wizard_steps.engine import Chat, EngineError, ReplyDone, ReplyOptions, TextChunk
+from wizard_steps.engine_foundry import FoundryBackend
+from wizard_steps.generation import ModelConfig
+from wizard_steps.templates import get_preset
+
+pytestmark = pytest.mark.slow
+CHATML = get_preset("chatml")
+
+
+@pytest.fixture(scope="module")
+def backend(demo_int8: Path, tmp_path_factory: pytest.TempPathFactory) -> FoundryBackend:
+    cache = tmp_path_factory.mktemp("foundry-engine")
+    done = finish(deploy(demo_int8, "engine-test", CHATML.template, ModelConfig(temperature=0.0),
+                         cache_dir=cache))
+    opened = FoundryBackend(str(done.details["model_id"]), CHATML.template, cache)
+    yield opened
+    opened.close()
+
+
+def test_foundry_reply_streams_with_consistent_stats(backend: FoundryBackend) -> None:
+    chat = Chat(backend, ReplyOptions(max_new_tokens=40, stop=CHATML.stop),
+                system="You are a helpful assistant.")
+    chunks, done = [], None
+    for event in chat.send("What is the capital of France?"):
+        if isinstance(event, TextChunk):
+            chunks.append(event.text)
+        elif isinstance(event, ReplyDone):
+            done = event
+    assert done is not None and "".join(chunks) == done.text and "Paris" in done.text
+    assert done.stats.prompt_tokens == backend.count_tokens(chat_conversation(chat))
+    assert 0 < done.stats.generated_tokens <= 40
+    assert 0 < done.stats.ttft_s < done.stats.duration_s
+
+
+def chat_conversation(chat: Chat):
+    from wizard_steps.templates import Conversation
+
+    return Conversation(chat.system, tuple(chat.turns[:1]))
+
+
+def test_foundry_reply_can_be_cancelled(backend: FoundryBackend) -> None:
+    stop = threading.Event()
+    chat = Chat(backend, ReplyOptions(max_new_tokens=300))
+    pieces, done = 0, None
+    for event in chat.send("Write a long essay about the history of bridges.", stop):
+        if isinstance(event, TextChunk):
+            pieces += 1
+            if pieces == 3:
+                stop.set()
+        elif isinstance(event, ReplyDone):
+            done = event
+    assert done is not None and done.stats.finish_reason == "cancelled"
+    assert pieces <= 4
+
+
+def test_unknown_deployed_model_is_one_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(EngineError, match="No deployed model is called nope:1"):
+        FoundryBackend("nope:1", CHATML.template, tmp_path)
