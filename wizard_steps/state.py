@@ -39,6 +39,7 @@ class WizardState:
     bench_runs: int = 3
     bench_new_tokens: int = 64
     system_prompt: str = "You are a helpful assistant."
+    bench_export_path: str | None = None
 
     def complete(self, step: str) -> None:
         if step not in self.completed:

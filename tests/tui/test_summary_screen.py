@@ -1,0 +1,87 @@
+"""The Summary screen: where everything is, the commands that repeat the run headless, Finish."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from textual.widgets import Button, Static, TextArea
+
+from tui.app import SlmopsApp
+from tui.screens.summary import SummaryScreen, headless_commands
+from wizard_steps.state import WizardState
+
+
+def summary_state(tmp_path: Path, **changes: object) -> WizardState:
+    model = tmp_path / "my-model"
+    converted = tmp_path / "my model-int4-onnx"
+    for folder in (model, converted):
+        folder.mkdir()
+    (converted / "genai_config.json").write_text("{}", encoding="utf-8")
+    state = WizardState(step="summary", model_dir=str(model), precision="int4",
+                        int4_algorithm="rtn", int4_quantize_embeddings=True,
+                        output_dir=str(converted), converted_dir=str(converted))
+    for name, value in changes.items():
+        setattr(state, name, value)
+    return state
+
+
+def done_text(app: SlmopsApp) -> str:
+    return str(app.screen.query_one("#summary-done", Static).render())
+
+
+async def test_summary_lists_the_converted_folder_and_what_is_not_done(tmp_path: Path) -> None:
+    state = summary_state(tmp_path)
+    app = SlmopsApp(state, start="summary")
+    async with app.run_test(size=(80, 24)):
+        assert isinstance(app.screen, SummaryScreen)
+        text = done_text(app)
+        assert state.converted_dir in text
+        assert "not done" in text  # neither deployed nor benchmarked
+
+
+async def test_summary_shows_the_deployed_model(tmp_path: Path) -> None:
+    app = SlmopsApp(summary_state(tmp_path, deploy_name="smollm2-demo",
+                                  deployed_id="smollm2-demo:1"), start="summary")
+    async with app.run_test(size=(80, 24)):
+        assert "smollm2-demo:1" in done_text(app)
+        commands = app.screen.query_one("#summary-commands", TextArea).text
+        assert "slmops chat smollm2-demo" in commands
+
+
+async def test_headless_commands_repeat_the_run(tmp_path: Path) -> None:
+    state = summary_state(tmp_path)
+    app = SlmopsApp(state, start="summary")
+    async with app.run_test(size=(80, 24)):
+        area = app.screen.query_one("#summary-commands", TextArea)
+        assert area.read_only
+        lines = area.text.splitlines()
+        assert lines[0].startswith("slmops convert ")
+        assert "--precision int4" in lines[0] and "--int4-algo rtn" in lines[0]
+        assert "--quantize-embeddings" in lines[0]
+        assert f'--out "{state.converted_dir}"' in lines[0]  # quoted: the path has a space
+        assert lines[1].startswith(f'slmops deploy "{state.converted_dir}" --name ')
+        assert lines[2].startswith("slmops bench ") and lines[3].startswith("slmops chat ")
+
+
+def test_the_demo_converts_as_demo_and_defaults_stay_implicit() -> None:
+    state = WizardState(use_demo=True, precision="int8", output_dir="/data/out")
+    first = headless_commands(state).splitlines()[0]
+    assert first == "slmops convert demo --precision int8 --out /data/out"
+
+
+async def test_finish_exits_the_app(tmp_path: Path) -> None:
+    app = SlmopsApp(summary_state(tmp_path), start="summary")
+    async with app.run_test(size=(80, 24)) as pilot:
+        assert str(app.screen.query_one("#next", Button).label) == "Finish"
+        await pilot.click("#next")
+        await pilot.pause()
+        assert not app.is_running
+    assert "summary" in app.state.completed
+
+
+async def test_summary_fits_80_columns(tmp_path: Path) -> None:
+    app = SlmopsApp(summary_state(tmp_path), start="summary")
+    async with app.run_test(size=(80, 24)):
+        for widget in app.screen.walk_children():
+            assert widget.region.right <= 80, widget
+        assert app.screen.query_one("#step-body").max_scroll_x == 0

@@ -1,0 +1,346 @@
+"""Convert: the Olive plan built from the wizard's choices, its config JSON, and the conversion run
+live (progress, stage, Olive's log, elapsed time), cancellable; the result proven by generating."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from contextlib import closing
+from pathlib import Path
+
+from rich.syntax import Syntax
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.timer import Timer
+from textual.widgets import Button, Collapsible, Input, Label, Log, ProgressBar, Static, Switch
+from textual.worker import Worker, WorkerState, get_current_worker
+
+from tui.screens.base import StepScreen
+from wizard_steps import convert, paths
+from wizard_steps.convert import ConvertPlan
+from wizard_steps.errors import WizardError
+from wizard_steps.events import Event, Failed, Finished, LogLine, Progress
+from wizard_steps.generation import ModelConfig
+from wizard_steps.model_source import inspect_model
+from wizard_steps.precision import Int4Algorithm, Int4Settings, Precision, estimate_bytes, human_size
+
+MAX_LOG_LINES = 3000
+
+
+def elapsed(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    return f"{minutes}:{secs:02d}"
+
+
+def describe_plan(plan: ConvertPlan) -> Text:
+    """One or two lines: source model → precision and its settings, with the estimated size."""
+    model = plan.model
+    target = plan.precision.value.upper()
+    if plan.precision is Precision.INT4:
+        settings = plan.int4
+        target += (f" · {settings.algorithm.value} · block {settings.block_size} · "
+                   f"{'symmetric' if settings.symmetric else 'asymmetric'} · embeddings "
+                   f"{'INT4' if settings.quantize_embeddings else 'FP32'}")
+    estimate = estimate_bytes(plan.precision, model.num_parameters, model.vocab_size,
+                              model.hidden_size, int4=plan.int4)
+    text = Text()
+    text.append(model.name, style="bold")
+    text.append(f" ({human_size(model.size_bytes)}, {model.weights_dtype}) → ")
+    text.append(target, style="bold")
+    text.append(f" · about {human_size(estimate)} · {plan.provider.device.upper()}", style="dim")
+    return text
+
+
+def describe_result(result: Finished) -> Text:
+    """The figures of a finished conversion and the command that repeats it."""
+    details = result.details
+    size, source = int(details["size_bytes"]), int(details["source_bytes"])  # type: ignore[call-overload]
+    reduction = float(details["reduction"]) * 100  # type: ignore[arg-type]
+    change = f"{reduction:.0f} % smaller" if reduction >= 0 else f"{-reduction:.0f} % larger"
+    text = Text()
+    text.append(f"✓ Converted in {details['duration_s']} s and checked by generating text.\n",
+                style="bold green")
+    text.append("Folder   ", style="dim")
+    text.append(f"{result.path}\n")
+    text.append("Size     ", style="dim")
+    text.append(f"{human_size(size)} (source {human_size(source)}, {change})\n")
+    text.append("Sample   ", style="dim")
+    text.append(f"{str(details.get('sample_text', '')).strip()!r}\n")
+    text.append("Again    ", style="dim")
+    text.append(str(details.get("rerun", "")))
+    return text
+
+
+class ConvertScreen(StepScreen):
+    STEP = "convert"
+    HELP = ("Converts the model to ONNX with Microsoft Olive (its ModelBuilder pass), with the "
+            "precision and INT4 settings you chose and the generation settings written into "
+            "genai_config.json. The config Olive runs is shown below. The result is written "
+            "beside the target folder and moved into place only after onnxruntime-genai has "
+            "loaded it and generated text, so a failed or cancelled run leaves nothing behind. "
+            "On 2 cores the demo model takes about half a minute.")
+    BINDINGS = [
+        Binding("s", "start", "Start"),
+        Binding("escape", "cancel_run", "Cancel"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.plan: ConvertPlan | None = None
+        self.result: Finished | None = None
+        self.running = False
+        self.stop = threading.Event()  # per run; set by Cancel and when the screen goes away
+        self.started = 0.0
+        self.timer: Timer | None = None
+        self.plan_error = ""
+        self.config_json = ""
+
+    def compose_body(self) -> ComposeResult:
+        yield Label("Convert to ONNX with Olive", classes="step-title")
+        yield Static("", id="convert-plan")
+        with Horizontal(id="convert-output-row"):
+            yield Label("Output", id="convert-output-label")
+            yield Input(placeholder="output folder", id="convert-output")
+            yield Switch(id="convert-replace", tooltip="Replace the folder if it exists")
+            yield Label("Replace\nexisting", id="convert-replace-label")
+        yield Static("", id="convert-notice")
+        with Collapsible(title="Olive config (olive run --config)", id="convert-config-box"):
+            yield Static("", id="convert-config")
+        with Horizontal(id="convert-controls"):
+            yield Button("Start", id="convert-start", variant="success")
+            yield Button("Cancel", id="convert-cancel", variant="error")
+            with Vertical(id="convert-progress-box"):
+                yield ProgressBar(total=1.0, show_eta=False, id="convert-progress")
+                yield Label("", id="convert-stage", classes="hint")
+        yield Static("", id="convert-result")
+        yield Log(max_lines=MAX_LOG_LINES, id="convert-log")
+
+    def on_mount(self) -> None:
+        super().on_mount()
+        self.query_one("#convert-result").display = False
+        self.query_one("#convert-log", Log).border_title = "Olive log"
+        self.query_one("#convert-output", Input).value = self.initial_output_dir()
+        self.replan()
+        self.show_controls()
+        start = self.query_one("#convert-start", Button)
+        (self.query_one("#convert-replace") if start.disabled else start).focus()
+
+    def on_unmount(self) -> None:
+        super().on_unmount()
+        self.stop.set()
+
+    # --- the plan -----------------------------------------------------------------------------
+
+    def initial_output_dir(self) -> str:
+        if self.state.output_dir:
+            return self.state.output_dir
+        try:
+            model = inspect_model(self.state.model_dir or "")
+            return str(convert.default_output_dir(model, Precision(self.state.precision)))
+        except (WizardError, ValueError):
+            return ""
+
+    def build_plan(self, replace: bool) -> ConvertPlan:
+        state = self.state
+        if not state.model_dir:
+            raise WizardError("No model was chosen.", "Go back to the Model step.")
+        try:
+            precision = Precision(state.precision)
+            int4 = Int4Settings(block_size=state.int4_block_size, symmetric=state.int4_symmetric,
+                                accuracy_level=state.int4_accuracy_level,
+                                algorithm=Int4Algorithm(state.int4_algorithm),
+                                quantize_embeddings=state.int4_quantize_embeddings)
+            search = ModelConfig(**state.model_config).to_genai_search()  # type: ignore[arg-type]
+        except (ValueError, TypeError) as exc:
+            raise WizardError(f"A saved choice cannot be used ({exc}).",
+                              "Go back to the Precision or Template step.") from None
+        output = self.query_one("#convert-output", Input).value.strip() or None
+        return convert.make_plan(state.model_dir, output, precision, int4=int4, search=search,
+                                 replace_existing=replace)
+
+    def replan(self) -> None:
+        """Validate the choices again (fast: reads config.json and the folder's file sizes)."""
+        replace = self.query_one("#convert-replace", Switch).value
+        preview: ConvertPlan | None = None
+        try:
+            self.plan = preview = self.build_plan(replace)
+            self.plan_error = ""
+            self.set_notice(self.already_converted_notice())
+        except WizardError as exc:
+            self.plan = None
+            out = Path(self.query_one("#convert-output", Input).value.strip() or ".").expanduser()
+            exists = out.is_dir() and not replace
+            hint = "Switch on “Replace existing”, or choose another folder." if exists else exc.hint
+            self.plan_error = f"{exc.message} {hint}".strip()
+            done = self.converted_dir()
+            if exists and done is not None and done.resolve() == out.resolve():
+                self.set_notice(Text(f"Already converted: {done}. Next › goes on with it; to "
+                                     "convert again, switch on “Replace existing”.", style="green"))
+            else:
+                self.set_notice(Text(self.plan_error, style="bold red"))
+            if exists:
+                try:
+                    preview = self.build_plan(replace=True)
+                except WizardError:
+                    preview = None
+        self.query_one("#convert-plan", Static).update(describe_plan(preview) if preview else "")
+        self.show_config(preview)
+        self.show_controls()
+
+    def set_notice(self, content: Text | str) -> None:
+        notice = self.query_one("#convert-notice", Static)
+        notice.update(content)
+        notice.display = bool(content)
+
+    def already_converted_notice(self) -> Text | str:
+        done = self.converted_dir()
+        if done is None or self.result is not None:
+            return ""
+        return Text(f"Already converted: {done}. Next › goes on with it; Start converts again.",
+                    style="green")
+
+    def converted_dir(self) -> Path | None:
+        value = self.state.converted_dir
+        return Path(value) if value and (Path(value) / "genai_config.json").is_file() else None
+
+    def show_config(self, plan: ConvertPlan | None) -> None:
+        box = self.query_one("#convert-config-box", Collapsible)
+        box.display = plan is not None
+        if plan is None:
+            return
+        config = convert.olive_config(plan, plan.output_dir, paths.olive_cache_dir() / "rerun")
+        self.config_json = json.dumps(config, indent=2)
+        self.query_one("#convert-config", Static).update(
+            Syntax(self.config_json, "json", word_wrap=True, background_color="default"))
+
+    @on(Input.Changed, "#convert-output")
+    @on(Switch.Changed, "#convert-replace")
+    def choices_changed(self) -> None:
+        if not self.running:
+            self.replan()
+
+    # --- running ------------------------------------------------------------------------------
+
+    def blocked_reason(self) -> str | None:
+        if self.running:
+            return "Converting…"
+        if self.result is not None or self.converted_dir() is not None:
+            return None
+        return "Convert the model first."
+
+    def show_controls(self) -> None:
+        start = self.query_one("#convert-start", Button)
+        start.disabled = self.running or self.plan is None
+        self.query_one("#convert-cancel", Button).disabled = not self.running
+        self.query_one("#convert-output", Input).disabled = self.running
+        self.query_one("#convert-replace", Switch).disabled = self.running
+        self.refresh_bindings()
+        self.refresh_nav()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "start":
+            return not self.running
+        if action == "cancel_run":
+            return self.running
+        return super().check_action(action, parameters)
+
+    @on(Button.Pressed, "#convert-start")
+    def action_start(self) -> None:
+        if self.running:
+            return
+        self.replan()  # the folder may have appeared or gone since
+        if self.plan is None:
+            self.notify(self.plan_error, severity="error")
+            return
+        self.result = None
+        self.running = True
+        self.stop = threading.Event()
+        self.started = time.monotonic()
+        self.query_one("#convert-log", Log).clear()
+        self.query_one("#convert-progress", ProgressBar).update(progress=0.0)
+        self.query_one("#convert-result").display = False
+        self.set_notice("")
+        self.timer = self.set_interval(1.0, self.tick)
+        self.tick()
+        self.show_controls()
+        self.query_one("#convert-controls").scroll_visible(top=True)
+        self.run_conversion(self.plan, self.stop)
+
+    @on(Button.Pressed, "#convert-cancel")
+    def action_cancel_run(self) -> None:
+        if self.running and not self.stop.is_set():
+            self.stop.set()
+            self.query_one("#convert-stage", Label).update("Cancelling…")
+
+    def tick(self) -> None:
+        self.query_one("#convert-progress-box").border_subtitle = (
+            f"elapsed {elapsed(time.monotonic() - self.started)}")
+
+    @work(thread=True, exclusive=True, group="convert", exit_on_error=False)
+    def run_conversion(self, plan: ConvertPlan, stop: threading.Event) -> None:
+        worker = get_current_worker()
+        with closing(convert.convert(plan, cancel=stop)) as events:
+            for event in events:
+                if worker.is_cancelled or self.cancel.is_set():  # app or screen going away
+                    stop.set()
+                    continue
+                try:
+                    self.app.call_from_thread(self.show_event, event)
+                except RuntimeError:  # the app has gone: stop Olive, let convert clean up
+                    stop.set()
+
+    def show_event(self, event: Event) -> None:
+        if self.cancel.is_set():
+            return  # the screen has been left; its widgets are going
+        if isinstance(event, LogLine):
+            log = self.query_one("#convert-log", Log)
+            log.write_line(event.text, scroll_end=log.is_vertical_scroll_end)
+        elif isinstance(event, Progress):
+            if event.fraction is not None:
+                self.query_one("#convert-progress", ProgressBar).update(progress=event.fraction)
+            if not self.stop.is_set():
+                self.query_one("#convert-stage", Label).update(event.stage)
+        elif isinstance(event, Finished):
+            self.result = event
+            self.state.converted_dir = self.state.output_dir = str(event.path)
+            self.state.save()
+            result = self.query_one("#convert-result", Static)
+            result.update(describe_result(event))
+            result.display = True
+            self.finish_run("Done")
+            result.scroll_visible()
+        elif isinstance(event, Failed):
+            self.show_failure(event)
+
+    def show_failure(self, event: Failed) -> None:
+        text = Text(event.reason, style="bold red")
+        if event.log_path:
+            text.append(f"\nFull log: {event.log_path}", style="dim")
+        self.set_notice(text)
+        self.finish_run("Cancelled" if event.cancelled else "Failed")
+        self.query_one("#convert-notice").scroll_visible()
+
+    def finish_run(self, stage: str) -> None:
+        self.running = False
+        if self.timer is not None:
+            self.timer.stop()
+            self.tick()
+        self.query_one("#convert-stage", Label).update(stage)
+        self.show_controls()
+        log = self.query_one("#convert-log", Log)
+        self.call_after_refresh(log.scroll_end, animate=False)  # its height may have changed
+
+    @on(Worker.StateChanged)
+    def worker_ended(self, event: Worker.StateChanged) -> None:
+        if event.worker.group != "convert" or not self.running:
+            return
+        if event.state is WorkerState.ERROR:
+            self.show_failure(Failed(f"The conversion stopped on an unexpected error: "
+                                     f"{event.worker.error}"))
+        elif event.state in (WorkerState.SUCCESS, WorkerState.CANCELLED):
+            self.show_failure(Failed("The conversion ended without a result.",
+                                     cancelled=event.state is WorkerState.CANCELLED))

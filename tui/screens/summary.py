@@ -1,0 +1,141 @@
+"""Summary: what the wizard did and where everything is, and the commands that do it all again
+without the wizard (slmops convert / deploy / bench / chat)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal
+from textual.widgets import Button, Label, Static, TextArea
+
+from tui.screens.base import StepScreen
+from wizard_steps.errors import WizardError
+from wizard_steps.model_source import folder_size
+from wizard_steps.precision import human_size
+from wizard_steps.state import WizardState
+
+NOT_DONE = Text("not done", style="dim italic")
+_SHELL_SPECIAL = set(" \t\"'&;|()<>$`*?[]{}!#~")
+
+
+def shell_arg(value: str) -> str:
+    """A path or name as one argument, quoted only when it needs it (POSIX and Windows shells)."""
+    return f'"{value}"' if not value or _SHELL_SPECIAL & set(value) else value
+
+
+def precision_flags(state: WizardState) -> list[str]:
+    """The ``slmops convert`` flags that reproduce the precision chosen in the wizard."""
+    flags = ["--precision", state.precision]
+    if state.precision == "int4":
+        flags += ["--int4-algo", state.int4_algorithm]
+        if state.int4_block_size != 32:
+            flags += ["--block-size", str(state.int4_block_size)]
+        if not state.int4_symmetric:
+            flags.append("--asymmetric")
+        if state.int4_accuracy_level != 4:
+            flags += ["--accuracy-level", str(state.int4_accuracy_level)]
+        if state.int4_quantize_embeddings:
+            flags.append("--quantize-embeddings")
+    return flags
+
+
+def deploy_name(state: WizardState) -> str:
+    if state.deploy_name:
+        return state.deploy_name
+    if state.deployed_id:
+        return state.deployed_id.split(":")[0]
+    return "my-model"
+
+
+def headless_commands(state: WizardState) -> str:
+    """The wizard's run as four commands a user can paste into a terminal or a script."""
+    model = "demo" if state.use_demo or not state.model_dir else shell_arg(state.model_dir)
+    out = state.converted_dir or state.output_dir
+    convert = ["slmops", "convert", model, *precision_flags(state)]
+    if out:
+        convert += ["--out", shell_arg(out)]
+    name = shell_arg(deploy_name(state))
+    folder = shell_arg(out) if out else "CONVERTED_DIR"
+    return "\n".join([" ".join(convert), f"slmops deploy {folder} --name {name}",
+                      f"slmops bench {name}", f"slmops chat {name}"])
+
+
+def _folder(value: str | None) -> Text:
+    """A folder with its size, or why it cannot be shown."""
+    if not value:
+        return NOT_DONE
+    path = Path(value)
+    if not path.is_dir():
+        return Text(f"{value} (no longer there)", style="yellow")
+    try:
+        return Text(f"{value} ({human_size(folder_size(path))})")
+    except OSError as exc:
+        raise WizardError(f"{value} cannot be read ({exc.strerror}).") from None
+
+
+def done_text(state: WizardState) -> Text:
+    """One line per part of the run: what it produced and where, or "not done"."""
+    precision = state.precision.upper()
+    if state.precision == "int4":
+        precision += (f" · {state.int4_algorithm} · block {state.int4_block_size} · "
+                      f"{'symmetric' if state.int4_symmetric else 'asymmetric'} · embeddings "
+                      f"{'INT4' if state.int4_quantize_embeddings else 'FP32'}")
+    # WizardState has no field for the benchmark export yet; it is shown once the step sets one.
+    export = getattr(state, "bench_export_path", None)
+    rows = [
+        ("Model", _folder(state.model_dir)),
+        ("Precision", Text(precision)),
+        ("Converted", _folder(state.converted_dir)),
+        ("Deployed", Text(state.deployed_id) if state.deployed_id else NOT_DONE),
+        ("Benchmark", Text(str(export)) if export else NOT_DONE),
+    ]
+    text = Text()
+    for label, value in rows:
+        text.append(f"{label:<11}", style="bold")
+        text.append_text(value)
+        text.append("\n")
+    text.rstrip()
+    return text
+
+
+class SummaryScreen(StepScreen):
+    STEP = "summary"
+    BINDINGS = [Binding("ctrl+n", "next_step", "Finish", priority=True)]
+    HELP = ("What the wizard did and where everything is. The commands below repeat the whole "
+            "run without the wizard (in a script, or on 30 classroom machines): select them with "
+            "the mouse, or f7 then ctrl+c, or press “Copy commands”. Finish closes slmops; your "
+            "choices stay saved.")
+
+    def compose_body(self) -> ComposeResult:
+        yield Label("What was done", classes="step-title")
+        yield Static("", id="summary-done")
+        yield Label("Do it again without the wizard", classes="step-title")
+        yield TextArea("", read_only=True, soft_wrap=True, show_line_numbers=False,
+                       id="summary-commands")
+        with Horizontal(classes="row"):
+            yield Button("Copy commands", id="summary-copy")
+
+    def on_mount(self) -> None:
+        super().on_mount()
+        self.query_one("#next", Button).label = "Finish"
+        try:
+            done = done_text(self.state)
+        except WizardError as exc:
+            done = Text(str(exc), style="red")
+        self.query_one("#summary-done", Static).update(done)
+        self.query_one("#summary-commands", TextArea).text = headless_commands(self.state)
+
+    @on(Button.Pressed, "#summary-copy")
+    def copy_commands(self) -> None:
+        self.app.copy_to_clipboard(self.query_one("#summary-commands", TextArea).text)
+        self.notify("Commands copied to the clipboard.")
+
+    def before_next(self) -> bool:
+        self.state.complete(self.STEP)
+        self.state.save()
+        self.app.exit()
+        return False
