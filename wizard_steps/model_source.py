@@ -62,6 +62,7 @@ class ModelInfo:
     vocab_size: int
     max_position_embeddings: int
     chat_template: str | None
+    tied_embeddings: bool = True
 
     @property
     def name(self) -> str:
@@ -230,6 +231,7 @@ def inspect_model(path: str | os.PathLike[str]) -> ModelInfo:
         vocab_size=get("vocab_size"),
         max_position_embeddings=get("max_position_embeddings"),
         chat_template=read_chat_template(folder),
+        tied_embeddings=bool(config.get("tie_word_embeddings", text_config.get("tie_word_embeddings", True))),
     )
 
 

@@ -1,0 +1,299 @@
+"""Precision: the four options for this model with their estimated size, and the INT4 settings."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual import events, on, work
+from textual.app import ComposeResult
+from textual.containers import Grid, Horizontal, Vertical
+from textual.widgets import DataTable, Label, Select, Static, Switch
+from textual.worker import get_current_worker
+
+from tui.screens.base import StepScreen
+from wizard_steps import model_source
+from wizard_steps.errors import WizardError
+from wizard_steps.model_source import ModelInfo
+from wizard_steps.precision import (
+    ACCURACY_LEVELS,
+    BLOCK_SIZES,
+    ExecutionProvider,
+    Int4Algorithm,
+    Int4Settings,
+    Precision,
+    PrecisionOption,
+    human_size,
+    options,
+    recommended,
+)
+from wizard_steps.state import WizardState
+
+PROVIDER = ExecutionProvider.CPU  # the wizard converts for CPU; GPU providers are not offered yet
+ALGORITHMS = (("k_quant_mixed: quality ★", Int4Algorithm.K_QUANT_MIXED), ("rtn: fastest", Int4Algorithm.RTN))
+# (key, header, wraps); "quality" and "use" are shown as columns only when the screen is wide.
+COLUMNS = (("precision", "precision", False), ("ratio", "size ratio", True), ("speed", "speed", True),
+           ("quality", "quality", True), ("use", "recommended use", True), ("size", "est. size", False))
+WIDE_ONLY = ("quality", "use")
+WIDE = 110
+MARKS = {"chosen": "● ", "free": "○ ", "unavailable": "✗ "}
+
+
+def column_widths(table_width: int, texts: dict[str, list[str]]) -> dict[str, int]:
+    """Widths that fit ``table_width``: fixed columns get their longest text; wrapping ones get their
+    longest word, then share what is left; the wide-only columns are left out when narrow."""
+    keys = [key for key, _, _ in COLUMNS if table_width >= WIDE or key not in WIDE_ONLY]
+    headers = {key: header for key, header, _ in COLUMNS}
+    natural = {key: max(len(t) for t in [headers[key], *texts[key]]) for key in keys}
+    wrapping = [key for key, _, wraps in COLUMNS if key in keys and wraps]
+    widths = {key: natural[key] for key in keys if key not in wrapping}
+    for key in wrapping:
+        widths[key] = max(len(word) for t in [headers[key], *texts[key]] for word in t.split())
+    room = table_width - 2 * len(keys) - sum(widths.values())  # one cell of padding each side
+    slack = {key: natural[key] - widths[key] for key in wrapping}
+    for key in wrapping:
+        if room > 0 and slack[key]:
+            widths[key] += min(slack[key], room * slack[key] // sum(slack.values()))
+    return widths
+
+
+def saved_int4(state: WizardState) -> Int4Settings:
+    """The state's INT4 settings; a value no control offers (a hand-edited state) is the default."""
+    default = Int4Settings()
+    return Int4Settings(
+        block_size=state.int4_block_size if state.int4_block_size in BLOCK_SIZES else default.block_size,
+        symmetric=bool(state.int4_symmetric),
+        accuracy_level=(state.int4_accuracy_level if state.int4_accuracy_level in ACCURACY_LEVELS
+                        else default.accuracy_level),
+        algorithm=next((a for a in Int4Algorithm if a.value == state.int4_algorithm), default.algorithm),
+        quantize_embeddings=bool(state.int4_quantize_embeddings),
+    )
+
+
+class PrecisionScreen(StepScreen):
+    STEP = "precision"
+    HELP = ("Choose how the weights are stored. Smaller formats load faster and generate faster on "
+            "a CPU but lose some quality; the table shows this model's estimated size and the "
+            "figures measured on the demo model. FP16 needs a GPU execution provider (Olive "
+            "refuses it on CPU). For INT4: smaller blocks keep more quality and cost a little "
+            "size; k_quant_mixed keeps the LM head and some layers at 8 bits and recovers about "
+            "half of INT4's quality loss; quantizing the embeddings gives the smallest folder.\n\n"
+            "Keys: up/down move in the table, enter chooses the highlighted option.")
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-wide")]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.info: ModelInfo | None = None
+        self.error: str | None = None
+        self.rows: list[PrecisionOption] = []
+        self.choice = next((p for p in Precision if p.value == self.state.precision),
+                           recommended(PROVIDER))
+
+    def compose_body(self) -> ComposeResult:
+        saved = saved_int4(self.state)
+        yield Label("Precision", classes="step-title")
+        yield Static("Reading the model…", id="precision-model", classes="hint")
+        yield Static("", id="precision-error", classes="error-line")
+        yield DataTable(id="precision-table", cursor_type="row", zebra_stripes=True)
+        yield Static("", id="precision-unavailable", classes="hint")
+        yield Static("", id="precision-measured")
+        with Vertical(id="int4-settings"):
+            yield Static("", id="int4-estimate", classes="ok-line")
+            with Grid(id="int4-grid"):
+                with Vertical(classes="int4-setting"):
+                    yield Label("block size (smaller: more exact)")
+                    yield Select([(str(size), size) for size in BLOCK_SIZES], allow_blank=False,
+                                 value=saved.block_size, id="int4-block-size")
+                with Vertical(classes="int4-setting"):
+                    yield Label("algorithm")
+                    yield Select(ALGORITHMS, allow_blank=False, id="int4-algorithm",
+                                 value=saved.algorithm)
+                with Vertical(classes="int4-setting"):
+                    yield Label("accuracy level (compute type)")
+                    yield Select([(f"{level}: {name}", level) for level, name in ACCURACY_LEVELS.items()],
+                                 allow_blank=False, value=saved.accuracy_level,
+                                 id="int4-accuracy")
+                with Vertical(classes="int4-setting"):
+                    yield Label("symmetric")
+                    with Horizontal(classes="switch-row"):
+                        yield Switch(saved.symmetric, id="int4-symmetric")
+                        yield Label("off: adds zero points", classes="switch-label")
+                with Vertical(classes="int4-setting"):
+                    yield Label("quantize embeddings")
+                    with Horizontal(classes="switch-row"):
+                        yield Switch(saved.quantize_embeddings, id="int4-embeddings")
+                        yield Label("smallest", classes="switch-label")
+
+    def on_mount(self) -> None:
+        super().on_mount()
+        settings = self.query_one("#int4-settings")
+        settings.border_title = "INT4 settings"
+        settings.display = False
+        self.query_one("#precision-error").display = False
+        self.query_one("#precision-table").display = False
+        self.inspect()
+
+    def blocked_reason(self) -> str | None:
+        if self.error:
+            return "Go back and choose a model that can be read."
+        if self.info is None:
+            return "Reading the model…"
+        option = self.option(self.choice)
+        return None if option.available else option.unavailable_reason
+
+    def before_next(self) -> bool:
+        settings = self.int4_settings()
+        self.state.precision = self.choice.value
+        self.state.int4_block_size = settings.block_size
+        self.state.int4_symmetric = settings.symmetric
+        self.state.int4_accuracy_level = settings.accuracy_level
+        self.state.int4_algorithm = settings.algorithm.value
+        self.state.int4_quantize_embeddings = settings.quantize_embeddings
+        return True
+
+    # --- the model --------------------------------------------------------------------------
+
+    @work(thread=True, exclusive=True, group="inspect")
+    def inspect(self) -> None:
+        folder = self.state.model_dir
+        try:
+            if not folder:
+                raise WizardError("No model has been chosen yet.", "Go back to the Model step.")
+            result: ModelInfo | str = model_source.inspect_model(folder)
+        except WizardError as exc:
+            result = str(exc)
+        if not get_current_worker().is_cancelled:
+            self.app.call_from_thread(self.show_model, result)
+
+    def show_model(self, result: ModelInfo | str) -> None:
+        if isinstance(result, str):
+            self.error = result
+            error = self.query_one("#precision-error", Static)
+            error.update(Text(result))
+            error.display = True
+            self.query_one("#precision-model", Static).update("")
+            self.refresh_nav()
+            return
+        self.info = result
+        self.query_one("#precision-model", Static).update(Text(
+            f"{result.name}: {result.num_parameters / 1e6:.1f} M parameters, "
+            f"{human_size(result.size_bytes)} on disk ({result.weights_dtype}); "
+            f"target: {PROVIDER.device.upper()}"))
+        self.rows = self.compute_rows()
+        if not self.option(self.choice).available:
+            self.choice = recommended(PROVIDER)
+        self.build_table()
+        notes = [f"✗ {o.label}: {o.unavailable_reason}" for o in self.rows if not o.available]
+        notes.append(f"★ recommended for {PROVIDER.device.upper()}; enter chooses the highlighted row")
+        self.query_one("#precision-unavailable", Static).update(Text("\n".join(notes)))
+        self.show_choice()
+        self.query_one("#precision-table").focus(scroll_visible=False)
+
+    # --- the table --------------------------------------------------------------------------
+
+    def int4_settings(self) -> Int4Settings:
+        return Int4Settings(
+            block_size=self.query_one("#int4-block-size", Select).value,  # type: ignore[arg-type]
+            symmetric=self.query_one("#int4-symmetric", Switch).value,
+            accuracy_level=self.query_one("#int4-accuracy", Select).value,  # type: ignore[arg-type]
+            algorithm=Int4Algorithm(self.query_one("#int4-algorithm", Select).value),
+            quantize_embeddings=self.query_one("#int4-embeddings", Switch).value,
+        )
+
+    def compute_rows(self) -> list[PrecisionOption]:
+        assert self.info is not None
+        return options(self.info.num_parameters, self.info.vocab_size, self.info.hidden_size,
+                       PROVIDER, tied_embeddings=self.info.tied_embeddings,
+                       int4=self.int4_settings())
+
+    def option(self, precision: Precision) -> PrecisionOption:
+        return next(o for o in self.rows if o.precision is precision)
+
+    def cells(self, option: PrecisionOption) -> dict[str, Text]:
+        mark = ("chosen" if option.precision is self.choice else
+                "free" if option.available else "unavailable")
+        star = " ★" if option.precision is recommended(PROVIDER) else ""
+        texts = {"precision": MARKS[mark] + option.label + star, "ratio": option.size_ratio,
+                 "speed": option.speed, "quality": option.quality, "use": option.use,
+                 "size": human_size(option.estimated_bytes)}
+        style = "" if option.available else "dim"
+        return {key: Text(text, style=style) for key, text in texts.items()}
+
+    def build_table(self) -> None:
+        """(Re)build the rows with column widths that fit the table's current width."""
+        if not self.rows:
+            return
+        table = self.query_one("#precision-table", DataTable)
+        table.display = True
+        cursor = table.cursor_row if table.row_count else self.rows.index(self.option(self.choice))
+        texts = {key: [cells[key].plain for cells in map(self.cells, self.rows)]
+                 for key, _, _ in COLUMNS}
+        widths = column_widths(self.size.width - 6, texts)  # body padding and scrollbar
+        table.clear(columns=True)
+        for key, header, _ in COLUMNS:
+            if key in widths:
+                table.add_column(header, key=key, width=widths[key])
+        for option in self.rows:
+            cells = self.cells(option)
+            table.add_row(*(cells[key] for key, _, _ in COLUMNS if key in widths),
+                          key=option.precision.value, height=None)
+        table.move_cursor(row=cursor, animate=False)
+        self.show_details(cursor)
+
+    def refresh_cells(self) -> None:
+        table = self.query_one("#precision-table", DataTable)
+        for option in self.rows:
+            cells = self.cells(option)
+            for key in ("precision", "size"):
+                table.update_cell(option.precision.value, key, cells[key])
+
+    def on_resize(self, event: events.Resize) -> None:
+        self.call_after_refresh(self.build_table)
+
+    @on(DataTable.RowHighlighted, "#precision-table")
+    def highlighted(self, event: DataTable.RowHighlighted) -> None:
+        self.show_details(event.cursor_row)
+
+    def show_details(self, row: int) -> None:
+        """The highlighted option's measured figures, and the columns a narrow table leaves out."""
+        if not self.rows or row >= len(self.rows):
+            return
+        option = self.rows[row]
+        lines = [Text.assemble((f"{option.label} on the demo model: ", "bold"), option.demo_measured)]
+        if len(self.query_one("#precision-table", DataTable).columns) < len(COLUMNS):
+            lines += [Text.assemble(("quality: ", "bold"), option.quality),
+                      Text.assemble(("use: ", "bold"), option.use)]
+        self.query_one("#precision-measured", Static).update(Text("\n").join(lines))
+
+    @on(DataTable.RowSelected, "#precision-table")
+    def selected(self, event: DataTable.RowSelected) -> None:
+        option = self.rows[event.cursor_row]
+        if not option.available:
+            self.notify(option.unavailable_reason, title=f"{option.label} is not available",
+                        severity="warning")
+            return
+        self.choice = option.precision
+        self.show_choice()
+
+    def show_choice(self) -> None:
+        self.refresh_cells()
+        self.query_one("#int4-settings").display = self.choice is Precision.INT4
+        self.show_estimate()
+        self.refresh_nav()
+
+    # --- INT4 settings ----------------------------------------------------------------------
+
+    @on(Select.Changed, ".int4-setting Select")
+    @on(Switch.Changed, ".int4-setting Switch")
+    def int4_changed(self) -> None:
+        if self.info is None:
+            return
+        self.rows = self.compute_rows()
+        self.refresh_cells()
+        self.show_estimate()
+
+    def show_estimate(self) -> None:
+        if self.info is None:
+            return
+        size = human_size(self.option(Precision.INT4).estimated_bytes)
+        self.query_one("#int4-estimate", Static).update(
+            f"INT4 with these settings: about {size} (source folder "
+            f"{human_size(self.info.size_bytes)})")
