@@ -9,12 +9,13 @@ import argparse
 import json
 import sys
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from tui import exit_codes
+from tui.progress import ProgressPrinter, drive
 from wizard_steps.errors import WizardError
-from wizard_steps.events import Event, Failed, Finished, LogLine, Progress
+from wizard_steps.events import Failed
 
 
 class _Parser(argparse.ArgumentParser):
@@ -25,52 +26,6 @@ class _Parser(argparse.ArgumentParser):
 def _fail(message: str, code: int = exit_codes.BAD_INPUT) -> int:
     print(f"slmops: {message}", file=sys.stderr)
     return code
-
-
-class ProgressPrinter:
-    """A progress line that rewrites itself on a terminal and plain lines elsewhere."""
-
-    def __init__(self, stream=None, verbose: bool = False) -> None:
-        self.stream = stream or sys.stderr
-        self.tty = self.stream.isatty()
-        self.verbose = verbose
-        self._last_stage = ""
-
-    def show(self, event: Event) -> None:
-        if isinstance(event, LogLine):
-            if self.verbose:
-                self._line(event.text)
-        elif isinstance(event, Progress):
-            pct = f"{event.fraction * 100:3.0f}%" if event.fraction is not None else "    "
-            if self.tty:
-                self.stream.write(f"\r\033[K{pct} {event.stage}"[:200])
-                self.stream.flush()
-            elif event.stage != self._last_stage:
-                self._line(f"{pct} {event.stage}")
-            self._last_stage = event.stage
-
-    def _line(self, text: str) -> None:
-        if self.tty:
-            self.stream.write("\r\033[K")
-        self.stream.write(text + "\n")
-        self.stream.flush()
-
-    def done(self) -> None:
-        if self.tty:
-            self.stream.write("\r\033[K")
-            self.stream.flush()
-
-
-def drive(events: Iterable[Event], printer: ProgressPrinter) -> Finished | Failed:
-    """Consume a step's events, showing progress; return its final event."""
-    final: Finished | Failed | None = None
-    for event in events:
-        if isinstance(event, (Finished, Failed)):
-            final = event
-        else:
-            printer.show(event)
-    printer.done()
-    return final or Failed("The step ended without a result.")
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -145,24 +100,11 @@ def cmd_convert(args: argparse.Namespace) -> int:
     return exit_codes.OK
 
 
-def cmd_quickstart(args: argparse.Namespace) -> int:
-    """Until the TUI lands: checks, then the demo model converted to INT4, headless."""
-    code = cmd_check(argparse.Namespace(json=False))
-    if code != exit_codes.OK:
-        return code
-    from wizard_steps import paths
-
-    out = paths.models_dir() / "SmolLM2-135M-Instruct-int4-onnx"
-    print()
-    return cmd_convert(argparse.Namespace(
-        model="demo", precision="int4", out=str(out), method="config", block_size=32,
-        asymmetric=False, accuracy_level=4, int4_algo="k_quant_mixed",
-        quantize_embeddings=False, provider="CPUExecutionProvider", replace=True,
-        json=False, verbose=False))
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="slmops", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="slmops", description="From a fine-tuned small language model to a "
+                     "local Foundry Local deployment you can talk to.",
+                     epilog="With no command: the Textual wizard (or --plain for prompts).")
+    parser.add_argument("--plain", action="store_true", help="the wizard as plain prompts")
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
 
     check = sub.add_parser("check", help="check the prerequisites",
@@ -194,25 +136,124 @@ def build_parser() -> argparse.ArgumentParser:
     conv.add_argument("--verbose", action="store_true", help="show Olive's log")
     conv.set_defaults(func=cmd_convert)
 
-    quick = sub.add_parser("quickstart", help="checks, then the demo model converted to INT4")
-    quick.set_defaults(func=cmd_quickstart)
+    add_later_commands(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command is None:
-        if sys.stdin.isatty() and sys.stdout.isatty():
-            from tui.app import SlmopsApp
-            from wizard_steps.state import WizardState
-
-            SlmopsApp(WizardState()).run()
-            return exit_codes.OK
-        return cmd_quickstart(args)
     try:
+        if args.command is None:
+            return start_wizard(plain=args.plain)
         return int(args.func(args))
     except WizardError as exc:
         return _fail(str(exc))
     except KeyboardInterrupt:
         return _fail("interrupted.", exit_codes.INTERRUPTED)
+
+
+MIN_COLUMNS, MIN_LINES = 80, 24
+
+
+def start_wizard(plain: bool) -> int:
+    """The TUI on a big enough terminal; plain prompts when asked or when it is too small; the
+    unattended demo when there is no terminal at all. Says why in one line."""
+    import shutil
+
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        print("slmops: not running in a terminal, so running the demo unattended (slmops demo).",
+              file=sys.stderr)
+        from tui.commands import cmd_demo
+
+        return cmd_demo(argparse.Namespace(json=False))
+    size = shutil.get_terminal_size((0, 0))
+    if not plain and (size.columns < MIN_COLUMNS or size.lines < MIN_LINES):
+        print(f"slmops: the terminal is {size.columns}x{size.lines}, smaller than the "
+              f"{MIN_COLUMNS}x{MIN_LINES} the wizard needs, so using plain prompts.")
+        plain = True
+    if plain:
+        from tui.plain import run_plain
+
+        return run_plain()
+    from tui.app import SlmopsApp
+    from wizard_steps.state import WizardState
+
+    SlmopsApp(WizardState()).run()
+    return exit_codes.OK
+
+
+def _target(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("target", metavar="NAME|DIR",
+                        help="a deployed model (name or name:version) or a converted folder")
+
+
+def _generation_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--max-length", default=2048, help="default 2048")
+    parser.add_argument("--temperature", default=0.7, help="0 means greedy; default 0.7")
+    parser.add_argument("--top-p", default=0.9, help="default 0.9")
+    parser.add_argument("--repetition-penalty", default=1.1, help="default 1.1")
+
+
+def add_later_commands(sub) -> None:
+    """Deployment, benchmark, chat and the unattended runs."""
+    from tui import commands
+
+    dep = sub.add_parser("deploy", help="deploy a converted folder to Foundry Local",
+                         description="Register a converted folder with Foundry Local (a new "
+                         "version each time), load it and prove it answers.",
+                         epilog="example: slmops deploy ./int4 --name my-model --template chatml")
+    dep.add_argument("dir", help="the converted folder (holds genai_config.json)")
+    dep.add_argument("--name", required=True, help="letters, digits, - _ . (1-64 characters)")
+    dep.add_argument("--template", default="auto",
+                     choices=["auto", "chatml", "phi3", "llama3", "mistral", "gemma"])
+    dep.add_argument("--description", default="Deployed with slmops")
+    _generation_flags(dep)
+    dep.add_argument("--json", action="store_true")
+    dep.set_defaults(func=commands.cmd_deploy)
+
+    lst = sub.add_parser("list", help="list deployed models", epilog="example: slmops list --json")
+    lst.add_argument("--json", action="store_true")
+    lst.set_defaults(func=commands.cmd_list)
+
+    rem = sub.add_parser("remove", help="undeploy a model (one version or all)",
+                         epilog="example: slmops remove my-model:2")
+    rem.add_argument("name", metavar="NAME[:VERSION]")
+    rem.add_argument("--json", action="store_true")
+    rem.set_defaults(func=commands.cmd_remove)
+
+    bench = sub.add_parser("bench", help="benchmark a deployed model or a converted folder",
+                           epilog="example: slmops bench my-model --lengths 16,128,512 --export r.md")
+    _target(bench)
+    bench.add_argument("--lengths", default="16,128,512", help="prompt lengths in tokens")
+    bench.add_argument("--runs", type=int, default=3)
+    bench.add_argument("--warmup", type=int, default=1)
+    bench.add_argument("--new-tokens", type=int, default=64)
+    bench.add_argument("--export", help="write the report (.md, .json or .csv)")
+    bench.add_argument("--json", action="store_true")
+    bench.set_defaults(func=commands.cmd_bench)
+
+    qual = sub.add_parser("quality", help="run the quality checklist",
+                          epilog="example: slmops quality ./int4 --source ./hf-model")
+    _target(qual)
+    qual.add_argument("--prompts", help="JSONL of {\"prompt\": ..., \"expect\": ...}")
+    qual.add_argument("--source", help="the Hugging Face folder, for fidelity (slow)")
+    qual.add_argument("--json", action="store_true")
+    qual.set_defaults(func=commands.cmd_quality)
+
+    chat = sub.add_parser("chat", help="chat in the terminal (/reset, /system, /quit)",
+                          epilog="example: slmops chat my-model")
+    _target(chat)
+    chat.add_argument("--system", help="system prompt")
+    chat.set_defaults(func=commands.cmd_chat)
+
+    demo = sub.add_parser("demo", help="the whole road on the demo model, unattended",
+                          epilog="example: slmops demo --json")
+    demo.add_argument("--json", action="store_true")
+    demo.set_defaults(func=commands.cmd_demo)
+
+    run = sub.add_parser("run", help="replay a wizard run from an answers file",
+                         epilog="example: slmops run --answers wizard.toml")
+    run.add_argument("--answers", required=True)
+    run.add_argument("--json", action="store_true")
+    run.set_defaults(func=commands.cmd_run)

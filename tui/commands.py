@@ -1,0 +1,195 @@
+"""Headless commands after conversion: deploy, list, remove, bench, quality, chat, and the whole
+road (``demo``, ``run --answers``). Each returns an exit code; errors users can cause are
+WizardError, turned into one sentence by ``tui.cli.main``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+from tui import exit_codes
+from tui.progress import ProgressPrinter, drive
+from wizard_steps.errors import WizardError
+from wizard_steps.events import Failed
+
+GREEDY_REPLY_TOKENS = 200
+
+
+def template_for_folder(folder: Path):
+    """The template a converted or deployed folder is meant to be used with: its
+    inference_model.json when deployed, else the preset detected from its tokenizer."""
+    from wizard_steps import deploy_files, templates
+
+    if (folder / "inference_model.json").is_file():
+        model = deploy_files.read_inference_model_json(folder)
+        preset = templates.PRESETS.get(templates.detect(folder).preset_key)
+        return model.template, preset.stop if preset else ()
+    preset = templates.get_preset(templates.detect(folder).preset_key)
+    return preset.template, preset.stop
+
+
+def open_backend(target: str):
+    """A converted folder (onnxruntime-genai) or a deployed model name[:version] (Foundry Local)."""
+    from wizard_steps import deploy
+
+    folder = Path(target).expanduser()
+    if (folder / "genai_config.json").is_file():
+        from wizard_steps.engine import GenaiBackend
+
+        template, stop = template_for_folder(folder)
+        return GenaiBackend(folder, template), stop, folder.name
+    deployed = deploy.list_deployed()
+    matches = [m for m in deployed if m.id == target or m.name == target]
+    if not matches:
+        if folder.exists():
+            raise WizardError(f"{target} is not a converted model folder (no genai_config.json).",
+                              "Convert it first: slmops convert MODEL --precision int4 --out DIR")
+        known = ", ".join(m.id for m in deployed) or "none yet"
+        raise WizardError(f"No converted folder or deployed model is called {target}.",
+                          f"Deployed models: {known}.")
+    chosen = max(matches, key=lambda m: m.version)
+    from wizard_steps.engine_foundry import FoundryBackend
+
+    template, stop = template_for_folder(Path(chosen.path))
+    return FoundryBackend(chosen.id, template), stop, chosen.id
+
+
+def _model_config(args: argparse.Namespace):
+    from wizard_steps.generation import model_config
+
+    return model_config(max_length=args.max_length, temperature=args.temperature,
+                        top_p=args.top_p, repetition_penalty=args.repetition_penalty)
+
+
+def cmd_deploy(args: argparse.Namespace) -> int:
+    from wizard_steps import deploy, templates
+
+    folder = Path(args.dir).expanduser()
+    key = templates.detect(folder).preset_key if args.template == "auto" else args.template
+    template = templates.get_preset(key).template
+    final = drive(deploy.deploy(folder, args.name, template, _model_config(args),
+                                description=args.description), ProgressPrinter())
+    if isinstance(final, Failed):
+        return _step_failed(final)
+    details = final.details
+    if args.json:
+        print(json.dumps({k: str(v) if isinstance(v, Path) else v for k, v in details.items()},
+                         indent=2, default=str))
+    else:
+        print(f"Deployed {details['model_id']} to Foundry Local ({details['path']}).")
+        print(f"  loaded in {details['load_s']:.2f} s; it answered: {details['proof_reply']!r}")
+        for note in details.get("template_notes") or []:
+            print(f"  note: {note}")
+    return exit_codes.OK
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from wizard_steps import deploy
+    from wizard_steps.precision import human_size
+
+    models = deploy.list_deployed()
+    if args.json:
+        print(json.dumps([{**asdict(m), "path": str(m.path)} for m in models], indent=2))
+        return exit_codes.OK
+    if not models:
+        print("No models deployed yet. Deploy one with: slmops deploy DIR --name NAME")
+    for m in models:
+        print(f"{m.id:32s} {m.precision or '?':6s} {human_size(m.size_bytes):>8s}  {m.path}")
+    return exit_codes.OK
+
+
+def cmd_remove(args: argparse.Namespace) -> int:
+    from wizard_steps import deploy
+
+    removed = deploy.undeploy(args.name)
+    print(json.dumps({"removed": removed}) if args.json else f"Removed {', '.join(removed)}.")
+    return exit_codes.OK
+
+
+def _lengths(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise WizardError(f"--lengths {text!r} is not a list of numbers.",
+                          "Write it like 16,128,512.") from None
+    if not values:
+        raise WizardError("--lengths is empty.", "Write it like 16,128,512.")
+    return values
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from wizard_steps import benchmark
+
+    plan = benchmark.BenchPlan(_lengths(args.lengths), args.new_tokens, args.runs, args.warmup)
+    backend, _, name = open_backend(args.target)
+    plan.validate(backend.context_length)
+    printer = ProgressPrinter()
+    summary = None
+    for event in benchmark.run(backend, plan, model_name=name):
+        if isinstance(event, benchmark.BenchSample):
+            if not event.warmup:
+                printer.line(f"{event.length:5d} tokens  run {event.run}: TTFT "
+                             f"{event.ttft_s * 1000:6.0f} ms  prompt {event.prompt_tokens_per_s:6.0f} "
+                             f"tok/s  generation {event.tokens_per_s:6.1f} tok/s  RSS "
+                             f"{event.rss_bytes / 1e6:5.0f} MB")
+        elif isinstance(event, benchmark.BenchSummary):
+            summary = event
+        else:
+            printer.show(event)
+    printer.done()
+    assert summary is not None
+    if args.export:
+        path = benchmark.export(summary, Path(args.export))
+        printer.line(f"Report written to {path}")
+    print(benchmark.to_json(summary) if args.json else benchmark.to_markdown(summary))
+    return exit_codes.OK
+
+
+def cmd_quality(args: argparse.Namespace) -> int:
+    from wizard_steps import quality
+
+    backend, _, _ = open_backend(args.target)
+    queries = args.prompts or quality.demo_queries()
+    checks = []
+    for check in quality.iter_checklist(backend, queries=queries, source=args.source,
+                                        converted=getattr(backend, "folder", None)):
+        checks.append(check)
+        if not args.json:
+            mark = {"pass": "ok  ", "fail": "FAIL", "skipped": "skip"}[check.status]
+            print(f"[{mark}] {check.name}: {check.evidence}", flush=True)
+    if args.json:
+        print(json.dumps([{"name": c.name, "status": c.status, "evidence": c.evidence}
+                          for c in checks], indent=2))
+    return exit_codes.STEP_FAILED if any(c.passed is False for c in checks) else exit_codes.OK
+
+
+def cmd_chat(args: argparse.Namespace) -> int:
+    from tui.repl import chat_repl
+
+    backend, stop, name = open_backend(args.target)
+    return chat_repl(backend, stop, name, system=args.system)
+
+
+def _step_failed(final: Failed) -> int:
+    log = f" (full log: {final.log_path})" if final.log_path else ""
+    print(f"slmops: {final.reason}{log}", file=sys.stderr)
+    return exit_codes.INTERRUPTED if final.cancelled else exit_codes.STEP_FAILED
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from tui.pipeline import run_pipeline
+    from wizard_steps import answers
+
+    return run_pipeline(answers.load(args.answers), json_output=args.json)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from tui.pipeline import run_pipeline
+    from wizard_steps.answers import Answers
+
+    return run_pipeline(Answers(model="demo", deploy_name="smollm2-demo", bench_lengths=[16, 128],
+                                bench_runs=2, bench_new_tokens=32), json_output=args.json)
+

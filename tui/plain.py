@@ -1,0 +1,118 @@
+"""The wizard without a full-screen UI: questionary prompts one step after another, the same
+choices and defaults as the TUI, progress as text, an answers file written at the end, then a
+chat REPL with the deployed model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import questionary
+
+from tui import exit_codes
+from tui.pipeline import StepFailed, execute
+from tui.repl import chat_repl
+from wizard_steps import answers as answers_module
+from wizard_steps import model_source, paths, prereqs, templates
+from wizard_steps.answers import Answers
+from wizard_steps.errors import WizardError
+from wizard_steps.generation import GenerationError, model_config
+
+
+def _ask(question: questionary.Question):
+    value = question.ask()
+    if value is None:  # Ctrl+C in a prompt
+        raise KeyboardInterrupt
+    return value
+
+
+def _model_folder(text: str) -> bool | str:
+    try:
+        model_source.inspect_model(text)
+    except WizardError as exc:
+        return str(exc)
+    return True
+
+
+def _setting(name: str):
+    def check(text: str) -> bool | str:
+        try:
+            model_config(**{name: text})
+        except GenerationError as exc:
+            return str(exc)
+        return True
+    return check
+
+
+def collect() -> Answers:
+    """Ask every choice, with the TUI's defaults."""
+    checks = prereqs.run_all()
+    for check in checks:
+        if check.status is not prereqs.Status.OK:
+            print(f"[{check.status.value}] {check.name}: {check.detail}" +
+                  (f"  Fix: {check.fix}" if check.fix else ""))
+    if prereqs.worst(checks) is prereqs.Status.FAIL:
+        raise StepFailed("A prerequisite failed; fix it and run slmops again.")
+    print(f"Prerequisites: {len(checks)} checks, none failed.")
+    source = _ask(questionary.select("Which model?", choices=[
+        questionary.Choice("The demo model (SmolLM2-135M-Instruct, works offline)", "demo"),
+        questionary.Choice("My own fine-tuned model folder", "own")]))
+    model = "demo"
+    if source == "own":
+        model = _ask(questionary.path("Model folder:", only_directories=True,
+                                      validate=_model_folder))
+    precision = _ask(questionary.select("Precision?", default="int4", choices=[
+        questionary.Choice("INT4: smallest and fastest on CPU (recommended)", "int4"),
+        questionary.Choice("INT8: close to the source, ~1/4 of FP32", "int8"),
+        questionary.Choice("FP32: exact, largest", "fp32"),
+        questionary.Choice("FP16: needs a GPU execution provider", "fp16", disabled="not on CPU")]))
+    int4: dict[str, object] = {}
+    if precision == "int4":
+        int4["int4_algorithm"] = _ask(questionary.select("INT4 algorithm?", choices=[
+            questionary.Choice("k_quant_mixed: better quality (recommended)", "k_quant_mixed"),
+            questionary.Choice("rtn: fastest", "rtn")]))
+        int4["int4_block_size"] = int(_ask(questionary.select(
+            "INT4 block size?", default="32", choices=["16", "32", "64", "128", "256"])))
+        int4["int4_symmetric"] = _ask(questionary.confirm("Symmetric quantization?", default=True))
+    folder = model_source.ensure_demo() if model == "demo" else Path(model)
+    detection = templates.detect(folder)
+    print(f"Prompt template detected: {detection.preset_key} ({detection.confidence.value}): "
+          f"{detection.reason}")
+    template = _ask(questionary.select("Prompt template?", default=detection.preset_key,
+                                       choices=[k for k in templates.PRESETS if k != "custom"]))
+    settings = {name: _ask(questionary.text(f"{name}:", default=str(default),
+                                            validate=_setting(name)))
+                for name, default in (("max_length", 2048), ("temperature", 0.7),
+                                      ("top_p", 0.9), ("repetition_penalty", 1.1))}
+    checked = model_config(**settings)
+    default_name = f"{folder.name.lower()}-{precision}"
+    name = _ask(questionary.text("Deploy as (name):", default=default_name))
+    return Answers(model=model, precision=precision, template=template,
+                   max_length=checked.max_length, temperature=checked.temperature,
+                   top_p=checked.top_p, repetition_penalty=checked.repetition_penalty,
+                   deploy_name=name, **int4)  # type: ignore[arg-type]
+
+
+def run_plain() -> int:
+    """The whole wizard in prompts; ends in a chat REPL."""
+    try:
+        answers = collect()
+        saved = answers_module.save(answers, paths.ensure(paths.config_dir()) / "wizard.toml")
+        print(f"Answers saved to {saved} (replay with: slmops run --answers {saved})")
+        report = execute(answers)
+    except KeyboardInterrupt:
+        print("\nStopped; nothing half-done was kept.")
+        return exit_codes.INTERRUPTED
+    except StepFailed as exc:
+        print(f"slmops: {exc}")
+        return exit_codes.STEP_FAILED
+    deployed = report["deployed"]
+    assert isinstance(deployed, dict)
+    if not _ask(questionary.confirm("Chat with the deployed model now?", default=True)):
+        return exit_codes.OK
+    from tui.commands import open_backend
+
+    backend, stop, name = open_backend(str(deployed["id"]))
+    try:
+        return chat_repl(backend, stop, name)
+    finally:
+        backend.close()
