@@ -1,0 +1,106 @@
+"""The headless command line: help, exit codes, one-sentence errors, the unattended demo."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tui.cli import main
+from wizard_steps import answers
+
+COMMANDS = ("check", "convert", "deploy", "list", "remove", "bench", "quality", "chat", "demo", "run")
+
+
+def slmops(*args: str, home: Path | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
+    env = dict(os.environ)
+    if home is not None:
+        env["SLMOPS_HOME"] = str(home)
+    return subprocess.run([sys.executable, "-m", "tui", *args], capture_output=True, text=True,
+                          env=env, timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_help_with_an_example(command: str, capsys) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main([command, "--help"])
+    assert exited.value.code == 0
+    assert "example: slmops" in capsys.readouterr().out
+
+
+def test_bad_usage_is_exit_2_with_one_line(capsys) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["convert", "demo"])  # --precision is required
+    assert exited.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--precision" in err
+
+
+def test_bad_input_is_exit_2_with_one_sentence_and_no_traceback(tmp_path: Path, capsys) -> None:
+    code = main(["convert", str(tmp_path / "nope"), "--precision", "int4", "--out",
+                 str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 2 and "does not exist" in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_check_json_is_machine_readable(capsys) -> None:
+    assert main(["check", "--json"]) == 0
+    checks = json.loads(capsys.readouterr().out)
+    assert {c["status"] for c in checks} <= {"ok", "warn", "fail"}
+    assert any(c["name"] == "onnxruntime-genai" for c in checks)
+
+
+def test_unknown_deployed_model_is_exit_2(tmp_home: Path, capsys) -> None:
+    assert main(["chat", "never-deployed"]) == 2
+    assert "No converted folder or deployed model is called never-deployed" in capsys.readouterr().err
+
+
+def test_bench_lengths_must_be_numbers(capsys) -> None:
+    assert main(["bench", "x", "--lengths", "16,abc"]) == 2
+    assert "--lengths" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("precison = 'int4'\n", "Unknown key 'precison'"),
+    ("bench_runs = 'three'\n", "'bench_runs' must be a whole number"),
+    ("temperature = 5.0\n", "'temperature' = 5.0 is out of range; allowed: 0 to 2"),
+    ("precision = 'int3'\n", "choose one of: fp32, fp16, int8, int4"),
+    ("int4_block_size = 48\n", "choose one of: 16, 32, 64, 128, 256"),
+])
+def test_answers_file_errors_name_the_key_and_the_allowed_values(
+        tmp_path: Path, capsys, text: str, message: str) -> None:
+    file = tmp_path / "wizard.toml"
+    file.write_text(text)
+    assert main(["run", "--answers", str(file)]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_answers_round_trip() -> None:
+    original = answers.Answers(model="/m", precision="int8", bench_lengths=[16, 64],
+                               temperature=0.0, deploy_name='a "quoted" name')
+    assert answers.parse(answers.dump(original)) == original
+
+
+@pytest.mark.slow
+def test_demo_runs_the_whole_road_and_reports_json(demo_model: Path, tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    (home / "cache" / "demo").mkdir(parents=True)
+    os.symlink(demo_model, home / "cache" / "demo" / demo_model.name)
+    done = slmops("demo", "--json", home=home, timeout=900)
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads(done.stdout)
+    assert report["converted"]["precision"] == "int4"
+    assert Path(report["converted"]["path"], "genai_config.json").is_file()
+    assert report["deployed"]["id"] == "smollm2-demo:1"
+    assert [row["length"] for row in report["benchmark"]] == [16, 128]
+    assert all(row["tokens_per_s"] > 0 for row in report["benchmark"])
+    assert report["chat"]["answer"].strip()
+    replay = answers.load(report["answers_file"])
+    assert replay.deploy_name == "smollm2-demo"
+    listed = slmops("list", "--json", home=home)
+    assert [m["id"] for m in json.loads(listed.stdout)] == ["smollm2-demo:1"]
