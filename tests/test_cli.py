@@ -13,7 +13,8 @@ import pytest
 from tui.cli import main
 from wizard_steps import answers
 
-COMMANDS = ("check", "convert", "deploy", "list", "remove", "bench", "quality", "chat", "demo", "run")
+COMMANDS = ("check", "convert", "deploy", "list", "remove", "bench", "quality", "chat", "tune", "demo",
+            "run")
 
 
 def slmops(*args: str, home: Path | None = None, timeout: int = 600) -> subprocess.CompletedProcess:

@@ -247,6 +247,16 @@ def add_later_commands(sub) -> None:
     chat.add_argument("--system", help="system prompt")
     chat.set_defaults(func=commands.cmd_chat)
 
+    tun = sub.add_parser("tune", help="tune the thread setting for this machine",
+                         description="Measure onnxruntime's thread settings on this machine and "
+                         "keep the fastest in genai_config.json (Foundry Local reads it too).",
+                         epilog="example: slmops tune my-model   (or: slmops tune ./int4 --undo)")
+    _target(tun)
+    tun.add_argument("--undo", action="store_true", help="restore the original file")
+    tun.add_argument("--focus", type=int, default=128, help="prompt length that matters most")
+    tun.add_argument("--json", action="store_true")
+    tun.set_defaults(func=commands.cmd_tune)
+
     demo = sub.add_parser("demo", help="the whole road on the demo model, unattended",
                           epilog="example: slmops demo --json")
     demo.add_argument("--json", action="store_true")

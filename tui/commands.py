@@ -193,3 +193,53 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_pipeline(Answers(model="demo", deploy_name="smollm2-demo", bench_lengths=[16, 128],
                                 bench_runs=2, bench_new_tokens=32), json_output=args.json)
 
+
+
+def _folder_of(target: str) -> tuple[Path, bool]:
+    """A converted folder, or the folder of a deployed model; True when it is deployed."""
+    from wizard_steps import deploy
+
+    folder = Path(target).expanduser()
+    if folder.is_dir():
+        return folder, False
+    matches = [m for m in deploy.list_deployed() if target in (m.id, m.name)]
+    if not matches:
+        raise WizardError(f"No converted folder or deployed model is called {target}.",
+                          "Give a folder made by slmops convert, or a name from slmops list.")
+    return Path(max(matches, key=lambda m: m.version).path), True
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    from wizard_steps import tune
+
+    folder, deployed = _folder_of(args.target)
+    if args.undo:
+        restored = tune.undo(folder)
+        message = "Restored the original genai_config.json." if restored else "Nothing to undo."
+        print(json.dumps({"restored": restored}) if args.json else message)
+        return exit_codes.OK
+    template, _ = template_for_folder(folder)
+    printer = ProgressPrinter()
+    result = None
+    for event in tune.measure(folder, template, focus_length=args.focus):
+        if isinstance(event, tune.TuneSample):
+            printer.line(f"{event.candidate.label:10s} {event.length:4d} tokens run {event.run}: "
+                         f"{event.tokens_per_s:6.1f} tok/s")
+        elif isinstance(event, tune.TuneResult):
+            result = event
+        else:
+            printer.show(event)
+    printer.done()
+    assert result is not None
+    if args.json:
+        print(json.dumps({"folder": str(folder), "best": result.best.label,
+                          "before": result.current.label, "changed": result.changed,
+                          "speeds": result.speeds, "reason": result.reason}, indent=2))
+        return exit_codes.OK
+    print(result.reason)
+    for label, speeds in result.speeds.items():
+        cells = "  ".join(f"{n} tokens {v:6.1f} tok/s" for n, v in sorted(speeds.items()))
+        print(f"  {label:10s} {cells}")
+    if result.changed and deployed:
+        print("Foundry Local reads the tuned file the next time it loads the model.")
+    return exit_codes.OK

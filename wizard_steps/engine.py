@@ -154,14 +154,18 @@ class GenaiBackend:
     name = "onnxruntime-genai"
 
     def __init__(self, folder: str | Path, template: PromptTemplate,
-                 max_length: int | None = None) -> None:
+                 max_length: int | None = None, overlay: dict | None = None) -> None:
+        """``overlay``: genai_config.json keys to override for this load only (tuning)."""
         import onnxruntime_genai as og  # heavy: loaded only when a model is opened
 
         self._og = og
         self.folder = Path(folder)
         self.template = template
         try:
-            self.model = og.Model(str(self.folder))
+            config = og.Config(str(self.folder))
+            if overlay:
+                config.overlay(json.dumps(overlay))
+            self.model = og.Model(config)
         except Exception as exc:
             raise EngineError(f"onnxruntime-genai cannot load {self.folder}: {exc}".splitlines()[0],
                               "Convert the model again with slmops convert.") from None

@@ -90,11 +90,19 @@ class FoundryBackend:
         self._chat.close()
 
 
-def open_deployed_for_benchmark(folder: Path, template: PromptTemplate) -> FoundryBackend:
-    """Deploy ``folder`` into a throw-away Foundry cache and open it (benchmarks only)."""
+_BENCH_CACHE: Path | None = None
+
+
+def open_deployed_for_benchmark(folder: Path, template: PromptTemplate,
+                                name: str = "bench") -> FoundryBackend:
+    """Deploy ``folder`` into a throw-away Foundry cache (one per process, so several models
+    stay loaded side by side) and open it. For benchmarks only."""
     from wizard_steps.deploy import deploy, finish
     from wizard_steps.generation import ModelConfig
 
-    cache = Path(tempfile.mkdtemp(prefix="slmops-foundry-bench-"))
-    done = finish(deploy(folder, "bench", template, ModelConfig(temperature=0.0), cache_dir=cache))
+    global _BENCH_CACHE
+    if _BENCH_CACHE is None:
+        _BENCH_CACHE = Path(tempfile.mkdtemp(prefix="slmops-foundry-bench-"))
+    cache = _BENCH_CACHE
+    done = finish(deploy(folder, name, template, ModelConfig(temperature=0.0), cache_dir=cache))
     return FoundryBackend(str(done.details["model_id"]), template, cache)

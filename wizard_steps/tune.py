@@ -1,0 +1,193 @@
+"""Tune a converted folder for the machine it runs on: measure onnxruntime's thread setting
+(``model.decoder.session_options.intra_op_num_threads`` in genai_config.json) and keep the best.
+
+onnxruntime's default ran the demo as if on one thread on a 2-core machine; Foundry Local reads
+the same file, so a tuned folder is faster there too. The original file is kept byte for byte
+so that ``undo`` restores it exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from wizard_steps.errors import WizardError
+from wizard_steps.events import Progress
+
+BACKUP_NAME = ".genai_config.slmops-original.json"
+KEEP_MARGIN = 0.05  # a new setting must beat the current one by 5 % to be written
+
+
+class TuneError(WizardError):
+    """The folder cannot be tuned (missing, broken or read-only genai_config.json)."""
+
+
+@dataclass(frozen=True)
+class Candidate:
+    threads: int | None  # None: onnxruntime's own choice (the key is absent)
+
+    @property
+    def label(self) -> str:
+        return "default" if self.threads is None else f"{self.threads} thread{'s' * (self.threads > 1)}"
+
+    def overlay(self) -> dict:
+        return {"model": {"decoder": {"session_options": {"intra_op_num_threads": self.threads or 0}}}}
+
+
+@dataclass(frozen=True)
+class TuneSample:
+    candidate: Candidate
+    length: int
+    run: int
+    tokens_per_s: float
+    prompt_tokens_per_s: float
+
+
+@dataclass(frozen=True)
+class TuneResult:
+    folder: Path
+    best: Candidate
+    current: Candidate
+    focus_length: int
+    speeds: dict[str, dict[int, float]] = field(default_factory=dict)  # label -> length -> tok/s
+    changed: bool = False
+    reason: str = ""
+
+    @property
+    def gain(self) -> float:
+        before = self.speeds[self.current.label][self.focus_length]
+        return self.speeds[self.best.label][self.focus_length] / before if before else 0.0
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on (affinity where the platform has it)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
+
+
+def candidates() -> list[Candidate]:
+    return [Candidate(None), *(Candidate(n) for n in range(1, usable_cpus() + 1))]
+
+
+def _config_path(folder: Path) -> Path:
+    return Path(folder) / "genai_config.json"
+
+
+def read_config(folder: Path) -> dict:
+    path = _config_path(folder)
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+        config["model"]["decoder"]
+    except FileNotFoundError:
+        raise TuneError(f"{folder} has no genai_config.json.",
+                        "Point to a folder converted by slmops convert.") from None
+    except (ValueError, KeyError, TypeError):
+        raise TuneError(f"genai_config.json in {folder} is broken.",
+                        "Convert the model again, or restore the file with slmops tune --undo.") from None
+    return config
+
+
+def current_candidate(folder: Path) -> Candidate:
+    options = read_config(folder)["model"]["decoder"].get("session_options", {})
+    threads = options.get("intra_op_num_threads")
+    return Candidate(int(threads) if threads else None)
+
+
+def _check_writable(folder: Path) -> None:
+    path = _config_path(folder)
+    probe = path.with_name(".slmops-write-probe")
+    try:
+        probe.write_text("")
+        probe.unlink()
+        with path.open("r+b"):
+            pass
+    except OSError as exc:
+        raise TuneError(f"genai_config.json in {folder} cannot be written ({exc.strerror}).",
+                        "Check the folder's permissions.") from None
+
+
+def apply(folder: Path, candidate: Candidate) -> None:
+    """Write the setting atomically; keep the first original's bytes for undo."""
+    folder = Path(folder)
+    config = read_config(folder)
+    _check_writable(folder)
+    path, backup = _config_path(folder), folder / BACKUP_NAME
+    if not backup.exists():
+        tmp = backup.with_name(backup.name + ".tmp")
+        tmp.write_bytes(path.read_bytes())
+        os.replace(tmp, backup)
+    options = config["model"]["decoder"].setdefault("session_options", {})
+    if candidate.threads is None:
+        options.pop("intra_op_num_threads", None)
+    else:
+        options["intra_op_num_threads"] = candidate.threads
+    tmp = path.with_name(".genai_config.json.tmp")
+    tmp.write_text(json.dumps(config, indent=4) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def undo(folder: Path) -> bool:
+    """Restore the original genai_config.json byte for byte; False when nothing was tuned."""
+    folder = Path(folder)
+    backup = folder / BACKUP_NAME
+    if not backup.exists():
+        return False
+    _check_writable(folder)
+    os.replace(backup, _config_path(folder))
+    return True
+
+
+def measure(folder: Path, template, lengths: tuple[int, ...] = (128, 512), new_tokens: int = 64,
+            runs: int = 3, focus_length: int = 128, cancel: threading.Event | None = None,
+            write: bool = True) -> Iterator[Progress | TuneSample | TuneResult]:
+    """Try every candidate (one warm-up, then ``runs`` runs per length), pick the fastest at
+    ``focus_length`` and, when it beats the current setting by KEEP_MARGIN, write it."""
+    from wizard_steps.benchmark import prompt_of_length
+    from wizard_steps.engine import GenaiBackend, ReplyDone, ReplyOptions
+
+    folder = Path(folder)
+    current = current_candidate(folder)
+    if write:
+        _check_writable(folder)
+    if focus_length not in lengths:
+        lengths = (*lengths, focus_length)
+    options = ReplyOptions(max_new_tokens=new_tokens, min_new_tokens=new_tokens)
+    trials = candidates()
+    speeds: dict[str, dict[int, float]] = {}
+    for index, candidate in enumerate(trials):
+        yield Progress(f"Trying {candidate.label}", index / len(trials))
+        backend = GenaiBackend(folder, template, overlay=candidate.overlay())
+        prompts = {n: prompt_of_length(backend, n) for n in lengths}
+        per_length: dict[int, list[float]] = {n: [] for n in lengths}
+        for length in lengths:
+            for run in range(runs + 1):
+                if cancel is not None and cancel.is_set():
+                    return
+                done = next(e for e in backend.stream(prompts[length], options, cancel)
+                            if isinstance(e, ReplyDone))
+                if run == 0:
+                    continue  # warm-up
+                per_length[length].append(done.stats.tokens_per_s)
+                yield TuneSample(candidate, length, run, done.stats.tokens_per_s,
+                                 done.stats.prompt_tokens_per_s)
+        backend.close()
+        speeds[candidate.label] = {n: statistics.median(v) for n, v in per_length.items()}
+    best = max(trials, key=lambda c: speeds[c.label][focus_length])
+    current_speed = speeds[current.label][focus_length]
+    best_speed = speeds[best.label][focus_length]
+    if best == current or best_speed < current_speed * (1 + KEEP_MARGIN):
+        reason = (f"Kept {current.label}: {current_speed:.0f} tok/s at {focus_length} tokens; no "
+                  f"setting was more than {KEEP_MARGIN * 100:.0f} % faster.")
+        yield TuneResult(folder, current, current, focus_length, speeds, False, reason)
+        return
+    if write:
+        apply(folder, best)
+    reason = (f"Chose {best.label}: {best_speed:.0f} tok/s at {focus_length} tokens against "
+              f"{current_speed:.0f} with {current.label} (x{best_speed / current_speed:.2f}).")
+    yield TuneResult(folder, best, current, focus_length, speeds, write, reason)
