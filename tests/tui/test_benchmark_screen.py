@@ -1,0 +1,189 @@
+"""The Benchmark screen: the plan validated as typed, a real small run on the demo INT4 with live
+cards, chart and a per-length table, stopping a run, the quality checklist, and the export."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from textual.geometry import Region
+from textual.pilot import Pilot
+from textual.widgets import Button, DataTable, Input, Label, Static, Switch
+
+from tui.app import SlmopsApp
+from tui.screens.benchmark import BenchmarkScreen
+from tui.widgets.help import HelpScreen
+from tui.widgets.metrics import PLACEHOLDER, MetricCard, RunChart
+from wizard_steps import quality
+from wizard_steps.state import WizardState
+
+
+def bench_app(converted: Path | str, model: Path | str | None = None, **state: object) -> SlmopsApp:
+    plan = {"bench_lengths": [16, 64], "bench_runs": 2, "bench_new_tokens": 8} | state
+    return SlmopsApp(WizardState(converted_dir=str(converted), model_dir=str(model) if model else None,
+                                 template_key="chatml", **plan),  # type: ignore[arg-type]
+                     start="benchmark")
+
+
+async def wait_for(pilot: Pilot, condition: Callable[[], bool], timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        await pilot.pause(0.2)
+
+
+async def opened(pilot: Pilot, fidelity: bool = False) -> BenchmarkScreen:
+    screen = pilot.app.screen
+    assert isinstance(screen, BenchmarkScreen)
+    screen.query_one("#bench-fidelity", Switch).value = fidelity  # the torch comparison takes ~20 s
+    await pilot.pause()
+    return screen
+
+
+def text_of(screen: BenchmarkScreen, selector: str) -> str:
+    """What the widget shows on screen, line by line."""
+    widget = screen.query_one(selector, Static)
+    return "\n".join(strip.text for strip in widget.render_lines(Region(0, 0, *widget.size)))
+
+
+def assert_fits(app: SlmopsApp, width: int = 80) -> None:
+    """No widget reaches past the terminal's last column and nothing scrolls sideways."""
+    for widget in app.screen.walk_children():
+        assert widget.region.right <= width, f"{widget!r} ends at column {widget.region.right}"
+    assert app.screen.query_one("#step-body").max_scroll_x == 0
+
+
+async def test_bad_lengths_show_an_error_and_start_refuses(tmp_path: Path) -> None:
+    app = bench_app(tmp_path / "int4")
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await opened(pilot)
+        screen.query_one("#bench-lengths", Input).value = "16,abc"
+        await pilot.pause()
+        assert "whole numbers" in str(screen.query_one("#bench-error", Label).render())
+        assert screen.query_one("#bench-start", Button).disabled
+        await pilot.press("s")
+        await pilot.pause()
+        assert not screen.is_busy() and not screen.running
+        screen.query_one("#bench-lengths", Input).value = "4,16"
+        await pilot.pause()
+        assert "8 tokens or more" in str(screen.query_one("#bench-error", Label).render())
+        screen.query_one("#bench-lengths", Input).value = "16,128"
+        await pilot.pause()
+        assert str(screen.query_one("#bench-error", Label).render()) == ""
+        assert not screen.query_one("#bench-start", Button).disabled
+
+
+async def test_next_is_allowed_without_a_run_and_says_skip(tmp_path: Path) -> None:
+    app = bench_app(tmp_path / "int4")
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await opened(pilot)
+        next_button = screen.query_one("#next", Button)
+        assert not next_button.disabled
+        assert str(next_button.label) == "Skip ›"
+        assert "onnxruntime-genai" in text_of(screen, "#bench-backend")
+        assert_fits(app)
+
+
+async def test_a_deployed_model_is_measured_on_foundry_local(tmp_path: Path) -> None:
+    app = bench_app(tmp_path / "int4", deployed_id="demo-int4:1")
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await opened(pilot)
+        assert "Foundry Local" in text_of(screen, "#bench-backend")
+        assert "demo-int4:1" in text_of(screen, "#bench-backend")
+
+
+@pytest.mark.slow
+async def test_a_run_fills_the_cards_the_chart_and_the_summary(demo_int4: Path, demo_model: Path) -> None:
+    app = bench_app(demo_int4, demo_model)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await opened(pilot)
+        await pilot.press("s")
+        await pilot.pause()
+        assert screen.is_busy()
+        await wait_for(pilot, lambda: not screen.running)
+
+        for card in screen.query(MetricCard):
+            assert card.value != PLACEHOLDER and float(card.value) > 0, card.label
+        assert len(screen.query_one("#bench-chart", RunChart).speeds) == 2 * (1 + 2)  # warm-up + runs
+        table = screen.query_one("#bench-summary", DataTable)
+        assert table.row_count == 2
+        assert [table.get_row_at(i)[0] for i in range(2)] == ["16", "64"]
+        assert "Done" in str(screen.query_one("#bench-stage", Label).render())
+        assert str(screen.query_one("#next", Button).label) == "Next ›"
+        assert app.state.bench_lengths == [16, 64] and app.state.bench_runs == 2
+        assert_fits(app)
+
+
+@pytest.mark.slow
+async def test_the_checklist_follows_the_run_with_domain_queries_passing(demo_int4: Path,
+                                                                      demo_model: Path) -> None:
+    app = bench_app(demo_int4, demo_model)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await opened(pilot)
+        await pilot.press("s")
+        await wait_for(pilot, lambda: not screen.running)
+
+        assert screen.checks[quality.DOMAIN].passed is True
+        assert screen.checks[quality.LENGTHS].passed is not None  # fed the run's speeds
+        assert screen.checks[quality.FIDELITY].passed is None  # switched off
+        shown = text_of(screen, "#bench-quality-table")
+        assert "Domain queries" in shown and "✓ pass" in shown
+        assert_fits(app)
+
+
+@pytest.mark.slow
+async def test_quality_checks_run_alone_with_q(demo_int4: Path, demo_model: Path) -> None:
+    app = bench_app(demo_int4, demo_model)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await opened(pilot)
+        await pilot.press("q")
+        await wait_for(pilot, lambda: not screen.running)
+
+        assert screen.summary is None
+        assert screen.checks[quality.DOMAIN].passed is True
+        assert screen.checks[quality.MEMORY].passed is None  # no benchmark samples to judge
+        assert "Domain queries" in text_of(screen, "#bench-quality-table")
+
+
+@pytest.mark.slow
+async def test_export_writes_the_reports_with_the_checklist(demo_int4: Path, demo_model: Path,
+                                                            tmp_path: Path) -> None:
+    app = bench_app(demo_int4, demo_model)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await opened(pilot)
+        await pilot.press("s")
+        await wait_for(pilot, lambda: not screen.running)
+        screen.query_one("#bench-export-dir", Input).value = str(tmp_path / "reports")
+        await pilot.press("e")
+        await pilot.pause()
+
+        markdown = (tmp_path / "reports" / "report.md").read_text(encoding="utf-8")
+        assert "| 16 |" in markdown and "| 64 |" in markdown
+        assert markdown.index("# Benchmark") < markdown.index("## Quality checklist")
+        assert (tmp_path / "reports" / "report.json").is_file()
+        assert (tmp_path / "reports" / "report.csv").read_text(encoding="utf-8").startswith("length,")
+        assert str(tmp_path / "reports") in text_of(screen, "#bench-export-result")
+
+
+@pytest.mark.slow
+async def test_stop_ends_a_run_and_the_screen_stays_responsive(demo_int4: Path) -> None:
+    app = bench_app(demo_int4, bench_runs=200)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await opened(pilot)
+        await pilot.press("s")
+        await wait_for(pilot, lambda: len(screen.samples) >= 2)
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: not screen.is_busy(), timeout=10)
+
+        assert "stopped" in str(screen.query_one("#bench-stage", Label).render()).lower()
+        assert len(screen.samples) < 2 * 201
+        assert not screen.checks  # the checklist does not start after a stop
+        assert not screen.query_one("#bench-start", Button).disabled
+        await pilot.press("f1")
+        await pilot.pause()
+        assert isinstance(app.screen, HelpScreen)
+        await pilot.press("escape")
+        await pilot.pause()
+        assert app.screen is screen

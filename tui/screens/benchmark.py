@@ -1,0 +1,502 @@
+"""Benchmark (optional): the plan, a live run on the converted or deployed model (metric cards and a
+chart per sample, a median / p95 table per prompt length), the quality checklist, and the report
+exported as Markdown, JSON and CSV."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from rich.table import Table
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Container, Horizontal, Vertical
+from textual.timer import Timer
+from textual.widgets import Button, DataTable, Input, Label, ProgressBar, Static, Switch
+from textual.worker import Worker, WorkerState, get_current_worker
+
+from tui.screens.base import StepScreen
+from tui.widgets.metrics import MetricCard, RunChart
+from wizard_steps import benchmark, paths, quality
+from wizard_steps.benchmark import BenchPlan, BenchSample, BenchSummary
+from wizard_steps.engine import Backend
+from wizard_steps.errors import WizardError
+from wizard_steps.events import Progress
+from wizard_steps.quality import QualityCheck
+from wizard_steps.templates import PromptTemplate, get_preset
+
+CHECKS = (quality.DOMAIN, quality.FORMAT, quality.MEMORY, quality.LENGTHS, quality.EDGES,
+          quality.FIDELITY)
+CARDS = (("ttft", "TTFT ms"), ("prompt-tps", "prompt tok/s"), ("tps", "gen tok/s"),
+         ("rss", "RSS MB"), ("cpu", "CPU %"))
+MARKS = {"pass": ("✓ pass", "green"), "fail": ("✗ fail", "bold red"), "skipped": ("– skipped", "dim")}
+
+
+@dataclass(frozen=True)
+class Job:
+    """One worker run: a benchmark plan (None: the checklist only), then the checklist."""
+
+    plan: BenchPlan | None
+    source: str | None  # the HF folder fidelity compares with
+    fidelity: bool  # False: the user switched the (slow) comparison off
+    stop: threading.Event
+
+
+@dataclass(frozen=True)
+class CheckStarted:
+    name: str
+
+
+@dataclass(frozen=True)
+class RunEnded:
+    error: str = ""
+
+
+def parse_lengths(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in text.replace(" ", "").split(",") if part)
+    except ValueError:
+        raise WizardError("Prompt lengths are whole numbers separated by commas, "
+                          "e.g. 16,128,512.") from None
+
+
+def pair(median: float, p95: float, digits: int) -> str:
+    return f"{median:.{digits}f} / {p95:.{digits}f}"
+
+
+class BenchmarkScreen(StepScreen):
+    STEP = "benchmark"
+    HELP = ("Optional. Measures the model where it will run: Foundry Local when it is deployed, "
+            "otherwise onnxruntime-genai on the converted folder. Each prompt length is run once "
+            "to warm up, then the number of runs you choose, generating exactly the number of new "
+            "tokens given. TTFT is the time to the first token; prompt tok/s is the prompt's "
+            "length over TTFT; gen tok/s counts the tokens after the first. The table gives the "
+            "median and the 95th percentile per length.\n\n"
+            "The quality checklist follows: the demo domain queries, reply format, memory in long "
+            "use, speed across lengths, edge cases, and fidelity to the source model (torch in a "
+            "child process, about 20 s; switch it off to skip). Export writes report.md, "
+            "report.json and report.csv.\n\n"
+            "Keys: s start, escape stop, q quality checks only, e export.")
+    CSS_PATH = Path(__file__).parent.parent / "styles" / "benchmark.tcss"
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-wide")]
+    BINDINGS = [
+        Binding("s", "start", "Start"),
+        Binding("escape", "stop", "Stop"),
+        Binding("q", "quality", "Quality checks", show=False),  # the footer fits 80 columns
+        Binding("e", "export", "Export"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.plan: BenchPlan | None = None
+        self.plan_error = ""
+        self.running = False
+        self.stop = threading.Event()  # per run; set by Stop and when the screen goes away
+        self.started = 0.0
+        self.timer: Timer | None = None
+        self.summary: BenchSummary | None = None
+        self.samples: list[BenchSample] = []
+        self.checks: dict[str, QualityCheck] = {}
+        self.check_running: str | None = None
+        self.check_started = 0.0
+
+    def compose_body(self) -> ComposeResult:
+        state = self.state
+        yield Label("Benchmark (optional)", classes="step-title")
+        yield Static("", id="bench-backend")
+        with Container(id="bench-options"):
+            with Horizontal(id="bench-plan"):
+                yield Label("Prompt lengths", classes="bench-field-label")
+                yield Input(",".join(map(str, state.bench_lengths)), id="bench-lengths",
+                            placeholder="16,128,512")
+                yield Label("Runs", classes="bench-field-label")
+                yield Input(str(state.bench_runs), type="integer", id="bench-runs")
+                yield Label("New tokens", classes="bench-field-label")
+                yield Input(str(state.bench_new_tokens), type="integer", id="bench-new-tokens")
+            with Horizontal(id="bench-fidelity-row"):
+                yield Switch(True, id="bench-fidelity")
+                yield Label("Compare with the source (slow)", id="bench-fidelity-label")
+        yield Label("", id="bench-error", classes="error-line")
+        with Horizontal(id="bench-controls"):
+            yield Button("Start", id="bench-start", variant="success")
+            yield Button("Stop", id="bench-stop", variant="error")
+            yield Button("Quality checks", id="bench-quality", tooltip="Only the checklist (key q)")
+            with Vertical(id="bench-progress-box"):
+                yield ProgressBar(total=1.0, show_eta=False, id="bench-progress")
+                yield Label("Press s to start.", id="bench-stage", classes="hint")
+        with Horizontal(id="bench-cards"):
+            for key, label in CARDS:
+                yield MetricCard(label, id=f"card-{key}")
+        yield RunChart(id="bench-chart")
+        with Vertical(id="bench-results"):
+            yield Label("Per prompt length", classes="section-title")
+            yield Static("Each cell: median / p95 over the measured runs (warm-up left out).",
+                         classes="hint")
+            yield DataTable(id="bench-summary", cursor_type="row", zebra_stripes=True)
+            yield Static("", id="bench-summary-note")
+        with Vertical(id="bench-quality-box"):
+            yield Label("Quality checklist", classes="section-title")
+            yield Static("", id="bench-quality-table")
+        with Horizontal(id="bench-export-row"):
+            yield Label("Reports folder", classes="bench-field-label")
+            yield Input(str(paths.data_dir() / "reports"), id="bench-export-dir")
+            yield Button("Export", id="bench-export", variant="primary")
+        yield Static("", id="bench-export-result")
+
+    def on_mount(self) -> None:
+        super().on_mount()
+        table = self.query_one("#bench-summary", DataTable)
+        for key, label in (("length", "Prompt"), ("runs", "Runs"), ("ttft", "TTFT ms"),
+                           ("prompt", "Prompt tok/s"), ("tps", "Gen tok/s"),
+                           ("latency", "Latency s")):
+            table.add_column(label, key=key)
+        self.query_one("#bench-results").display = False
+        self.query_one("#bench-quality-box").display = False
+        self.query_one("#bench-chart", RunChart).redraw()
+        self.query_one("#bench-backend", Static).update(self.describe_backend())
+        self.replan()
+        self.query_one("#bench-start", Button).focus()
+
+    def on_unmount(self) -> None:
+        super().on_unmount()
+        self.stop.set()
+
+    def on_resize(self) -> None:
+        # a tall terminal gives the chart its height; the cards and the chart stay on screen together
+        self.query_one("#bench-chart").styles.height = max(10, min(30, self.size.height - 26))
+
+    # --- the plan and the backend ---------------------------------------------------------------
+
+    def describe_backend(self) -> Text:
+        state = self.state
+        if state.deployed_id:
+            return Text.assemble(("Foundry Local", "bold"), f" · the deployed model {state.deployed_id}")
+        if state.converted_dir:
+            return Text.assemble(("onnxruntime-genai", "bold"), " in this process · ",
+                                 state.converted_dir)
+        return Text("Nothing to measure yet: convert the model first (or deploy it).", style="red")
+
+    def template(self) -> PromptTemplate:
+        state = self.state
+        if state.template_key == "custom" and state.custom_template:
+            return PromptTemplate(**state.custom_template)
+        return get_preset(state.template_key or "chatml").template
+
+    def open_backend(self) -> Backend:
+        """Foundry Local when the model is deployed, else onnxruntime-genai on the converted folder."""
+        state = self.state
+        if state.deployed_id:
+            from wizard_steps.engine_foundry import FoundryBackend  # the Foundry SDK: only when used
+
+            return FoundryBackend(state.deployed_id, self.template())
+        from wizard_steps.engine import GenaiBackend
+
+        return GenaiBackend(str(state.converted_dir), self.template())
+
+    def model_name(self) -> str:
+        return self.state.deployed_id or Path(self.state.converted_dir or "model").name
+
+    def build_plan(self) -> BenchPlan:
+        if not (self.state.deployed_id or self.state.converted_dir):
+            raise WizardError("There is no converted or deployed model to measure.")
+        lengths = parse_lengths(self.query_one("#bench-lengths", Input).value)
+        numbers = []
+        for selector, what in (("#bench-runs", "Runs"), ("#bench-new-tokens", "New tokens")):
+            try:
+                numbers.append(int(self.query_one(selector, Input).value))
+            except ValueError:
+                raise WizardError(f"{what} must be a whole number.") from None
+        return BenchPlan(lengths, new_tokens=numbers[1], runs=numbers[0]).validate()
+
+    def replan(self) -> None:
+        try:
+            self.plan, self.plan_error = self.build_plan(), ""
+        except WizardError as exc:
+            self.plan, self.plan_error = None, exc.message
+        self.query_one("#bench-error", Label).update(self.plan_error)
+        self.show_controls()
+
+    @on(Input.Changed, "#bench-plan Input")
+    def plan_changed(self) -> None:
+        self.replan()
+
+    def save_plan(self) -> None:
+        if self.plan is not None:
+            self.state.bench_lengths = list(self.plan.lengths)
+            self.state.bench_runs = self.plan.runs
+            self.state.bench_new_tokens = self.plan.new_tokens
+
+    def before_next(self) -> bool:
+        self.save_plan()
+        return True
+
+    def refresh_nav(self) -> None:
+        super().refresh_nav()
+        done = self.summary is not None or bool(self.checks)
+        self.query_one("#next", Button).label = "Next ›" if done else "Skip ›"
+
+    # --- controls ---------------------------------------------------------------------------------
+
+    def show_controls(self) -> None:
+        self.query_one("#bench-start", Button).disabled = self.running or self.plan is None
+        self.query_one("#bench-stop", Button).disabled = not self.running
+        can_measure = bool(self.state.deployed_id or self.state.converted_dir)
+        self.query_one("#bench-quality", Button).disabled = self.running or not can_measure
+        self.query_one("#bench-export", Button).disabled = self.running or self.summary is None
+        for widget in self.query("#bench-plan Input, #bench-fidelity"):
+            widget.disabled = self.running
+        self.refresh_bindings()
+        self.refresh_nav()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in ("start", "quality"):
+            return not self.running
+        if action == "stop":
+            return self.running
+        if action == "export":
+            return not self.running and self.summary is not None
+        return super().check_action(action, parameters)
+
+    @on(Button.Pressed, "#bench-start")
+    def action_start(self) -> None:
+        if self.running:
+            return
+        self.replan()
+        if self.plan is None:
+            self.notify(self.plan_error, severity="error")
+            return
+        self.save_plan()
+        self.summary, self.samples = None, []
+        for card in self.query(MetricCard):
+            card.reset()
+        self.query_one("#bench-chart", RunChart).clear_runs()
+        self.query_one("#bench-summary", DataTable).clear()
+        self.query_one("#bench-results").display = False
+        self.begin(self.job(self.plan))
+
+    @on(Button.Pressed, "#bench-quality")
+    def action_quality(self) -> None:
+        if self.running:
+            return
+        if not (self.state.deployed_id or self.state.converted_dir):
+            self.notify("There is no converted or deployed model to check.", severity="error")
+            return
+        self.begin(self.job(None))
+
+    def job(self, plan: BenchPlan | None) -> Job:
+        folder = self.state.model_dir
+        source = folder if folder and (Path(folder) / "config.json").is_file() else None
+        return Job(plan, source, self.query_one("#bench-fidelity", Switch).value, threading.Event())
+
+    def begin(self, job: Job) -> None:
+        self.running, self.stop = True, job.stop
+        self.started = time.monotonic()
+        self.checks, self.check_running = {}, None
+        self.query_one("#bench-quality-box").display = False
+        self.query_one("#bench-export-result", Static).update("")
+        self.query_one("#bench-progress", ProgressBar).update(progress=0)
+        self.query_one("#bench-stage", Label).remove_class("error-line")
+        self.set_stage("Opening the model…")
+        self.timer = self.set_interval(1.0, self.tick)
+        self.tick()
+        self.show_controls()
+        self.query_one("#bench-controls").scroll_visible(top=True)
+        self.measure(job)
+
+    @on(Button.Pressed, "#bench-stop")
+    def action_stop(self) -> None:
+        if self.running and not self.stop.is_set():
+            self.stop.set()
+            self.set_stage("Stopping…")
+
+    def set_stage(self, text: str) -> None:
+        self.query_one("#bench-stage", Label).update(text)
+
+    def tick(self) -> None:
+        seconds = int(time.monotonic() - self.started)
+        self.query_one("#bench-progress-box").border_subtitle = f"elapsed {seconds // 60}:{seconds % 60:02d}"
+        if self.check_running:
+            self.show_checks()
+
+    # --- the run, in a worker -------------------------------------------------------------------
+
+    @work(thread=True, exclusive=True, exit_on_error=False)
+    def measure(self, job: Job) -> None:
+        worker, stop = get_current_worker(), job.stop
+
+        def post(event: object) -> None:
+            if worker.is_cancelled or self.cancel.is_set():  # the app or the screen is going away
+                stop.set()
+                return
+            try:
+                self.app.call_from_thread(self.show_event, event)
+            except RuntimeError:  # the app has gone
+                stop.set()
+
+        try:
+            backend = self.open_backend()
+        except WizardError as exc:
+            post(RunEnded(exc.message))
+            return
+        try:
+            summary = self.summary
+            if job.plan is not None:
+                for event in benchmark.run(backend, job.plan, self.model_name(), cancel=stop):
+                    post(event)
+                    if isinstance(event, BenchSummary):
+                        summary = event
+            if not stop.is_set():
+                post(CheckStarted(CHECKS[0]))
+                measured = {} if summary is None else {
+                    "rss_samples": [s.rss_bytes for s in summary.samples],
+                    "tokens_per_s": {r.length: r.tps_median for r in summary.per_length}}
+                for check in quality.iter_checklist(
+                        backend, queries=quality.demo_queries(), cancel=stop,
+                        source=job.source if job.fidelity else None,
+                        converted=self.state.converted_dir, **measured):  # type: ignore[arg-type]
+                    if check.name == quality.FIDELITY and not job.fidelity:
+                        check = quality.skipped(check.name, "Not run: “Compare with the source” is "
+                                                "switched off.")
+                    elif stop.is_set():  # cut short: not a verdict
+                        check = quality.skipped(check.name, "Stopped before it finished.")
+                    post(check)
+            post(RunEnded())
+        except WizardError as exc:
+            post(RunEnded(exc.message))
+        finally:
+            backend.close()
+
+    def show_event(self, event: object) -> None:
+        if self.cancel.is_set():
+            return  # the screen has been left; its widgets are going
+        if isinstance(event, Progress):
+            if event.fraction is not None:
+                self.query_one("#bench-progress", ProgressBar).update(progress=event.fraction)
+            if not self.stop.is_set():
+                self.set_stage(event.stage)
+        elif isinstance(event, BenchSample):
+            self.show_sample(event)
+        elif isinstance(event, BenchSummary):
+            self.show_summary(event)
+        elif isinstance(event, CheckStarted):
+            self.query_one("#bench-quality-box").display = True
+            self.check_running, self.check_started = event.name, time.monotonic()
+            self.show_checks()
+        elif isinstance(event, QualityCheck):
+            self.checks[event.name] = event
+            later = [name for name in CHECKS if name not in self.checks]
+            self.check_running = later[0] if later else None
+            self.check_started = time.monotonic()
+            self.query_one("#bench-progress", ProgressBar).update(
+                progress=len(self.checks) / len(CHECKS))
+            self.show_checks()
+        elif isinstance(event, RunEnded):
+            self.finish(event.error)
+
+    def show_sample(self, sample: BenchSample) -> None:
+        self.samples.append(sample)
+        figures = {"ttft": f"{sample.ttft_s * 1000:.0f}", "prompt-tps": f"{sample.prompt_tokens_per_s:.0f}",
+                   "tps": f"{sample.tokens_per_s:.1f}", "rss": f"{sample.rss_bytes / 1e6:.0f}",
+                   "cpu": f"{sample.cpu_percent:.0f}"}
+        for key, value in figures.items():
+            self.query_one(f"#card-{key}", MetricCard).show(value)
+        self.query_one("#bench-chart", RunChart).add_run(sample.length, sample.tokens_per_s,
+                                                         sample.latency_s)
+
+    def show_summary(self, summary: BenchSummary) -> None:
+        self.summary = summary
+        table = self.query_one("#bench-summary", DataTable)
+        table.clear()
+        for row in summary.per_length:
+            table.add_row(str(row.length), str(row.runs), pair(row.ttft_median_s * 1000, row.ttft_p95_s * 1000, 0),
+                          f"{row.prompt_tps_median:.0f}", pair(row.tps_median, row.tps_p95, 1),
+                          pair(row.latency_median_s, row.latency_p95_s, 2), key=str(row.length))
+        self.query_one("#bench-summary-note", Static).update(
+            f"Peak RSS {summary.peak_rss_bytes / 1e6:.0f} MB · {summary.backend} · {summary.leak.note}")
+        self.query_one("#bench-results").display = bool(summary.per_length)
+        self.refresh_nav()
+
+    def show_checks(self) -> None:
+        if self.check_running and not self.stop.is_set():
+            self.set_stage("Checking fidelity (torch, ~20 s)…" if self.check_running == quality.FIDELITY
+                           else f"Checking: {self.check_running}…")
+        table = Table(expand=True, box=None, show_edge=False, pad_edge=False, header_style="bold")
+        table.add_column("Check", ratio=2)
+        table.add_column("Result", no_wrap=True, min_width=10)
+        table.add_column("Evidence", ratio=5)
+        for name in CHECKS:
+            check = self.checks.get(name)
+            if check is not None:
+                mark, style = MARKS[check.status]
+                table.add_row(name, Text(mark, style=style), check.evidence)
+            elif name == self.check_running:
+                seconds = int(time.monotonic() - self.check_started)
+                note = ("torch runs the source model in a child process (about 20 s)"
+                        if name == quality.FIDELITY else "")
+                table.add_row(name, Text(f"… {seconds} s", style="yellow"), Text(note, style="dim"))
+            else:
+                table.add_row(name, Text("stopped" if not self.running else "waiting", style="dim"), "")
+        self.query_one("#bench-quality-table", Static).update(table)
+
+    def finish(self, error: str = "") -> None:
+        if not self.running:
+            return
+        stopped, checking = self.stop.is_set(), bool(self.checks) or self.check_running is not None
+        self.running, self.check_running = False, None
+        if self.timer is not None:
+            self.timer.stop()
+            self.tick()
+        measured = sum(not s.warmup for s in self.samples)
+        if error:
+            self.set_stage(error)
+            self.query_one("#bench-stage", Label).add_class("error-line")
+        else:
+            self.query_one("#bench-stage", Label).remove_class("error-line")
+            self.set_stage("Done." if not stopped else "Stopped during the quality checks."
+                           if checking else f"Stopped after {measured} measured runs.")
+            if not stopped:
+                self.query_one("#bench-progress", ProgressBar).update(progress=1.0)
+        if self.checks or self.query_one("#bench-quality-box").display:
+            self.show_checks()
+        self.show_controls()
+
+    @on(Worker.StateChanged)
+    def worker_ended(self, event: Worker.StateChanged) -> None:
+        if event.worker.name != "measure" or not self.running:
+            return
+        if event.state is WorkerState.ERROR:
+            self.finish(f"The run stopped on an unexpected error: {event.worker.error}")
+        elif event.state in (WorkerState.SUCCESS, WorkerState.CANCELLED):
+            self.finish()
+
+    # --- export -----------------------------------------------------------------------------------
+
+    @on(Button.Pressed, "#bench-export")
+    def action_export(self) -> None:
+        if self.summary is None:
+            self.notify("Run the benchmark first.", severity="warning")
+            return
+        folder = Path(self.query_one("#bench-export-dir", Input).value.strip() or
+                      paths.data_dir() / "reports").expanduser()
+        result = self.query_one("#bench-export-result", Static)
+        try:
+            paths.ensure(folder)
+            markdown = benchmark.to_markdown(self.summary)
+            if self.checks:
+                markdown += "\n" + quality.to_markdown([self.checks[n] for n in CHECKS if n in self.checks])
+            tmp = folder / ".report.md.tmp"
+            tmp.write_text(markdown, encoding="utf-8")
+            tmp.replace(folder / "report.md")
+            for suffix in (".json", ".csv"):
+                benchmark.export(self.summary, folder / f"report{suffix}")
+        except OSError as exc:
+            result.update(Text(f"Cannot write the reports to {folder}: {exc.strerror or exc}.",
+                               style="red"))
+            return
+        result.update(Text.assemble(("✓ ", "green"), "Wrote report.md, report.json and report.csv to ",
+                                    (str(folder), "bold")))
+        result.scroll_visible()
