@@ -66,3 +66,24 @@ def test_foundry_reply_can_be_cancelled(backend: FoundryBackend) -> None:
 def test_unknown_deployed_model_is_one_clear_error(tmp_path: Path) -> None:
     with pytest.raises(EngineError, match="No deployed model is called nope:1"):
         FoundryBackend("nope:1", CHATML.template, tmp_path)
+
+
+def test_genai_backend_opens_after_foundry_has_started(demo_int4: Path, tmp_path: Path) -> None:
+    """onnxruntime_genai fails to import once Foundry's runtime is up, unless slmops loads it first."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from wizard_steps.foundry import FoundryRuntime\n"
+        f"FoundryRuntime.open({str(tmp_path / 'cache')!r})\n"
+        "from wizard_steps.engine import GenaiBackend, ReplyDone, ReplyOptions\n"
+        "from wizard_steps.templates import Conversation, get_preset\n"
+        f"backend = GenaiBackend({str(demo_int4)!r}, get_preset('chatml').template)\n"
+        "done = [e for e in backend.stream(Conversation(None, (('user', 'Hi'),)),\n"
+        "        ReplyOptions(max_new_tokens=4)) if isinstance(e, ReplyDone)][0]\n"
+        "print(done.stats.generated_tokens)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-1500:]
+    assert int(out.stdout.strip().splitlines()[-1]) > 0

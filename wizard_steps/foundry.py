@@ -80,6 +80,12 @@ class FoundryRuntime:
             if not sdk_available():
                 raise DeployError("The Foundry Local SDK (foundry-local-sdk) is not installed.",
                                   SDK_HINT)
+            import importlib.util
+
+            if importlib.util.find_spec("onnxruntime_genai") is not None:
+                # Once the SDK's runtime (onnxruntime-genai-core) is up, importing onnxruntime_genai
+                # fails with "undefined symbol: OgaRequestGetUnseenToken"; the other order works.
+                import onnxruntime_genai  # noqa: F401
             from foundry_local_sdk import Configuration, FoundryLocalManager, LogLevel
 
             if current is not None:

@@ -8,6 +8,9 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from wizard_steps import paths
+from wizard_steps.errors import WizardError
+from wizard_steps.generation import ModelConfig
+from wizard_steps.templates import PromptTemplate, TemplateError, get_preset
 
 STEPS = ("welcome", "prereqs", "model", "precision", "template", "convert", "deploy",
          "benchmark", "chat", "summary")
@@ -75,3 +78,25 @@ class WizardState:
         except TypeError:
             return None
         return state if state.step in STEPS else None
+
+
+def state_template(state: WizardState) -> tuple[PromptTemplate, tuple[str, ...]]:
+    """The chosen prompt template and its preset's stop strings; raises WizardError."""
+    key = state.template_key or "chatml"
+    preset = get_preset(key)
+    if key != "custom":
+        return preset.template, preset.stop
+    try:
+        template = PromptTemplate(**(state.custom_template or {}))
+    except TypeError:
+        raise TemplateError("The saved Custom template is incomplete.",
+                            "Go back to the Template step and write its four parts.") from None
+    return template.validate(), preset.stop
+
+
+def state_model_config(state: WizardState) -> ModelConfig:
+    try:
+        return ModelConfig(**state.model_config).validate()  # type: ignore[arg-type]
+    except TypeError:
+        raise WizardError("The saved generation settings cannot be read.",
+                          "Go back to the Template step and check them.") from None

@@ -1,0 +1,186 @@
+"""The Chat screen: a reply streamed from the model deployed to Foundry Local, or from the converted
+folder through onnxruntime-genai when nothing is deployed; stopping a reply, empty messages,
+clearing, the input's history and the system prompt."""
+
+from __future__ import annotations
+
+import io
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+from textual.pilot import Pilot
+from textual.widgets import Input, Static
+
+from tui.app import SlmopsApp
+from tui.screens.chat import ChatScreen
+from tui.widgets.chat_log import ChatLog, Reply
+from wizard_steps.deploy import deploy, finish
+from wizard_steps.generation import ModelConfig
+from wizard_steps.state import WizardState
+from wizard_steps.templates import get_preset
+
+pytestmark = pytest.mark.slow  # the demo model converted to INT4 (once per run)
+
+@pytest.fixture
+def deployed_id(demo_int4: Path, tmp_home: Path) -> str:
+    """The demo INT4 deployed into the test's own Foundry cache (under its SLMOPS_HOME)."""
+    done = finish(deploy(demo_int4, "chat-test", get_preset("chatml").template,
+                         ModelConfig(temperature=0.0)))
+    return str(done.details["model_id"])
+
+
+def chat_app(folder: Path | None, deployed: str | None = None) -> SlmopsApp:
+    state = WizardState(converted_dir=str(folder) if folder else None, template_key="chatml",
+                        deployed_id=deployed)
+    return SlmopsApp(state, start="chat")
+
+
+async def wait_for(pilot: Pilot, condition: Callable[[], bool], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        await pilot.pause(0.05)
+
+
+async def ready(pilot: Pilot) -> ChatScreen:
+    screen = pilot.app.screen
+    assert isinstance(screen, ChatScreen)
+    await wait_for(pilot, lambda: screen.chat is not None or screen.problem is not None)
+    assert screen.problem is None, screen.problem
+    return screen
+
+
+async def send(pilot: Pilot, text: str) -> None:
+    pilot.app.screen.query_one("#chat-input", Input).focus()
+    await pilot.press(*text, "enter")
+
+
+def text_of(widget: Static) -> str:
+    console = Console(width=max(widget.size.width, 20), file=io.StringIO(), record=True)
+    console.print(widget.content)
+    return console.export_text()
+
+
+def stats_of(reply: Reply) -> str:
+    return text_of(reply.query_one(".reply-stats", Static))
+
+
+def assert_fits(app: SlmopsApp, width: int = 80) -> None:
+    for widget in app.screen.walk_children():
+        assert widget.region.right <= width, f"{widget!r} ends at column {widget.region.right}"
+    assert app.screen.query_one("#chat-log").max_scroll_x == 0
+
+
+async def test_a_question_streams_a_reply_from_the_deployed_model(demo_int4: Path,
+                                                                  deployed_id: str) -> None:
+    app = chat_app(demo_int4, deployed_id)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await ready(pilot)
+        header = text_of(screen.query_one("#chat-backend", Static))
+        assert "Foundry Local" in header and deployed_id in header
+        assert "greedy" in text_of(screen.query_one("#chat-settings", Static))
+        await send(pilot, "What is the capital of France?")
+        await wait_for(pilot, lambda: bool(screen.query(Reply)) and bool(screen.query_one(Reply).text))
+        await wait_for(pilot, lambda: not screen.replying)
+        reply = screen.query_one(Reply)
+        assert reply.text.strip()
+        stats = stats_of(reply)
+        assert "tokens" in stats and "tok/s" in stats and "TTFT" in stats
+        assert "Paris" in reply.text
+        assert_fits(app)
+
+
+async def test_without_a_deployment_the_converted_folder_answers(demo_int4: Path) -> None:
+    app = chat_app(demo_int4)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await ready(pilot)
+        assert "onnxruntime-genai" in text_of(screen.query_one("#chat-backend", Static))
+        await send(pilot, "Say hello.")
+        await wait_for(pilot, lambda: bool(screen.query(Reply)) and not screen.replying)
+        assert screen.query_one(Reply).text.strip()
+        assert "end of reply" in stats_of(screen.query_one(Reply))
+        assert_fits(app)
+
+
+async def test_escape_stops_a_long_reply(demo_int4: Path) -> None:
+    app = chat_app(demo_int4)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await ready(pilot)
+        await send(pilot, "Write a long story about a dragon who learns to cook.")
+        await wait_for(pilot, lambda: bool(screen.query(Reply)) and bool(screen.query_one(Reply).text))
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: not screen.replying, timeout=5)
+        reply = screen.query_one(Reply)
+        assert "cancelled" in stats_of(reply)
+        assert int(stats_of(reply).split()[0]) < screen.options.max_new_tokens
+        assert reply.has_class("-cancelled")
+        assert screen.chat is not None and len(screen.chat.turns) == 2  # the turn is kept
+
+
+async def test_an_empty_message_is_not_sent(demo_int4: Path) -> None:
+    app = chat_app(demo_int4)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await ready(pilot)
+        await send(pilot, "   ")
+        status = str(screen.query_one("#chat-status").render())
+        assert "empty" in status and status.count(".") == 1
+        assert not screen.query_one(ChatLog).children and not screen.replying
+        assert screen.chat is not None and screen.chat.turns == []
+
+
+async def test_ctrl_l_clears_the_conversation_but_keeps_the_input_history(demo_int4: Path) -> None:
+    app = chat_app(demo_int4)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await ready(pilot)
+        await send(pilot, "Hi")
+        await wait_for(pilot, lambda: bool(screen.query(Reply)) and not screen.replying)
+        assert screen.chat is not None and len(screen.chat.turns) == 2
+        await pilot.press("ctrl+l")
+        await pilot.pause()
+        assert not screen.query_one(ChatLog).children and screen.chat.turns == []
+        await pilot.press("up")
+        assert screen.query_one("#chat-input", Input).value == "Hi"
+        await pilot.press("down")
+        assert screen.query_one("#chat-input", Input).value == ""
+
+
+async def test_the_system_prompt_applies_and_is_kept(demo_int4: Path, tmp_home: Path) -> None:
+    app = chat_app(demo_int4)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await ready(pilot)
+        system = screen.query_one("#chat-system", Input)
+        system.value = "You answer in one word."
+        await pilot.pause()
+        assert app.state.system_prompt == "You answer in one word."
+        await send(pilot, "Hi")
+        await wait_for(pilot, lambda: bool(screen.query(Reply)) and not screen.replying)
+        assert screen.chat is not None and screen.chat.system == "You answer in one word."
+
+
+async def test_without_any_model_it_says_so_in_one_sentence(tmp_home: Path) -> None:
+    app = chat_app(None)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = app.screen
+        assert isinstance(screen, ChatScreen)
+        await wait_for(pilot, lambda: screen.problem is not None)
+        assert "no model to talk to" in text_of(screen.query_one("#chat-backend", Static))
+        await send(pilot, "Hello?")
+        assert not screen.query_one(ChatLog).children
+
+
+async def test_dropped_turns_are_announced_before_the_reply(demo_int4: Path) -> None:
+    app = chat_app(demo_int4)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await ready(pilot)
+        assert screen.backend is not None
+        screen.backend.context_length = screen.options.max_new_tokens + 40  # room for one short turn
+        for text in ("Hi", "Hi again"):
+            await send(pilot, text)
+            await wait_for(pilot, lambda: not screen.replying)
+        notices = screen.query(".chat-notice.-warning")
+        assert len(notices) == 1 and "oldest messages were left out" in text_of(notices.first(Static))
+        log = screen.query_one(ChatLog)
+        assert log.children.index(notices.first()) == len(log.children) - 2  # just before the reply

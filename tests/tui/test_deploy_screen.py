@@ -1,0 +1,172 @@
+"""The Deploy screen: the name checked as you type with the inference_model.json it writes, a real
+deploy through the Foundry Local SDK into a temporary cache, the deployed models' table, and the
+foundry CLI's route where that command is installed."""
+
+from __future__ import annotations
+
+import io
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+from textual.pilot import Pilot
+from textual.widgets import Button, Collapsible, DataTable, Input, Label, Static
+
+from tui.app import SlmopsApp
+from tui.screens.deploy import DeployScreen
+from wizard_steps.state import WizardState
+
+pytestmark = pytest.mark.slow  # the demo model converted to INT4 (once per run)
+
+
+def deploy_app(folder: Path, **state: object) -> SlmopsApp:
+    return SlmopsApp(WizardState(converted_dir=str(folder), template_key="chatml", **state),
+                     start="deploy")
+
+
+async def wait_for(pilot: Pilot, condition: Callable[[], bool], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        await pilot.pause(0.1)
+
+
+def text_of(screen: DeployScreen, selector: str) -> str:
+    """The widget's content as plain text, as wide as it is drawn (Rich renderables too)."""
+    widget = screen.query_one(selector, Static)
+    console = Console(width=max(widget.size.width, 20), file=io.StringIO(), record=True)
+    console.print(widget.content)
+    return console.export_text()
+
+
+def assert_fits(app: SlmopsApp, width: int = 80) -> None:
+    for widget in app.screen.walk_children():
+        assert widget.region.right <= width, f"{widget!r} ends at column {widget.region.right}"
+    assert app.screen.query_one("#step-body").max_scroll_x == 0
+
+
+async def test_a_bad_name_is_explained_and_blocks_deploying(demo_int4: Path, tmp_home: Path) -> None:
+    app = deploy_app(demo_int4)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = app.screen
+        assert isinstance(screen, DeployScreen)
+        name = screen.query_one("#deploy-name", Input)
+        assert name.value == "demo-int4"
+        assert text_of(screen, "#deploy-version").strip() == "→ demo-int4:1"
+        name.value = ""
+        name.focus()
+        await pilot.press(*"my model!")
+        await pilot.pause()
+        error = text_of(screen, "#deploy-name-error")
+        assert "not allowed" in error and error.count(".") == 1
+        assert screen.query_one("#deploy-start", Button).disabled
+        assert "once the name is valid" in str(screen.query_one("#deploy-json-box", Collapsible).title)
+        screen.set_focus(None)
+        await pilot.press("d")
+        await pilot.pause()
+        assert not screen.is_busy() and screen.result is None
+        assert screen.query_one("#next", Button).disabled
+        assert_fits(app)
+
+
+async def test_the_inference_model_json_to_be_written_is_shown(demo_int4: Path, tmp_home: Path) -> None:
+    app = deploy_app(demo_int4)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        screen = app.screen
+        box = screen.query_one("#deploy-json-box", Collapsible)
+        assert not box.collapsed and "version 1" in str(box.title)
+        preview = text_of(screen, "#deploy-json")
+        assert '"Name": "demo-int4"' in preview and '"Version": "1"' in preview
+        assert "<|im_start|>assistant" in preview and '"repetition_penalty": 1.1' in preview
+
+
+async def test_d_deploys_for_real_and_lists_the_model(demo_int4: Path, tmp_home: Path) -> None:
+    app = deploy_app(demo_int4)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = app.screen
+        assert isinstance(screen, DeployScreen)
+        assert "Foundry Local SDK" in text_of(screen, "#deploy-route")
+        await pilot.press("d")
+        await wait_for(pilot, lambda: screen.result is not None and not screen.running)
+        await wait_for(pilot, lambda: screen.query_one("#deployed-table", DataTable).row_count == 1)
+        result = " ".join(text_of(screen, "#deploy-result").split())
+        reply = " ".join(str(screen.result.details["proof_reply"]).split())
+        assert reply and f"“{reply}”" in result
+        assert "demo-int4:1" in result and "Loaded" in result and "Template" in result
+        table = screen.query_one("#deployed-table", DataTable)
+        assert table.get_row_at(0)[0] == "demo-int4:1" and table.get_row_at(0)[2] == "int4"
+        assert not screen.query_one("#next", Button).disabled
+        assert app.state.deployed_id == "demo-int4:1" and app.state.deploy_name == "demo-int4"
+        assert text_of(screen, "#deploy-version").strip() == "→ demo-int4:2"
+        assert_fits(app)
+        await pilot.press("ctrl+n")
+        await pilot.pause()
+        assert app.state.step == "benchmark" and "deploy" in app.state.completed
+
+
+async def test_a_deployed_id_no_longer_listed_does_not_count(demo_int4: Path, tmp_home: Path) -> None:
+    app = deploy_app(demo_int4, deployed_id="gone:3")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert app.screen.query_one("#next", Button).disabled
+        assert "Deploy the model first" in str(app.screen.query_one("#nav-reason", Label).render())
+
+
+STAND_IN = '''#!{python}
+import os, sys
+from pathlib import Path
+cache = Path(os.environ["FAKE_FOUNDRY_CACHE"])
+args = sys.argv[1:]
+if args == ["cache", "location"]:
+    print(f"Cache directory path: {{cache}}")
+elif args[:2] == ["cache", "ls"]:
+    print("Models cached on device:")
+    for folder in sorted((cache / "custom").glob("[!.]*")):
+        print(f"{{folder.name}}  {{folder.name}}")
+else:
+    sys.exit(2)
+'''
+
+
+async def test_the_foundry_cli_route_is_used_where_the_cli_is_installed(
+        demo_int4: Path, tmp_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    if sys.platform == "win32":
+        pytest.skip("the stand-in foundry is a POSIX script")
+    bin_dir, cache = tmp_path / "bin", tmp_path / "foundry-cache"
+    bin_dir.mkdir()
+    cache.mkdir()
+    script = bin_dir / "foundry"
+    script.write_text(STAND_IN.format(python=sys.executable), encoding="utf-8")
+    script.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
+    monkeypatch.setenv("FAKE_FOUNDRY_CACHE", str(cache))
+    app = deploy_app(demo_int4)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = app.screen
+        assert isinstance(screen, DeployScreen)
+        assert "foundry CLI" in text_of(screen, "#deploy-route")
+        assert text_of(screen, "#deploy-version").strip() == "→ demo-int4"
+        await pilot.press("d")
+        await wait_for(pilot, lambda: screen.result is not None and not screen.running)
+        result = text_of(screen, "#deploy-result")
+        assert "Placed demo-int4" in result and "foundry model run demo-int4" in result
+        assert (cache / "custom" / "demo-int4" / "inference_model.json").is_file()
+        assert app.state.deployed_id == "demo-int4"
+        assert not screen.query_one("#next", Button).disabled
+
+
+async def test_without_a_converted_model_there_is_nothing_to_deploy(tmp_home: Path) -> None:
+    app = SlmopsApp(WizardState(template_key="chatml"), start="deploy")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, DeployScreen)
+        assert "Convert step" in text_of(screen, "#deploy-route")
+        assert screen.query_one("#deploy-start", Button).disabled
+        assert screen.query_one("#deploy-name", Input).value == "my-model"

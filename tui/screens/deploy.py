@@ -1,0 +1,370 @@
+"""Deploy: the converted folder into Foundry Local under a name checked as you type, the
+inference_model.json that goes with it, the run with its stages, the proof answer, and the
+models deployed so far."""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from contextlib import closing
+from dataclasses import dataclass
+from pathlib import Path
+
+from rich.console import Group
+from rich.syntax import Syntax
+from rich.table import Table
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.widgets import Button, Collapsible, DataTable, Input, Label, ProgressBar, Static
+from textual.worker import Worker, WorkerState, get_current_worker
+
+from tui.screens.base import StepScreen
+from wizard_steps import paths
+from wizard_steps.deploy import DeployedModel, deploy, list_deployed, next_version
+from wizard_steps.deploy_files import MAX_NAME, InferenceModel, check_model_folder, validate_name
+from wizard_steps.errors import WizardError
+from wizard_steps.events import Event, Failed, Finished, Progress
+from wizard_steps.foundry_cli import choose_backend, deploy_with_cli
+from wizard_steps.generation import ModelConfig
+from wizard_steps.precision import human_size
+from wizard_steps.state import WizardState, state_model_config, state_template
+from wizard_steps.templates import PromptTemplate
+
+# --- the state's choices, as the deploy and chat steps use them ------------------------------------
+
+
+def suggested_name(state: WizardState) -> str:
+    """The saved deploy name, else the converted folder's name made into a valid one."""
+    if state.deploy_name:
+        return state.deploy_name
+    raw = Path(state.converted_dir or "").name
+    name = re.sub(r"[^A-Za-z0-9._-]+", "-", raw).strip("-._")[:MAX_NAME].rstrip("-._")
+    for candidate in (name, f"{name}-model"[:MAX_NAME], "my-model"):
+        try:
+            return validate_name(candidate)
+        except WizardError:
+            continue
+    return "my-model"
+
+
+def preview_json(name: str, version: int | str, template: PromptTemplate, config: ModelConfig) -> str:
+    """The inference_model.json a deploy writes, with the same description deploy gives it."""
+    record = InferenceModel(name, f"{name}, deployed by slmops", str(version), template, config)
+    return json.dumps(record.to_json(), indent=2, ensure_ascii=False)
+
+
+@dataclass(frozen=True)
+class DeployPlan:
+    """What one press of Deploy runs."""
+
+    route: str  # "sdk" (in this process) or "cli" (the foundry command)
+    folder: Path
+    name: str
+    template: PromptTemplate
+    config: ModelConfig
+
+
+def describe_result(route: str, event: Finished) -> Group:
+    """The figures of a finished deploy, as label/value rows (values wrap under themselves)."""
+    details = event.details
+    grid = Table.grid(padding=(0, 1))
+    grid.add_column(style="dim", no_wrap=True)
+    grid.add_column(ratio=1)
+    if route == "cli":
+        heading = f"✓ Placed {details['name']} in Foundry Local's cache."
+        rows = [("Listed", str(details.get("listed_as", ""))),
+                ("Run it", str(details.get("run_command", "")))]
+    else:
+        heading = (f"✓ Deployed {details['model_id']} (version {details['version']}) in "
+                   f"{details['duration_s']} s.")
+        notes = [str(note) for note in details.get("template_notes") or []]  # type: ignore[attr-defined]
+        agrees = bool(details.get("template_agrees"))
+        rows = [("Loaded", f"in {float(details['load_s']):.2f} s"  # type: ignore[arg-type]
+                           f" · {details.get('precision') or 'unknown precision'}"
+                           f" · {human_size(int(details['size_bytes']))}"),  # type: ignore[call-overload]
+                ("Proof", f"{details['proof_prompt']} → “{details['proof_reply']}”"),
+                ("Template", Text(" ".join(notes) or ("agrees" if agrees else "differs"),
+                                  style="green" if agrees else "yellow"))]
+    for label, value in [*rows, ("Folder", str(event.path))]:
+        grid.add_row(label, value)
+    return Group(Text(heading, style="bold green"), grid)
+
+
+class DeployScreen(StepScreen):
+    CSS_PATH = Path(__file__).parent.parent / "styles" / "deploy.tcss"
+    STEP = "deploy"
+    HELP = ("Copies the converted folder into the Foundry Local cache under a name, as the next "
+            "version of that name (name:version); earlier versions and other models stay. The "
+            "copy gets the tutorial's inference_model.json (shown below), the chosen template as "
+            "its chat template, and the generation settings in genai_config.json. The model is "
+            "then registered, loaded and asked one short question as proof. A failed or cancelled "
+            "deploy keeps nothing.\n\nWhere the foundry CLI is installed (Windows, macOS) the "
+            "tutorial's CLI route is used instead: the folder goes under custom/<name> in "
+            "Foundry's own cache and is checked with foundry cache ls.")
+    BINDINGS = [
+        Binding("d", "deploy", "Deploy"),
+        Binding("escape", "cancel_run", "Cancel"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.route = "sdk"
+        self.route_error: str | None = None
+        self.name_error: str | None = None
+        self.setup_error: str | None = None
+        self.version: int | None = None
+        self.template: PromptTemplate | None = None
+        self.config: ModelConfig | None = None
+        self.deployed: list[DeployedModel] | None = None
+        self.result: Finished | None = None
+        self.running = False
+        self.stop = threading.Event()
+
+    def compose_body(self) -> ComposeResult:
+        yield Label("Deploy to Foundry Local", classes="step-title")
+        yield Static("", id="deploy-route", classes="hint")
+        with Horizontal(id="deploy-name-row"):
+            yield Label("Name", id="deploy-name-label")
+            yield Input(suggested_name(self.state), id="deploy-name", max_length=MAX_NAME + 16,
+                        tooltip="Letters, digits, '-', '_' and '.'; every deploy of a name is "
+                                "its next version.")
+            yield Label("", id="deploy-version")
+        yield Label("", id="deploy-name-error", classes="error-line")
+        with Collapsible(title="inference_model.json", id="deploy-json-box"):
+            yield Static("", id="deploy-json")
+        with Horizontal(id="deploy-controls"):
+            yield Button("Deploy", id="deploy-start", variant="success")
+            yield Button("Cancel", id="deploy-cancel", variant="error")
+            with Vertical(id="deploy-progress-box"):
+                yield ProgressBar(total=1.0, show_eta=False, id="deploy-progress")
+                yield Label("", id="deploy-stage", classes="hint")
+        yield Static("", id="deploy-result")
+        yield Label("Deployed models", classes="section-title")
+        yield DataTable(id="deployed-table", cursor_type="row", zebra_stripes=True)
+
+    def on_mount(self) -> None:
+        super().on_mount()
+        self.query_one("#deploy-result").display = False
+        table = self.query_one("#deployed-table", DataTable)
+        table.add_columns("id", "display name", "precision", "size", "path")
+        self.query_one("#deploy-json-box", Collapsible).collapsed = self.app.size.height < 40
+        self.check_setup()
+        self.name_changed()
+        self.refresh_table()
+        start = self.query_one("#deploy-start", Button)
+        (self.query_one("#deploy-name") if start.disabled else start).focus()
+
+    def on_unmount(self) -> None:
+        super().on_unmount()
+        self.stop.set()
+
+    # --- what is to be deployed ---------------------------------------------------------------
+
+    def check_setup(self) -> None:
+        """Where the model goes, and whether the folder, template and settings can be used."""
+        try:
+            self.route = choose_backend()
+            self.route_error = None
+        except WizardError as exc:
+            self.route_error = str(exc)
+        try:
+            check_model_folder(self.state.converted_dir or "")
+            self.template = state_template(self.state)[0]
+            self.config = state_model_config(self.state)
+            self.setup_error = None
+        except WizardError as exc:
+            self.setup_error = str(exc) if self.state.converted_dir else \
+                "No converted model yet; go back to the Convert step."
+        route = Text()
+        if self.route_error:
+            route.append(self.route_error, style="bold red")
+        elif self.route == "cli":
+            route.append("The foundry CLI is installed, so the tutorial's CLI route is used: the "
+                         "folder goes under custom/<name> in Foundry Local's own cache and is "
+                         "checked with foundry cache ls.")
+        else:
+            route.append("Foundry Local SDK, in this process · cache ")
+            route.append(str(paths.foundry_cache_dir()), style="bold")
+        if self.setup_error:
+            route.append(f"\n{self.setup_error}", style="bold red")
+        self.query_one("#deploy-route", Static).update(route)
+
+    @on(Input.Changed, "#deploy-name")
+    def name_changed(self) -> None:
+        name = self.query_one("#deploy-name", Input).value
+        self.version = None
+        try:
+            validate_name(name)
+            self.name_error = None
+            self.version = 1 if self.route == "cli" else next_version(name)
+        except WizardError as exc:
+            self.name_error = exc.message
+        self.query_one("#deploy-name-error", Label).update(self.name_error or "")
+        self.query_one("#deploy-name-error").display = self.name_error is not None
+        self.query_one("#deploy-version", Label).update(
+            "" if self.version is None else
+            f"→ {name}" if self.route == "cli" else f"→ {name}:{self.version}")
+        box = self.query_one("#deploy-json-box", Collapsible)
+        if self.version is not None and self.template and self.config and not self.setup_error:
+            box.title = f"inference_model.json for {name} (version {self.version})"
+            self.query_one("#deploy-json", Static).update(Syntax(
+                preview_json(name, self.version, self.template, self.config), "json",
+                word_wrap=True, background_color="default"))
+        else:
+            box.title = "inference_model.json (once the name is valid)"
+            self.query_one("#deploy-json", Static).update("")
+        self.show_controls()
+
+    def plan(self) -> DeployPlan | None:
+        if self.running or self.route_error or self.setup_error or self.name_error:
+            return None
+        if self.template is None or self.config is None:
+            return None
+        return DeployPlan(self.route, Path(self.state.converted_dir or ""),
+                          self.query_one("#deploy-name", Input).value, self.template, self.config)
+
+    # --- navigation ---------------------------------------------------------------------------
+
+    def blocked_reason(self) -> str | None:
+        if self.running:
+            return "Deploying…"
+        if self.result is not None:
+            return None
+        if self.deployed is None and self.state.deployed_id:
+            return "Reading the deployed models…"
+        if self.state.deployed_id and any(m.id == self.state.deployed_id for m in self.deployed or []):
+            return None
+        return "Deploy the model first."
+
+    def before_next(self) -> bool:
+        if self.result is not None:
+            self.state.deploy_name = str(self.result.details["name"])
+        return True
+
+    def show_controls(self) -> None:
+        self.query_one("#deploy-start", Button).disabled = self.plan() is None
+        self.query_one("#deploy-cancel", Button).disabled = not self.running
+        self.query_one("#deploy-name", Input).disabled = self.running
+        self.refresh_bindings()
+        self.refresh_nav()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "deploy":
+            return self.plan() is not None
+        if action == "cancel_run":
+            return self.running
+        return super().check_action(action, parameters)
+
+    # --- the deployed models ------------------------------------------------------------------
+
+    @work(thread=True, exclusive=True, group="quick")
+    def refresh_table(self, select: str | None = None) -> None:
+        try:
+            found: list[DeployedModel] | str = list_deployed()
+        except WizardError as exc:
+            found = str(exc)
+        self.app.call_from_thread(self.show_table, found, select)
+
+    def show_table(self, found: list[DeployedModel] | str, select: str | None) -> None:
+        if self.cancel.is_set():
+            return
+        table = self.query_one("#deployed-table", DataTable)
+        table.clear()
+        if isinstance(found, str):
+            self.deployed = []
+            table.border_subtitle = found
+        else:
+            self.deployed = found
+            for model in found:
+                table.add_row(model.id, model.display_name, model.precision or "?",
+                              human_size(model.size_bytes), str(model.path), key=model.id)
+            table.border_subtitle = "" if found else "none yet"
+            wanted = select or self.state.deployed_id
+            if wanted and wanted in {m.id for m in found}:
+                table.move_cursor(row=table.get_row_index(wanted))
+        self.refresh_nav()
+
+    # --- the run ------------------------------------------------------------------------------
+
+    @on(Button.Pressed, "#deploy-start")
+    def action_deploy(self) -> None:
+        plan = self.plan()
+        if plan is None:
+            return
+        self.result = None
+        self.running = True
+        self.stop = threading.Event()
+        self.query_one("#deploy-progress", ProgressBar).update(progress=0.0)
+        self.query_one("#deploy-result").display = False
+        self.query_one("#deploy-stage", Label).update("Starting…")
+        self.show_controls()
+        self.run_deploy(plan, self.stop)
+
+    @on(Button.Pressed, "#deploy-cancel")
+    def action_cancel_run(self) -> None:
+        if self.running and not self.stop.is_set():
+            self.stop.set()
+            self.query_one("#deploy-stage", Label).update("Cancelling…")
+
+    @work(thread=True, exclusive=True, group="deploy", exit_on_error=False)
+    def run_deploy(self, plan: DeployPlan, stop: threading.Event) -> None:
+        worker = get_current_worker()
+        if plan.route == "cli":
+            events = deploy_with_cli(plan.folder, plan.name, plan.template, plan.config, cancel=stop)
+        else:
+            events = deploy(plan.folder, plan.name, plan.template, plan.config, cancel=stop)
+        with closing(events):
+            for event in events:
+                if worker.is_cancelled or self.cancel.is_set():  # app or screen going away
+                    stop.set()
+                    continue
+                try:
+                    self.app.call_from_thread(self.show_event, plan, event)
+                except RuntimeError:  # the app has gone: let deploy undo its work
+                    stop.set()
+
+    def show_event(self, plan: DeployPlan, event: Event) -> None:
+        if self.cancel.is_set():
+            return
+        if isinstance(event, Progress):
+            if event.fraction is not None:
+                self.query_one("#deploy-progress", ProgressBar).update(progress=event.fraction)
+            if not self.stop.is_set():
+                self.query_one("#deploy-stage", Label).update(event.stage)
+        elif isinstance(event, Finished):
+            self.result = event
+            self.state.deploy_name = plan.name
+            self.state.deployed_id = str(event.details.get("model_id") or plan.name)
+            self.state.save()
+            self.show_result(describe_result(plan.route, event), "Deployed")
+            self.refresh_table(select=self.state.deployed_id)
+            self.name_changed()  # the next version is one more now
+        elif isinstance(event, Failed):
+            self.show_result(Text(event.reason, style="bold red"),
+                             "Cancelled" if event.cancelled else "Failed")
+
+    def show_result(self, text: Text | Group, stage: str) -> None:
+        self.running = False
+        result = self.query_one("#deploy-result", Static)
+        result.update(text)
+        result.display = True
+        self.query_one("#deploy-stage", Label).update(stage)
+        self.show_controls()
+        if self.focused is None:  # the Deploy button had it, and was disabled while running
+            self.query_one("#deploy-start", Button).focus(scroll_visible=False)
+        result.scroll_visible()
+
+    @on(Worker.StateChanged)
+    def worker_ended(self, event: Worker.StateChanged) -> None:
+        if event.worker.group != "deploy" or not self.running:
+            return
+        if event.state is WorkerState.ERROR:
+            self.show_result(Text(f"The deployment stopped on an unexpected error: "
+                                  f"{event.worker.error}", style="bold red"), "Failed")
+        elif event.state in (WorkerState.SUCCESS, WorkerState.CANCELLED):
+            self.show_result(Text("The deployment ended without a result.", style="bold red"),
+                             "Failed")
