@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.foundry_standin import fake_foundry  # noqa: F401  (a shared fixture)
+
 _SESSION_HOME: Path | None = None
 
 

@@ -395,42 +395,6 @@ def test_precision_comes_from_the_olive_config_or_the_folder_name(tmp_path: Path
 
 # --- the foundry CLI route, with a stand-in executable ----------------------------------------
 
-STAND_IN = '''#!{python}
-"""A stand-in for the foundry CLI: cache location and cache ls over $FAKE_FOUNDRY_CACHE."""
-import os, sys
-from pathlib import Path
-sys.stdout.reconfigure(encoding="utf-8")
-cache = Path(os.environ["FAKE_FOUNDRY_CACHE"])
-args = sys.argv[1:]
-if args == ["cache", "location"]:
-    print("\\U0001F7E2 Service is Started on http://127.0.0.1:5273/, PID 4242!")
-    print(f"\\U0001F4BE Cache directory path: {{cache}}")
-elif args[:2] in (["cache", "ls"], ["cache", "list"]):
-    print("Models cached on device:")
-    print("   Alias                                             Model ID")
-    for folder in sorted((cache / "custom").glob("*")):
-        visible = not folder.name.startswith(".") and not os.environ.get("FAKE_FOUNDRY_HIDE")
-        if visible and (folder / "inference_model.json").is_file():
-            print(f"\\U0001F4BE {{folder.name:<48}}  {{folder.name}}")
-else:
-    print(f"unknown command {{args}}", file=sys.stderr)
-    sys.exit(2)
-'''
-
-
-@pytest.fixture
-def fake_foundry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    if sys.platform == "win32":
-        pytest.skip("the stand-in foundry is a POSIX script")
-    bin_dir, cache = tmp_path / "bin", tmp_path / "foundry-cache"
-    bin_dir.mkdir()
-    cache.mkdir()
-    script = bin_dir / "foundry"
-    script.write_text(STAND_IN.format(python=sys.executable), encoding="utf-8")
-    script.chmod(0o755)
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
-    monkeypatch.setenv("FAKE_FOUNDRY_CACHE", str(cache))
-    return cache
 
 
 def test_cli_route_places_the_model_under_custom_and_checks_cache_ls(

@@ -5,8 +5,6 @@ foundry CLI's route where that command is installed."""
 from __future__ import annotations
 
 import io
-import os
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -118,34 +116,11 @@ async def test_a_deployed_id_no_longer_listed_does_not_count(demo_int4: Path, tm
         assert "Deploy the model first" in str(app.screen.query_one("#nav-reason", Label).render())
 
 
-STAND_IN = '''#!{python}
-import os, sys
-from pathlib import Path
-cache = Path(os.environ["FAKE_FOUNDRY_CACHE"])
-args = sys.argv[1:]
-if args == ["cache", "location"]:
-    print(f"Cache directory path: {{cache}}")
-elif args[:2] == ["cache", "ls"]:
-    print("Models cached on device:")
-    for folder in sorted((cache / "custom").glob("[!.]*")):
-        print(f"{{folder.name}}  {{folder.name}}")
-else:
-    sys.exit(2)
-'''
 
 
 async def test_the_foundry_cli_route_is_used_where_the_cli_is_installed(
-        demo_int4: Path, tmp_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    if sys.platform == "win32":
-        pytest.skip("the stand-in foundry is a POSIX script")
-    bin_dir, cache = tmp_path / "bin", tmp_path / "foundry-cache"
-    bin_dir.mkdir()
-    cache.mkdir()
-    script = bin_dir / "foundry"
-    script.write_text(STAND_IN.format(python=sys.executable), encoding="utf-8")
-    script.chmod(0o755)
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
-    monkeypatch.setenv("FAKE_FOUNDRY_CACHE", str(cache))
+        demo_int4: Path, tmp_home: Path, fake_foundry: Path) -> None:
+    cache = fake_foundry
     app = deploy_app(demo_int4)
     async with app.run_test(size=(80, 24)) as pilot:
         screen = app.screen
