@@ -10,13 +10,25 @@ from typing import ClassVar
 
 from textual.app import App, SystemCommand
 from textual.binding import Binding
-from textual.command import Hit, Hits, Provider
+from textual.command import CommandPalette, DiscoveryHit, Hit, Hits, Provider
+from textual.content import Content
 from textual.screen import Screen
 
 from tui.screens.base import StepScreen
 from tui.widgets.help import ConfirmScreen
-from tui.widgets.step_indicator import STEP_TITLES
+from tui.widgets.step_indicator import step_title
+from wizard_steps.i18n import LANGUAGES, N_, _, current_language, fold, set_language
 from wizard_steps.state import STEPS, WizardState
+
+# Textual's own palette texts, so that they are extracted and shown translated.
+TEXTUAL_TEXTS = (
+    N_("Theme"), N_("Change the current theme"), N_("Quit"), N_("Quit the application as soon as possible"),
+    N_("Keys"), N_("Hide the keys and widget help panel"),
+    N_("Show help for the focused widget and a summary of available keys"), N_("Minimize"),
+    N_("Minimize the widget and restore to normal size"), N_("Maximize"), N_("Maximize the focused widget"),
+    N_("Screenshot"), N_("Save an SVG 'screenshot' of the current screen"), N_("palette"),
+    N_("Open the command palette"),
+)
 
 SCREENS_BY_STEP = {
     "welcome": "tui.screens.welcome:WelcomeScreen",
@@ -33,34 +45,62 @@ SCREENS_BY_STEP = {
 
 
 def screen_class(step: str) -> type[StepScreen]:
-    module, _, name = SCREENS_BY_STEP[step].partition(":")
+    module, _colon, name = SCREENS_BY_STEP[step].partition(":")
     return getattr(importlib.import_module(module), name)
+
+
+def folded_hit(provider: Provider, query: str, label: str) -> tuple[float, Content]:
+    """Fuzzy match with the language's case folding (in Turkish "ı" finds "I", "i" finds "İ"),
+    the label highlighted in its own case."""
+    matcher = provider.matcher(fold(query))
+    score = matcher.match(fold(label))
+    return score, Content(label, list(matcher.highlight(fold(label)).spans)) if score > 0 else Content(label)
 
 
 class StepCommands(Provider):
     """Command palette entries: jump to any step."""
 
     async def search(self, query: str) -> Hits:
-        matcher = self.matcher(query)
         app = self.app
         assert isinstance(app, SlmopsApp)
         for index, step in enumerate(STEPS, 1):
-            label = f"Go to step {index}: {STEP_TITLES[step]}"
-            score = matcher.match(label)
+            label = _("Go to step {number}: {title}").format(number=index, title=step_title(step))
+            score, shown = folded_hit(self, query, label)
             if score > 0:
-                yield Hit(score, matcher.highlight(label), partial(app.go, step),
-                          help="Jump to this step of the wizard")
+                yield Hit(score, shown, partial(app.go, step), help=_("Jump to this step of the wizard"))
+
+
+class LanguageCommands(Provider):
+    """The language switch (also on F3), listed when the palette opens."""
+
+    def entry(self) -> tuple[str, str]:
+        other = "en" if current_language() == "tr" else "tr"
+        return _("Language: English / Türkçe"), _("Switch to {language}; you stay on this step").format(
+            language=LANGUAGES[other])
+
+    async def discover(self) -> Hits:
+        title, help_text = self.entry()
+        yield DiscoveryHit(title, self.app.action_switch_language, help=help_text)  # type: ignore[attr-defined]
+
+    async def search(self, query: str) -> Hits:
+        title, help_text = self.entry()
+        score, shown = folded_hit(self, query, title)
+        if score > 0:
+            yield Hit(score, shown, self.app.action_switch_language, help=help_text)  # type: ignore[attr-defined]
 
 
 class SlmopsApp(App[None]):
     """slmops: from a fine-tuned model folder to a local deployment you can talk to."""
 
-    CSS_PATH = Path(__file__).parent / "styles" / "app.tcss"
+    # One stylesheet per part, all loaded by the app (rules are scoped by screen and id).
+    CSS_PATH = [Path(__file__).parent / "styles" / f"{name}.tcss"
+                for name in ("app", "benchmark", "chat", "deploy")]
     TITLE = "slmops"
-    COMMANDS: ClassVar = App.COMMANDS | {StepCommands}
+    COMMANDS: ClassVar = App.COMMANDS | {StepCommands, LanguageCommands}
     BINDINGS: ClassVar = [
-        Binding("ctrl+q", "quit", "Quit", priority=True),
-        Binding("f2", "toggle_dark", "Theme"),
+        Binding("ctrl+q", "quit", N_("Quit"), priority=True),
+        Binding("f2", "toggle_dark", N_("Theme")),
+        Binding("f3", "switch_language", N_("Language"), show=False),  # the footer fits 80 columns
     ]
 
     def __init__(self, state: WizardState | None = None, start: str | None = None) -> None:
@@ -68,20 +108,46 @@ class SlmopsApp(App[None]):
         self.state = state or WizardState()
         self.start_step = start or self.state.step
 
-    def on_mount(self) -> None:
+    def get_default_screen(self) -> Screen:
+        """The first step's screen is the app's base screen (one screen fewer to build)."""
         self.state.step = self.start_step
-        self.push_screen(screen_class(self.start_step)())
+        return screen_class(self.start_step)()
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
-        yield from super().get_system_commands(screen)
-        yield SystemCommand("Light / dark theme", "Switch between the light and dark theme",
+        for command in super().get_system_commands(screen):
+            yield command._replace(title=_(command.title), help=_(command.help))
+        yield SystemCommand(_("Light / dark theme"), _("Switch between the light and dark theme"),
                             self.action_toggle_dark)
+
+    def action_command_palette(self) -> None:
+        """Textual's palette, with its placeholder in the current language."""
+        if self.use_command_palette and not CommandPalette.is_open(self):
+            self.push_screen(CommandPalette(placeholder=_("Search for commands…"), id="--command-palette"))
+
+    def action_switch_language(self, lang: str | None = None) -> None:
+        """English <-> Türkçe (or ``lang``): the current step's screen is built again in the new
+        language; the choices made so far (app.state) stay."""
+        screen = self.screen
+        if isinstance(screen, StepScreen) and screen.is_busy():
+            self.notify(_("Finish or cancel the work on this step first, then switch the language."),
+                        severity="warning")
+            return
+        set_language(lang or ("en" if current_language() == "tr" else "tr"))
+        self.go(self.state.step)
 
     def go(self, step: str) -> None:
         """Show ``step``, replacing the current screen (whose work is cancelled)."""
         self.state.step = step
         self.state.save()
-        self.switch_screen(screen_class(step)())
+        if len(self.screen_stack) == 1:  # the first step's screen is the base: it stays, inert
+            base = self.screen
+            if isinstance(base, StepScreen):
+                base.cancel.set()
+                for worker in base.workers:
+                    worker.cancel()
+            self.push_screen(screen_class(step)())
+        else:
+            self.switch_screen(screen_class(step)())
 
     def next_step(self) -> None:
         index = STEPS.index(self.state.step)
@@ -104,8 +170,8 @@ class SlmopsApp(App[None]):
                     screen.cancel.set()
                     self.exit()
 
-            self.push_screen(ConfirmScreen("Work is still running on this step (it will be "
-                                           "cancelled and nothing half-done is kept). Quit?"),
+            self.push_screen(ConfirmScreen(_("Work is still running on this step (it will be "
+                                             "cancelled and nothing half-done is kept). Quit?")),
                              answer)
             return
         self.state.save()

@@ -8,6 +8,7 @@ into the context (dropping the oldest turns, never the system prompt) and record
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -17,6 +18,7 @@ from typing import Protocol
 
 from wizard_steps.errors import WizardError
 from wizard_steps.generation import ModelConfig
+from wizard_steps.i18n import _
 from wizard_steps.templates import Conversation, PromptTemplate, render
 
 
@@ -126,6 +128,15 @@ class StopStringFilter:
         return out
 
 
+_SURROGATES = re.compile("[\ud800-\udfff]")
+
+
+def clean_text(text: str) -> str:
+    """Text as a tokenizer takes it: NUL characters dropped, lone surrogates (invalid UTF-8 read
+    with errors="surrogateescape") replaced by U+FFFD."""
+    return _SURROGATES.sub("\ufffd", text.replace("\x00", ""))
+
+
 def fit_conversation(backend: Backend, conversation: Conversation,
                      max_new_tokens: int) -> tuple[Conversation, int]:
     """Drop the oldest turns (in user/assistant pairs, keeping the system prompt and the last
@@ -140,9 +151,9 @@ def fit_conversation(backend: Backend, conversation: Conversation,
         if len(turns) <= 1:
             size = backend.count_tokens(candidate)
             raise EngineError(
-                f"The message is too long: {size} tokens with the system prompt, and the model "
-                f"takes {budget} before its reply.",
-                "Shorten the message or lower the reply length.")
+                _("The message is too long: {size} tokens with the system prompt, and the model "
+                  "takes {budget} before its reply.").format(size=size, budget=budget),
+                _("Shorten the message or lower the reply length."))
         cut = 2 if len(turns) > 2 and turns[0][0] == "user" and turns[1][0] == "assistant" else 1
         turns = turns[cut:]
         dropped += cut
@@ -167,8 +178,9 @@ class GenaiBackend:
                 config.overlay(json.dumps(overlay))
             self.model = og.Model(config)
         except Exception as exc:
-            raise EngineError(f"onnxruntime-genai cannot load {self.folder}: {exc}".splitlines()[0],
-                              "Convert the model again with slmops convert.") from None
+            raise EngineError(_("onnxruntime-genai cannot load {folder}: {error}").format(
+                                  folder=self.folder, error=exc).splitlines()[0],
+                              _("Convert the model again with slmops convert.")) from None
         self.tokenizer = og.Tokenizer(self.model)
         config = json.loads((self.folder / "genai_config.json").read_text(encoding="utf-8"))
         self.context_length = min(int(config["model"].get("context_length", 2048)),
@@ -235,13 +247,14 @@ class GenaiBackend:
             if generated >= options.max_new_tokens:
                 reason = "length"
                 break
-        if reason not in ("stop_string",):
+        ended = time.perf_counter()
+        del generator
+        if reason != "stop_string":
             tail = stops.flush()
             if tail:
                 text.append(tail)
                 yield TextChunk(tail)
-        del generator
-        stats = ReplyStats(len(ids), generated, ttft, time.perf_counter() - started, reason)
+        stats = ReplyStats(len(ids), generated, ttft, ended - started, reason)
         yield ReplyDone("".join(text), stats)
 
     def close(self) -> None:
@@ -262,16 +275,17 @@ class Chat:
 
     def send(self, message: str, cancel: threading.Event | None = None) -> Iterator[ReplyEvent]:
         """Stream the reply to ``message``; the turn is kept even when the reply is cancelled."""
+        message = clean_text(message)
         if not message.strip():
-            raise EngineError("The message is empty.", "Type a question first.")
-        if "\x00" in message:
-            message = message.replace("\x00", "")
-        wanted = Conversation(self.system, (*self.turns, ("user", message)))
+            raise EngineError(_("The message is empty."), _("Type a question first."))
+        system = clean_text(self.system) if self.system else self.system
+        wanted = Conversation(system, (*self.turns, ("user", message)))
         fitted, dropped = fit_conversation(self.backend, wanted, self.options.max_new_tokens)
         if dropped:
             self.turns = list(fitted.turns[:-1])
-            yield TurnsDropped(dropped, f"The {dropped} oldest messages were left out so that the "
-                               "conversation fits the model's context; the system prompt stays.")
+            yield TurnsDropped(dropped, _(
+                "The {count} oldest messages were left out so that the conversation fits the "
+                "model's context; the system prompt stays.").format(count=dropped))
         for event in self.backend.stream(fitted, self.options, cancel):
             if isinstance(event, ReplyDone):
                 self.turns += [("user", message), ("assistant", event.text)]

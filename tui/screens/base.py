@@ -4,17 +4,20 @@ Next is blocked, help, and cancellation of the screen's long work when the user 
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 from typing import TYPE_CHECKING, ClassVar
 
 from textual import on
 from textual.app import ComposeResult
-from textual.binding import Binding
+from textual.binding import ActiveBinding, Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.screen import Screen
-from textual.widgets import Button, Footer, Label
+from textual.widgets import Button, Label
 
+from tui.widgets.footer import KeyFooter
 from tui.widgets.help import HelpScreen
-from tui.widgets.step_indicator import STEP_TITLES, StepIndicator
+from tui.widgets.step_indicator import StepIndicator, step_title
+from wizard_steps.i18n import N_, _
 
 if TYPE_CHECKING:
     from tui.app import SlmopsApp
@@ -22,14 +25,15 @@ if TYPE_CHECKING:
 
 
 class StepScreen(Screen[None]):
-    """Base of the wizard's screens. Subclasses set STEP and HELP and write ``compose_body``."""
+    """Base of the wizard's screens. Subclasses set STEP and HELP (English, marked with N_: it is
+    translated when shown) and write ``compose_body``."""
 
     STEP: ClassVar[str] = "welcome"
     HELP: ClassVar[str] = ""
     BINDINGS: ClassVar = [
-        Binding("ctrl+n", "next_step", "Next", priority=True),
-        Binding("ctrl+b", "back_step", "Back", priority=True),
-        Binding("f1", "help", "Help"),
+        Binding("ctrl+n", "next_step", N_("Next"), priority=True),
+        Binding("ctrl+b", "back_step", N_("Back"), priority=True),
+        Binding("f1", "help", N_("Help")),
     ]
 
     def __init__(self) -> None:
@@ -49,21 +53,28 @@ class StepScreen(Screen[None]):
         with VerticalScroll(id="step-body"):
             yield from self.compose_body()
         with Horizontal(id="nav-bar"):
-            yield Button("‹ Back", id="back", variant="default")
+            yield Button(_("‹ Back"), id="back", variant="default")
             yield Label("", id="nav-reason")
-            yield Button("Next ›", id="next", variant="primary")
-        yield Footer()
+            yield Button(_("Next ›"), id="next", variant="primary")
+        yield KeyFooter()
 
     def compose_body(self) -> ComposeResult:
         yield from ()
 
     def on_mount(self) -> None:
-        self.sub_title = STEP_TITLES[self.STEP]
+        self.sub_title = step_title(self.STEP)
         self.query_one("#back", Button).display = self.STEP != "welcome"
         self.refresh_nav()
 
     def on_unmount(self) -> None:
         self.cancel.set()
+
+    @property
+    def active_bindings(self) -> dict[str, ActiveBinding]:
+        """The bindings with their descriptions in the current language (the footer shows these)."""
+        return {key: active._replace(tooltip=_(active.tooltip), binding=replace(
+                    active.binding, description=_(active.binding.description), tooltip=_(active.binding.tooltip)))
+                for key, active in super().active_bindings.items()}
 
     # --- navigation -------------------------------------------------------------------------
 
@@ -95,8 +106,8 @@ class StepScreen(Screen[None]):
         self.wizard.previous_step()
 
     def action_help(self) -> None:
-        self.app.push_screen(HelpScreen(f"# {STEP_TITLES[self.STEP]}\n\n{self.HELP}\n\n"
-                                        + KEYS_HELP))
+        self.app.push_screen(HelpScreen(f"# {step_title(self.STEP)}\n\n{_(self.HELP)}\n\n"
+                                        + _(KEYS_HELP)))
 
     def is_busy(self) -> bool:
         """True while long work started by this screen is running (quitting asks first); quick
@@ -104,7 +115,7 @@ class StepScreen(Screen[None]):
         return any(worker.is_running and worker.group != "quick" for worker in self.workers)
 
 
-KEYS_HELP = """## Keys
+KEYS_HELP = N_("""## Keys
 
 | key | does |
 | --- | --- |
@@ -112,5 +123,6 @@ KEYS_HELP = """## Keys
 | tab, shift+tab | move between fields |
 | ctrl+p | command palette: jump to a step, change theme |
 | f1 | this help |
+| f3 | language: English / Türkçe |
 | ctrl+q | quit (asks first if work is running) |
-"""
+""")

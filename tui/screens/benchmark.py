@@ -26,14 +26,18 @@ from wizard_steps.benchmark import BenchPlan, BenchSample, BenchSummary
 from wizard_steps.engine import Backend
 from wizard_steps.errors import WizardError
 from wizard_steps.events import Progress
+from wizard_steps.i18n import N_, _, number
 from wizard_steps.quality import QualityCheck
 from wizard_steps.templates import PromptTemplate, get_preset
 
 CHECKS = (quality.DOMAIN, quality.FORMAT, quality.MEMORY, quality.LENGTHS, quality.EDGES,
           quality.FIDELITY)
-CARDS = (("ttft", "TTFT ms"), ("prompt-tps", "prompt tok/s"), ("tps", "gen tok/s"),
-         ("rss", "RSS MB"), ("cpu", "CPU %"))
-MARKS = {"pass": ("✓ pass", "green"), "fail": ("✗ fail", "bold red"), "skipped": ("– skipped", "dim")}
+CARDS = (("ttft", N_("TTFT ms")), ("prompt-tps", N_("prompt tok/s")), ("tps", N_("gen tok/s")),
+         ("rss", N_("RSS MB")), ("cpu", N_("CPU %")))
+MARKS = {"pass": (N_("✓ pass"), "green"), "fail": (N_("✗ fail"), "bold red"),
+         "skipped": (N_("– skipped"), "dim")}
+SUMMARY_COLUMNS = (("length", N_("Prompt")), ("runs", N_("Runs")), ("ttft", N_("TTFT ms")),
+                   ("prompt", N_("Prompt tok/s")), ("tps", N_("Gen tok/s")), ("latency", N_("Latency s")))
 
 
 @dataclass(frozen=True)
@@ -60,17 +64,17 @@ def parse_lengths(text: str) -> tuple[int, ...]:
     try:
         return tuple(int(part) for part in text.replace(" ", "").split(",") if part)
     except ValueError:
-        raise WizardError("Prompt lengths are whole numbers separated by commas, "
-                          "e.g. 16,128,512.") from None
+        raise WizardError(_("Prompt lengths are whole numbers separated by commas, "
+                            "e.g. 16,128,512.")) from None
 
 
 def pair(median: float, p95: float, digits: int) -> str:
-    return f"{median:.{digits}f} / {p95:.{digits}f}"
+    return f"{number(median, digits)} / {number(p95, digits)}"
 
 
 class BenchmarkScreen(StepScreen):
     STEP = "benchmark"
-    HELP = ("Optional. Measures the model where it will run: Foundry Local when it is deployed, "
+    HELP = N_("Optional. Measures the model where it will run: Foundry Local when it is deployed, "
             "otherwise onnxruntime-genai on the converted folder. Each prompt length is run once "
             "to warm up, then the number of runs you choose, generating exactly the number of new "
             "tokens given. TTFT is the time to the first token; prompt tok/s is the prompt's "
@@ -81,13 +85,12 @@ class BenchmarkScreen(StepScreen):
             "child process, about 20 s; switch it off to skip). Export writes report.md, "
             "report.json and report.csv.\n\n"
             "Keys: s start, escape stop, q quality checks only, e export.")
-    CSS_PATH = Path(__file__).parent.parent / "styles" / "benchmark.tcss"
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-wide")]
     BINDINGS = [
-        Binding("s", "start", "Start"),
-        Binding("escape", "stop", "Stop"),
-        Binding("q", "quality", "Quality checks", show=False),  # the footer fits 80 columns
-        Binding("e", "export", "Export"),
+        Binding("s", "start", N_("Start")),
+        Binding("escape", "stop", N_("Stop")),
+        Binding("q", "quality", N_("Quality checks"), show=False),  # the footer fits 80 columns
+        Binding("e", "export", N_("Export")),
     ]
 
     def __init__(self) -> None:
@@ -106,54 +109,52 @@ class BenchmarkScreen(StepScreen):
 
     def compose_body(self) -> ComposeResult:
         state = self.state
-        yield Label("Benchmark (optional)", classes="step-title")
+        yield Label(_("Benchmark (optional)"), classes="step-title")
         yield Static("", id="bench-backend")
         with Container(id="bench-options"):
             with Horizontal(id="bench-plan"):
-                yield Label("Prompt lengths", classes="bench-field-label")
+                yield Label(_("Prompt lengths"), classes="bench-field-label")
                 yield Input(",".join(map(str, state.bench_lengths)), id="bench-lengths",
                             placeholder="16,128,512")
-                yield Label("Runs", classes="bench-field-label")
+                yield Label(_("Runs"), classes="bench-field-label")
                 yield Input(str(state.bench_runs), type="integer", id="bench-runs")
-                yield Label("New tokens", classes="bench-field-label")
+                yield Label(_("New tokens"), classes="bench-field-label")
                 yield Input(str(state.bench_new_tokens), type="integer", id="bench-new-tokens")
             with Horizontal(id="bench-fidelity-row"):
                 yield Switch(True, id="bench-fidelity")
-                yield Label("Compare with the source (slow)", id="bench-fidelity-label")
+                yield Label(_("Compare with the source (slow)"), id="bench-fidelity-label")
         yield Label("", id="bench-error", classes="error-line")
         with Horizontal(id="bench-controls"):
-            yield Button("Start", id="bench-start", variant="success")
-            yield Button("Stop", id="bench-stop", variant="error")
-            yield Button("Quality checks", id="bench-quality", tooltip="Only the checklist (key q)")
+            yield Button(_("Start"), id="bench-start", variant="success")
+            yield Button(_("Stop"), id="bench-stop", variant="error")
+            yield Button(_("Quality checks"), id="bench-quality", tooltip=_("Only the checklist (key q)"))
             with Vertical(id="bench-progress-box"):
                 yield ProgressBar(total=1.0, show_eta=False, id="bench-progress")
-                yield Label("Press s to start.", id="bench-stage", classes="hint")
+                yield Label(_("Press s to start."), id="bench-stage", classes="hint")
         with Horizontal(id="bench-cards"):
             for key, label in CARDS:
-                yield MetricCard(label, id=f"card-{key}")
+                yield MetricCard(_(label), id=f"card-{key}")
         yield RunChart(id="bench-chart")
         with Vertical(id="bench-results"):
-            yield Label("Per prompt length", classes="section-title")
-            yield Static("Each cell: median / p95 over the measured runs (warm-up left out).",
+            yield Label(_("Per prompt length"), classes="section-title")
+            yield Static(_("Each cell: median / p95 over the measured runs (warm-up left out)."),
                          classes="hint")
             yield DataTable(id="bench-summary", cursor_type="row", zebra_stripes=True)
             yield Static("", id="bench-summary-note")
         with Vertical(id="bench-quality-box"):
-            yield Label("Quality checklist", classes="section-title")
+            yield Label(_("Quality checklist"), classes="section-title")
             yield Static("", id="bench-quality-table")
         with Horizontal(id="bench-export-row"):
-            yield Label("Reports folder", classes="bench-field-label")
+            yield Label(_("Reports folder"), classes="bench-field-label")
             yield Input(str(paths.data_dir() / "reports"), id="bench-export-dir")
-            yield Button("Export", id="bench-export", variant="primary")
+            yield Button(_("Export"), id="bench-export", variant="primary")
         yield Static("", id="bench-export-result")
 
     def on_mount(self) -> None:
         super().on_mount()
         table = self.query_one("#bench-summary", DataTable)
-        for key, label in (("length", "Prompt"), ("runs", "Runs"), ("ttft", "TTFT ms"),
-                           ("prompt", "Prompt tok/s"), ("tps", "Gen tok/s"),
-                           ("latency", "Latency s")):
-            table.add_column(label, key=key)
+        for key, label in SUMMARY_COLUMNS:
+            table.add_column(_(label), key=key)
         self.query_one("#bench-results").display = False
         self.query_one("#bench-quality-box").display = False
         self.query_one("#bench-chart", RunChart).redraw()
@@ -174,11 +175,12 @@ class BenchmarkScreen(StepScreen):
     def describe_backend(self) -> Text:
         state = self.state
         if state.deployed_id:
-            return Text.assemble(("Foundry Local", "bold"), f" · the deployed model {state.deployed_id}")
+            return Text.assemble(("Foundry Local", "bold"), " · " + _("the deployed model {model}").format(
+                model=state.deployed_id))
         if state.converted_dir:
-            return Text.assemble(("onnxruntime-genai", "bold"), " in this process · ",
+            return Text.assemble(("onnxruntime-genai", "bold"), " " + _("in this process") + " · ",
                                  state.converted_dir)
-        return Text("Nothing to measure yet: convert the model first (or deploy it).", style="red")
+        return Text(_("Nothing to measure yet: convert the model first (or deploy it)."), style="red")
 
     def template(self) -> PromptTemplate:
         state = self.state
@@ -202,14 +204,15 @@ class BenchmarkScreen(StepScreen):
 
     def build_plan(self) -> BenchPlan:
         if not (self.state.deployed_id or self.state.converted_dir):
-            raise WizardError("There is no converted or deployed model to measure.")
+            raise WizardError(_("There is no converted or deployed model to measure."))
         lengths = parse_lengths(self.query_one("#bench-lengths", Input).value)
         numbers = []
-        for selector, what in (("#bench-runs", "Runs"), ("#bench-new-tokens", "New tokens")):
+        for selector, what in (("#bench-runs", _("Runs must be a whole number.")),
+                               ("#bench-new-tokens", _("New tokens must be a whole number."))):
             try:
                 numbers.append(int(self.query_one(selector, Input).value))
             except ValueError:
-                raise WizardError(f"{what} must be a whole number.") from None
+                raise WizardError(what) from None
         return BenchPlan(lengths, new_tokens=numbers[1], runs=numbers[0]).validate()
 
     def replan(self) -> None:
@@ -237,7 +240,7 @@ class BenchmarkScreen(StepScreen):
     def refresh_nav(self) -> None:
         super().refresh_nav()
         done = self.summary is not None or bool(self.checks)
-        self.query_one("#next", Button).label = "Next ›" if done else "Skip ›"
+        self.query_one("#next", Button).label = _("Next ›") if done else _("Skip ›")
 
     # --- controls ---------------------------------------------------------------------------------
 
@@ -283,7 +286,7 @@ class BenchmarkScreen(StepScreen):
         if self.running:
             return
         if not (self.state.deployed_id or self.state.converted_dir):
-            self.notify("There is no converted or deployed model to check.", severity="error")
+            self.notify(_("There is no converted or deployed model to check."), severity="error")
             return
         self.begin(self.job(None))
 
@@ -300,7 +303,7 @@ class BenchmarkScreen(StepScreen):
         self.query_one("#bench-export-result", Static).update("")
         self.query_one("#bench-progress", ProgressBar).update(progress=0)
         self.query_one("#bench-stage", Label).remove_class("error-line")
-        self.set_stage("Opening the model…")
+        self.set_stage(_("Opening the model…"))
         self.timer = self.set_interval(1.0, self.tick)
         self.tick()
         self.show_controls()
@@ -311,14 +314,15 @@ class BenchmarkScreen(StepScreen):
     def action_stop(self) -> None:
         if self.running and not self.stop.is_set():
             self.stop.set()
-            self.set_stage("Stopping…")
+            self.set_stage(_("Stopping…"))
 
     def set_stage(self, text: str) -> None:
         self.query_one("#bench-stage", Label).update(text)
 
     def tick(self) -> None:
         seconds = int(time.monotonic() - self.started)
-        self.query_one("#bench-progress-box").border_subtitle = f"elapsed {seconds // 60}:{seconds % 60:02d}"
+        self.query_one("#bench-progress-box").border_subtitle = _("elapsed {time}").format(
+            time=f"{seconds // 60}:{seconds % 60:02d}")
         if self.check_running:
             self.show_checks()
 
@@ -359,10 +363,10 @@ class BenchmarkScreen(StepScreen):
                         source=job.source if job.fidelity else None,
                         converted=self.state.converted_dir, **measured):  # type: ignore[arg-type]
                     if check.name == quality.FIDELITY and not job.fidelity:
-                        check = quality.skipped(check.name, "Not run: “Compare with the source” is "
-                                                "switched off.")
+                        check = quality.skipped(check.name, _("Not run: “Compare with the source” is "
+                                                              "switched off."))
                     elif stop.is_set():  # cut short: not a verdict
-                        check = quality.skipped(check.name, "Stopped before it finished.")
+                        check = quality.skipped(check.name, _("Stopped before it finished."))
                     post(check)
             post(RunEnded())
         except WizardError as exc:
@@ -399,9 +403,9 @@ class BenchmarkScreen(StepScreen):
 
     def show_sample(self, sample: BenchSample) -> None:
         self.samples.append(sample)
-        figures = {"ttft": f"{sample.ttft_s * 1000:.0f}", "prompt-tps": f"{sample.prompt_tokens_per_s:.0f}",
-                   "tps": f"{sample.tokens_per_s:.1f}", "rss": f"{sample.rss_bytes / 1e6:.0f}",
-                   "cpu": f"{sample.cpu_percent:.0f}"}
+        figures = {"ttft": number(sample.ttft_s * 1000), "prompt-tps": number(sample.prompt_tokens_per_s),
+                   "tps": number(sample.tokens_per_s, 1), "rss": number(sample.rss_bytes / 1e6),
+                   "cpu": number(sample.cpu_percent)}
         for key, value in figures.items():
             self.query_one(f"#card-{key}", MetricCard).show(value)
         self.query_one("#bench-chart", RunChart).add_run(sample.length, sample.tokens_per_s,
@@ -413,33 +417,34 @@ class BenchmarkScreen(StepScreen):
         table.clear()
         for row in summary.per_length:
             table.add_row(str(row.length), str(row.runs), pair(row.ttft_median_s * 1000, row.ttft_p95_s * 1000, 0),
-                          f"{row.prompt_tps_median:.0f}", pair(row.tps_median, row.tps_p95, 1),
+                          number(row.prompt_tps_median), pair(row.tps_median, row.tps_p95, 1),
                           pair(row.latency_median_s, row.latency_p95_s, 2), key=str(row.length))
         self.query_one("#bench-summary-note", Static).update(
-            f"Peak RSS {summary.peak_rss_bytes / 1e6:.0f} MB · {summary.backend} · {summary.leak.note}")
+            _("Peak RSS {rss} MB").format(rss=number(summary.peak_rss_bytes / 1e6))
+            + f" · {summary.backend} · {summary.leak.note}")
         self.query_one("#bench-results").display = bool(summary.per_length)
         self.refresh_nav()
 
     def show_checks(self) -> None:
         if self.check_running and not self.stop.is_set():
-            self.set_stage("Checking fidelity (torch, ~20 s)…" if self.check_running == quality.FIDELITY
-                           else f"Checking: {self.check_running}…")
+            self.set_stage(_("Checking fidelity (torch, ~20 s)…") if self.check_running == quality.FIDELITY
+                           else _("Checking: {check}…").format(check=_(self.check_running)))
         table = Table(expand=True, box=None, show_edge=False, pad_edge=False, header_style="bold")
-        table.add_column("Check", ratio=2)
-        table.add_column("Result", no_wrap=True, min_width=10)
-        table.add_column("Evidence", ratio=5)
+        table.add_column(_("Check"), ratio=2)
+        table.add_column(_("Result"), no_wrap=True, min_width=10)
+        table.add_column(_("Evidence"), ratio=5)
         for name in CHECKS:
             check = self.checks.get(name)
             if check is not None:
                 mark, style = MARKS[check.status]
-                table.add_row(name, Text(mark, style=style), check.evidence)
+                table.add_row(_(name), Text(_(mark), style=style), check.evidence)
             elif name == self.check_running:
                 seconds = int(time.monotonic() - self.check_started)
-                note = ("torch runs the source model in a child process (about 20 s)"
+                note = (_("torch runs the source model in a child process (about 20 s)")
                         if name == quality.FIDELITY else "")
-                table.add_row(name, Text(f"… {seconds} s", style="yellow"), Text(note, style="dim"))
+                table.add_row(_(name), Text(f"… {seconds} s", style="yellow"), Text(note, style="dim"))
             else:
-                table.add_row(name, Text("stopped" if not self.running else "waiting", style="dim"), "")
+                table.add_row(_(name), Text(_("stopped") if not self.running else _("waiting"), style="dim"), "")
         self.query_one("#bench-quality-table", Static).update(table)
 
     def finish(self, error: str = "") -> None:
@@ -456,8 +461,8 @@ class BenchmarkScreen(StepScreen):
             self.query_one("#bench-stage", Label).add_class("error-line")
         else:
             self.query_one("#bench-stage", Label).remove_class("error-line")
-            self.set_stage("Done." if not stopped else "Stopped during the quality checks."
-                           if checking else f"Stopped after {measured} measured runs.")
+            self.set_stage(_("Done.") if not stopped else _("Stopped during the quality checks.")
+                           if checking else _("Stopped after {count} measured runs.").format(count=measured))
             if not stopped:
                 self.query_one("#bench-progress", ProgressBar).update(progress=1.0)
         if self.checks or self.query_one("#bench-quality-box").display:
@@ -469,7 +474,7 @@ class BenchmarkScreen(StepScreen):
         if event.worker.name != "measure" or not self.running:
             return
         if event.state is WorkerState.ERROR:
-            self.finish(f"The run stopped on an unexpected error: {event.worker.error}")
+            self.finish(_("The run stopped on an unexpected error: {error}").format(error=event.worker.error))
         elif event.state in (WorkerState.SUCCESS, WorkerState.CANCELLED):
             self.finish()
 
@@ -478,7 +483,7 @@ class BenchmarkScreen(StepScreen):
     @on(Button.Pressed, "#bench-export")
     def action_export(self) -> None:
         if self.summary is None:
-            self.notify("Run the benchmark first.", severity="warning")
+            self.notify(_("Run the benchmark first."), severity="warning")
             return
         folder = Path(self.query_one("#bench-export-dir", Input).value.strip() or
                       paths.data_dir() / "reports").expanduser()
@@ -494,9 +499,9 @@ class BenchmarkScreen(StepScreen):
             for suffix in (".json", ".csv"):
                 benchmark.export(self.summary, folder / f"report{suffix}")
         except OSError as exc:
-            result.update(Text(f"Cannot write the reports to {folder}: {exc.strerror or exc}.",
-                               style="red"))
+            result.update(Text(_("Cannot write the reports to {folder}: {error}.").format(
+                folder=folder, error=exc.strerror or exc), style="red"))
             return
-        result.update(Text.assemble(("✓ ", "green"), "Wrote report.md, report.json and report.csv to ",
+        result.update(Text.assemble(("✓ ", "green"), _("Wrote report.md, report.json and report.csv to") + " ",
                                     (str(folder), "bold")))
         result.scroll_visible()

@@ -30,6 +30,7 @@ from wizard_steps.engine import (
     TurnsDropped,
 )
 from wizard_steps.errors import WizardError
+from wizard_steps.i18n import N_, _, number
 from wizard_steps.state import state_model_config, state_template
 from wizard_steps.templates import PromptTemplate
 
@@ -47,8 +48,8 @@ class Target:
     @property
     def label(self) -> str:
         if self.kind == "foundry":
-            return f"Foundry Local · {self.name} (deployed)"
-        return f"onnxruntime-genai · {Path(self.name).name} (not deployed)"
+            return "Foundry Local · " + _("{name} (deployed)").format(name=self.name)
+        return "onnxruntime-genai · " + _("{name} (not deployed)").format(name=Path(self.name).name)
 
 
 def pick_target(deployed_id: str | None, converted_dir: str | None) -> Target:
@@ -56,9 +57,9 @@ def pick_target(deployed_id: str | None, converted_dir: str | None) -> Target:
     if deployed_id and deployed_id in {m.id for m in list_deployed()}:
         return Target("foundry", deployed_id)
     if not converted_dir:
-        raise WizardError("There is no model to talk to.", "Convert and deploy it first.")
-    note = (f"{deployed_id} is not in the Foundry cache any more, so the converted folder answers."
-            if deployed_id else "")
+        raise WizardError(_("There is no model to talk to."), _("Convert and deploy it first."))
+    note = (_("{model} is not in the Foundry cache any more, so the converted folder answers.").format(
+        model=deployed_id) if deployed_id else "")
     return Target("genai", converted_dir, note)
 
 
@@ -72,14 +73,14 @@ def open_backend(target: Target, template: PromptTemplate) -> Backend:
     try:
         return GenaiBackend(target.name, template)
     except ImportError as exc:  # e.g. Foundry Local's own runtime was loaded first in this process
-        raise WizardError(f"onnxruntime-genai cannot be loaded here ({str(exc).splitlines()[0][-60:]}).",
-                          "Restart slmops and open the Chat step first, or deploy the model.") from None
+        raise WizardError(_("onnxruntime-genai cannot be loaded here ({error}).").format(
+                              error=str(exc).splitlines()[0][-60:]),
+                          _("Restart slmops and open the Chat step first, or deploy the model.")) from None
 
 
 class ChatScreen(StepScreen):
     STEP = "chat"
-    CSS_PATH = Path(__file__).parent.parent / "styles" / "chat.tcss"
-    HELP = ("Talk to the model: the deployed one through Foundry Local in this process, or, when "
+    HELP = N_("Talk to the model: the deployed one through Foundry Local in this process, or, when "
             "nothing is deployed, the converted folder through onnxruntime-genai. Replies are "
             "greedy (the same question gives the same answer) and stop at the preset's stop "
             "strings or after a few hundred tokens. Under each reply: tokens generated, speed "
@@ -89,8 +90,8 @@ class ChatScreen(StepScreen):
             "| key | does |\n| --- | --- |\n| enter | send |\n| ↑ ↓ | earlier messages |\n"
             "| esc | stop the reply |\n| ctrl+l | clear the conversation |")
     BINDINGS = [
-        Binding("escape", "stop_reply", "Stop reply"),
-        Binding("ctrl+l", "clear", "Clear", priority=True),
+        Binding("escape", "stop_reply", N_("Stop reply")),
+        Binding("ctrl+l", "clear", N_("Clear"), priority=True),
     ]
 
     def __init__(self) -> None:
@@ -109,12 +110,12 @@ class ChatScreen(StepScreen):
         yield Static("", id="chat-backend")
         yield Static("", id="chat-settings", classes="hint")
         with Horizontal(id="chat-system-row"):
-            yield Label("System", id="chat-system-label")
+            yield Label(_("System"), id="chat-system-label")
             yield Input(self.state.system_prompt, id="chat-system", compact=True,
-                        placeholder="no system prompt")
+                        placeholder=_("no system prompt"))
         yield ChatLog(id="chat-log")
         yield Label("", id="chat-status")
-        yield PromptInput(id="chat-input", placeholder="Your message · enter sends · ↑↓ earlier ones")
+        yield PromptInput(id="chat-input", placeholder=_("Your message · enter sends · ↑↓ earlier ones"))
 
     def on_mount(self) -> None:
         super().on_mount()
@@ -126,7 +127,7 @@ class ChatScreen(StepScreen):
         else:
             self.options = replace(ReplyOptions.from_model_config(config, MAX_NEW_TOKENS, stops),
                                    temperature=0.0)
-            self.show_header("loading…")
+            self.show_header(_("loading…"))
             self.load(template)
         self.show_settings()
         self.query_one("#chat-input").focus()
@@ -144,7 +145,7 @@ class ChatScreen(StepScreen):
     # --- the backend --------------------------------------------------------------------------
 
     def show_header(self, status: str) -> None:
-        header = Text(self.target.label if self.target else "The model", style="bold cyan")
+        header = Text(self.target.label if self.target else _("The model"), style="bold cyan")
         header.append(f" · {status}")
         if self.target and self.target.note:
             header.append(f"\n{self.target.note}", style="yellow")
@@ -152,16 +153,18 @@ class ChatScreen(StepScreen):
 
     def show_settings(self) -> None:
         options = self.options
-        mode = "greedy" if options.temperature == 0 else \
-            f"temperature {options.temperature} · top_p {options.top_p}"
-        stops = " ".join(options.stop) or "none"
+        mode = _("greedy") if options.temperature == 0 else \
+            _("temperature {temperature} · top_p {top_p}").format(
+                temperature=number(options.temperature, None), top_p=number(options.top_p, None))
+        stops = " ".join(options.stop) or _("none")
         self.query_one("#chat-settings", Static).update(
-            f"{mode} · ≤{options.max_new_tokens} new tokens · repetition ×{options.repetition_penalty}"
-            f" · stops {stops}")
+            _("{mode} · ≤{tokens} new tokens · repetition ×{penalty} · stops {stops}").format(
+                mode=mode, tokens=options.max_new_tokens, stops=stops,
+                penalty=number(options.repetition_penalty, None)))
 
     def show_problem(self, problem: str) -> None:
         self.problem = problem
-        header = Text("Nothing to talk to: ", style="bold red")
+        header = Text(_("Nothing to talk to: "), style="bold red")
         header.append(problem)
         self.query_one("#chat-backend", Static).update(header)
         self.set_status(problem, "error")
@@ -186,13 +189,14 @@ class ChatScreen(StepScreen):
 
     def show_target(self, target: Target) -> None:
         self.target = target
-        self.show_header("loading…")
-        self.set_status("Loading the model…")
+        self.show_header(_("loading…"))
+        self.set_status(_("Loading the model…"))
 
     def backend_ready(self, backend: Backend, seconds: float) -> None:
         self.backend = backend
         self.chat = Chat(backend, self.options)
-        self.show_header(f"loaded in {seconds:.1f} s · context {backend.context_length}")
+        self.show_header(_("loaded in {seconds} s · context {context}").format(
+            seconds=number(seconds, 1), context=backend.context_length))
         self.show_settings()
         self.set_status("")
 
@@ -222,14 +226,15 @@ class ChatScreen(StepScreen):
     def send(self, event: Input.Submitted) -> None:
         text = event.value
         if not text.strip():
-            self.set_status("Type a message first; an empty one is not sent.", "warning")
+            self.set_status(_("Type a message first; an empty one is not sent."), "warning")
             return
         if self.chat is None:
-            self.set_status(f"There is no model to talk to: {self.problem}" if self.problem else
-                            "The model is still loading; send again in a moment.", "warning")
+            self.set_status(_("There is no model to talk to: {problem}").format(problem=self.problem)
+                            if self.problem else _("The model is still loading; send again in a moment."),
+                            "warning")
             return
         if self.replying:
-            self.set_status("Wait for the reply, or press esc to stop it.", "warning")
+            self.set_status(_("Wait for the reply, or press esc to stop it."), "warning")
             return
         prompt = self.query_one("#chat-input", PromptInput)
         prompt.remember(text)
@@ -241,7 +246,7 @@ class ChatScreen(StepScreen):
         self.replying = True
         self.stop = threading.Event()
         self.refresh_bindings()
-        self.set_status("Replying… esc stops it.")
+        self.set_status(_("Replying… esc stops it."))
         self.stream_reply(self.chat, text, self.stop, reply)
 
     @work(thread=True, exclusive=True, group="reply", exit_on_error=False)
@@ -285,7 +290,7 @@ class ChatScreen(StepScreen):
         self.replying = False
         self.refresh_bindings()
         if event.stats is not None:
-            self.set_status("Stopped." if event.stats.finish_reason == "cancelled" else "")
+            self.set_status(_("Stopped.") if event.stats.finish_reason == "cancelled" else "")
         if self.clear_when_done:
             self.clear_when_done = False
             self.action_clear()
@@ -294,7 +299,8 @@ class ChatScreen(StepScreen):
     def worker_ended(self, event: Worker.StateChanged) -> None:
         if event.state is not WorkerState.ERROR:
             return
-        reason = f"Unexpected error: {type(event.worker.error).__name__}: {event.worker.error}"
+        reason = _("Unexpected error: {error}").format(
+            error=f"{type(event.worker.error).__name__}: {event.worker.error}")
         reason = reason.splitlines()[0]
         if event.worker.group == "load":
             self.show_problem(reason)
@@ -314,7 +320,7 @@ class ChatScreen(StepScreen):
     def action_stop_reply(self) -> None:
         if self.replying and not self.stop.is_set():
             self.stop.set()
-            self.set_status("Stopping…")
+            self.set_status(_("Stopping…"))
 
     def action_clear(self) -> None:
         if self.replying:  # the reply ends first, then the conversation is cleared
@@ -324,5 +330,5 @@ class ChatScreen(StepScreen):
         if self.chat is not None:
             self.chat.reset()
         self.query_one("#chat-log", ChatLog).clear()
-        self.set_status("Cleared; the next message starts a new conversation.")
+        self.set_status(_("Cleared; the next message starts a new conversation."))
         self.query_one("#chat-input").focus()

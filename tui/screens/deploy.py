@@ -30,6 +30,7 @@ from wizard_steps.errors import WizardError
 from wizard_steps.events import Event, Failed, Finished, Progress
 from wizard_steps.foundry_cli import choose_backend, deploy_with_cli
 from wizard_steps.generation import ModelConfig
+from wizard_steps.i18n import N_, _, number, sort_key
 from wizard_steps.precision import human_size
 from wizard_steps.state import WizardState, state_model_config, state_template
 from wizard_steps.templates import PromptTemplate
@@ -75,29 +76,28 @@ def describe_result(route: str, event: Finished) -> Group:
     grid.add_column(style="dim", no_wrap=True)
     grid.add_column(ratio=1)
     if route == "cli":
-        heading = f"✓ Placed {details['name']} in Foundry Local's cache."
-        rows = [("Listed", str(details.get("listed_as", ""))),
-                ("Run it", str(details.get("run_command", "")))]
+        heading = _("✓ Placed {name} in Foundry Local's cache.").format(name=details["name"])
+        rows = [(_("Listed"), str(details.get("listed_as", ""))),
+                (_("Run it"), str(details.get("run_command", "")))]
     else:
-        heading = (f"✓ Deployed {details['model_id']} (version {details['version']}) in "
-                   f"{details['duration_s']} s.")
+        heading = _("✓ Deployed {model} (version {version}) in {seconds} s.").format(
+            model=details["model_id"], version=details["version"], seconds=details["duration_s"])
         notes = [str(note) for note in details.get("template_notes") or []]  # type: ignore[attr-defined]
         agrees = bool(details.get("template_agrees"))
-        rows = [("Loaded", f"in {float(details['load_s']):.2f} s"  # type: ignore[arg-type]
-                           f" · {details.get('precision') or 'unknown precision'}"
-                           f" · {human_size(int(details['size_bytes']))}"),  # type: ignore[call-overload]
-                ("Proof", f"{details['proof_prompt']} → “{details['proof_reply']}”"),
-                ("Template", Text(" ".join(notes) or ("agrees" if agrees else "differs"),
-                                  style="green" if agrees else "yellow"))]
-    for label, value in [*rows, ("Folder", str(event.path))]:
+        rows = [(_("Loaded"), _("in {seconds} s").format(seconds=number(float(details["load_s"]), 2))  # type: ignore[arg-type]
+                 + f" · {details.get('precision') or _('unknown precision')}"
+                 + f" · {human_size(int(details['size_bytes']))}"),  # type: ignore[call-overload]
+                (_("Proof"), f"{details['proof_prompt']} → “{details['proof_reply']}”"),
+                (_("Template"), Text(" ".join(notes) or (_("agrees") if agrees else _("differs")),
+                                     style="green" if agrees else "yellow"))]
+    for label, value in [*rows, (_("Folder"), str(event.path))]:
         grid.add_row(label, value)
     return Group(Text(heading, style="bold green"), grid)
 
 
 class DeployScreen(StepScreen):
-    CSS_PATH = Path(__file__).parent.parent / "styles" / "deploy.tcss"
     STEP = "deploy"
-    HELP = ("Copies the converted folder into the Foundry Local cache under a name, as the next "
+    HELP = N_("Copies the converted folder into the Foundry Local cache under a name, as the next "
             "version of that name (name:version); earlier versions and other models stay. The "
             "copy gets the tutorial's inference_model.json (shown below), the chosen template as "
             "its chat template, and the generation settings in genai_config.json. The model is "
@@ -106,8 +106,8 @@ class DeployScreen(StepScreen):
             "tutorial's CLI route is used instead: the folder goes under custom/<name> in "
             "Foundry's own cache and is checked with foundry cache ls.")
     BINDINGS = [
-        Binding("d", "deploy", "Deploy"),
-        Binding("escape", "cancel_run", "Cancel"),
+        Binding("d", "deploy", N_("Deploy")),
+        Binding("escape", "cancel_run", N_("Cancel")),
     ]
 
     def __init__(self) -> None:
@@ -125,32 +125,32 @@ class DeployScreen(StepScreen):
         self.stop = threading.Event()
 
     def compose_body(self) -> ComposeResult:
-        yield Label("Deploy to Foundry Local", classes="step-title")
+        yield Label(_("Deploy to Foundry Local"), classes="step-title")
         yield Static("", id="deploy-route", classes="hint")
         with Horizontal(id="deploy-name-row"):
-            yield Label("Name", id="deploy-name-label")
+            yield Label(_("Name"), id="deploy-name-label")
             yield Input(suggested_name(self.state), id="deploy-name", max_length=MAX_NAME + 16,
-                        tooltip="Letters, digits, '-', '_' and '.'; every deploy of a name is "
-                                "its next version.")
+                        tooltip=_("Letters, digits, '-', '_' and '.'; every deploy of a name is "
+                                  "its next version."))
             yield Label("", id="deploy-version")
         yield Label("", id="deploy-name-error", classes="error-line")
         with Collapsible(title="inference_model.json", id="deploy-json-box"):
             yield Static("", id="deploy-json")
         with Horizontal(id="deploy-controls"):
-            yield Button("Deploy", id="deploy-start", variant="success")
-            yield Button("Cancel", id="deploy-cancel", variant="error")
+            yield Button(_("Deploy"), id="deploy-start", variant="success")
+            yield Button(_("Cancel"), id="deploy-cancel", variant="error")
             with Vertical(id="deploy-progress-box"):
                 yield ProgressBar(total=1.0, show_eta=False, id="deploy-progress")
                 yield Label("", id="deploy-stage", classes="hint")
         yield Static("", id="deploy-result")
-        yield Label("Deployed models", classes="section-title")
+        yield Label(_("Deployed models"), classes="section-title")
         yield DataTable(id="deployed-table", cursor_type="row", zebra_stripes=True)
 
     def on_mount(self) -> None:
         super().on_mount()
         self.query_one("#deploy-result").display = False
         table = self.query_one("#deployed-table", DataTable)
-        table.add_columns("id", "display name", "precision", "size", "path")
+        table.add_columns("id", _("display name"), _("precision"), _("size"), _("path"))
         self.query_one("#deploy-json-box", Collapsible).collapsed = self.app.size.height < 40
         self.check_setup()
         self.name_changed()
@@ -178,16 +178,16 @@ class DeployScreen(StepScreen):
             self.setup_error = None
         except WizardError as exc:
             self.setup_error = str(exc) if self.state.converted_dir else \
-                "No converted model yet; go back to the Convert step."
+                _("No converted model yet; go back to the Convert step.")
         route = Text()
         if self.route_error:
             route.append(self.route_error, style="bold red")
         elif self.route == "cli":
-            route.append("The foundry CLI is installed, so the tutorial's CLI route is used: the "
-                         "folder goes under custom/<name> in Foundry Local's own cache and is "
-                         "checked with foundry cache ls.")
+            route.append(_("The foundry CLI is installed, so the tutorial's CLI route is used: the "
+                           "folder goes under custom/<name> in Foundry Local's own cache and is "
+                           "checked with foundry cache ls."))
         else:
-            route.append("Foundry Local SDK, in this process · cache ")
+            route.append(_("Foundry Local SDK, in this process · cache") + " ")
             route.append(str(paths.foundry_cache_dir()), style="bold")
         if self.setup_error:
             route.append(f"\n{self.setup_error}", style="bold red")
@@ -210,12 +210,13 @@ class DeployScreen(StepScreen):
             f"→ {name}" if self.route == "cli" else f"→ {name}:{self.version}")
         box = self.query_one("#deploy-json-box", Collapsible)
         if self.version is not None and self.template and self.config and not self.setup_error:
-            box.title = f"inference_model.json for {name} (version {self.version})"
+            box.title = _("inference_model.json for {name} (version {version})").format(
+                name=name, version=self.version)
             self.query_one("#deploy-json", Static).update(Syntax(
                 preview_json(name, self.version, self.template, self.config), "json",
                 word_wrap=True, background_color="default"))
         else:
-            box.title = "inference_model.json (once the name is valid)"
+            box.title = _("inference_model.json (once the name is valid)")
             self.query_one("#deploy-json", Static).update("")
         self.show_controls()
 
@@ -231,14 +232,14 @@ class DeployScreen(StepScreen):
 
     def blocked_reason(self) -> str | None:
         if self.running:
-            return "Deploying…"
+            return _("Deploying…")
         if self.result is not None:
             return None
         if self.deployed is None and self.state.deployed_id:
-            return "Reading the deployed models…"
+            return _("Reading the deployed models…")
         if self.state.deployed_id and any(m.id == self.state.deployed_id for m in self.deployed or []):
             return None
-        return "Deploy the model first."
+        return _("Deploy the model first.")
 
     def before_next(self) -> bool:
         if self.result is not None:
@@ -279,10 +280,10 @@ class DeployScreen(StepScreen):
             table.border_subtitle = found
         else:
             self.deployed = found
-            for model in found:
+            for model in sorted(found, key=lambda m: (sort_key(m.name), m.version)):
                 table.add_row(model.id, model.display_name, model.precision or "?",
                               human_size(model.size_bytes), str(model.path), key=model.id)
-            table.border_subtitle = "" if found else "none yet"
+            table.border_subtitle = "" if found else _("none yet")
             wanted = select or self.state.deployed_id
             if wanted and wanted in {m.id for m in found}:
                 table.move_cursor(row=table.get_row_index(wanted))
@@ -300,7 +301,7 @@ class DeployScreen(StepScreen):
         self.stop = threading.Event()
         self.query_one("#deploy-progress", ProgressBar).update(progress=0.0)
         self.query_one("#deploy-result").display = False
-        self.query_one("#deploy-stage", Label).update("Starting…")
+        self.query_one("#deploy-stage", Label).update(_("Starting…"))
         self.show_controls()
         self.run_deploy(plan, self.stop)
 
@@ -308,7 +309,7 @@ class DeployScreen(StepScreen):
     def action_cancel_run(self) -> None:
         if self.running and not self.stop.is_set():
             self.stop.set()
-            self.query_one("#deploy-stage", Label).update("Cancelling…")
+            self.query_one("#deploy-stage", Label).update(_("Cancelling…"))
 
     @work(thread=True, exclusive=True, group="deploy", exit_on_error=False)
     def run_deploy(self, plan: DeployPlan, stop: threading.Event) -> None:
@@ -340,12 +341,12 @@ class DeployScreen(StepScreen):
             self.state.deploy_name = plan.name
             self.state.deployed_id = str(event.details.get("model_id") or plan.name)
             self.state.save()
-            self.show_result(describe_result(plan.route, event), "Deployed")
+            self.show_result(describe_result(plan.route, event), _("Deployed"))
             self.refresh_table(select=self.state.deployed_id)
             self.name_changed()  # the next version is one more now
         elif isinstance(event, Failed):
             self.show_result(Text(event.reason, style="bold red"),
-                             "Cancelled" if event.cancelled else "Failed")
+                             _("Cancelled") if event.cancelled else _("Failed"))
 
     def show_result(self, text: Text | Group, stage: str) -> None:
         self.running = False
@@ -363,8 +364,8 @@ class DeployScreen(StepScreen):
         if event.worker.group != "deploy" or not self.running:
             return
         if event.state is WorkerState.ERROR:
-            self.show_result(Text(f"The deployment stopped on an unexpected error: "
-                                  f"{event.worker.error}", style="bold red"), "Failed")
+            self.show_result(Text(_("The deployment stopped on an unexpected error: {error}").format(
+                error=event.worker.error), style="bold red"), _("Failed"))
         elif event.state in (WorkerState.SUCCESS, WorkerState.CANCELLED):
-            self.show_result(Text("The deployment ended without a result.", style="bold red"),
-                             "Failed")
+            self.show_result(Text(_("The deployment ended without a result."), style="bold red"),
+                             _("Failed"))
