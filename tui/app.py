@@ -13,11 +13,12 @@ from textual.binding import Binding
 from textual.command import CommandPalette, DiscoveryHit, Hit, Hits, Provider
 from textual.content import Content
 from textual.screen import Screen
+from textual.system_commands import SystemCommandsProvider
 
 from tui.screens.base import StepScreen
 from tui.widgets.help import ConfirmScreen
 from tui.widgets.step_indicator import step_title
-from wizard_steps.i18n import LANGUAGES, N_, _, current_language, fold, set_language
+from wizard_steps.i18n import LANGUAGES, N_, _, current_language, fold, set_language, sort_key
 from wizard_steps.state import STEPS, WizardState
 
 # Textual's own palette texts, so that they are extracted and shown translated.
@@ -57,6 +58,23 @@ def folded_hit(provider: Provider, query: str, label: str) -> tuple[float, Conte
     return score, Content(label, list(matcher.highlight(fold(label)).spans)) if score > 0 else Content(label)
 
 
+class SystemCommands(SystemCommandsProvider):
+    """Textual's system commands (translated by the app), in the language's alphabetical order
+    and found with its case folding."""
+
+    async def discover(self) -> Hits:
+        commands = sorted(self.app.get_system_commands(self.screen), key=lambda c: sort_key(c.title))
+        for command in commands:
+            if command.discover:
+                yield DiscoveryHit(command.title, command.callback, help=command.help)
+
+    async def search(self, query: str) -> Hits:
+        for command in self.app.get_system_commands(self.screen):
+            score, shown = folded_hit(self, query, command.title)
+            if score > 0:
+                yield Hit(score, shown, command.callback, help=command.help)
+
+
 class StepCommands(Provider):
     """Command palette entries: jump to any step."""
 
@@ -70,23 +88,6 @@ class StepCommands(Provider):
                 yield Hit(score, shown, partial(app.go, step), help=_("Jump to this step of the wizard"))
 
 
-class LanguageCommands(Provider):
-    """The language switch (also on F3), listed when the palette opens."""
-
-    def entry(self) -> tuple[str, str]:
-        other = "en" if current_language() == "tr" else "tr"
-        return _("Language: English / Türkçe"), _("Switch to {language}; you stay on this step").format(
-            language=LANGUAGES[other])
-
-    async def discover(self) -> Hits:
-        title, help_text = self.entry()
-        yield DiscoveryHit(title, self.app.action_switch_language, help=help_text)  # type: ignore[attr-defined]
-
-    async def search(self, query: str) -> Hits:
-        title, help_text = self.entry()
-        score, shown = folded_hit(self, query, title)
-        if score > 0:
-            yield Hit(score, shown, self.app.action_switch_language, help=help_text)  # type: ignore[attr-defined]
 
 
 class SlmopsApp(App[None]):
@@ -96,7 +97,7 @@ class SlmopsApp(App[None]):
     CSS_PATH = [Path(__file__).parent / "styles" / f"{name}.tcss"
                 for name in ("app", "benchmark", "chat", "deploy")]
     TITLE = "slmops"
-    COMMANDS: ClassVar = App.COMMANDS | {StepCommands, LanguageCommands}
+    COMMANDS: ClassVar = {SystemCommands, StepCommands}
     BINDINGS: ClassVar = [
         Binding("ctrl+q", "quit", N_("Quit"), priority=True),
         Binding("f2", "toggle_dark", N_("Theme")),
@@ -118,6 +119,10 @@ class SlmopsApp(App[None]):
             yield command._replace(title=_(command.title), help=_(command.help))
         yield SystemCommand(_("Light / dark theme"), _("Switch between the light and dark theme"),
                             self.action_toggle_dark)
+        other = "en" if current_language() == "tr" else "tr"
+        yield SystemCommand(_("Language: English / Türkçe"),  # also on F3
+                            _("Switch to {language}; you stay on this step").format(language=LANGUAGES[other]),
+                            self.action_switch_language)
 
     def action_command_palette(self) -> None:
         """Textual's palette, with its placeholder in the current language."""

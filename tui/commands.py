@@ -5,6 +5,7 @@ WizardError, turned into one sentence by ``tui.cli.main``."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from dataclasses import asdict
@@ -12,8 +13,10 @@ from pathlib import Path
 
 from tui import exit_codes
 from tui.progress import ProgressPrinter, drive
+from wizard_steps import i18n
 from wizard_steps.errors import WizardError
 from wizard_steps.events import Failed
+from wizard_steps.i18n import N_, _
 
 GREEDY_REPLY_TOKENS = 200
 
@@ -45,11 +48,12 @@ def open_backend(target: str):
     matches = [m for m in deployed if m.id == target or m.name == target]
     if not matches:
         if folder.exists():
-            raise WizardError(f"{target} is not a converted model folder (no genai_config.json).",
-                              "Convert it first: slmops convert MODEL --precision int4 --out DIR")
-        known = ", ".join(m.id for m in deployed) or "none yet"
-        raise WizardError(f"No converted folder or deployed model is called {target}.",
-                          f"Deployed models: {known}.")
+            raise WizardError(_("{target} is not a converted model folder (no genai_config.json).").format(
+                                  target=target),
+                              _("Convert it first: slmops convert MODEL --precision int4 --out DIR"))
+        known = ", ".join(m.id for m in deployed) or _("none yet")
+        raise WizardError(_("No converted folder or deployed model is called {target}.").format(target=target),
+                          _("Deployed models: {known}.").format(known=known))
     chosen = max(matches, key=lambda m: m.version)
     from wizard_steps.engine_foundry import FoundryBackend
 
@@ -70,8 +74,9 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     folder = Path(args.dir).expanduser()
     key = templates.detect(folder).preset_key if args.template == "auto" else args.template
     template = templates.get_preset(key).template
-    final = drive(deploy.deploy(folder, args.name, template, _model_config(args),
-                                description=args.description), ProgressPrinter())
+    with i18n.using("en") if args.json else contextlib.nullcontext():  # --json values are English
+        final = drive(deploy.deploy(folder, args.name, template, _model_config(args),
+                                    description=args.description), ProgressPrinter())
     if isinstance(final, Failed):
         return _step_failed(final)
     details = final.details
@@ -79,10 +84,12 @@ def cmd_deploy(args: argparse.Namespace) -> int:
         print(json.dumps({k: str(v) if isinstance(v, Path) else v for k, v in details.items()},
                          indent=2, default=str))
     else:
-        print(f"Deployed {details['model_id']} to Foundry Local ({details['path']}).")
-        print(f"  loaded in {details['load_s']:.2f} s; it answered: {details['proof_reply']!r}")
+        print(_("Deployed {model} to Foundry Local ({path}).").format(model=details["model_id"],
+                                                                     path=details["path"]))
+        print("  " + _("loaded in {seconds} s; it answered: {reply!r}").format(
+            seconds=i18n.number(details["load_s"], 2), reply=details["proof_reply"]))
         for note in details.get("template_notes") or []:
-            print(f"  note: {note}")
+            print("  " + _("note: {note}").format(note=note))
     return exit_codes.OK
 
 
@@ -95,8 +102,8 @@ def cmd_list(args: argparse.Namespace) -> int:
         print(json.dumps([{**asdict(m), "path": str(m.path)} for m in models], indent=2))
         return exit_codes.OK
     if not models:
-        print("No models deployed yet. Deploy one with: slmops deploy DIR --name NAME")
-    for m in models:
+        print(_("No models deployed yet. Deploy one with: slmops deploy DIR --name NAME"))
+    for m in sorted(models, key=lambda m: (i18n.sort_key(m.name), m.version)):
         print(f"{m.id:32s} {m.precision or '?':6s} {human_size(m.size_bytes):>8s}  {m.path}")
     return exit_codes.OK
 
@@ -105,7 +112,8 @@ def cmd_remove(args: argparse.Namespace) -> int:
     from wizard_steps import deploy
 
     removed = deploy.undeploy(args.name)
-    print(json.dumps({"removed": removed}) if args.json else f"Removed {', '.join(removed)}.")
+    print(json.dumps({"removed": removed}) if args.json else _("Removed {models}.").format(
+        models=", ".join(removed)))
     return exit_codes.OK
 
 
@@ -113,10 +121,10 @@ def _lengths(text: str) -> tuple[int, ...]:
     try:
         values = tuple(int(part) for part in text.split(",") if part.strip())
     except ValueError:
-        raise WizardError(f"--lengths {text!r} is not a list of numbers.",
-                          "Write it like 16,128,512.") from None
+        raise WizardError(_("--lengths {text!r} is not a list of numbers.").format(text=text),
+                          _("Write it like 16,128,512.")) from None
     if not values:
-        raise WizardError("--lengths is empty.", "Write it like 16,128,512.")
+        raise WizardError(_("--lengths is empty."), _("Write it like 16,128,512."))
     return values
 
 
@@ -124,17 +132,19 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from wizard_steps import benchmark
 
     plan = benchmark.BenchPlan(_lengths(args.lengths), args.new_tokens, args.runs, args.warmup)
-    backend, _, name = open_backend(args.target)
+    backend, _stop, name = open_backend(args.target)
     plan.validate(backend.context_length)
     printer = ProgressPrinter()
     summary = None
     for event in benchmark.run(backend, plan, model_name=name):
         if isinstance(event, benchmark.BenchSample):
             if not event.warmup:
-                printer.line(f"{event.length:5d} tokens  run {event.run}: TTFT "
-                             f"{event.ttft_s * 1000:6.0f} ms  prompt {event.prompt_tokens_per_s:6.0f} "
-                             f"tok/s  generation {event.tokens_per_s:6.1f} tok/s  RSS "
-                             f"{event.rss_bytes / 1e6:5.0f} MB")
+                printer.line(_("{length} tokens  run {run}: TTFT {ttft} ms  prompt {prompt} tok/s  "
+                               "generation {speed} tok/s  RSS {rss} MB").format(
+                    length=f"{event.length:5d}", run=event.run, ttft=i18n.number(event.ttft_s * 1000).rjust(6),
+                    prompt=i18n.number(event.prompt_tokens_per_s).rjust(6),
+                    speed=i18n.number(event.tokens_per_s, 1).rjust(6),
+                    rss=i18n.number(event.rss_bytes / 1e6).rjust(5)))
         elif isinstance(event, benchmark.BenchSummary):
             summary = event
         else:
@@ -143,7 +153,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     assert summary is not None
     if args.export:
         path = benchmark.export(summary, Path(args.export))
-        printer.line(f"Report written to {path}")
+        printer.line(_("Report written to {path}").format(path=path))
     print(benchmark.to_json(summary) if args.json else benchmark.to_markdown(summary))
     return exit_codes.OK
 
@@ -151,19 +161,24 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def cmd_quality(args: argparse.Namespace) -> int:
     from wizard_steps import quality
 
-    backend, _, _ = open_backend(args.target)
+    backend, _stop, _name = open_backend(args.target)
     queries = args.prompts or quality.demo_queries()
     checks = []
-    for check in quality.iter_checklist(backend, queries=queries, source=args.source,
-                                        converted=getattr(backend, "folder", None)):
-        checks.append(check)
-        if not args.json:
-            mark = {"pass": "ok  ", "fail": "FAIL", "skipped": "skip"}[check.status]
-            print(f"[{mark}] {check.name}: {check.evidence}", flush=True)
+    marks = {status: _(mark) for status, mark in QUALITY_MARKS.items()}
+    width = max(map(len, marks.values()))
+    with i18n.using("en") if args.json else contextlib.nullcontext():  # --json values are English
+        for check in quality.iter_checklist(backend, queries=queries, source=args.source,
+                                            converted=getattr(backend, "folder", None)):
+            checks.append(check)
+            if not args.json:
+                print(f"[{marks[check.status].ljust(width)}] {_(check.name)}: {check.evidence}", flush=True)
     if args.json:
         print(json.dumps([{"name": c.name, "status": c.status, "evidence": c.evidence}
                           for c in checks], indent=2))
     return exit_codes.STEP_FAILED if any(c.passed is False for c in checks) else exit_codes.OK
+
+
+QUALITY_MARKS = {"pass": N_("ok"), "fail": N_("FAIL"), "skipped": N_("skip")}
 
 
 def cmd_chat(args: argparse.Namespace) -> int:
@@ -174,7 +189,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
 
 
 def _step_failed(final: Failed) -> int:
-    log = f" (full log: {final.log_path})" if final.log_path else ""
+    log = _(" (full log: {path})").format(path=final.log_path) if final.log_path else ""
     print(f"slmops: {final.reason}{log}", file=sys.stderr)
     return exit_codes.INTERRUPTED if final.cancelled else exit_codes.STEP_FAILED
 
@@ -204,8 +219,8 @@ def _folder_of(target: str) -> tuple[Path, bool]:
         return folder, False
     matches = [m for m in deploy.list_deployed() if target in (m.id, m.name)]
     if not matches:
-        raise WizardError(f"No converted folder or deployed model is called {target}.",
-                          "Give a folder made by slmops convert, or a name from slmops list.")
+        raise WizardError(_("No converted folder or deployed model is called {target}.").format(target=target),
+                          _("Give a folder made by slmops convert, or a name from slmops list."))
     return Path(max(matches, key=lambda m: m.version).path), True
 
 
@@ -215,20 +230,22 @@ def cmd_tune(args: argparse.Namespace) -> int:
     folder, deployed = _folder_of(args.target)
     if args.undo:
         restored = tune.undo(folder)
-        message = "Restored the original genai_config.json." if restored else "Nothing to undo."
+        message = _("Restored the original genai_config.json.") if restored else _("Nothing to undo.")
         print(json.dumps({"restored": restored}) if args.json else message)
         return exit_codes.OK
-    template, _ = template_for_folder(folder)
+    template, _stops = template_for_folder(folder)
     printer = ProgressPrinter()
     result = None
-    for event in tune.measure(folder, template, focus_length=args.focus):
-        if isinstance(event, tune.TuneSample):
-            printer.line(f"{event.candidate.label:10s} {event.length:4d} tokens run {event.run}: "
-                         f"{event.tokens_per_s:6.1f} tok/s")
-        elif isinstance(event, tune.TuneResult):
-            result = event
-        else:
-            printer.show(event)
+    with i18n.using("en") if args.json else contextlib.nullcontext():  # --json values are English
+        for event in tune.measure(folder, template, focus_length=args.focus):
+            if isinstance(event, tune.TuneSample):
+                printer.line(_("{candidate} {length} tokens run {run}: {speed} tok/s").format(
+                    candidate=f"{event.candidate.label:10s}", length=f"{event.length:4d}", run=event.run,
+                    speed=i18n.number(event.tokens_per_s, 1).rjust(6)))
+            elif isinstance(event, tune.TuneResult):
+                result = event
+            else:
+                printer.show(event)
     printer.done()
     assert result is not None
     if args.json:
@@ -238,8 +255,9 @@ def cmd_tune(args: argparse.Namespace) -> int:
         return exit_codes.OK
     print(result.reason)
     for label, speeds in result.speeds.items():
-        cells = "  ".join(f"{n} tokens {v:6.1f} tok/s" for n, v in sorted(speeds.items()))
+        cells = "  ".join(_("{length} tokens {speed} tok/s").format(length=n, speed=i18n.number(v, 1).rjust(6))
+                          for n, v in sorted(speeds.items()))
         print(f"  {label:10s} {cells}")
     if result.changed and deployed:
-        print("Foundry Local reads the tuned file the next time it loads the model.")
+        print(_("Foundry Local reads the tuned file the next time it loads the model."))
     return exit_codes.OK

@@ -9,11 +9,13 @@ from pathlib import Path
 
 from tui import exit_codes
 from tui.progress import ProgressPrinter, drive
+from wizard_steps import i18n
 from wizard_steps.answers import Answers
 from wizard_steps.errors import WizardError
 from wizard_steps.events import Failed
+from wizard_steps.i18n import _
 
-QUESTION = "What is the capital of France?"
+QUESTION = "What is the capital of France?"  # asked of the model: stays English
 
 
 def _say(text: str, json_output: bool) -> None:
@@ -24,8 +26,15 @@ class StepFailed(WizardError):
     """A step of the unattended run failed (exit code 1)."""
 
 
+def apply_language(answers: Answers) -> None:
+    """The answers file's language, unless --lang chose one on the command line."""
+    if not i18n.chosen_explicitly():
+        i18n.set_language(answers.lang, explicit=False)
+
+
 def run_pipeline(answers: Answers, json_output: bool = False) -> int:
     """Run everything and print the report; the exit code says how it went."""
+    apply_language(answers)
     try:
         report = execute(answers, json_output)
     except StepFailed as exc:
@@ -34,7 +43,8 @@ def run_pipeline(answers: Answers, json_output: bool = False) -> int:
     if json_output:
         print(json.dumps(report, indent=2))
     else:
-        print(f"Done. Replay this run anywhere with: slmops run --answers {report['answers_file']}")
+        print(_("Done. Replay this run anywhere with: slmops run --answers {file}").format(
+            file=report["answers_file"]))
     return exit_codes.OK
 
 
@@ -46,6 +56,7 @@ def execute(answers: Answers, json_output: bool = False) -> dict[str, object]:
     from wizard_steps.generation import model_config
     from wizard_steps.precision import Int4Algorithm, Int4Settings, Precision, human_size
 
+    apply_language(answers)
     printer = ProgressPrinter()
     report: dict[str, object] = {}
     checks = prereqs.run_all()
@@ -54,14 +65,16 @@ def execute(answers: Answers, json_output: bool = False) -> dict[str, object]:
                         "warn": sum(c.status is prereqs.Status.WARN for c in checks),
                         "fail": [c.name for c in failed]}
     if failed:
-        raise StepFailed("; ".join(f"{c.name}: {c.detail} Fix: {c.fix}" for c in failed))
-    _say(f"1/6 prerequisites: {len(checks)} checks, none failed", json_output)
+        raise StepFailed("; ".join(_("{name}: {detail} Fix: {fix}").format(name=_(c.name), detail=c.detail,
+                                                                            fix=c.fix) for c in failed))
+    _say(_("1/6 prerequisites: {count} checks, none failed").format(count=len(checks)), json_output)
 
     model_dir = model_source.ensure_demo() if answers.model == "demo" else Path(answers.model)
     info = model_source.inspect_model(model_dir)
     report["model"] = {"path": str(info.path), "architecture": info.architecture,
                        "parameters": info.num_parameters}
-    _say(f"2/6 model: {info.name} ({info.num_parameters / 1e6:.1f} M parameters)", json_output)
+    _say(_("2/6 model: {name} ({parameters} M parameters)").format(
+        name=info.name, parameters=i18n.number(info.num_parameters / 1e6, 1)), json_output)
 
     settings = model_config(max_length=answers.max_length, temperature=answers.temperature,
                             top_p=answers.top_p, repetition_penalty=answers.repetition_penalty)
@@ -79,13 +92,14 @@ def execute(answers: Answers, json_output: bool = False) -> dict[str, object]:
         replace_existing=out is None and default_out.is_dir())  # slmops' own folder only
     final = drive(convert.convert(plan), printer)
     if isinstance(final, Failed):
-        raise StepFailed(f"{final.reason} (log: {final.log_path})")
+        raise StepFailed(_("{reason} (log: {path})").format(reason=final.reason, path=final.log_path))
     converted = final.path
     report["converted"] = {"path": str(converted), "precision": precision.value,
                            "size_bytes": final.details["size_bytes"],
                            "duration_s": final.details["duration_s"]}
-    _say(f"3/6 converted to {precision.value.upper()}: {converted} "
-         f"({human_size(int(final.details['size_bytes']))})", json_output)
+    _say(_("3/6 converted to {precision}: {folder} ({size})").format(
+        precision=precision.value.upper(), folder=converted, size=human_size(int(final.details["size_bytes"]))),
+        json_output)
 
     name = answers.deploy_name or f"{info.name.lower()}-{precision.value}"
     final = drive(deploy.deploy(converted, name, preset.template, settings), printer)
@@ -94,7 +108,7 @@ def execute(answers: Answers, json_output: bool = False) -> dict[str, object]:
     model_id = str(final.details["model_id"])
     report["deployed"] = {"id": model_id, "path": str(final.details["path"]),
                           "load_s": final.details["load_s"]}
-    _say(f"4/6 deployed to Foundry Local as {model_id}", json_output)
+    _say(_("4/6 deployed to Foundry Local as {model}").format(model=model_id), json_output)
 
     backend = FoundryBackend(model_id, preset.template)
     try:
@@ -107,20 +121,22 @@ def execute(answers: Answers, json_output: bool = False) -> dict[str, object]:
         assert summary is not None
         report["benchmark"] = [{"length": r.length, "ttft_ms": round(r.ttft_median_s * 1000, 1),
                                 "tokens_per_s": round(r.tps_median, 1)} for r in summary.per_length]
-        _say("5/6 benchmark: " + ", ".join(f"{r.length} tokens {r.tps_median:.0f} tok/s"
-                                           for r in summary.per_length), json_output)
+        _say(_("5/6 benchmark: {speeds}").format(speeds=", ".join(
+            _("{length} tokens {speed} tok/s").format(length=r.length, speed=i18n.number(r.tps_median))
+            for r in summary.per_length)), json_output)
         chat = Chat(backend, ReplyOptions(max_new_tokens=60, stop=preset.stop))
         reply = next(e for e in chat.send(QUESTION) if isinstance(e, ReplyDone))
     finally:
         backend.close()
     report["chat"] = {"question": QUESTION, "answer": reply.text,
                       "tokens_per_s": round(reply.stats.tokens_per_s, 1)}
-    _say(f"6/6 chat: {QUESTION} -> {reply.text.strip()!r}", json_output)
+    _say(_("6/6 chat: {question} -> {answer!r}").format(question=QUESTION, answer=reply.text.strip()),
+         json_output)
     answers_file = paths.ensure(paths.config_dir()) / "last-run.toml"
     from wizard_steps import answers as answers_module
 
     answers_module.save(answers, answers_file)
     report["answers_file"] = str(answers_file)
     if not reply.text.strip():
-        raise StepFailed("The deployed model answered with empty text.")
+        raise StepFailed(_("The deployed model answered with empty text."))
     return report

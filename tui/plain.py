@@ -16,13 +16,22 @@ from wizard_steps import model_source, paths, prereqs, templates
 from wizard_steps.answers import Answers
 from wizard_steps.errors import WizardError
 from wizard_steps.generation import GenerationError, model_config
+from wizard_steps.i18n import N_, _
+
+STATUS = {"ok": N_("ok"), "warn": N_("warn"), "fail": N_("fail")}
+CONFIDENCE = {"high": N_("high"), "medium": N_("medium"), "low": N_("low")}
 
 
 def _ask(question: questionary.Question):
-    value = question.ask()
+    value = question.ask(kbi_msg="\n" + _("Cancelled by user") + "\n")
     if value is None:  # Ctrl+C in a prompt
         raise KeyboardInterrupt
     return value
+
+
+def _select(message: str, **options) -> questionary.Question:
+    """questionary's select, with its key hint in the current language."""
+    return questionary.select(message, instruction=_("(Use arrow keys)"), **options)
 
 
 def _model_folder(text: str) -> bool | str:
@@ -48,44 +57,45 @@ def collect() -> Answers:
     checks = prereqs.run_all()
     for check in checks:
         if check.status is not prereqs.Status.OK:
-            print(f"[{check.status.value}] {check.name}: {check.detail}" +
-                  (f"  Fix: {check.fix}" if check.fix else ""))
+            print(f"[{_(STATUS[check.status.value])}] {_(check.name)}: {check.detail}" +
+                  ("  " + _("Fix: {fix}").format(fix=check.fix) if check.fix else ""))
     if prereqs.worst(checks) is prereqs.Status.FAIL:
-        raise StepFailed("A prerequisite failed; fix it and run slmops again.")
-    print(f"Prerequisites: {len(checks)} checks, none failed.")
-    source = _ask(questionary.select("Which model?", choices=[
-        questionary.Choice("The demo model (SmolLM2-135M-Instruct, works offline)", "demo"),
-        questionary.Choice("My own fine-tuned model folder", "own")]))
+        raise StepFailed(_("A prerequisite failed; fix it and run slmops again."))
+    print(_("Prerequisites: {count} checks, none failed.").format(count=len(checks)))
+    source = _ask(_select(_("Which model?"), choices=[
+        questionary.Choice(_("The demo model (SmolLM2-135M-Instruct, works offline)"), "demo"),
+        questionary.Choice(_("My own fine-tuned model folder"), "own")]))
     model = "demo"
     if source == "own":
-        model = _ask(questionary.path("Model folder:", only_directories=True,
+        model = _ask(questionary.path(_("Model folder:"), only_directories=True,
                                       validate=_model_folder))
-    precision = _ask(questionary.select("Precision?", default="int4", choices=[
-        questionary.Choice("INT4: smallest and fastest on CPU (recommended)", "int4"),
-        questionary.Choice("INT8: close to the source, ~1/4 of FP32", "int8"),
-        questionary.Choice("FP32: exact, largest", "fp32"),
-        questionary.Choice("FP16: needs a GPU execution provider", "fp16", disabled="not on CPU")]))
+    precision = _ask(_select(_("Precision?"), default="int4", choices=[
+        questionary.Choice(_("INT4: smallest and fastest on CPU (recommended)"), "int4"),
+        questionary.Choice(_("INT8: close to the source, ~1/4 of FP32"), "int8"),
+        questionary.Choice(_("FP32: exact, largest"), "fp32"),
+        questionary.Choice(_("FP16: needs a GPU execution provider"), "fp16", disabled=_("not on CPU"))]))
     int4: dict[str, object] = {}
     if precision == "int4":
-        int4["int4_algorithm"] = _ask(questionary.select("INT4 algorithm?", choices=[
-            questionary.Choice("k_quant_mixed: better quality (recommended)", "k_quant_mixed"),
-            questionary.Choice("rtn: fastest", "rtn")]))
-        int4["int4_block_size"] = int(_ask(questionary.select(
-            "INT4 block size?", default="32", choices=["16", "32", "64", "128", "256"])))
-        int4["int4_symmetric"] = _ask(questionary.confirm("Symmetric quantization?", default=True))
+        int4["int4_algorithm"] = _ask(_select(_("INT4 algorithm?"), choices=[
+            questionary.Choice(_("k_quant_mixed: better quality (recommended)"), "k_quant_mixed"),
+            questionary.Choice(_("rtn: fastest"), "rtn")]))
+        int4["int4_block_size"] = int(_ask(_select(
+            _("INT4 block size?"), default="32", choices=["16", "32", "64", "128", "256"])))
+        int4["int4_symmetric"] = _ask(questionary.confirm(_("Symmetric quantization?"), default=True))
     folder = model_source.ensure_demo() if model == "demo" else Path(model)
     detection = templates.detect(folder)
-    print(f"Prompt template detected: {detection.preset_key} ({detection.confidence.value}): "
-          f"{detection.reason}")
-    template = _ask(questionary.select("Prompt template?", default=detection.preset_key,
-                                       choices=[k for k in templates.PRESETS if k != "custom"]))
+    print(_("Prompt template detected: {preset} ({confidence}): {reason}").format(
+        preset=detection.preset_key, confidence=_(CONFIDENCE[detection.confidence.value]),
+        reason=detection.reason))
+    template = _ask(_select(_("Prompt template?"), default=detection.preset_key,
+                            choices=[k for k in templates.PRESETS if k != "custom"]))
     settings = {name: _ask(questionary.text(f"{name}:", default=str(default),
                                             validate=_setting(name)))
                 for name, default in (("max_length", 2048), ("temperature", 0.7),
                                       ("top_p", 0.9), ("repetition_penalty", 1.1))}
     checked = model_config(**settings)
     default_name = f"{folder.name.lower()}-{precision}"
-    name = _ask(questionary.text("Deploy as (name):", default=default_name))
+    name = _ask(questionary.text(_("Deploy as (name):"), default=default_name))
     return Answers(model=model, precision=precision, template=template,
                    max_length=checked.max_length, temperature=checked.temperature,
                    top_p=checked.top_p, repetition_penalty=checked.repetition_penalty,
@@ -97,17 +107,17 @@ def run_plain() -> int:
     try:
         answers = collect()
         saved = answers_module.save(answers, paths.ensure(paths.config_dir()) / "wizard.toml")
-        print(f"Answers saved to {saved} (replay with: slmops run --answers {saved})")
+        print(_("Answers saved to {file} (replay with: slmops run --answers {file})").format(file=saved))
         report = execute(answers)
     except KeyboardInterrupt:
-        print("\nStopped; nothing half-done was kept.")
+        print("\n" + _("Stopped; nothing half-done was kept."))
         return exit_codes.INTERRUPTED
     except StepFailed as exc:
         print(f"slmops: {exc}")
         return exit_codes.STEP_FAILED
     deployed = report["deployed"]
     assert isinstance(deployed, dict)
-    if not _ask(questionary.confirm("Chat with the deployed model now?", default=True)):
+    if not _ask(questionary.confirm(_("Chat with the deployed model now?"), default=True)):
         return exit_codes.OK
     from tui.commands import open_backend
 

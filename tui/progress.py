@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from typing import TextIO
 
 from wizard_steps.events import Event, Failed, Finished, LogLine, Progress
+from wizard_steps.i18n import _
 
 
 class ProgressPrinter:
@@ -52,4 +53,4 @@ def drive(events: Iterable[Event], printer: ProgressPrinter) -> Finished | Faile
         else:
             printer.show(event)
     printer.done()
-    return final or Failed("The step ended without a result.")
+    return final or Failed(_("The step ended without a result."))

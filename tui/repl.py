@@ -8,18 +8,21 @@ import threading
 
 from tui import exit_codes
 from wizard_steps.engine import Chat, EngineError, ReplyDone, ReplyOptions, TextChunk, TurnsDropped
+from wizard_steps.i18n import N_, _, number
 
-HELP = "Commands: /reset (forget the conversation), /system TEXT (new system prompt), /quit"
+HELP = N_("Commands: /reset (forget the conversation), /system TEXT (new system prompt), /quit")
 
 
 def chat_repl(backend, stop: tuple[str, ...], name: str, system: str | None = None,
               max_new_tokens: int = 200) -> int:
     chat = Chat(backend, ReplyOptions(max_new_tokens=max_new_tokens, stop=tuple(stop)),
                 system=system or "You are a helpful assistant.")
-    print(f"Chatting with {name} through {backend.name}. {HELP}")
+    if hasattr(sys.stdin, "reconfigure"):  # invalid UTF-8 from the terminal becomes U+FFFD, not a crash
+        sys.stdin.reconfigure(errors="replace")
+    print(_("Chatting with {name} through {backend}.").format(name=name, backend=backend.name) + " " + _(HELP))
     while True:
         try:
-            line = input("you> ")
+            line = input(_("you> "))
         except (EOFError, KeyboardInterrupt):
             print()
             return exit_codes.OK
@@ -30,14 +33,14 @@ def chat_repl(backend, stop: tuple[str, ...], name: str, system: str | None = No
             return exit_codes.OK
         if text == "/reset":
             chat.reset()
-            print("(conversation cleared)")
+            print(_("(conversation cleared)"))
             continue
         if text.startswith("/system"):
             chat.system = text[len("/system"):].strip() or None
-            print(f"(system prompt: {chat.system or 'none'})")
+            print(_("(system prompt: {prompt})").format(prompt=chat.system or _("none")))
             continue
         if text.startswith("/"):
-            print(HELP)
+            print(_(HELP))
             continue
         answer(chat, text)
 
@@ -47,7 +50,7 @@ def answer(chat: Chat, text: str, out=None) -> ReplyDone | None:
     out = out or sys.stdout
     cancel = threading.Event()
     done = None
-    out.write("model> ")
+    out.write(_("model> "))
     out.flush()
     try:
         for event in chat.send(text, cancel):
@@ -55,18 +58,19 @@ def answer(chat: Chat, text: str, out=None) -> ReplyDone | None:
                 out.write(event.text)
                 out.flush()
             elif isinstance(event, TurnsDropped):
-                out.write(f"\n({event.message})\nmodel> ")
+                out.write(f"\n({event.message})\n" + _("model> "))
             elif isinstance(event, ReplyDone):
                 done = event
     except KeyboardInterrupt:
         cancel.set()
-        out.write(" [stopped]")
+        out.write(" " + _("[stopped]"))
     except EngineError as exc:
         out.write(f"\n(!) {exc}")
     if done is not None:
         s = done.stats
-        out.write(f"\n  [{s.generated_tokens} tokens, {s.tokens_per_s:.0f} tok/s, "
-                  f"TTFT {s.ttft_s * 1000:.0f} ms, {s.finish_reason}]")
+        out.write("\n  " + _("[{tokens} tokens, {speed} tok/s, TTFT {ttft} ms, {finish}]").format(
+            tokens=s.generated_tokens, speed=number(s.tokens_per_s), ttft=number(s.ttft_s * 1000),
+            finish=s.finish_reason))
     out.write("\n")
     out.flush()
     return done

@@ -11,6 +11,8 @@ import os
 import sys
 from pathlib import Path
 
+from wizard_steps.i18n import N_  # stages are English here; the parent shows them with _()
+
 
 def progress(fraction: float, stage: str) -> None:
     print(f"@progress {fraction:.2f} {stage}", flush=True)
@@ -20,17 +22,17 @@ def main(gguf_file: str, out_dir: str) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    progress(0.05, "Importing transformers")
+    progress(0.05, N_("Importing transformers"))
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     gguf = Path(gguf_file)
     folder, name = gguf.parent, gguf.name
-    progress(0.2, "Reading the tokenizer")
+    progress(0.2, N_("Reading the tokenizer"))
     tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
-    progress(0.35, "De-quantizing the GGUF weights")
+    progress(0.35, N_("De-quantizing the GGUF weights"))
     loaded = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
-    progress(0.7, "Building a plain fp32 model")
+    progress(0.7, N_("Building a plain fp32 model"))
     # A config saved with its GgufConfig makes the ONNX builder refuse the folder ("The gguf
     # quantized model is not currently supported") while Olive still exits 0: drop it.
     config_dict = loaded.config.to_dict()
@@ -45,11 +47,11 @@ def main(gguf_file: str, out_dir: str) -> int:
         print(f"State dict mismatch: missing {missing[:3]}, unexpected {unexpected[:3]}")
         return 1
     model.eval()
-    progress(0.85, "Saving the Hugging Face folder")
+    progress(0.85, N_("Saving the Hugging Face folder"))
     out = Path(out_dir)
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
-    progress(1.0, "Demo model ready")
+    progress(1.0, N_("Demo model ready"))
     return 0
 
 

@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from wizard_steps.errors import WizardError
+from wizard_steps.i18n import _, current_language
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -56,46 +57,52 @@ class Answers:
     bench_lengths: list[int] = field(default_factory=lambda: [16, 128, 512])
     bench_runs: int = 3
     bench_new_tokens: int = 64
-    lang: str = "en"
+    lang: str = field(default_factory=current_language)  # a file without it keeps the language in use
 
 
 def _type_name(kind: object) -> str:
-    return {"int": "a whole number", "float": "a number", "bool": "true or false",
-            "str": "a string", "list[int]": "a list of whole numbers"}.get(str(kind), str(kind))
+    return {"int": _("a whole number"), "float": _("a number"), "bool": _("true or false"),
+            "str": _("a string"), "list[int]": _("a list of whole numbers")}.get(str(kind), str(kind))
 
 
 def _check(key: str, value: object, kind: str) -> object:
     expected = {"int": int, "float": (int, float), "bool": bool, "str": str, "list[int]": list}[kind]
     if (isinstance(value, bool) and kind in ("int", "float")) or not isinstance(value, expected):
-        raise AnswersError(f"'{key}' must be {_type_name(kind)}, not {value!r}.",
-                           f"Fix '{key}' in the answers file.")
+        raise AnswersError(_("'{key}' must be {kind}, not {value!r}.").format(
+                               key=key, kind=_type_name(kind), value=value),
+                           _("Fix '{key}' in the answers file.").format(key=key))
     if kind == "list[int]" and (not value or not all(
             isinstance(v, int) and not isinstance(v, bool) and v >= 8 for v in value)):  # type: ignore[union-attr]
-        raise AnswersError(f"'{key}' must list whole numbers of 8 or more, not {value!r}.",
-                           "For example: bench_lengths = [16, 128, 512]")
+        raise AnswersError(_("'{key}' must list whole numbers of 8 or more, not {value!r}.").format(
+                               key=key, value=value),
+                           _("For example: bench_lengths = [16, 128, 512]"))
     if key in _CHOICES and value not in _CHOICES[key]:
         allowed = ", ".join(map(str, _CHOICES[key]))
-        raise AnswersError(f"'{key}' = {value!r} is not allowed; choose one of: {allowed}.",
-                           f"Fix '{key}' in the answers file.")
+        raise AnswersError(_("'{key}' = {value!r} is not allowed; choose one of: {allowed}.").format(
+                               key=key, value=value, allowed=allowed),
+                           _("Fix '{key}' in the answers file.").format(key=key))
     if key in _RANGES:
         low, high = _RANGES[key]
         if not low <= float(value) <= high:  # type: ignore[arg-type]
-            raise AnswersError(f"'{key}' = {value!r} is out of range; allowed: {low:g} to {high:g}.",
-                               f"Fix '{key}' in the answers file.")
+            raise AnswersError(_("'{key}' = {value!r} is out of range; allowed: {low} to {high}.").format(
+                                   key=key, value=value, low=f"{low:g}", high=f"{high:g}"),
+                               _("Fix '{key}' in the answers file.").format(key=key))
     return float(value) if kind == "float" else value  # type: ignore[arg-type]
 
 
-def parse(text: str, source: str = "the answers file") -> Answers:
+def parse(text: str, source: str | None = None) -> Answers:
+    source = source or _("the answers file")
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise AnswersError(f"{source} is not valid TOML ({exc}).", "Fix the line it names.") from None
+        raise AnswersError(_("{source} is not valid TOML ({error}).").format(source=source, error=exc),
+                           _("Fix the line it names.")) from None
     known = {f.name: str(f.type) for f in fields(Answers)}
     values = {}
     for key, value in data.items():
         if key not in known:
-            raise AnswersError(f"Unknown key '{key}' in {source}.",
-                               f"Known keys: {', '.join(known)}.")
+            raise AnswersError(_("Unknown key '{key}' in {source}.").format(key=key, source=source),
+                               _("Known keys: {keys}.").format(keys=", ".join(known)))
         values[key] = _check(key, value, known[key])
     return Answers(**values)  # type: ignore[arg-type]
 
@@ -105,10 +112,11 @@ def load(path: str | Path) -> Answers:
     try:
         text = file.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise AnswersError(f"The answers file {file} does not exist.",
-                           "Give the path of a wizard.toml written by slmops.") from None
+        raise AnswersError(_("The answers file {file} does not exist.").format(file=file),
+                           _("Give the path of a wizard.toml written by slmops.")) from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise AnswersError(f"The answers file {file} cannot be read ({exc}).") from None
+        raise AnswersError(_("The answers file {file} cannot be read ({error}).").format(
+            file=file, error=exc)) from None
     return parse(text, str(file))
 
 

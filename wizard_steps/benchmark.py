@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -19,6 +20,7 @@ import psutil
 from wizard_steps.engine import Backend, ReplyDone, ReplyOptions
 from wizard_steps.errors import WizardError
 from wizard_steps.events import Progress
+from wizard_steps.i18n import _, number, percent, using
 from wizard_steps.templates import Conversation
 
 LEAK_GROWTH_LIMIT = 0.05
@@ -37,19 +39,20 @@ class BenchPlan:
 
     def validate(self, context_length: int | None = None) -> BenchPlan:
         if not self.lengths or any(n < 8 for n in self.lengths):
-            raise BenchmarkError("Prompt lengths must be 8 tokens or more.",
-                                 "Use for example 16,128,512,1024.")
+            raise BenchmarkError(_("Prompt lengths must be 8 tokens or more."),
+                                 _("Use for example 16,128,512,1024."))
         if not 1 <= self.new_tokens <= 4096:
-            raise BenchmarkError(f"Generation length {self.new_tokens} is out of range.",
-                                 "Choose 1 to 4096 new tokens.")
+            raise BenchmarkError(_("Generation length {tokens} is out of range.").format(tokens=self.new_tokens),
+                                 _("Choose 1 to 4096 new tokens."))
         if not 1 <= self.runs <= 1000 or not 0 <= self.warmup <= 20:
-            raise BenchmarkError("Runs must be 1-1000 and warm-up runs 0-20.",
-                                 "Lower the number of runs.")
+            raise BenchmarkError(_("Runs must be 1-1000 and warm-up runs 0-20."),
+                                 _("Lower the number of runs."))
         if context_length and max(self.lengths) + self.new_tokens > context_length:
             raise BenchmarkError(
-                f"The longest prompt ({max(self.lengths)}) plus {self.new_tokens} new tokens does "
-                f"not fit the model's context of {context_length} tokens.",
-                "Drop the longest length or generate fewer tokens.")
+                _("The longest prompt ({longest}) plus {tokens} new tokens does not fit the model's "
+                  "context of {context} tokens.").format(longest=max(self.lengths), tokens=self.new_tokens,
+                                                         context=context_length),
+                _("Drop the longest length or generate fewer tokens."))
         return self
 
 
@@ -109,13 +112,15 @@ def leak_verdict(rss: list[int], minimum_runs: int = 50) -> LeakVerdict:
     """Compare the median RSS of the first and last 10 runs (after warm-up)."""
     if len(rss) < minimum_runs:
         return LeakVerdict(len(rss), None, None,
-                           f"{len(rss)} runs measured; at least {minimum_runs} are needed to judge a leak.")
+                           _("{runs} runs measured; at least {minimum} are needed to judge a leak.").format(
+                               runs=len(rss), minimum=minimum_runs))
     first, last = statistics.median(rss[:10]), statistics.median(rss[-10:])
     growth = (last - first) / first
     leak = growth >= LEAK_GROWTH_LIMIT
-    return LeakVerdict(len(rss), growth, leak,
-                       f"RSS {'grew' if growth >= 0 else 'fell'} {abs(growth) * 100:.1f} % over "
-                       f"{len(rss)} runs (limit {LEAK_GROWTH_LIMIT * 100:.0f} %).")
+    note = (_("RSS grew {growth} over {runs} runs (limit {limit}).") if growth >= 0 else
+            _("RSS fell {growth} over {runs} runs (limit {limit})."))
+    return LeakVerdict(len(rss), growth, leak, note.format(
+        growth=percent(abs(growth) * 100, 1), runs=len(rss), limit=percent(LEAK_GROWTH_LIMIT * 100, 0)))
 
 
 def _source_text() -> str:
@@ -152,8 +157,8 @@ def run(backend: Backend, plan: BenchPlan, model_name: str = "",
         for index in range(plan.warmup + plan.runs):
             if cancel is not None and cancel.is_set():
                 break
-            yield Progress(f"{length}-token prompt, run {index + 1}/{plan.warmup + plan.runs}",
-                           done / total)
+            yield Progress(_("{length}-token prompt, run {run}/{runs}").format(
+                length=length, run=index + 1, runs=plan.warmup + plan.runs), done / total)
             process.cpu_percent(None)
             started = time.perf_counter()
             reply = None
@@ -197,7 +202,11 @@ def summarize(backend: str, model: str, plan: BenchPlan, samples: list[BenchSamp
 
 
 def to_json(summary: BenchSummary) -> str:
-    return json.dumps(asdict(summary), indent=2)
+    """Machine output: the leak note is English whatever the language in use."""
+    data = asdict(summary)
+    with using("en"):
+        data["leak"]["note"] = leak_verdict([s.rss_bytes for s in summary.samples if not s.warmup]).note
+    return json.dumps(data, indent=2)
 
 
 def to_csv(summary: BenchSummary) -> str:
@@ -211,18 +220,23 @@ def to_csv(summary: BenchSummary) -> str:
 
 
 def to_markdown(summary: BenchSummary) -> str:
-    lines = [f"# Benchmark: {summary.model or 'model'} ({summary.backend})", "",
-             f"Plan: prompt lengths {', '.join(map(str, summary.plan.lengths))} tokens, "
-             f"{summary.plan.new_tokens} new tokens, {summary.plan.runs} runs each after "
-             f"{summary.plan.warmup} warm-up.", "",
-             "| prompt tokens | runs | TTFT median (ms) | TTFT p95 (ms) | prompt tok/s | "
-             "gen tok/s median | gen tok/s p95 | latency median (s) |",
+    """The report for people, in the language in use (numbers with its decimal mark)."""
+    plan = summary.plan
+    lines = [_("# Benchmark: {model} ({backend})").format(model=summary.model or _("model"),
+                                                          backend=summary.backend), "",
+             _("Plan: prompt lengths {lengths} tokens, {tokens} new tokens, {runs} runs each after "
+               "{warmup} warm-up.").format(lengths=", ".join(map(str, plan.lengths)),
+                                           tokens=plan.new_tokens, runs=plan.runs, warmup=plan.warmup), "",
+             _("| prompt tokens | runs | TTFT median (ms) | TTFT p95 (ms) | prompt tok/s | "
+               "gen tok/s median | gen tok/s p95 | latency median (s) |"),
              "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for row in summary.per_length:
-        lines.append(f"| {row.length} | {row.runs} | {row.ttft_median_s * 1000:.0f} | "
-                     f"{row.ttft_p95_s * 1000:.0f} | {row.prompt_tps_median:.0f} | "
-                     f"{row.tps_median:.1f} | {row.tps_p95:.1f} | {row.latency_median_s:.2f} |")
-    lines += ["", f"Peak RSS: {summary.peak_rss_bytes / 1e6:.0f} MB. Memory: {summary.leak.note}", ""]
+        lines.append(f"| {row.length} | {row.runs} | {number(row.ttft_median_s * 1000)} | "
+                     f"{number(row.ttft_p95_s * 1000)} | {number(row.prompt_tps_median)} | "
+                     f"{number(row.tps_median, 1)} | {number(row.tps_p95, 1)} | "
+                     f"{number(row.latency_median_s, 2)} |")
+    lines += ["", _("Peak RSS: {rss} MB. Memory: {note}").format(
+        rss=number(summary.peak_rss_bytes / 1e6), note=summary.leak.note), ""]
     return "\n".join(lines)
 
 
@@ -231,8 +245,16 @@ def export(summary: BenchSummary, path: Path) -> Path:
     writers = {".json": to_json, ".csv": to_csv, ".md": to_markdown}
     writer = writers.get(path.suffix.lower())
     if writer is None:
-        raise BenchmarkError(f"Cannot export to {path.name}.", "Use a .json, .csv or .md file name.")
+        raise BenchmarkError(_("Cannot export to {file}.").format(file=path.name),
+                             _("Use a .json, .csv or .md file name."))
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(writer(summary), encoding="utf-8")
-    tmp.replace(path)
+    try:
+        tmp.write_text(writer(summary), encoding="utf-8")
+        tmp.replace(path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise BenchmarkError(_("Cannot write the report to {path} ({error}).").format(
+                                 path=path, error=exc.strerror or exc),
+                             _("Choose a folder that exists and that you can write to.")) from None
     return path

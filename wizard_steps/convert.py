@@ -23,6 +23,7 @@ from wizard_steps import paths
 from wizard_steps.convert_log import LogProgress, failure_reason
 from wizard_steps.errors import PlanError
 from wizard_steps.events import Event, Failed, Finished, LogLine, Progress
+from wizard_steps.i18n import _
 from wizard_steps.model_source import ModelInfo, folder_size, inspect_model
 from wizard_steps.precision import (
     ExecutionProvider,
@@ -38,6 +39,9 @@ OLIVE_CONFIG_NAME = "olive_config.json"
 _OLIVE_LEFTOVERS = ("footprint.json", "output_footprint.json", "run_history.txt")
 OLIVE_ENV = {
     "OLIVE_DISABLE_TELEMETRY": "1",  # offline classrooms: no telemetry events
+    # olive-ai 0.13 logs a heartbeat before it reads OLIVE_DISABLE_TELEMETRY, then waits ~9 s at
+    # exit to flush it; only its CI check (any of CI, TF_BUILD, ...) skips the heartbeat.
+    "CI": "1",
     "TQDM_DISABLE": "1",
     "HF_HUB_OFFLINE": "1",
     "TRANSFORMERS_VERBOSITY": "error",
@@ -78,21 +82,23 @@ def make_plan(
     if reason:
         raise PlanError(reason)
     if method not in METHODS:
-        raise PlanError(f"Conversion method {method!r} is unknown.", "Choose config or auto-opt.")
+        raise PlanError(_("Conversion method {method!r} is unknown.").format(method=method),
+                        _("Choose config or auto-opt."))
     if method == "auto-opt" and precision is Precision.INT8:
-        raise PlanError("INT8 needs the two-pass Olive config; auto-opt cannot produce it.",
-                        "Use --method config for INT8.")
+        raise PlanError(_("INT8 needs the two-pass Olive config; auto-opt cannot produce it."),
+                        _("Use --method config for INT8."))
     settings = (int4 or Int4Settings()).validate()
     out = Path(output_dir).expanduser() if output_dir else default_output_dir(model, precision)
     out = out.resolve()
     if out == model.path or model.path in out.parents:
-        raise PlanError("The output folder must not be inside the model folder.",
-                        "Choose an output folder elsewhere.")
+        raise PlanError(_("The output folder must not be inside the model folder."),
+                        _("Choose an output folder elsewhere."))
     if out.exists() and not out.is_dir():
-        raise PlanError(f"The output path {out} is a file.", "Choose a folder name that is free.")
+        raise PlanError(_("The output path {path} is a file.").format(path=out),
+                        _("Choose a folder name that is free."))
     if out.exists() and not replace_existing:
-        raise PlanError(f"The output folder {out} already exists.",
-                        "Choose another folder, or ask to replace it (--replace).")
+        raise PlanError(_("The output folder {path} already exists.").format(path=out),
+                        _("Choose another folder, or ask to replace it (--replace)."))
     return ConvertPlan(model, out, precision, provider, settings, dict(search or {}), method,
                        replace_existing)
 
@@ -204,23 +210,23 @@ def validate_output(folder: Path, cancel: threading.Event | None = None,
         if kind == "line":
             lines.append(str(payload))
         elif kind == "cancelled":
-            raise PlanError("Validation was cancelled.")
+            raise PlanError(_("Validation was cancelled."))
     result_line = next((line for line in reversed(lines) if line.startswith("@result ")), None)
     if result_line is None:
-        raise PlanError(f"The converted model does not load: {failure_reason(lines)}")
+        raise PlanError(_("The converted model does not load: {reason}").format(reason=failure_reason(lines)))
     result = json.loads(result_line.removeprefix("@result "))
     if not result.get("ok"):
-        raise PlanError(f"The converted model does not load: {result.get('error')}")
+        raise PlanError(_("The converted model does not load: {reason}").format(reason=result.get("error")))
     if result.get("generated_tokens", 0) < 1:
-        raise PlanError("The converted model loads but generates no tokens.")
+        raise PlanError(_("The converted model loads but generates no tokens."))
     return result
 
 
 def _place(staging: Path, target: Path, replace_existing: bool) -> None:
     if target.exists():
         if not replace_existing:
-            raise PlanError(f"The output folder {target} appeared during the conversion.",
-                            "Choose another folder.")
+            raise PlanError(_("The output folder {path} appeared during the conversion.").format(path=target),
+                            _("Choose another folder."))
         old = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:8]}")
         os.replace(target, old)
         os.replace(staging, target)
@@ -242,7 +248,8 @@ def convert(plan: ConvertPlan, cancel: threading.Event | None = None) -> Iterato
         paths.ensure(out.parent)
         staging.mkdir()
     except OSError as exc:
-        yield Failed(f"Cannot create the output folder in {out.parent} ({exc.strerror}).")
+        yield Failed(_("Cannot create the output folder in {folder} ({error}).").format(
+            folder=out.parent, error=exc.strerror))
         return
     config = olive_config(plan, staging, cache)
     config_path = log_dir / OLIVE_CONFIG_NAME
@@ -250,22 +257,24 @@ def convert(plan: ConvertPlan, cancel: threading.Event | None = None) -> Iterato
     tracker = LogProgress(plan.model.num_layers, two_passes=plan.precision is Precision.INT8)
     lines: list[str] = []
     placed = False
+    exit_code: object = None
     try:
-        yield Progress("Starting Olive", 0.0)
+        yield Progress(_("Starting Olive"), 0.0)
         with log_path.open("w", encoding="utf-8") as log:
             for kind, payload in stream_process(olive_command(plan, config_path, staging),
                                                 cancel=cancel, cwd=cache.parent, env=OLIVE_ENV):
                 if kind == "cancelled":
-                    yield Failed("The conversion was cancelled; nothing was written.",
+                    yield Failed(_("The conversion was cancelled; nothing was written."),
                                  log_path, cancelled=True)
                     return
                 if kind == "exit":
+                    exit_code = payload
                     break
                 text = str(payload)
                 log.write(text + "\n")
                 lines.append(text)
                 if text.startswith("@result "):
-                    yield Progress("Validated: the model loads and generates", 0.98)
+                    yield Progress(_("Validated: the model loads and generates"), 0.98)
                     continue
                 yield LogLine(text)
                 step = tracker.update(text)
@@ -274,13 +283,18 @@ def convert(plan: ConvertPlan, cancel: threading.Event | None = None) -> Iterato
         result = _result(lines)
         if not (staging / "genai_config.json").is_file() or result is None:
             olive_lines = [text for text in lines if not text.startswith("@result ")]
-            yield Failed(f"Olive produced no model: {failure_reason(olive_lines)}", log_path)
+            reason = failure_reason(olive_lines)
+            if isinstance(exit_code, int) and exit_code < 0:  # POSIX: its last log line says nothing
+                reason = _("its process was killed (signal {signal}) before it finished, for example "
+                           "because the machine ran out of memory").format(signal=-exit_code)
+            yield Failed(_("Olive produced no model: {reason}").format(reason=reason), log_path)
             return
         if not result.get("ok"):
-            yield Failed(f"The converted model does not load: {result.get('error')}", log_path)
+            yield Failed(_("The converted model does not load: {reason}").format(reason=result.get("error")),
+                         log_path)
             return
         if int(result.get("generated_tokens", 0)) < 1:  # type: ignore[call-overload]
-            yield Failed("The converted model loads but generates no tokens.", log_path)
+            yield Failed(_("The converted model loads but generates no tokens."), log_path)
             return
         _postprocess(plan, staging, log_dir)
         if plan.method == "config":
@@ -289,7 +303,8 @@ def convert(plan: ConvertPlan, cancel: threading.Event | None = None) -> Iterato
         _place(staging, out, plan.replace_existing)
         placed = True
     except OSError as exc:
-        yield Failed(f"Writing the converted model failed ({exc.strerror or exc}).", log_path)
+        yield Failed(_("Writing the converted model failed ({error}).").format(error=exc.strerror or exc),
+                     log_path)
         return
     finally:
         if not placed:
@@ -297,7 +312,7 @@ def convert(plan: ConvertPlan, cancel: threading.Event | None = None) -> Iterato
         shutil.rmtree(cache, ignore_errors=True)
         shutil.rmtree(cache.parent / ".olive-cache", ignore_errors=True)  # auto-opt's own cache
     size = folder_size(out)
-    yield Progress("Done", 1.0)
+    yield Progress(_("Done"), 1.0)
     yield Finished(out, {
         "precision": plan.precision.value,
         "method": plan.method,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 from wizard_steps.events import Progress
+from wizard_steps.i18n import _
 
 _LAYER = re.compile(r"^Reading layer (\d+)")
 _RUNNING_PASS = re.compile(r"Running pass (\S+)")
@@ -29,28 +30,30 @@ class LogProgress:
             self.passes_seen += 1
             name = match.group(1).split(":")[0]
             if self.passes_seen == 1:
-                return Progress(f"Running pass {name}", 0.02)
-            return Progress(f"Running pass {name}", self.builder_span + 0.02)
+                return Progress(_("Running pass {name}").format(name=name), 0.02)
+            return Progress(_("Running pass {name}").format(name=name), self.builder_span + 0.02)
         if self.passes_seen > 1:
             if match := _PASS_DONE.search(text):
-                return Progress(f"Pass {match.group(1).split(':')[0]} finished", 0.92)
+                return Progress(_("Pass {name} finished").format(name=match.group(1).split(":")[0]), 0.92)
             return None
         if text.startswith("Reading embedding layer"):
-            return Progress("Reading embedding layer", self._builder(0.05))
+            return Progress(_("Reading embedding layer"), self._builder(0.05))
         if match := _LAYER.match(text):
             layer = int(match.group(1))
             share = 0.05 + 0.8 * (layer + 1) / self.num_layers
-            return Progress(f"Reading layer {layer + 1}/{self.num_layers}", self._builder(share))
+            return Progress(_("Reading layer {layer}/{layers}").format(layer=layer + 1, layers=self.num_layers),
+                            self._builder(share))
         if text.startswith("Reading final norm"):
-            return Progress("Reading final norm", self._builder(0.87))
+            return Progress(_("Reading final norm"), self._builder(0.87))
         if text.startswith("Reading LM head"):
-            return Progress("Reading LM head", self._builder(0.9))
+            return Progress(_("Reading LM head"), self._builder(0.9))
         if text.startswith("Saving ONNX model"):
-            return Progress("Saving ONNX model", self._builder(0.93))
+            return Progress(_("Saving ONNX model"), self._builder(0.93))
         if match := _PASS_DONE.search(text):
-            return Progress(f"Pass {match.group(1).split(':')[0]} finished", self.builder_span)
+            return Progress(_("Pass {name} finished").format(name=match.group(1).split(":")[0]),
+                            self.builder_span)
         if "Saved output model to" in text:
-            return Progress("Validating: loading with onnxruntime-genai, generating", 0.95)
+            return Progress(_("Validating: loading with onnxruntime-genai, generating"), 0.95)
         return None
 
 
@@ -64,4 +67,4 @@ def failure_reason(lines: list[str]) -> str:
         if "[ERROR]" in line or "[CRITICAL]" in line:
             return line.split("]")[-1].strip() or line.strip()
     meaningful = [line.strip() for line in lines if line.strip()]
-    return meaningful[-1] if meaningful else "the process printed nothing"
+    return meaningful[-1] if meaningful else _("the process printed nothing")

@@ -38,6 +38,7 @@ from wizard_steps.errors import Cancelled, DeployError, WizardError
 from wizard_steps.events import Event, Failed, Finished, LogLine, Progress
 from wizard_steps.foundry import REGISTRY_FILE, SDK_HINT, FoundryChat, FoundryRuntime, sdk_available
 from wizard_steps.foundry_cli import choose_backend, deploy_with_cli
+from wizard_steps.i18n import N_, _
 from wizard_steps.model_source import folder_size
 from wizard_steps.precision import human_size
 from wizard_steps.templates import ModelConfig, PromptTemplate
@@ -47,9 +48,9 @@ __all__ = ["DeployedModel", "InferenceModel", "choose_backend", "deploy", "deplo
            "write_inference_model_json"]
 
 MANAGED_DIR = "slmops"
-PROOF_PROMPT = "Say hello."
+PROOF_PROMPT = "Say hello."  # sent to the model: stays English
 PROOF_TOKENS = 16
-CANCELLED = "The deployment was cancelled; nothing was kept."
+CANCELLED = N_("The deployment was cancelled; nothing was kept.")  # shown with _()
 
 
 @dataclass(frozen=True)
@@ -77,8 +78,8 @@ def _entries(cache: Path) -> list[dict]:
     except FileNotFoundError:
         return []
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DeployError(f"The Foundry registry {path} cannot be read ({exc}).",
-                          "Restore it from a backup, or remove it and deploy again.") from None
+        raise DeployError(_("The Foundry registry {path} cannot be read ({error}).").format(path=path, error=exc),
+                          _("Restore it from a backup, or remove it and deploy again.")) from None
     models = data.get("models") if isinstance(data, dict) else None
     return [m for m in models or [] if isinstance(m, dict) and isinstance(m.get("model_info"), dict)]
 
@@ -121,8 +122,9 @@ def _check_writable(cache: Path) -> None:
         os.close(handle)
         os.unlink(probe)
     except OSError as exc:
-        raise DeployError(f"The Foundry cache folder {cache} cannot be written ({exc.strerror or exc}).",
-                          "Choose a folder you can write to, or fix its permissions.") from None
+        raise DeployError(_("The Foundry cache folder {cache} cannot be written ({error}).").format(
+                              cache=cache, error=exc.strerror or exc),
+                          _("Choose a folder you can write to, or fix its permissions.")) from None
 
 
 class _Registry:
@@ -133,8 +135,22 @@ class _Registry:
         self.before = self.path.read_bytes() if self.path.exists() else None
         self.lock_existed = self.lock.exists()
 
-    def restore(self) -> None:
-        if (self.path.read_bytes() if self.path.exists() else None) == self.before:
+    @staticmethod
+    def _ids(data: bytes | None) -> set[str] | None:
+        """The model ids in the registry's bytes; None when they cannot be read."""
+        try:
+            return {str(m["model_info"]["id"]) for m in json.loads(data)["models"]} if data else set()
+        except (ValueError, KeyError, TypeError):
+            return None
+
+    def restore(self, ours: str | None = None) -> None:
+        """Put the bytes back, unless another process registered or removed a model meanwhile:
+        then the file, from which ``ours`` is already unregistered, stays as it is."""
+        now = self.path.read_bytes() if self.path.exists() else None
+        if now == self.before:
+            return
+        now_ids = self._ids(now)
+        if now_ids is not None and now_ids - ({ours} if ours else set()) != self._ids(self.before):
             return
         if self.before is None:
             self.path.unlink(missing_ok=True)
@@ -154,7 +170,7 @@ def finish(events: Iterator[Event]) -> Finished:
                 raise (Cancelled if event.cancelled else DeployError)(event.reason)
             if isinstance(event, Finished):
                 return event
-        raise DeployError("The deployment ended without a result.")
+        raise DeployError(_("The deployment ended without a result."))
     finally:
         close = getattr(events, "close", None)
         if close is not None:
@@ -174,7 +190,7 @@ def deploy(folder: Path | str, name: str, template: PromptTemplate, model_config
         template.validate()
         model_config.validate()
         if not sdk_available():
-            raise DeployError("The Foundry Local SDK (foundry-local-sdk) is not installed.", SDK_HINT)
+            raise DeployError(_("The Foundry Local SDK (foundry-local-sdk) is not installed."), _(SDK_HINT))
         cache = _cache(cache_dir)
         _check_writable(cache)
         version = next_version(name, cache)
@@ -190,34 +206,41 @@ def deploy(folder: Path | str, name: str, template: PromptTemplate, model_config
     registered = placed = False
     staging = None
     try:
-        yield Progress(f"Copying the model into the Foundry cache as {model_id}", 0.0)
+        yield Progress(_("Copying the model into the Foundry cache as {model}").format(model=model_id), 0.0)
         staging = yield from staged_copy(source, target, cancel, (0.0, 0.6))
-        yield Progress("Writing inference_model.json, the chat template and the settings", 0.62)
-        write_inference_model_json(staging, name, description or f"{name}, deployed by slmops",
+        yield Progress(_("Writing inference_model.json, the chat template and the settings"), 0.62)
+        write_inference_model_json(staging, name, description or f"{name}, deployed by slmops",  # file
                                    version, template, model_config)
         report = apply_template_and_settings(staging, template, model_config)
         for note in report.notes:
             yield LogLine(note)
-        os.rename(staging, target)  # fails if another deploy took this version meanwhile
+        try:
+            os.rename(staging, target)  # fails if another deploy took this version meanwhile
+        except OSError:
+            if not target.exists():
+                raise
+            raise DeployError(_("Another deployment took {model_id} at the same time.").format(
+                model_id=model_id), _("Deploy again: it becomes the next version.")) from None
         placed, staging = True, None
-        yield LogLine(f"Copied {human_size(folder_size(target))} to {target}")
+        yield LogLine(_("Copied {size} to {folder}").format(size=human_size(folder_size(target)), folder=target))
         _raise_if(cancel)
-        yield Progress(f"Registering {model_id} in the local catalog", 0.7)
+        yield Progress(_("Registering {model} in the local catalog").format(model=model_id), 0.7)
         runtime = FoundryRuntime.open(cache)
         runtime.register(target, model_id, display)
         registered = True
         _raise_if(cancel)
-        yield Progress("Loading the model", 0.75)
+        yield Progress(_("Loading the model"), 0.75)
         chat = FoundryChat(runtime, model_id)
-        yield LogLine(f"Loaded {model_id} in {chat.load_s:.2f} s")
+        yield LogLine(_("Loaded {model} in {seconds} s").format(model=model_id, seconds=f"{chat.load_s:.2f}"))
         _raise_if(cancel)
-        yield Progress(f"Asking it: {PROOF_PROMPT}", 0.85)
+        yield Progress(_("Asking it: {prompt}").format(prompt=PROOF_PROMPT), 0.85)
         proof = chat.reply(PROOF_PROMPT, max_output_tokens=PROOF_TOKENS, do_sample=False)
         _raise_if(cancel)
         if not proof.text.strip():
-            raise DeployError(f"{model_id} loaded but answered {PROOF_PROMPT!r} with no text.",
-                              "Check the chat template and the conversion's validation output.")
-        yield LogLine(f"Reply: {proof.text.strip()}")
+            raise DeployError(_("{model} loaded but answered {prompt!r} with no text.").format(
+                                  model=model_id, prompt=PROOF_PROMPT),
+                              _("Check the chat template and the conversion's validation output."))
+        yield LogLine(_("Reply: {text}").format(text=proof.text.strip()))
         chat.close(unload=not keep_loaded)
     except BaseException as exc:
         # Undo before reporting: a caller may stop at Failed and never resume this generator.
@@ -228,7 +251,7 @@ def deploy(folder: Path | str, name: str, template: PromptTemplate, model_config
         yield _failure(exc)
         return
     size = folder_size(target)
-    yield Progress("Deployed", 1.0)
+    yield Progress(_("Deployed"), 1.0)
     yield Finished(target, {
         "model_id": model_id, "name": name, "version": version, "display_name": display,
         "path": str(target), "cache_dir": str(cache), "size_bytes": size,
@@ -242,17 +265,17 @@ def deploy(folder: Path | str, name: str, template: PromptTemplate, model_config
 
 def _failure(exc: Exception) -> Failed:
     if isinstance(exc, Cancelled):
-        return Failed(CANCELLED, cancelled=True)
+        return Failed(_(CANCELLED), cancelled=True)
     if isinstance(exc, WizardError):
         return Failed(str(exc))
     if isinstance(exc, OSError):
-        return Failed(f"Writing the deployed copy failed ({exc.strerror or exc}).")
-    return Failed(f"The deployment failed: {type(exc).__name__}: {exc}".splitlines()[0])
+        return Failed(_("Writing the deployed copy failed ({error}).").format(error=exc.strerror or exc))
+    return Failed(_("The deployment failed: {error}").format(error=f"{type(exc).__name__}: {exc}").splitlines()[0])
 
 
 def _raise_if(cancel: threading.Event | None) -> None:
     if cancel is not None and cancel.is_set():
-        raise Cancelled(CANCELLED)
+        raise Cancelled(_(CANCELLED))
 
 
 def _undo(runtime: FoundryRuntime | None, chat: FoundryChat | None, model_id: str | None,
@@ -270,23 +293,24 @@ def _undo(runtime: FoundryRuntime | None, chat: FoundryChat | None, model_id: st
         with contextlib.suppress(OSError):
             folder.rmdir()
     with contextlib.suppress(OSError):
-        registry.restore()
+        registry.restore(model_id)
 
 
 def undeploy(name_or_id: str, cache_dir: Path | str | None = None) -> list[str]:
     """Remove one version (``name:3``) or every version of a name: its registration and, when
     the files are slmops' copy, its folder. Other models stay. Returns the ids removed."""
-    name, _, version = name_or_id.partition(":")
+    name, _colon, version = name_or_id.partition(":")
     validate_name(name)
     if version and not version.isdigit():
-        raise DeployError(f"{name_or_id!r} has no whole-number version after the colon.",
-                          "Write it as name:3, or give the name alone to remove every version.")
+        raise DeployError(_("{name!r} has no whole-number version after the colon.").format(name=name_or_id),
+                          _("Write it as name:3, or give the name alone to remove every version."))
     cache = _cache(cache_dir)
     matches = [m for m in list_deployed(cache)
                if m.name == name and (not version or m.version == int(version))]
     if not matches:
-        raise DeployError(f"No deployed model {name_or_id} is registered in {cache}.",
-                          "List the deployed models to see their names and versions.")
+        raise DeployError(_("No deployed model {name} is registered in {cache}.").format(
+                              name=name_or_id, cache=cache),
+                          _("List the deployed models to see their names and versions."))
     runtime = FoundryRuntime.open(cache)
     for model in matches:
         runtime.unregister(model.id)

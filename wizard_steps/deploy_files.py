@@ -21,6 +21,7 @@ from pathlib import Path
 
 from wizard_steps.errors import Cancelled, DeployError
 from wizard_steps.events import Progress
+from wizard_steps.i18n import N_, _
 from wizard_steps.model_source import folder_size, read_chat_template
 from wizard_steps.templates import (
     Conversation,
@@ -38,25 +39,26 @@ MAX_NAME = 64
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _WINDOWS_RESERVED = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(10)),
                      *(f"lpt{i}" for i in range(10))}
-_NAME_RULE = "Use letters, digits, '-', '_' and '.', starting with a letter or digit (e.g. smollm2-demo)."
+_NAME_RULE = N_("Use letters, digits, '-', '_' and '.', starting with a letter or digit (e.g. smollm2-demo).")
 _CHUNK = 8 * 1024 * 1024
 
 
 def validate_name(name: str) -> str:
     """A deploy name as Foundry Local and every file system accept it; raises DeployError."""
     if not isinstance(name, str) or not name.strip():
-        raise DeployError("No deploy name was given.", "Type a name such as smollm2-demo.")
+        raise DeployError(_("No deploy name was given."), _("Type a name such as smollm2-demo."))
     if len(name) > MAX_NAME:
-        raise DeployError(f"The name {name[:20]!r}... is {len(name)} characters long; at most "
-                          f"{MAX_NAME} are allowed.", "Choose a shorter name.")
+        raise DeployError(_("The name {start!r}... is {length} characters long; at most {most} are "
+                            "allowed.").format(start=name[:20], length=len(name), most=MAX_NAME),
+                          _("Choose a shorter name."))
     if not _NAME.fullmatch(name):
         bad = sorted({c for c in name if not (c.isascii() and (c.isalnum() or c in "._-"))})
-        what = (f"has characters that are not allowed ({' '.join(repr(c) for c in bad)})" if bad
-                else "must start with a letter or a digit")
-        raise DeployError(f"The name {name!r} {what}.", _NAME_RULE)
+        what = (_("The name {name!r} has characters that are not allowed ({characters}).") if bad
+                else _("The name {name!r} must start with a letter or a digit."))
+        raise DeployError(what.format(name=name, characters=" ".join(repr(c) for c in bad)), _(_NAME_RULE))
     if name.endswith(".") or name.split(".")[0].lower() in _WINDOWS_RESERVED:
-        raise DeployError(f"The name {name!r} cannot be a folder name on Windows.",
-                          "End it with a letter or digit and avoid CON, NUL, COM1 and the like.")
+        raise DeployError(_("The name {name!r} cannot be a folder name on Windows.").format(name=name),
+                          _("End it with a letter or digit and avoid CON, NUL, COM1 and the like."))
     return name
 
 
@@ -64,13 +66,13 @@ def check_model_folder(folder: str | os.PathLike[str]) -> Path:
     """A converted ONNX folder Foundry Local can register (it must hold genai_config.json)."""
     path = Path(folder).expanduser()
     if not path.is_dir():
-        raise DeployError(f"The model folder {path} does not exist.",
-                          "Convert the model first, or point to the converted folder.")
+        raise DeployError(_("The model folder {path} does not exist.").format(path=path),
+                          _("Convert the model first, or point to the converted folder."))
     if not (path / GENAI_CONFIG).is_file():
-        raise DeployError(f"{path} has no {GENAI_CONFIG}, so it is not a converted ONNX model "
-                          "folder that Foundry Local can load.",
-                          "Point to the conversion step's output folder (it holds model.onnx and "
-                          f"{GENAI_CONFIG}).")
+        raise DeployError(_("{path} has no {file}, so it is not a converted ONNX model folder that "
+                            "Foundry Local can load.").format(path=path, file=GENAI_CONFIG),
+                          _("Point to the conversion step's output folder (it holds model.onnx and "
+                            "{file}).").format(file=GENAI_CONFIG))
     return path.resolve()
 
 
@@ -91,12 +93,13 @@ def _read_json(path: Path) -> dict:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise DeployError(f"{path} does not exist.", "Deploy the model again.") from None
+        raise DeployError(_("{path} does not exist.").format(path=path), _("Deploy the model again.")) from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DeployError(f"{path} cannot be read as JSON ({exc}).",
-                          "Restore it from the converted folder, or deploy again.") from None
+        raise DeployError(_("{path} cannot be read as JSON ({error}).").format(path=path, error=exc),
+                          _("Restore it from the converted folder, or deploy again.")) from None
     if not isinstance(data, dict):
-        raise DeployError(f"{path} does not hold a JSON object.", "Deploy the model again.")
+        raise DeployError(_("{path} does not hold a JSON object.").format(path=path),
+                          _("Deploy the model again."))
     return data
 
 
@@ -136,8 +139,9 @@ def read_inference_model_json(folder: Path) -> InferenceModel:
                               PromptTemplate(**{k: template[k] for k in PromptTemplate.__annotations__}),
                               ModelConfig(**{k: config[k] for k in ModelConfig.__annotations__}))
     except (KeyError, TypeError) as exc:
-        raise DeployError(f"{INFERENCE_MODEL_JSON} in {folder} lacks the key {exc}.",
-                          "Deploy the model again to rewrite it.") from None
+        raise DeployError(_("{file} in {folder} lacks the key {key}.").format(
+                              file=INFERENCE_MODEL_JSON, folder=folder, key=exc),
+                          _("Deploy the model again to rewrite it.")) from None
 
 
 # --- the chat template and the generation settings ----------------------------------------------
@@ -158,18 +162,21 @@ def compare_template(template: PromptTemplate, folder: Path) -> TemplateReport:
     """Compare on a conversation with a system prompt and on one without (where chat templates
     often add a default system prompt of their own)."""
     if read_chat_template(Path(folder)) is None:
-        return TemplateReport(False, ("The folder had no chat template; the chosen template is "
-                                      "written as its chat template.",))
+        return TemplateReport(False, (_("The folder had no chat template; the chosen template is "
+                                        "written as its chat template."),))
     notes: list[str] = []
     agrees = True
-    for label, conversation in (("With a system prompt", None), ("Without a system prompt", _NO_SYSTEM)):
+    for label, conversation in ((_("With a system prompt, the folder's own chat template (now replaced "
+                                   "by the chosen template) builds another prompt. {note}"), None),
+                                (_("Without a system prompt, the folder's own chat template (now "
+                                   "replaced by the chosen template) builds another prompt. {note}"),
+                                 _NO_SYSTEM)):
         agreement = compare_with_tokenizer(template, folder, conversation)
         agrees = agrees and agreement.agree
         if not agreement.agree:
-            notes.append(f"{label}, the folder's own chat template (now replaced by the chosen "
-                         f"template) builds another prompt. {agreement.note}")
+            notes.append(label.format(note=agreement.note))
     if agrees:
-        notes.append("The folder's chat template builds the same prompts as the chosen template.")
+        notes.append(_("The folder's chat template builds the same prompts as the chosen template."))
     return TemplateReport(agrees, tuple(dict.fromkeys(notes)))
 
 
@@ -246,10 +253,11 @@ def staged_copy(source: Path, target: Path, cancel: threading.Event | None = Non
             with path.open("rb") as src, (staging / relative).open("xb") as dst:
                 while chunk := src.read(_CHUNK):
                     if cancel is not None and cancel.is_set():
-                        raise Cancelled("The deployment was cancelled; nothing was kept.")
+                        raise Cancelled(_("The deployment was cancelled; nothing was kept."))
                     dst.write(chunk)
                     done += len(chunk)
-                    yield Progress(f"Copying {relative.as_posix()}", low + (high - low) * done / total)
+                    yield Progress(_("Copying {file}").format(file=relative.as_posix()),
+                                   low + (high - low) * done / total)
             shutil.copystat(path, staging / relative)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

@@ -15,6 +15,7 @@ from pathlib import Path
 from wizard_steps.deploy import list_deployed
 from wizard_steps.engine import EngineError, ReplyDone, ReplyOptions, ReplyStats, StopStringFilter, TextChunk
 from wizard_steps.foundry import FoundryChat, FoundryRuntime
+from wizard_steps.i18n import _
 from wizard_steps.templates import Conversation, PromptTemplate, render
 
 
@@ -26,9 +27,10 @@ class FoundryBackend:
     def __init__(self, model_id: str, template: PromptTemplate, cache_dir: Path | None = None) -> None:
         deployed = {m.id: m for m in list_deployed(cache_dir)}
         if model_id not in deployed:
-            known = ", ".join(sorted(deployed)) or "none"
-            raise EngineError(f"No deployed model is called {model_id}.",
-                              f"Deployed models: {known}. Deploy it first with slmops deploy.")
+            known = ", ".join(sorted(deployed)) or _("none")
+            raise EngineError(_("No deployed model is called {model}.").format(model=model_id),
+                              _("Deployed models: {known}. Deploy it first with slmops deploy.").format(
+                                  known=known))
         self.model_id = model_id
         self.template = template
         self.folder = Path(deployed[model_id].path)

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from wizard_steps.i18n import _, percent
+from wizard_steps.i18n import number as _number
 from wizard_steps.quality import (
     _RESULT,
     DEFAULT_SYSTEM,
@@ -54,8 +56,9 @@ class _Onnx:
             self.logits_name = config["decoder"]["outputs"]["logits"]
             self.model = og.Model(str(self.folder))
         except Exception as exc:
-            raise QualityError(f"The converted folder {self.folder} cannot be loaded ({exc}).".splitlines()[0],
-                               "Convert the model again.") from None
+            raise QualityError(_("The converted folder {folder} cannot be loaded ({error}).").format(
+                                   folder=self.folder, error=exc).splitlines()[0],
+                               _("Convert the model again.")) from None
         self.tokenizer = og.Tokenizer(self.model)
         self.context = int(config.get("context_length", 2048))
         eos = config.get("eos_token_id", [])
@@ -74,8 +77,9 @@ class _Onnx:
 
         ids = self.encode(text)
         if not 2 <= len(ids) < self.context:
-            raise QualityError(f"The perplexity text is {len(ids)} tokens; it needs 2 to "
-                               f"{self.context - 1}.", "Use a paragraph of plain prose.")
+            raise QualityError(_("The perplexity text is {tokens} tokens; it needs 2 to {most}.").format(
+                                   tokens=len(ids), most=self.context - 1),
+                               _("Use a paragraph of plain prose."))
         generator = self._generator(len(ids) + 1)
         if not stepwise:
             generator.append_tokens(ids)
@@ -122,8 +126,13 @@ def perplexity_onnx(folder: str | Path, text: str, stepwise: bool = False) -> fl
 def torch_missing() -> str:
     """Why the source model cannot be run here ('' when torch and transformers are importable)."""
     absent = [name for name in ("torch", "transformers") if importlib.util.find_spec(name) is None]
-    return f"{' and '.join(absent)} {'is' if len(absent) == 1 else 'are'} not installed, so the " \
-        "source model cannot be run (pip install torch==2.13.0 transformers)." if absent else ""
+    if not absent:
+        return ""
+    message = (_("{names} is not installed, so the source model cannot be run (pip install torch==2.13.0 "
+                 "transformers).") if len(absent) == 1 else
+               _("{names} are not installed, so the source model cannot be run (pip install "
+                 "torch==2.13.0 transformers)."))
+    return message.format(names=_(" and ").join(absent))
 
 
 @dataclass(frozen=True)
@@ -180,8 +189,8 @@ def source_reference(folder: str | Path, text: str | None = None, prompts: Seque
     if missing:
         raise QualityError(missing[0].upper() + missing[1:])
     if not (Path(folder) / "config.json").is_file():
-        raise QualityError(f"The source model folder {folder} has no config.json.",
-                           "Point to the Hugging Face folder the model was converted from.")
+        raise QualityError(_("The source model folder {folder} has no config.json.").format(folder=folder),
+                           _("Point to the Hugging Face folder the model was converted from."))
     if not isolate:
         return _source_reference_here(str(folder), text, prompts, n_tokens)
     import tempfile
@@ -196,16 +205,16 @@ def source_reference(folder: str | Path, text: str | None = None, prompts: Seque
                "TOKENIZERS_PARALLELISM": "false"}
         for kind, payload in stream_process(command, cancel=cancel, env=env):
             if kind == "cancelled":
-                raise QualityError("The fidelity check was cancelled.")
+                raise QualityError(_("The fidelity check was cancelled."))
             if kind == "line":
                 lines.append(str(payload))
     result = next((json.loads(line[len(_RESULT):]) for line in reversed(lines)
                    if line.startswith(_RESULT)), None)
     if not result or "error" in result:
         reason = (result or {}).get("error") or next((ln for ln in reversed(lines) if ln.strip()),
-                                                     "no output")
-        raise QualityError(f"The source model could not be run: {reason}",
-                           "Check that the folder loads with transformers.")
+                                                     _("no output"))
+        raise QualityError(_("The source model could not be run: {reason}").format(reason=reason),
+                           _("Check that the folder loads with transformers."))
     return SourceReference(text, result["perplexity"], result["text_tokens"], tuple(result["prompts"]),
                            tuple(tuple(a) for a in result["answers"]), tuple(result["texts"]))
 
@@ -240,8 +249,8 @@ def chat_prompt(folder: Path, question: str, system: str | None = DEFAULT_SYSTEM
 
 def _same_inputs(reference: SourceReference, text: str, prompts: Sequence[str]) -> None:
     if reference.perplexity is None or reference.text != text or reference.prompts != tuple(prompts):
-        raise QualityError("The source reference was made for another text or other questions.",
-                           "Make it with the same text and questions.")
+        raise QualityError(_("The source reference was made for another text or other questions."),
+                           _("Make it with the same text and questions."))
 
 
 def check_fidelity(source: str | Path, converted: str | Path, text: str | None = None,
@@ -255,7 +264,7 @@ def check_fidelity(source: str | Path, converted: str | Path, text: str | None =
     text = text if text is not None else fidelity_text()
     prompts = tuple(chat_prompt(Path(converted), q) for q in questions)
     if reference is None and torch_missing():
-        return skipped(FIDELITY, f"Skipped: {torch_missing()}")
+        return skipped(FIDELITY, _("Skipped: {reason}").format(reason=torch_missing()))
     if reference is not None:
         _same_inputs(reference, text, prompts)
     onnx = _Onnx(converted)
@@ -273,11 +282,15 @@ def check_fidelity(source: str | Path, converted: str | Path, text: str | None =
     agreement = sum(scores) / len(scores) if scores else 1.0
     ratio = perplexity / reference.perplexity
     ppl_ok, agree_ok = ratio <= 1 + tolerance, agreement >= min_agreement
-    evidence = (f"Perplexity {reference.perplexity:.2f} (source) → {perplexity:.2f} ({ratio - 1:+.1%}; "
-                f"allowed +{tolerance:.0%}); greedy agreement {agreement:.2f} over {len(scores)} "
-                f"questions (needs ≥ {min_agreement:.2f}).")
+    evidence = _("Perplexity {source} (source) → {converted} ({change}; allowed +{allowed}); greedy "
+                 "agreement {agreement} over {count} questions (needs ≥ {needed}).").format(
+        source=_number(reference.perplexity, 2), converted=_number(perplexity, 2),
+        change=percent((ratio - 1) * 100, 1, sign=True, space=False),
+        allowed=percent(tolerance * 100, space=False), agreement=_number(agreement, 2), count=len(scores),
+        needed=_number(min_agreement, 2))
     if text_tokens != reference.text_tokens:
-        evidence += f" The tokenizers split the text differently ({reference.text_tokens} vs {text_tokens})."
+        evidence += _(" The tokenizers split the text differently ({source} vs {converted}).").format(
+            source=reference.text_tokens, converted=text_tokens)
     return QualityCheck(FIDELITY, ppl_ok and agree_ok, evidence, {
         "source_perplexity": reference.perplexity, "converted_perplexity": perplexity,
         "ratio": ratio, "tolerance": tolerance, "agreement": agreement,

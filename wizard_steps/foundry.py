@@ -33,6 +33,7 @@ from typing import Any
 
 from wizard_steps import paths
 from wizard_steps.errors import DeployError
+from wizard_steps.i18n import N_, _
 
 # foundry_local_sdk is imported inside the functions that use it, never at module level: importing
 # it loads the native Foundry Local runtime with onnxruntime and onnxruntime-genai-core, which the
@@ -41,7 +42,7 @@ from wizard_steps.errors import DeployError
 APP_NAME = "slmops"
 REGISTRY_FILE = "foundry.local.modelinfo.json"
 TASK = "chat-completion"
-SDK_HINT = "Install it with: pip install foundry-local-sdk==2.2.1"
+SDK_HINT = N_("Install it with: pip install foundry-local-sdk==2.2.1")  # shown with _()
 _ROLES = {"system": 1, "user": 2, "assistant": 3}  # foundry_local_sdk.MessageRole values
 
 
@@ -55,7 +56,8 @@ def _sdk_error(action: str, exc: Exception) -> DeployError:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     if ") " in text and ".cc:" in text.split(" ", 1)[0]:
         text = text.rsplit(") ", 1)[-1]
-    return DeployError(f"Foundry Local could not {action}: {text.rstrip('.')}.")
+    return DeployError(_("Foundry Local could not {action}: {error}.").format(
+        action=action, error=text.rstrip(".")))
 
 
 class FoundryRuntime:
@@ -78,8 +80,8 @@ class FoundryRuntime:
             if current is not None and current.cache_dir == cache and current.is_open:
                 return current
             if not sdk_available():
-                raise DeployError("The Foundry Local SDK (foundry-local-sdk) is not installed.",
-                                  SDK_HINT)
+                raise DeployError(_("The Foundry Local SDK (foundry-local-sdk) is not installed."),
+                                  _(SDK_HINT))
             import importlib.util
 
             if importlib.util.find_spec("onnxruntime_genai") is not None:
@@ -101,7 +103,7 @@ class FoundryRuntime:
             try:
                 FoundryLocalManager.initialize(config)
             except Exception as exc:
-                raise _sdk_error(f"start with the cache {cache}", exc) from None
+                raise _sdk_error(_("start with the cache {cache}").format(cache=cache), exc) from None
             cls._current = cls(FoundryLocalManager.instance, cache)
             return cls._current
 
@@ -136,7 +138,7 @@ class FoundryRuntime:
                 return self.catalog.register_model(model_path=str(folder), model_id=model_id,
                                                    metadata=metadata)
             except Exception as exc:
-                raise _sdk_error(f"register {model_id}", exc) from None
+                raise _sdk_error(_("register {model}").format(model=model_id), exc) from None
 
     def model(self, model_id: str) -> Any:
         """The registered model ``name:version`` (or the newest version of ``name``)."""
@@ -144,8 +146,9 @@ class FoundryRuntime:
             found = (self.catalog.get_model_variant(model_id) if ":" in model_id
                      else self.catalog.get_model(model_id))
         if found is None:
-            raise DeployError(f"No model {model_id} is registered in {self.cache_dir}.",
-                              "Deploy it first, or pick one from the list of deployed models.")
+            raise DeployError(_("No model {model} is registered in {cache}.").format(
+                                  model=model_id, cache=self.cache_dir),
+                              _("Deploy it first, or pick one from the list of deployed models."))
         return found
 
     def load(self, model_id: str) -> tuple[Any, float]:
@@ -155,7 +158,7 @@ class FoundryRuntime:
         try:
             model.load()
         except Exception as exc:
-            raise _sdk_error(f"load {model_id}", exc) from None
+            raise _sdk_error(_("load {model}").format(model=model_id), exc) from None
         return model, time.monotonic() - started
 
     def unregister(self, model_id: str) -> None:
@@ -167,7 +170,7 @@ class FoundryRuntime:
                     model.unload()
                 self.catalog.unregister_model(model_id)
             except Exception as exc:
-                raise _sdk_error(f"unregister {model_id}", exc) from None
+                raise _sdk_error(_("unregister {model}").format(model=model_id), exc) from None
 
 
 @dataclass(frozen=True)

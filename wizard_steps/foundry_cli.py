@@ -23,6 +23,7 @@ from wizard_steps.deploy_files import (
 from wizard_steps.errors import Cancelled, DeployError, WizardError
 from wizard_steps.events import Event, Failed, Finished, LogLine, Progress
 from wizard_steps.foundry import SDK_HINT, sdk_available
+from wizard_steps.i18n import _
 from wizard_steps.model_source import folder_size
 from wizard_steps.templates import ModelConfig, PromptTemplate
 
@@ -42,32 +43,35 @@ def choose_backend() -> str:
         return "cli"
     if sdk_available():
         return "sdk"
-    raise DeployError("Neither the foundry CLI nor the Foundry Local SDK is installed.",
-                      f"Install Foundry Local (winget install Microsoft.FoundryLocal), or {SDK_HINT}")
+    raise DeployError(_("Neither the foundry CLI nor the Foundry Local SDK is installed."),
+                      _("Install Foundry Local (winget install Microsoft.FoundryLocal), or {hint}").format(
+                          hint=_(SDK_HINT)))
 
 
 def run_foundry(*args: str, executable: str | None = None) -> str:
     """Run ``foundry ARGS`` and return its output without colour codes; raises DeployError."""
     exe = executable or foundry_executable()
     if exe is None:
-        raise DeployError("The foundry CLI is not on PATH.",
-                          "Install Foundry Local, or deploy through the SDK instead.")
+        raise DeployError(_("The foundry CLI is not on PATH."),
+                          _("Install Foundry Local, or deploy through the SDK instead."))
     try:
         done = subprocess.run([exe, *args], capture_output=True, text=True, encoding="utf-8",
                               errors="replace", timeout=_TIMEOUT_S, stdin=subprocess.DEVNULL,
                               env={**os.environ, "PYTHONIOENCODING": "utf-8"})
     except subprocess.TimeoutExpired:
-        raise DeployError(f"`foundry {' '.join(args)}` did not answer within {_TIMEOUT_S} s.",
-                          "Check that the Foundry Local service starts (foundry service status).") from None
+        raise DeployError(_("`foundry {args}` did not answer within {seconds} s.").format(
+                              args=" ".join(args), seconds=_TIMEOUT_S),
+                          _("Check that the Foundry Local service starts (foundry service status).")) from None
     except OSError as exc:
-        raise DeployError(f"`foundry {' '.join(args)}` could not run ({exc.strerror or exc}).",
-                          "Reinstall Foundry Local.") from None
+        raise DeployError(_("`foundry {args}` could not run ({error}).").format(
+                              args=" ".join(args), error=exc.strerror or exc),
+                          _("Reinstall Foundry Local.")) from None
     output = _ANSI.sub("", done.stdout or "")
     if done.returncode != 0:
         last = next((line for line in reversed(((done.stderr or "") + output).splitlines())
-                     if line.strip()), f"exit code {done.returncode}")
-        raise DeployError(f"`foundry {' '.join(args)}` failed: {last.strip()}",
-                          "Run it in a terminal to see the whole message.")
+                     if line.strip()), _("exit code {code}").format(code=done.returncode))
+        raise DeployError(_("`foundry {args}` failed: {error}").format(args=" ".join(args), error=last.strip()),
+                          _("Run it in a terminal to see the whole message."))
     return output
 
 
@@ -79,8 +83,9 @@ def cache_location(executable: str | None = None) -> Path:
     raw = match.group(1).strip() if match else (lines[-1] if lines else "")
     path = Path(raw.strip("'\"")).expanduser()
     if not raw or not path.is_absolute():
-        raise DeployError(f"`foundry cache location` gave no folder ({output.strip()[:80]!r}).",
-                          "Run it in a terminal and check the Foundry Local installation.")
+        raise DeployError(_("`foundry cache location` gave no folder ({output!r}).").format(
+                              output=output.strip()[:80]),
+                          _("Run it in a terminal and check the Foundry Local installation."))
     return path
 
 
@@ -111,40 +116,42 @@ def deploy_with_cli(folder: Path | str, name: str, template: PromptTemplate,
         validate_name(name)
         template.validate()
         model_config.validate()
-        yield Progress("Asking foundry where its cache is", 0.0)
+        yield Progress(_("Asking foundry where its cache is"), 0.0)
         cache = cache_location(executable)
         target = cache / CUSTOM_DIR / name
         if target.exists() and not replace:
-            raise DeployError(f"A model named {name} is already in the Foundry cache ({target}).",
-                              "Choose another name, or ask to replace it.")
+            raise DeployError(_("A model named {name} is already in the Foundry cache ({folder}).").format(
+                                  name=name, folder=target),
+                              _("Choose another name, or ask to replace it."))
         target.parent.mkdir(parents=True, exist_ok=True)
     except WizardError as exc:
         yield Failed(str(exc))
         return
     except OSError as exc:
-        yield Failed(f"The Foundry cache cannot be written ({exc.strerror or exc}).")
+        yield Failed(_("The Foundry cache cannot be written ({error}).").format(error=exc.strerror or exc))
         return
     staging = old = None
     placed = False
     try:
         staging = yield from staged_copy(source, target, cancel, (0.05, 0.8))
-        yield Progress("Writing inference_model.json, the chat template and the settings", 0.82)
+        yield Progress(_("Writing inference_model.json, the chat template and the settings"), 0.82)
         write_inference_model_json(staging, name, description or f"{name}, deployed by slmops",
                                    version, template, model_config)
         for note in apply_template_and_settings(staging, template, model_config).notes:
             yield LogLine(note)
         if cancel is not None and cancel.is_set():
-            raise Cancelled("The deployment was cancelled; nothing was kept.")
+            raise Cancelled(_("The deployment was cancelled; nothing was kept."))
         if target.exists():
             old = target.with_name(f".{name}.old-{os.getpid()}")
             os.replace(target, old)
         os.rename(staging, target)
         placed, staging = True, None
-        yield Progress("Checking with foundry cache ls", 0.9)
+        yield Progress(_("Checking with foundry cache ls"), 0.9)
         line = listed(name, cache_list(executable))
         if line is None:
-            raise DeployError(f"`foundry cache ls` does not list {name} after it was placed in "
-                              f"{target}.", "Run foundry cache ls in a terminal to see why.")
+            raise DeployError(_("`foundry cache ls` does not list {name} after it was placed in {folder}.").format(
+                                  name=name, folder=target),
+                              _("Run foundry cache ls in a terminal to see why."))
         yield LogLine(f"foundry cache ls: {line}")
     except BaseException as exc:
         if staging is not None:
@@ -157,13 +164,14 @@ def deploy_with_cli(folder: Path | str, name: str, template: PromptTemplate,
         if not isinstance(exc, Exception):  # GeneratorExit, KeyboardInterrupt
             raise
         cancelled = isinstance(exc, Cancelled)
-        yield Failed("The deployment was cancelled; nothing was kept." if cancelled else
+        yield Failed(_("The deployment was cancelled; nothing was kept.") if cancelled else
                      str(exc) if isinstance(exc, WizardError) else
-                     f"Placing the model in the Foundry cache failed ({exc}).", cancelled=cancelled)
+                     _("Placing the model in the Foundry cache failed ({error}).").format(error=exc),
+                     cancelled=cancelled)
         return
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
-    yield Progress("Deployed", 1.0)
+    yield Progress(_("Deployed"), 1.0)
     yield Finished(target, {"name": name, "path": str(target), "cache_dir": str(cache),
                             "listed_as": line, "size_bytes": folder_size(target),
                             "run_command": f"foundry model run {name}"})

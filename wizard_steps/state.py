@@ -10,6 +10,7 @@ from pathlib import Path
 from wizard_steps import paths
 from wizard_steps.errors import WizardError
 from wizard_steps.generation import ModelConfig
+from wizard_steps.i18n import _
 from wizard_steps.templates import PromptTemplate, TemplateError, get_preset
 
 STEPS = ("welcome", "prereqs", "model", "precision", "template", "convert", "deploy",
@@ -73,11 +74,23 @@ class WizardState:
         if not isinstance(data, dict):
             return None
         known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        defaults = cls()
+        if not all(_fits(v, getattr(defaults, k)) for k, v in values.items()) or not all(
+                isinstance(s, str) for s in values.get("completed", [])):
+            return None  # hand-edited or damaged: a wrong type would crash a screen later
         try:
-            state = cls(**{k: v for k, v in data.items() if k in known})
+            state = cls(**values)
         except TypeError:
             return None
         return state if state.step in STEPS else None
+
+
+def _fits(value: object, default: object) -> bool:
+    """A loaded value has its field's type (a whole number may stand for a float)."""
+    if default is None or isinstance(value, type(default)):
+        return True
+    return isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool)
 
 
 def state_template(state: WizardState) -> tuple[PromptTemplate, tuple[str, ...]]:
@@ -89,8 +102,8 @@ def state_template(state: WizardState) -> tuple[PromptTemplate, tuple[str, ...]]
     try:
         template = PromptTemplate(**(state.custom_template or {}))
     except TypeError:
-        raise TemplateError("The saved Custom template is incomplete.",
-                            "Go back to the Template step and write its four parts.") from None
+        raise TemplateError(_("The saved Custom template is incomplete."),
+                            _("Go back to the Template step and write its four parts.")) from None
     return template.validate(), preset.stop
 
 
@@ -98,5 +111,5 @@ def state_model_config(state: WizardState) -> ModelConfig:
     try:
         return ModelConfig(**state.model_config).validate()  # type: ignore[arg-type]
     except TypeError:
-        raise WizardError("The saved generation settings cannot be read.",
-                          "Go back to the Template step and check them.") from None
+        raise WizardError(_("The saved generation settings cannot be read."),
+                          _("Go back to the Template step and check them.")) from None

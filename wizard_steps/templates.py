@@ -17,6 +17,7 @@ from pathlib import Path
 from wizard_steps.errors import WizardError
 from wizard_steps.generation import ModelConfig as ModelConfig  # re-exported for callers
 from wizard_steps.generation import model_config as model_config
+from wizard_steps.i18n import N_, _
 from wizard_steps.model_source import read_chat_template
 
 CONTENT = "{Content}"
@@ -54,7 +55,8 @@ class PromptTemplate:
 
 @dataclass(frozen=True)
 class Preset:
-    """A named template with its stop strings and the model families that use it."""
+    """A named template with its stop strings and the model families that use it (``name`` and
+    ``note`` are English; shown with _())."""
 
     key: str
     name: str
@@ -82,19 +84,19 @@ PRESETS: dict[str, Preset] = {p.key: p for p in (
            PromptTemplate("<<SYS>>\n{Content}\n<</SYS>>\n\n", "[INST] {Content} [/INST]",
                           "{Content}</s>", "<s>[INST] {Content} [/INST]"),
            ("</s>",), ("Mistral", "Mixtral", "Llama 2"),
-           "Mistral has no system role: the system prompt goes in a Llama 2 <<SYS>> block."),
+           N_("Mistral has no system role: the system prompt goes in a Llama 2 <<SYS>> block.")),
     Preset("gemma", "Gemma", _turns("<start_of_turn>{}\n", "<end_of_turn>\n",
                                     ("user", "user", "model"), "<bos>"),
            ("<end_of_turn>", "<eos>"), ("Gemma", "Gemma 2", "Gemma 3"),
-           "Gemma has no system role: the system prompt is sent as a first user turn."),
-    Preset("custom", "Custom", _CHATML, (), (), "Your own four parts; start from ChatML."),
+           N_("Gemma has no system role: the system prompt is sent as a first user turn.")),
+    Preset("custom", N_("Custom"), _CHATML, (), (), N_("Your own four parts; start from ChatML.")),
 )}
 
 
 def get_preset(key: str) -> Preset:
     if key not in PRESETS:
-        raise TemplateError(f"There is no prompt template preset named {key!r}.",
-                            f"Choose one of {', '.join(PRESETS)}.", "preset")
+        raise TemplateError(_("There is no prompt template preset named {key!r}.").format(key=key),
+                            _("Choose one of {choices}.").format(choices=", ".join(PRESETS)), "preset")
     return PRESETS[key]
 
 
@@ -110,28 +112,33 @@ def template_problems(template: PromptTemplate) -> tuple[TemplateError, ...]:
         stray = re.search(r"\{[^{}]*\}", rest) or re.search(r"[{}]", rest)
         if count != 1:
             faults.append(TemplateError(
-                f"The {part} part has no {CONTENT} placeholder." if count == 0 else
-                f"The {part} part has {CONTENT} {count} times; it must appear exactly once.",
-                f"Put {CONTENT} once, where the message text goes.", part))
+                _("The {part} part has no {content} placeholder.").format(part=part, content=CONTENT)
+                if count == 0 else
+                _("The {part} part has {content} {count} times; it must appear exactly once.").format(
+                    part=part, content=CONTENT, count=count),
+                _("Put {content} once, where the message text goes.").format(content=CONTENT), part))
         elif stray:
             spelled = stray.group().lower() == CONTENT.lower()
             faults.append(TemplateError(
-                f"The {part} part has {stray.group()!r}, but the only placeholder allowed is "
-                f"{CONTENT}.", f"Write it as {CONTENT}, with a capital C." if spelled else
-                "Remove the braces or the placeholder.", part))
+                _("The {part} part has {found!r}, but the only placeholder allowed is {content}.").format(
+                    part=part, found=stray.group(), content=CONTENT),
+                _("Write it as {content}, with a capital C.").format(content=CONTENT) if spelled else
+                _("Remove the braces or the placeholder."), part))
     if not any(fault.field == "prompt" for fault in faults):
         after = template.prompt.partition(CONTENT)[2]
         opening = template.assistant.partition(CONTENT)[0].rstrip() \
             if template.assistant.count(CONTENT) == 1 else ""
         if not after.strip():
             faults.append(TemplateError(
-                f"The prompt part ends at {CONTENT}, with no assistant prefix after it.",
-                "Add the assistant turn's opening after it, e.g. <|im_start|>assistant\\n.",
+                _("The prompt part ends at {content}, with no assistant prefix after it.").format(
+                    content=CONTENT),
+                _("Add the assistant turn's opening after it, e.g. <|im_start|>assistant\\n."),
                 "prompt"))
         elif opening and not after.rstrip().endswith(opening):
             faults.append(TemplateError(
-                f"The prompt part does not end with the assistant turn's opening {opening!r}.",
-                "End it with the start of the assistant part, so the model knows to answer.",
+                _("The prompt part does not end with the assistant turn's opening {opening!r}.").format(
+                    opening=opening),
+                _("End it with the start of the assistant part, so the model knows to answer."),
                 "prompt"))
     return tuple(faults)
 
@@ -229,8 +236,9 @@ def render_with_chat_template(jinja_source: str, messages: list[dict[str, str]],
             messages=messages, add_generation_prompt=add_generation_prompt,
             **(special_tokens or {}))
     except jinja2.TemplateError as exc:
-        raise TemplateError(f"The tokenizer's chat template cannot render this conversation ({exc}).",
-                            "Check the model folder's chat template.", "chat_template") from None
+        raise TemplateError(_("The tokenizer's chat template cannot render this conversation ({error}).").format(
+                                error=exc),
+                            _("Check the model folder's chat template."), "chat_template") from None
 
 
 def _read_json(path: Path) -> dict:
@@ -279,25 +287,26 @@ def compare_with_tokenizer(template: PromptTemplate, folder: Path,
     conversation = conversation or SAMPLE_CONVERSATION
     source, tokens = read_chat_template(Path(folder)), special_tokens(Path(folder))
     if not source:
-        return Agreement(False, render(template, conversation), "", None, "The model folder has "
-                         "no chat template for Foundry Local to use; write this one into it.")
+        return Agreement(False, render(template, conversation), "", None, _(
+            "The model folder has no chat template for Foundry Local to use; write this one into it."))
     try:
         theirs = render_with_chat_template(source, conversation.messages(), tokens)
     except TemplateError as exc:
         if not conversation.system:
             return Agreement(False, render(template, conversation), "", None, exc.message)
         result = compare_with_tokenizer(template, folder, Conversation(None, conversation.turns))
-        return replace(result, note="The tokenizer's chat template refuses a system prompt, so "
-                       f"this compares without one. {result.note}")
+        return replace(result, note=_("The tokenizer's chat template refuses a system prompt, so "
+                                      "this compares without one. {note}").format(note=result.note))
     ours = render(template, conversation)
     if ours == theirs:
         return Agreement(True, ours, theirs, None,
-                         "The tokenizer's chat template builds the same prompt, exactly.")
+                         _("The tokenizer's chat template builds the same prompt, exactly."))
     at = next((i for i, (a, b) in enumerate(zip(ours, theirs, strict=False)) if a != b),
               min(len(ours), len(theirs)))
     return Agreement(False, ours, theirs, at,
-                     f"The prompts differ from character {at}: this template gives "
-                     f"{ours[at:at + 30]!r}, the tokenizer's chat template {theirs[at:at + 30]!r}.")
+                     _("The prompts differ from character {at}: this template gives {ours!r}, the "
+                       "tokenizer's chat template {theirs!r}.").format(
+                         at=at, ours=ours[at:at + 30], theirs=theirs[at:at + 30]))
 
 
 # --- detection ----------------------------------------------------------------------------------
@@ -331,22 +340,28 @@ def detect(folder: Path) -> Detection:
     source = read_chat_template(folder) or ""
     for key, markers in _MARKERS:
         if all(marker in source for marker in markers):
-            reason = f"the chat template uses {'/'.join(markers)} markers ({PRESETS[key].name})"
+            reason = _("the chat template uses {markers} markers ({preset})").format(
+                markers="/".join(markers), preset=PRESETS[key].name)
             agreement = compare_with_tokenizer(PRESETS[key].template, folder)
             if agreement.agree:
-                return Detection(key, Confidence.HIGH,
-                                 f"{reason} and builds a sample conversation exactly as the preset")
-            return Detection(key, Confidence.MEDIUM, f"{reason}, but builds a sample conversation "
-                             f"differently from the preset: {agreement.note}")
-    opening = "the chat template uses no known markers" if source else "there is no chat template"
+                return Detection(key, Confidence.HIGH, _(
+                    "{reason} and builds a sample conversation exactly as the preset").format(reason=reason))
+            return Detection(key, Confidence.MEDIUM, _(
+                "{reason}, but builds a sample conversation differently from the preset: {note}").format(
+                    reason=reason, note=agreement.note))
+    opening = (_("the chat template uses no known markers") if source
+               else _("there is no chat template"))
     tokens = _all_special_tokens(folder)
     for key, markers in _MARKERS:
         if all(marker in tokens for marker in markers):
-            return Detection(key, Confidence.MEDIUM, f"{opening}, but the tokenizer has the "
-                             f"{'/'.join(markers)} special tokens ({PRESETS[key].name})")
+            return Detection(key, Confidence.MEDIUM, _(
+                "{opening}, but the tokenizer has the {markers} special tokens ({preset})").format(
+                    opening=opening, markers="/".join(markers), preset=PRESETS[key].name))
     if {"<s>", "</s>"} <= tokens:
-        return Detection("mistral", Confidence.LOW, f"{opening} and the tokenizer has only "
-                         "<s>/</s> special tokens, as Llama 2 and Mistral have")
-    return Detection("chatml", Confidence.LOW, f"{opening} and no known special tokens; ChatML is "
-                     "a guess, so check the preview or write a Custom template")
+        return Detection("mistral", Confidence.LOW, _(
+            "{opening} and the tokenizer has only <s>/</s> special tokens, as Llama 2 and Mistral "
+            "have").format(opening=opening))
+    return Detection("chatml", Confidence.LOW, _(
+        "{opening} and no known special tokens; ChatML is a guess, so check the preview or write "
+        "a Custom template").format(opening=opening))
 

@@ -18,6 +18,8 @@ from pathlib import Path
 
 from wizard_steps.errors import WizardError
 from wizard_steps.events import Progress
+from wizard_steps.i18n import _, ngettext, percent
+from wizard_steps.i18n import number as _number
 
 BACKUP_NAME = ".genai_config.slmops-original.json"
 KEEP_MARGIN = 0.05  # a new setting must beat the current one by 5 % to be written
@@ -33,7 +35,9 @@ class Candidate:
 
     @property
     def label(self) -> str:
-        return "default" if self.threads is None else f"{self.threads} thread{'s' * (self.threads > 1)}"
+        if self.threads is None:
+            return _("default")
+        return ngettext("{count} thread", "{count} threads", self.threads).format(count=self.threads)
 
     def overlay(self) -> dict:
         return {"model": {"decoder": {"session_options": {"intra_op_num_threads": self.threads or 0}}}}
@@ -85,11 +89,11 @@ def read_config(folder: Path) -> dict:
         config = json.loads(path.read_text(encoding="utf-8"))
         config["model"]["decoder"]
     except FileNotFoundError:
-        raise TuneError(f"{folder} has no genai_config.json.",
-                        "Point to a folder converted by slmops convert.") from None
+        raise TuneError(_("{folder} has no genai_config.json.").format(folder=folder),
+                        _("Point to a folder converted by slmops convert.")) from None
     except (ValueError, KeyError, TypeError):
-        raise TuneError(f"genai_config.json in {folder} is broken.",
-                        "Convert the model again, or restore the file with slmops tune --undo.") from None
+        raise TuneError(_("genai_config.json in {folder} is broken.").format(folder=folder),
+                        _("Convert the model again, or restore the file with slmops tune --undo.")) from None
     return config
 
 
@@ -108,8 +112,9 @@ def _check_writable(folder: Path) -> None:
         with path.open("r+b"):
             pass
     except OSError as exc:
-        raise TuneError(f"genai_config.json in {folder} cannot be written ({exc.strerror}).",
-                        "Check the folder's permissions.") from None
+        raise TuneError(_("genai_config.json in {folder} cannot be written ({error}).").format(
+                            folder=folder, error=exc.strerror),
+                        _("Check the folder's permissions.")) from None
 
 
 def apply(folder: Path, candidate: Candidate) -> None:
@@ -161,7 +166,7 @@ def measure(folder: Path, template, lengths: tuple[int, ...] = (128, 512), new_t
     trials = candidates()
     speeds: dict[str, dict[int, float]] = {}
     for index, candidate in enumerate(trials):
-        yield Progress(f"Trying {candidate.label}", index / len(trials))
+        yield Progress(_("Trying {candidate}").format(candidate=candidate.label), index / len(trials))
         backend = GenaiBackend(folder, template, overlay=candidate.overlay())
         prompts = {n: prompt_of_length(backend, n) for n in lengths}
         per_length: dict[int, list[float]] = {n: [] for n in lengths}
@@ -182,12 +187,15 @@ def measure(folder: Path, template, lengths: tuple[int, ...] = (128, 512), new_t
     current_speed = speeds[current.label][focus_length]
     best_speed = speeds[best.label][focus_length]
     if best == current or best_speed < current_speed * (1 + KEEP_MARGIN):
-        reason = (f"Kept {current.label}: {current_speed:.0f} tok/s at {focus_length} tokens; no "
-                  f"setting was more than {KEEP_MARGIN * 100:.0f} % faster.")
+        reason = _("Kept {current}: {speed} tok/s at {length} tokens; no setting was more than {margin} "
+                   "faster.").format(current=current.label, speed=_number(current_speed), length=focus_length,
+                                     margin=percent(KEEP_MARGIN * 100))
         yield TuneResult(folder, current, current, focus_length, speeds, False, reason)
         return
     if write:
         apply(folder, best)
-    reason = (f"Chose {best.label}: {best_speed:.0f} tok/s at {focus_length} tokens against "
-              f"{current_speed:.0f} with {current.label} (x{best_speed / current_speed:.2f}).")
+    reason = _("Chose {best}: {speed} tok/s at {length} tokens against {current_speed} with {current} "
+               "(x{gain}).").format(best=best.label, speed=_number(best_speed), length=focus_length,
+                                    current_speed=_number(current_speed), current=current.label,
+                                    gain=_number(best_speed / current_speed, 2))
     yield TuneResult(folder, best, current, focus_length, speeds, write, reason)

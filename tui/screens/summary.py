@@ -14,11 +14,12 @@ from textual.widgets import Button, Label, Static, TextArea
 
 from tui.screens.base import StepScreen
 from wizard_steps.errors import WizardError
+from wizard_steps.i18n import N_, _
 from wizard_steps.model_source import folder_size
 from wizard_steps.precision import human_size
 from wizard_steps.state import WizardState
 
-NOT_DONE = Text("not done", style="dim italic")
+NOT_DONE = N_("not done")  # shown with _()
 _SHELL_SPECIAL = set(" \t\"'&;|()<>$`*?[]{}!#~")
 
 
@@ -67,35 +68,42 @@ def headless_commands(state: WizardState) -> str:
 def _folder(value: str | None) -> Text:
     """A folder with its size, or why it cannot be shown."""
     if not value:
-        return NOT_DONE
+        return not_done()
     path = Path(value)
     if not path.is_dir():
-        return Text(f"{value} (no longer there)", style="yellow")
+        return Text(_("{folder} (no longer there)").format(folder=value), style="yellow")
     try:
         return Text(f"{value} ({human_size(folder_size(path))})")
     except OSError as exc:
-        raise WizardError(f"{value} cannot be read ({exc.strerror}).") from None
+        raise WizardError(_("{folder} cannot be read ({error}).").format(
+            folder=value, error=exc.strerror)) from None
+
+
+def not_done() -> Text:
+    return Text(_(NOT_DONE), style="dim italic")
 
 
 def done_text(state: WizardState) -> Text:
     """One line per part of the run: what it produced and where, or "not done"."""
     precision = state.precision.upper()
     if state.precision == "int4":
-        precision += (f" · {state.int4_algorithm} · block {state.int4_block_size} · "
-                      f"{'symmetric' if state.int4_symmetric else 'asymmetric'} · embeddings "
-                      f"{'INT4' if state.int4_quantize_embeddings else 'FP32'}")
+        precision += " · " + _("{algorithm} · block {size} · {symmetry} · embeddings {embeddings}").format(
+            algorithm=state.int4_algorithm, size=state.int4_block_size,
+            symmetry=_("symmetric") if state.int4_symmetric else _("asymmetric"),
+            embeddings="INT4" if state.int4_quantize_embeddings else "FP32")
     # WizardState has no field for the benchmark export yet; it is shown once the step sets one.
     export = getattr(state, "bench_export_path", None)
     rows = [
-        ("Model", _folder(state.model_dir)),
-        ("Precision", Text(precision)),
-        ("Converted", _folder(state.converted_dir)),
-        ("Deployed", Text(state.deployed_id) if state.deployed_id else NOT_DONE),
-        ("Benchmark", Text(str(export)) if export else NOT_DONE),
+        (_("Model"), _folder(state.model_dir)),
+        (_("Precision"), Text(precision)),
+        (_("Converted"), _folder(state.converted_dir)),
+        (_("Deployed"), Text(state.deployed_id) if state.deployed_id else not_done()),
+        (_("Benchmark"), Text(str(export)) if export else not_done()),
     ]
+    width = max(11, *(len(label) + 2 for label, _value in rows))  # the values line up in every language
     text = Text()
     for label, value in rows:
-        text.append(f"{label:<11}", style="bold")
+        text.append(label.ljust(width), style="bold")
         text.append_text(value)
         text.append("\n")
     text.rstrip()
@@ -104,24 +112,24 @@ def done_text(state: WizardState) -> Text:
 
 class SummaryScreen(StepScreen):
     STEP = "summary"
-    BINDINGS = [Binding("ctrl+n", "next_step", "Finish", priority=True)]
-    HELP = ("What the wizard did and where everything is. The commands below repeat the whole "
+    BINDINGS = [Binding("ctrl+n", "next_step", N_("Finish"), priority=True)]
+    HELP = N_("What the wizard did and where everything is. The commands below repeat the whole "
             "run without the wizard (in a script, or on 30 classroom machines): select them with "
             "the mouse, or f7 then ctrl+c, or press “Copy commands”. Finish closes slmops; your "
             "choices stay saved.")
 
     def compose_body(self) -> ComposeResult:
-        yield Label("What was done", classes="step-title")
+        yield Label(_("What was done"), classes="step-title")
         yield Static("", id="summary-done")
-        yield Label("Do it again without the wizard", classes="step-title")
+        yield Label(_("Do it again without the wizard"), classes="step-title")
         yield TextArea("", read_only=True, soft_wrap=True, show_line_numbers=False,
                        id="summary-commands")
         with Horizontal(classes="row"):
-            yield Button("Copy commands", id="summary-copy")
+            yield Button(_("Copy commands"), id="summary-copy")
 
     def on_mount(self) -> None:
         super().on_mount()
-        self.query_one("#next", Button).label = "Finish"
+        self.query_one("#next", Button).label = _("Finish")
         try:
             done = done_text(self.state)
         except WizardError as exc:
@@ -132,7 +140,7 @@ class SummaryScreen(StepScreen):
     @on(Button.Pressed, "#summary-copy")
     def copy_commands(self) -> None:
         self.app.copy_to_clipboard(self.query_one("#summary-commands", TextArea).text)
-        self.notify("Commands copied to the clipboard.")
+        self.notify(_("Commands copied to the clipboard."))
 
     def before_next(self) -> bool:
         self.state.complete(self.STEP)

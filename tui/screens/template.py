@@ -18,11 +18,13 @@ from tui.screens.base import StepScreen
 from wizard_steps import model_source, templates
 from wizard_steps.errors import WizardError
 from wizard_steps.generation import GenerationError, ModelConfig, model_config
+from wizard_steps.i18n import N_, _
 from wizard_steps.templates import PARTS, PRESETS, Agreement, Detection, PromptTemplate
 
 SETTINGS = ("max_length", "temperature", "top_p", "repetition_penalty")
 SPECIAL_TOKEN = re.compile(r"<\|[^|<>\s]+\|>|</?[A-Za-z_]+>|\[/?INST\]|<</?SYS>>")
 ESCAPES = {"n": "\n", "t": "\t", "\\": "\\"}
+CONFIDENCE = {"high": N_("high"), "medium": N_("medium"), "low": N_("low")}
 
 
 def escape(text: str) -> str:
@@ -56,7 +58,7 @@ class FolderFacts:
 
 class TemplateScreen(StepScreen):
     STEP = "template"
-    HELP = ("The prompt template turns a conversation into the exact text the model reads. The "
+    HELP = N_("The prompt template turns a conversation into the exact text the model reads. The "
             "preset is detected from the tokenizer's chat template; the preview shows a sample "
             "conversation with every special token. Foundry Local builds its prompts from the "
             "folder's chat template, so the line under the preview says whether the two agree.\n\n"
@@ -77,18 +79,18 @@ class TemplateScreen(StepScreen):
         self.config: ModelConfig | None = None
 
     def compose_body(self) -> ComposeResult:
-        yield Label("Prompt template", classes="step-title")
-        yield Static("Detecting the template from the model folder…", id="template-detection",
+        yield Label(_("Prompt template"), classes="step-title")
+        yield Static(_("Detecting the template from the model folder…"), id="template-detection",
                      classes="hint")
         with Container(id="template-columns"):
             with Vertical(id="template-choice"):
                 with Horizontal(classes="template-row"):
-                    yield Label("preset", classes="field-label")
-                    yield Select([(preset.name, key) for key, preset in PRESETS.items()],
+                    yield Label(_("preset"), classes="field-label")
+                    yield Select([(_(preset.name), key) for key, preset in PRESETS.items()],
                                  value=self.preset_key, allow_blank=False, id="template-preset")
                 yield Static("", id="template-note", classes="hint")
                 with Vertical(id="custom-fields"):
-                    yield Static(Text("Each part holds {Content} once; write a line break as \\n."),
+                    yield Static(Text(_("Each part holds {Content} once; write a line break as \\n.")),
                                  classes="hint")
                     for part in PARTS:
                         with Horizontal(classes="template-row"):
@@ -98,9 +100,9 @@ class TemplateScreen(StepScreen):
             with Vertical(id="template-preview-pane"):
                 yield Static("", id="template-preview")
                 yield Static("", id="template-agreement")
-        yield Label("Generation settings", classes="section-title")
-        yield Static("Defaults written to genai_config.json for onnxruntime-genai and Foundry "
-                     "Local.", classes="hint")
+        yield Label(_("Generation settings"), classes="section-title")
+        yield Static(_("Defaults written to genai_config.json for onnxruntime-genai and Foundry "
+                       "Local."), classes="hint")
         with Grid(id="generation-grid"):
             for name in SETTINGS:
                 with Vertical(classes="generation-setting"):
@@ -111,7 +113,7 @@ class TemplateScreen(StepScreen):
 
     def on_mount(self) -> None:
         super().on_mount()
-        self.query_one("#template-preview").border_title = "the sample conversation, as the model reads it"
+        self.query_one("#template-preview").border_title = _("the sample conversation, as the model reads it")
         custom = self.state.custom_template if self.preset_key == "custom" else None
         self.fill_custom(PromptTemplate(**{part: str(custom.get(part, "")) for part in PARTS})
                          if custom else PRESETS["custom"].template)
@@ -122,11 +124,11 @@ class TemplateScreen(StepScreen):
 
     def blocked_reason(self) -> str | None:
         if self.facts is None:
-            return "Detecting the prompt template…"
+            return _("Detecting the prompt template…")
         if self.faults:
-            return f"Fix the template's {next(iter(self.faults))} part first."
+            return _("Fix the template's {part} part first.").format(part=next(iter(self.faults)))
         if self.config_errors:
-            return f"Fix {next(iter(self.config_errors))} first."
+            return _("Fix {setting} first.").format(setting=next(iter(self.config_errors)))
         return None
 
     def before_next(self) -> bool:
@@ -147,7 +149,7 @@ class TemplateScreen(StepScreen):
     def read_folder(self) -> None:
         try:
             if self.folder is None:
-                raise WizardError("No model has been chosen yet.", "Go back to the Model step.")
+                raise WizardError(_("No model has been chosen yet."), _("Go back to the Model step."))
             info = model_source.inspect_model(self.folder)
             facts = FolderFacts(templates.detect(info.path), info.max_position_embeddings or None,
                                 None)
@@ -160,12 +162,13 @@ class TemplateScreen(StepScreen):
         self.facts = facts
         line = self.query_one("#template-detection", Static)
         if facts.detection is None:
-            line.update(Text(f"Cannot read the model folder: {facts.error}", style="red"))
+            line.update(Text(_("Cannot read the model folder: {error}").format(error=facts.error), style="red"))
         else:
             found = facts.detection
             line.update(Text.assemble(
-                ("Detected: ", "bold"), (PRESETS[found.preset_key].name, "bold"),
-                f" ({found.confidence.value} confidence): {found.reason}."))
+                (_("Detected: "), "bold"), (_(PRESETS[found.preset_key].name), "bold"),
+                _(" ({confidence} confidence): {reason}.").format(
+                    confidence=_(CONFIDENCE[found.confidence.value]), reason=found.reason)))
             if self.state.template_key not in PRESETS and found.preset_key != self.preset_key:
                 self.preset_key = found.preset_key
                 self.query_one("#template-preset", Select).value = found.preset_key
@@ -196,8 +199,8 @@ class TemplateScreen(StepScreen):
 
     def show_preset(self) -> None:
         preset = PRESETS[self.preset_key]
-        note = (f"Used by {', '.join(preset.families)}. {preset.note}" if preset.families else
-                "Your own four parts, prefilled from the preset chosen before.")
+        note = (_("Used by {families}.").format(families=", ".join(preset.families)) + " " + _(preset.note)
+                if preset.families else _("Your own four parts, prefilled from the preset chosen before."))
         self.query_one("#template-note", Static).update(Text(note))
         self.query_one("#custom-fields").display = self.preset_key == "custom"
         self.show_template()
@@ -221,12 +224,12 @@ class TemplateScreen(StepScreen):
         preview = self.query_one("#template-preview", Static)
         agreement = self.query_one("#template-agreement", Static)
         if self.faults:
-            preview.update(Text("The preview appears when the template is valid.", style="dim"))
+            preview.update(Text(_("The preview appears when the template is valid."), style="dim"))
             agreement.update("")
         else:
             preview.update(show_prompt(templates.preview(template)))
             if self.facts is not None and self.facts.detection is not None:
-                agreement.update(Text("Comparing with the tokenizer's chat template…", style="dim"))
+                agreement.update(Text(_("Comparing with the tokenizer's chat template…"), style="dim"))
                 self.compare(template)
         self.refresh_nav()
 
@@ -249,8 +252,8 @@ class TemplateScreen(StepScreen):
         elif result.agree:
             line.update(Text(f"✓ {result.note}", style="green"))
         else:
-            line.update(Text(f"≠ {result.note} Foundry Local builds its prompts from the folder's "
-                             "chat template.", style="yellow"))
+            line.update(Text(f"≠ {result.note} " + _("Foundry Local builds its prompts from the folder's "
+                                                     "chat template."), style="yellow"))
 
     # --- generation settings ----------------------------------------------------------------
 

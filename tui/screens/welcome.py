@@ -8,10 +8,11 @@ from textual.containers import Horizontal
 from textual.widgets import Button, Static
 
 from tui.screens.base import StepScreen
-from tui.widgets.step_indicator import STEP_TITLES
+from tui.widgets.step_indicator import step_title
+from wizard_steps.i18n import N_, _
 from wizard_steps.state import STEPS, WizardState
 
-INTRO = """\
+INTRO = N_("""\
 [b]slmops[/b]: take a fine-tuned small language model to a model you can talk to, on this machine.
 
 [b]prerequisites[/b] → [b]model[/b] → [b]precision[/b] → [b]prompt template[/b] → [b]convert[/b] \
@@ -19,23 +20,23 @@ INTRO = """\
 
 Every step is real: Olive converts, onnxruntime-genai generates, Foundry Local serves.
 No model at hand? The bundled demo, [i]SmolLM2-135M-Instruct[/i], works offline.
-"""
+""")
 
 
 class WelcomeScreen(StepScreen):
     STEP = "welcome"
-    HELP = ("Start with the bundled demo model (works offline), or with your own Hugging Face "
-            "model folder. A previous run can be resumed from the last step it completed.")
+    HELP = N_("Start with the bundled demo model (works offline), or with your own Hugging Face "
+              "model folder. A previous run can be resumed from the last step it completed.")
 
     def compose_body(self) -> ComposeResult:
-        yield Static(INTRO, id="welcome-intro")
+        yield Static(_(INTRO), id="welcome-intro")
         with Horizontal(classes="row", id="welcome-choices"):
-            yield Button("Use the demo model", id="start-demo", variant="success")
-            yield Button("Use my own model", id="start-own")
+            yield Button(_("Use the demo model"), id="start-demo", variant="success")
+            yield Button(_("Use my own model"), id="start-own")
             saved = WizardState.load()
             if saved is not None and saved.last_completed not in (None, "welcome"):
                 resume_at = STEPS[min(STEPS.index(saved.last_completed) + 1, len(STEPS) - 1)]
-                yield Button(f"Resume at {STEP_TITLES[resume_at]}", id="resume",
+                yield Button(_("Resume at {step}").format(step=step_title(resume_at)), id="resume",
                              variant="warning")
 
     def on_mount(self) -> None:
@@ -57,7 +58,7 @@ class WelcomeScreen(StepScreen):
     def resume(self) -> None:
         saved = WizardState.load()
         if saved is None:
-            self.notify("The saved run can no longer be read.", severity="error")
+            self.notify(_("The saved run can no longer be read."), severity="error")
             return
         self.wizard.state = saved
         last = saved.last_completed or "welcome"

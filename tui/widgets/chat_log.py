@@ -13,16 +13,17 @@ from textual.widget import Widget
 from textual.widgets import Input, Label, Static
 
 from wizard_steps.engine import ReplyStats
+from wizard_steps.i18n import N_, _, number
 
-FINISH = {"stop": "end of reply", "length": "length limit", "stop_string": "stop string",
-          "cancelled": "cancelled"}
+FINISH = {"stop": N_("end of reply"), "length": N_("length limit"), "stop_string": N_("stop string"),
+          "cancelled": N_("cancelled")}
 
 
 def describe_stats(stats: ReplyStats) -> str:
     """One line of figures under a reply."""
-    return (f"{stats.generated_tokens} tokens · {stats.tokens_per_s:.1f} tok/s · "
-            f"TTFT {stats.ttft_s:.2f} s · prompt {stats.prompt_tokens} · "
-            f"{FINISH.get(stats.finish_reason, stats.finish_reason)}")
+    return _("{tokens} tokens · {speed} tok/s · TTFT {ttft} s · prompt {prompt} · {finish}").format(
+        tokens=stats.generated_tokens, speed=number(stats.tokens_per_s, 1), ttft=number(stats.ttft_s, 2),
+        prompt=stats.prompt_tokens, finish=_(FINISH.get(stats.finish_reason, stats.finish_reason)))
 
 
 class Reply(Vertical):
@@ -50,14 +51,14 @@ class Reply(Vertical):
             self.mount(Markdown(self.text, classes="reply-text"), before=streamed)
             streamed.remove()
         else:
-            streamed.update(Text("(no text)", style="dim italic"))
+            streamed.update(Text(_("(no text)"), style="dim italic"))
         self.query_one(".reply-stats", Label).update(describe_stats(stats))
 
     def fail(self, reason: str) -> None:
         self.remove_class("-streaming")
         self.add_class("-failed")
         if not self.text:
-            self.query_one(".reply-text", Static).update(Text("(no reply)", style="dim italic"))
+            self.query_one(".reply-text", Static).update(Text(_("(no reply)"), style="dim italic"))
         self.query_one(".reply-stats", Label).update(reason)
 
 
@@ -110,8 +111,8 @@ class PromptInput(Input):
     """The message line, with the messages sent before on up and down."""
 
     BINDINGS = [
-        Binding("up", "history(-1)", "Previous message", show=False),
-        Binding("down", "history(1)", "Next message", show=False),
+        Binding("up", "history(-1)", N_("Previous message"), show=False),
+        Binding("down", "history(1)", N_("Next message"), show=False),
     ]
 
     def __init__(self, **kwargs: object) -> None:

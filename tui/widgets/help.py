@@ -7,9 +7,11 @@ from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 
+from wizard_steps.i18n import N_, _
+
 
 class HelpScreen(ModalScreen[None]):
-    BINDINGS = [Binding("escape,f1,question_mark,q", "dismiss", "Close help")]
+    BINDINGS = [Binding("escape,f1,question_mark,q", "dismiss", N_("Close help"))]
 
     def __init__(self, markdown: str) -> None:
         super().__init__()
@@ -25,7 +27,8 @@ class HelpScreen(ModalScreen[None]):
 class ConfirmScreen(ModalScreen[bool]):
     """A yes/no question; dismisses with True for yes."""
 
-    BINDINGS = [Binding("y", "answer(True)", "Yes"), Binding("n,escape", "answer(False)", "No")]
+    BINDINGS = [Binding("y,e", "answer(True)", N_("Yes")),  # e / h: evet / hayır in Turkish
+                Binding("n,h,escape", "answer(False)", N_("No"))]
 
     def __init__(self, question: str) -> None:
         super().__init__()
@@ -35,7 +38,7 @@ class ConfirmScreen(ModalScreen[bool]):
         from textual.widgets import Static
 
         with VerticalScroll(id="confirm-dialog"):
-            yield Static(f"{self.question}\n\n[b]y[/b] yes · [b]n[/b] no")
+            yield Static(f"{self.question}\n\n" + _("[b]y[/b] yes · [b]n[/b] no"))
 
     def action_answer(self, yes: bool) -> None:
         self.dismiss(yes)

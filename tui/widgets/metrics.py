@@ -8,6 +8,8 @@ from textual.containers import Vertical
 from textual.widgets import Static
 from textual_plotext import PlotextPlot
 
+from wizard_steps.i18n import _
+
 PLACEHOLDER = "—"
 
 
@@ -37,14 +39,12 @@ class RunChart(PlotextPlot):
     """Generation tok/s (left axis) and latency in seconds (right axis) of every run in order;
     the x axis is marked where each prompt length starts. The legend is the border title."""
 
-    LEGEND = "[cyan]━ gen tok/s[/] (left) · [magenta]━ latency s[/] (right) · per run"
-
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.speeds: list[float] = []
         self.latencies: list[float] = []
         self.starts: dict[int, int] = {}  # run number where each prompt length begins
-        self.border_title = self.LEGEND
+        self.border_title = _("[cyan]━ gen tok/s[/] (left) · [magenta]━ latency s[/] (right) · per run")
 
     def clear_runs(self) -> None:
         self.speeds.clear()
@@ -63,7 +63,7 @@ class RunChart(PlotextPlot):
         plt.clear_data()
         plt.clear_figure()
         if not self.speeds:
-            plt.title("waiting for the first run")
+            plt.title(_("waiting for the first run"))
             self.refresh()
             return
         runs = list(range(1, len(self.speeds) + 1))

@@ -5,13 +5,21 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import Static
 
+from wizard_steps.i18n import NP_, _, pgettext
 from wizard_steps.state import STEPS
 
-STEP_TITLES = {
-    "welcome": "Welcome", "prereqs": "Prerequisites", "model": "Model", "precision": "Precision",
-    "template": "Prompt template", "convert": "Convert", "deploy": "Deploy",
-    "benchmark": "Benchmark", "chat": "Chat", "summary": "Summary",
+STEP_TITLES = {  # English; shown with step_title() so that a language switch redraws them
+    "welcome": NP_("step", "Welcome"), "prereqs": NP_("step", "Prerequisites"),
+    "model": NP_("step", "Model"), "precision": NP_("step", "Precision"),
+    "template": NP_("step", "Prompt template"), "convert": NP_("step", "Convert"),
+    "deploy": NP_("step", "Deploy"), "benchmark": NP_("step", "Benchmark"), "chat": NP_("step", "Chat"),
+    "summary": NP_("step", "Summary"),
 }
+
+
+def step_title(step: str) -> str:
+    """The step's name in the current language."""
+    return pgettext("step", STEP_TITLES[step])
 
 
 class StepIndicator(Static):
@@ -32,6 +40,6 @@ class StepIndicator(Static):
             else:
                 text.append("○ ", style="dim")
         index = STEPS.index(self.current) + 1
-        text.append(f" step {index}/{len(STEPS)} · ", style="dim")
-        text.append(STEP_TITLES[self.current], style="bold")
+        text.append(" " + _("step {index}/{total}").format(index=index, total=len(STEPS)) + " · ", style="dim")
+        text.append(step_title(self.current), style="bold")
         return text
