@@ -1,0 +1,1 @@
+"""Reliability: bad input, faults, long use and resume (issue 7)."""
