@@ -103,7 +103,11 @@ def main() -> None:
     parser.add_argument("--size", default="100x32")
     parser.add_argument("--home", help="SLMOPS_HOME to use (default: a temporary one)")
     parser.add_argument("--out", default=str(ROOT / "screenshots"))
+    parser.add_argument("--lang", default="en", choices=["en", "tr"])
     args = parser.parse_args()
+    from wizard_steps import i18n
+
+    i18n.set_language(args.lang)
     columns, lines = (int(n) for n in args.size.split("x"))
     os.environ["SLMOPS_HOME"] = args.home or tempfile.mkdtemp(prefix="slmops-shots-")
     os.environ.setdefault("OLIVE_DISABLE_TELEMETRY", "1")

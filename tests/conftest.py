@@ -39,17 +39,19 @@ def session_home() -> Path:
 
 @pytest.fixture(scope="session")
 def demo_model(session_home: Path) -> Path:
-    """The demo model as an fp32 Hugging Face folder (prepared once per run, ~20 s)."""
-    from wizard_steps import model_source, paths
+    """The demo model as an fp32 Hugging Face folder (prepared once per run, ~20 s), always in
+    the session home, whatever home the test that first asks for it has set."""
+    from wizard_steps import model_source
 
+    target = session_home / "cache" / "demo" / "SmolLM2-135M-Instruct"
     reuse = os.environ.get("SLMOPS_TEST_DEMO")
-    if reuse and model_source.demo_is_ready(Path(reuse)):
-        target = paths.demo_model_dir()
+    if reuse and model_source.demo_is_ready(Path(reuse)) and not target.exists():
         target.parent.mkdir(parents=True, exist_ok=True)
-        if not target.exists():
-            shutil.copytree(reuse, target)
-        return target
-    return model_source.ensure_demo()
+        shutil.copytree(reuse, target)
+    for event in model_source.prepare_demo(target):
+        final = event
+    assert model_source.demo_is_ready(target), final
+    return target
 
 
 @pytest.fixture
@@ -61,12 +63,14 @@ def tmp_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def _convert_once(demo: Path, name: str, precision: str, **int4: object) -> Path:
-    from wizard_steps import convert, paths
+    from wizard_steps import convert
     from wizard_steps.events import Failed, Finished
     from wizard_steps.precision import Int4Algorithm, Int4Settings, Precision
 
     settings = Int4Settings(**int4) if int4 else Int4Settings(algorithm=Int4Algorithm.RTN)
-    plan = convert.make_plan(demo, paths.models_dir() / name, Precision(precision), int4=settings)
+    assert _SESSION_HOME is not None
+    out = _SESSION_HOME / "data" / "models" / name
+    plan = convert.make_plan(demo, out, Precision(precision), int4=settings)
     final = None
     for event in convert.convert(plan):
         if isinstance(event, (Finished, Failed)):
