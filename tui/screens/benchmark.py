@@ -91,6 +91,7 @@ class BenchmarkScreen(StepScreen):
         Binding("escape", "stop", N_("Stop")),
         Binding("q", "quality", N_("Quality checks"), show=False),  # the footer fits 80 columns
         Binding("e", "export", N_("Export")),
+        Binding("t", "tune", N_("Tune for this machine"), show=False),
     ]
 
     def __init__(self) -> None:
@@ -149,6 +150,11 @@ class BenchmarkScreen(StepScreen):
             yield Input(str(paths.data_dir() / "reports"), id="bench-export-dir")
             yield Button(_("Export"), id="bench-export", variant="primary")
         yield Static("", id="bench-export-result")
+        with Horizontal(id="bench-tune-row", classes="row"):
+            yield Button(_("Tune for this machine"), id="bench-tune",
+                         tooltip=_("Measure onnxruntime's thread settings here and keep the fastest (key t)"))
+            yield Label(_("onnxruntime's default can leave cores idle; about a minute."),
+                        classes="hint")
 
     def on_mount(self) -> None:
         super().on_mount()
@@ -311,6 +317,30 @@ class BenchmarkScreen(StepScreen):
         self.measure(job)
 
     @on(Button.Pressed, "#bench-stop")
+    @on(Button.Pressed, "#bench-tune")
+    def action_tune(self) -> None:
+        """Measure the thread settings on the model this screen measures (not while it runs)."""
+        if self.is_busy():
+            self.notify(_("Stop the benchmark first."), severity="warning")
+            return
+        folder, deployed = self.tuned_folder()
+        if folder is None:
+            self.notify(_("There is no converted or deployed model to tune."), severity="warning")
+            return
+        from tui.screens.tune import TuneScreen
+
+        self.app.push_screen(TuneScreen(folder, self.template(), deployed))
+
+    def tuned_folder(self) -> tuple[Path | None, bool]:
+        """The deployed copy when the model is deployed (Foundry reads it), else the converted folder."""
+        if self.state.deployed_id:
+            from wizard_steps.deploy import list_deployed
+
+            for model in list_deployed():
+                if model.id == self.state.deployed_id:
+                    return Path(model.path), True
+        return (Path(self.state.converted_dir), False) if self.state.converted_dir else (None, False)
+
     def action_stop(self) -> None:
         if self.running and not self.stop.is_set():
             self.stop.set()
