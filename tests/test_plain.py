@@ -39,9 +39,12 @@ def test_plain_wizard_deploys_the_demo_and_answers_in_the_chat(demo_model: Path,
         for name in ("max_length", "temperature", "top_p", "repetition_penalty"):
             child.expect(name)
             child.send(ENTER)
+        child.expect("Tune the converted model for this machine")
+        child.send(ENTER)  # yes
         child.expect("Deploy as")
         child.sendline("")
         child.expect("Answers saved to", timeout=30)
+        child.expect(r"(Chose|Kept) \S+", timeout=400)
         child.expect("4/6 deployed to Foundry Local as smollm2-135m-instruct-int4:1", timeout=240)
         child.expect("Chat with the deployed model now", timeout=240)
         child.send(ENTER)

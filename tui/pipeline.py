@@ -101,6 +101,21 @@ def execute(answers: Answers, json_output: bool = False) -> dict[str, object]:
         precision=precision.value.upper(), folder=converted, size=human_size(int(final.details["size_bytes"]))),
         json_output)
 
+    if answers.tune:
+        from wizard_steps import tune
+
+        tuned = None
+        for event in tune.measure(converted, preset.template):
+            if isinstance(event, tune.TuneResult):
+                tuned = event
+            elif not isinstance(event, tune.TuneSample):
+                printer.show(event)
+        printer.done()
+        assert tuned is not None
+        report["tuned"] = {"best": tuned.best.label, "changed": tuned.changed,
+                           "gain": round(tuned.gain, 3)}
+        _say(tuned.reason, json_output)
+
     name = answers.deploy_name or f"{info.name.lower()}-{precision.value}"
     final = drive(deploy.deploy(converted, name, preset.template, settings), printer)
     if isinstance(final, Failed):

@@ -95,11 +95,13 @@ def collect() -> Answers:
                                       ("top_p", 0.9), ("repetition_penalty", 1.1))}
     checked = model_config(**settings)
     default_name = f"{folder.name.lower()}-{precision}"
+    tune = _ask(questionary.confirm(
+        _("Tune the converted model for this machine (about a minute)?"), default=True))
     name = _ask(questionary.text(_("Deploy as (name):"), default=default_name))
     return Answers(model=model, precision=precision, template=template,
                    max_length=checked.max_length, temperature=checked.temperature,
                    top_p=checked.top_p, repetition_penalty=checked.repetition_penalty,
-                   deploy_name=name, **int4)  # type: ignore[arg-type]
+                   deploy_name=name, tune=tune, **int4)  # type: ignore[arg-type]
 
 
 def run_plain() -> int:
