@@ -112,3 +112,16 @@ async def test_resume_is_offered_after_a_saved_run(tmp_home: Path) -> None:
         await pilot.click("#resume")
         await pilot.pause()
         assert app.state.step == "precision"
+
+
+async def test_model_path_completes_folder_names(tmp_path: Path) -> None:
+    (tmp_path / "my-finetune").mkdir()
+    (tmp_path / "notes.txt").write_text("x")
+    app = SlmopsApp(WizardState(), start="model")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.click("#model-path")
+        await pilot.press(*f"{tmp_path}/my")
+        await pilot.pause(0.3)
+        await pilot.press("right")  # accepts the suggestion
+        await pilot.pause()
+        assert app.screen.query_one("#model-path", Input).value == f"{tmp_path}/my-finetune"

@@ -10,6 +10,7 @@ from textual.containers import Horizontal
 from textual.widgets import Button, Input, Label, ProgressBar, Static
 
 from tui.screens.base import StepScreen
+from tui.widgets.path_suggester import FolderSuggester
 from wizard_steps import model_source
 from wizard_steps.errors import WizardError
 from wizard_steps.events import Failed, Finished, Progress
@@ -43,7 +44,8 @@ class ModelScreen(StepScreen):
 
     def compose_body(self) -> ComposeResult:
         yield Label(_("Your model folder"), classes="step-title")
-        yield Input(placeholder=_("/path/to/fine-tuned-model"), id="model-path")
+        yield Input(placeholder=_("/path/to/fine-tuned-model"), id="model-path",
+                    suggester=FolderSuggester())
         yield Label("", id="model-error", classes="error-line")
         with Horizontal(classes="row"):
             yield Button(_("Use the demo model"), id="use-demo", variant="success")
