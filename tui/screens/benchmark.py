@@ -153,8 +153,8 @@ class BenchmarkScreen(StepScreen):
         with Horizontal(id="bench-tune-row", classes="row"):
             yield Button(_("Tune for this machine"), id="bench-tune",
                          tooltip=_("Measure onnxruntime's thread settings here and keep the fastest (key t)"))
-            yield Label(_("onnxruntime's default can leave cores idle; about a minute."),
-                        classes="hint")
+            yield Static(_("onnxruntime's default can leave cores idle; about a minute."),
+                         classes="hint", id="bench-tune-hint")
 
     def on_mount(self) -> None:
         super().on_mount()
