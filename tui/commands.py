@@ -34,16 +34,14 @@ def template_for_folder(folder: Path):
     return preset.template, preset.stop
 
 
-def open_backend(target: str):
-    """A converted folder (onnxruntime-genai) or a deployed model name[:version] (Foundry Local)."""
+def resolve_target(target: str) -> tuple[Path, str | None]:
+    """A converted folder, or a deployed model name[:version] (its newest version when no
+    version is given): the folder, and the deployed model's id (None for a converted folder)."""
     from wizard_steps import deploy
 
     folder = Path(target).expanduser()
     if (folder / "genai_config.json").is_file():
-        from wizard_steps.engine import GenaiBackend
-
-        template, stop = template_for_folder(folder)
-        return GenaiBackend(folder, template), stop, folder.name
+        return folder, None
     deployed = deploy.list_deployed()
     matches = [m for m in deployed if m.id == target or m.name == target]
     if not matches:
@@ -55,10 +53,20 @@ def open_backend(target: str):
         raise WizardError(_("No converted folder or deployed model is called {target}.").format(target=target),
                           _("Deployed models: {known}.").format(known=known))
     chosen = max(matches, key=lambda m: m.version)
+    return Path(chosen.path), chosen.id
+
+
+def open_backend(target: str):
+    """onnxruntime-genai on a converted folder, or Foundry Local on a deployed model."""
+    folder, model_id = resolve_target(target)
+    template, stop = template_for_folder(folder)
+    if model_id is None:
+        from wizard_steps.engine import GenaiBackend
+
+        return GenaiBackend(folder, template), stop, folder.name
     from wizard_steps.engine_foundry import FoundryBackend
 
-    template, stop = template_for_folder(Path(chosen.path))
-    return FoundryBackend(chosen.id, template), stop, chosen.id
+    return FoundryBackend(model_id, template), stop, model_id
 
 
 def _model_config(args: argparse.Namespace):
@@ -117,21 +125,11 @@ def cmd_remove(args: argparse.Namespace) -> int:
     return exit_codes.OK
 
 
-def _lengths(text: str) -> tuple[int, ...]:
-    try:
-        values = tuple(int(part) for part in text.split(",") if part.strip())
-    except ValueError:
-        raise WizardError(_("--lengths {text!r} is not a list of numbers.").format(text=text),
-                          _("Write it like 16,128,512.")) from None
-    if not values:
-        raise WizardError(_("--lengths is empty."), _("Write it like 16,128,512."))
-    return values
-
-
 def cmd_bench(args: argparse.Namespace) -> int:
     from wizard_steps import benchmark
 
-    plan = benchmark.BenchPlan(_lengths(args.lengths), args.new_tokens, args.runs, args.warmup)
+    lengths = benchmark.parse_lengths(args.lengths, "--lengths")
+    plan = benchmark.BenchPlan(lengths, args.new_tokens, args.runs, args.warmup).validate()
     backend, _stop, name = open_backend(args.target)
     plan.validate(backend.context_length)
     printer = ProgressPrinter()
@@ -210,24 +208,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 
-def _folder_of(target: str) -> tuple[Path, bool]:
-    """A converted folder, or the folder of a deployed model; True when it is deployed."""
-    from wizard_steps import deploy
-
-    folder = Path(target).expanduser()
-    if folder.is_dir():
-        return folder, False
-    matches = [m for m in deploy.list_deployed() if target in (m.id, m.name)]
-    if not matches:
-        raise WizardError(_("No converted folder or deployed model is called {target}.").format(target=target),
-                          _("Give a folder made by slmops convert, or a name from slmops list."))
-    return Path(max(matches, key=lambda m: m.version).path), True
-
-
 def cmd_tune(args: argparse.Namespace) -> int:
     from wizard_steps import tune
 
-    folder, deployed = _folder_of(args.target)
+    folder, model_id = resolve_target(args.target)
+    deployed = model_id is not None
     if args.undo:
         restored = tune.undo(folder)
         message = _("Restored the original genai_config.json.") if restored else _("Nothing to undo.")

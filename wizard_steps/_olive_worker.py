@@ -35,6 +35,39 @@ def fix_logits_output(folder: Path) -> str | None:
     return renamed[0]
 
 
+def check(folder: Path, max_new_tokens: int) -> dict[str, object]:
+    genai_config = json.loads((folder / "genai_config.json").read_text(encoding="utf-8"))
+    decoder = genai_config["model"]["decoder"]
+    import onnx
+
+    graph = onnx.load(str(folder / decoder["filename"]), load_external_data=False).graph
+    for tensor in graph.initializer:
+        for entry in tensor.external_data:
+            if entry.key == "location" and not (folder / entry.value).is_file():
+                return {"ok": False, "error": f"external data file {entry.value} is missing"}
+    outputs = {o.name for o in graph.output}
+    if decoder["outputs"]["logits"] not in outputs:
+        return {"ok": False, "error": f"genai_config names logits output "
+                f"{decoder['outputs']['logits']!r}, the graph has {sorted(outputs)[:3]}"}
+
+    import onnxruntime_genai as og
+
+    model = og.Model(str(folder))
+    tokenizer = og.Tokenizer(model)
+    prompt = "The capital of France is"
+    ids = tokenizer.encode(prompt)
+    params = og.GeneratorParams(model)
+    params.set_search_options(max_length=len(ids) + max_new_tokens, do_sample=False)
+    generator = og.Generator(model, params)
+    generator.append_tokens(ids)
+    tokens: list[int] = []
+    while not generator.is_done() and len(tokens) < max_new_tokens:
+        generator.generate_next_token()
+        tokens.append(int(generator.get_next_tokens()[0]))
+    return {"ok": True, "generated_tokens": len(tokens), "text": tokenizer.decode(tokens),
+            "graph_outputs": len(outputs)}
+
+
 def main(argv: list[str]) -> int:
     out_dir = Path(argv[1])
     olive_args = argv[argv.index("--") + 1:]
@@ -49,8 +82,6 @@ def main(argv: list[str]) -> int:
     if not (out_dir / "genai_config.json").is_file():
         print("@result " + json.dumps({"ok": False, "stage": "olive", "error": "no model"}))
         return 1
-    from wizard_steps._validate_worker import check
-
     try:
         renamed = fix_logits_output(out_dir)
         result = check(out_dir, 8)

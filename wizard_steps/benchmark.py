@@ -30,6 +30,15 @@ class BenchmarkError(WizardError):
     """A benchmark plan is not valid."""
 
 
+def parse_lengths(text: str, label: str) -> tuple[int, ...]:
+    """Prompt lengths typed as "16,128,512"; ``label`` names the field in the error."""
+    try:
+        return tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise BenchmarkError(_("{label} {text!r} are not whole numbers separated by commas.").format(
+            label=label, text=text), _("Write them like 16,128,512.")) from None
+
+
 @dataclass(frozen=True)
 class BenchPlan:
     lengths: tuple[int, ...] = (16, 128, 512, 1024)

@@ -199,29 +199,6 @@ def _result(lines: list[str]) -> dict[str, object] | None:
     return json.loads(line.removeprefix("@result ")) if line else None
 
 
-def validate_output(folder: Path, cancel: threading.Event | None = None,
-                    max_new_tokens: int = 8) -> dict[str, object]:
-    """Load the folder with onnx and onnxruntime-genai in a child process and generate; raises
-    PlanError with the reason when it does not load or generates nothing."""
-    command = [sys.executable, "-m", "wizard_steps._validate_worker", str(folder),
-               str(max_new_tokens)]
-    lines: list[str] = []
-    for kind, payload in stream_process(command, cancel=cancel, env=OLIVE_ENV):
-        if kind == "line":
-            lines.append(str(payload))
-        elif kind == "cancelled":
-            raise PlanError(_("Validation was cancelled."))
-    result_line = next((line for line in reversed(lines) if line.startswith("@result ")), None)
-    if result_line is None:
-        raise PlanError(_("The converted model does not load: {reason}").format(reason=failure_reason(lines)))
-    result = json.loads(result_line.removeprefix("@result "))
-    if not result.get("ok"):
-        raise PlanError(_("The converted model does not load: {reason}").format(reason=result.get("error")))
-    if result.get("generated_tokens", 0) < 1:
-        raise PlanError(_("The converted model loads but generates no tokens."))
-    return result
-
-
 def _place(staging: Path, target: Path, replace_existing: bool) -> None:
     if target.exists():
         if not replace_existing:

@@ -22,13 +22,14 @@ from textual.worker import Worker, WorkerState, get_current_worker
 from tui.screens.base import StepScreen
 from tui.widgets.metrics import MetricCard, RunChart
 from wizard_steps import benchmark, paths, quality
-from wizard_steps.benchmark import BenchPlan, BenchSample, BenchSummary
+from wizard_steps.benchmark import BenchPlan, BenchSample, BenchSummary, parse_lengths
 from wizard_steps.engine import Backend
 from wizard_steps.errors import WizardError
 from wizard_steps.events import Progress
 from wizard_steps.i18n import N_, _, number
 from wizard_steps.quality import QualityCheck
-from wizard_steps.templates import PromptTemplate, get_preset
+from wizard_steps.state import state_template
+from wizard_steps.templates import PromptTemplate
 
 CHECKS = (quality.DOMAIN, quality.FORMAT, quality.MEMORY, quality.LENGTHS, quality.EDGES,
           quality.FIDELITY)
@@ -58,14 +59,6 @@ class CheckStarted:
 @dataclass(frozen=True)
 class RunEnded:
     error: str = ""
-
-
-def parse_lengths(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(part) for part in text.replace(" ", "").split(",") if part)
-    except ValueError:
-        raise WizardError(_("Prompt lengths are whole numbers separated by commas, "
-                            "e.g. 16,128,512.")) from None
 
 
 def pair(median: float, p95: float, digits: int) -> str:
@@ -189,10 +182,7 @@ class BenchmarkScreen(StepScreen):
         return Text(_("Nothing to measure yet: convert the model first (or deploy it)."), style="red")
 
     def template(self) -> PromptTemplate:
-        state = self.state
-        if state.template_key == "custom" and state.custom_template:
-            return PromptTemplate(**state.custom_template)
-        return get_preset(state.template_key or "chatml").template
+        return state_template(self.state)[0]
 
     def open_backend(self) -> Backend:
         """Foundry Local when the model is deployed, else onnxruntime-genai on the converted folder."""
@@ -211,7 +201,7 @@ class BenchmarkScreen(StepScreen):
     def build_plan(self) -> BenchPlan:
         if not (self.state.deployed_id or self.state.converted_dir):
             raise WizardError(_("There is no converted or deployed model to measure."))
-        lengths = parse_lengths(self.query_one("#bench-lengths", Input).value)
+        lengths = parse_lengths(self.query_one("#bench-lengths", Input).value, _("Prompt lengths"))
         numbers = []
         for selector, what in (("#bench-runs", _("Runs must be a whole number.")),
                                ("#bench-new-tokens", _("New tokens must be a whole number."))):
