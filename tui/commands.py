@@ -1,4 +1,4 @@
-"""Headless commands after conversion: deploy, list, remove, bench, quality, chat, and the whole
+"""Every headless command: check, convert, deploy, list, remove, bench, quality, chat, tune, and the whole
 road (``demo``, ``run --answers``). Each returns an exit code; errors users can cause are
 WizardError, turned into one sentence by ``tui.cli.main``."""
 
@@ -8,6 +8,7 @@ import argparse
 import contextlib
 import json
 import sys
+import threading
 from dataclasses import asdict
 from pathlib import Path
 
@@ -19,6 +20,97 @@ from wizard_steps.events import Failed
 from wizard_steps.i18n import N_, _
 
 GREEDY_REPLY_TOKENS = 200
+
+
+def _fail(message: str, code: int = exit_codes.BAD_INPUT) -> int:
+    print(f"slmops: {message}", file=sys.stderr)
+    return code
+
+
+def json_values() -> contextlib.AbstractContextManager[None]:
+    """Machine output is English whatever the language: wrap what makes --json values."""
+    return i18n.using("en")
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from wizard_steps import prereqs
+
+    if args.json:
+        with json_values():
+            checks = prereqs.run_all()
+        print(json.dumps([{"name": c.name, "status": c.status.value, "detail": c.detail,
+                           "fix": c.fix} for c in checks], indent=2))
+    else:
+        checks = prereqs.run_all()
+        marks = {status: _(mark) for status, mark in CHECK_MARKS.items()}
+        width = max(map(len, marks.values()))
+        for c in checks:
+            print(f"[{marks[c.status.value].ljust(width)}] {_(c.name)}: {c.detail}")
+            if c.status.value != "ok" and c.fix:
+                print(" " * (width + 3) + _("fix: {fix}").format(fix=c.fix))
+    worst = prereqs.worst(checks)
+    return exit_codes.STEP_FAILED if worst.value == "fail" else exit_codes.OK
+
+
+CHECK_MARKS = {"ok": N_("ok"), "warn": N_("warn"), "fail": N_("FAIL")}
+
+
+def _resolve_model(value: str, printer: ProgressPrinter) -> Path:
+    if value != "demo":
+        return Path(value)
+    from wizard_steps import model_source
+
+    final = drive(model_source.prepare_demo(), printer)
+    if isinstance(final, Failed):
+        raise WizardError(final.reason)
+    return final.path
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    from wizard_steps import convert as conversion
+    from wizard_steps.precision import (
+        ExecutionProvider,
+        Int4Algorithm,
+        Int4Settings,
+        parse_precision,
+    )
+
+    printer = ProgressPrinter(verbose=args.verbose)
+    precision = parse_precision(args.precision)
+    int4 = Int4Settings(block_size=args.block_size, symmetric=not args.asymmetric,
+                        accuracy_level=args.accuracy_level,
+                        algorithm=Int4Algorithm(args.int4_algo),
+                        quantize_embeddings=args.quantize_embeddings)
+    provider = ExecutionProvider(args.provider)
+    model_dir = _resolve_model(args.model, printer)
+    plan = conversion.make_plan(model_dir, args.out, precision, provider, int4,
+                                method=args.method, replace_existing=args.replace)
+    stop = threading.Event()
+    try:
+        final = drive(conversion.convert(plan, cancel=stop), printer)
+    except KeyboardInterrupt:
+        stop.set()
+        return _fail(_("conversion interrupted; nothing was written."), exit_codes.INTERRUPTED)
+    if isinstance(final, Failed):
+        log = _(" (full log: {path})").format(path=final.log_path) if final.log_path else ""
+        return _fail(final.reason + log, exit_codes.STEP_FAILED)
+    details = dict(final.details)
+    if args.json:
+        print(json.dumps({"output_dir": str(final.path), **details}, indent=2))
+    else:
+        from wizard_steps.precision import human_size
+
+        print(_("Converted to {precision} in {seconds} s: {path}").format(
+            precision=details["precision"].upper(), seconds=i18n.number(details["duration_s"], None),
+            path=final.path))
+        print("  " + _("size {size} (source {source}, {percent} smaller)").format(
+            size=human_size(details["size_bytes"]), source=human_size(details["source_bytes"]),
+            percent=i18n.percent(details["reduction"] * 100)))
+        print("  " + _("loaded with onnxruntime-genai, sample: {sample!r}").format(
+            sample=details["sample_text"].strip()))
+        print("  " + _("repeat by hand: {command}").format(command=details["rerun"]))
+    return exit_codes.OK
+
 
 
 def template_for_folder(folder: Path):
