@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from wizard_steps import paths
-from wizard_steps.convert_log import LogProgress, failure_reason
+from wizard_steps.convert_log import LogProgress, failure_reason, is_live
 from wizard_steps.errors import PlanError
 from wizard_steps.events import Event, Failed, Finished, LogLine, Progress
 from wizard_steps.i18n import _
@@ -231,7 +231,8 @@ def convert(plan: ConvertPlan, cancel: threading.Event | None = None) -> Iterato
     config = olive_config(plan, staging, cache)
     config_path = log_dir / OLIVE_CONFIG_NAME
     _write_json(config_path, config)
-    tracker = LogProgress(plan.model.num_layers, two_passes=plan.precision is Precision.INT8)
+    tracker = LogProgress(plan.model.num_layers, two_passes=plan.precision is Precision.INT8,
+                          quantizer=plan.precision is Precision.INT4 and plan.int4.algorithm.value != "rtn")
     lines: list[str] = []
     placed = False
     exit_code: object = None
@@ -253,7 +254,7 @@ def convert(plan: ConvertPlan, cancel: threading.Event | None = None) -> Iterato
                 if text.startswith("@result "):
                     yield Progress(_("Validated: the model loads and generates"), 0.98)
                     continue
-                yield LogLine(text)
+                yield LogLine(text, live=is_live(text))
                 step = tracker.update(text)
                 if step is not None:
                     yield step

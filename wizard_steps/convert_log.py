@@ -10,22 +10,40 @@ from wizard_steps.i18n import _
 _LAYER = re.compile(r"^Reading layer (\d+)")
 _RUNNING_PASS = re.compile(r"Running pass (\S+)")
 _PASS_DONE = re.compile(r"Pass (\S+) finished in ([\d.]+) seconds")
+_QUANTIZER = re.compile(r"^Progress: \[[# ]*\]\s*([\d.]+)%")  # onnxruntime's weight quantizer, drawn with \r
 _ERROR_LINE = re.compile(r"^(?:[\w.]+(?:Error|Exception|Exit)|AssertionError|KeyError)\b.*")
 
 
-class LogProgress:
-    """Turns the ModelBuilder's "Reading layer N" lines into a fraction of the whole run."""
+def is_live(line: str) -> bool:
+    """A progress-bar line that redraws the one before it (printed after a carriage return)."""
+    return _QUANTIZER.match(line.strip()) is not None
 
-    def __init__(self, num_layers: int, two_passes: bool = False) -> None:
+
+class LogProgress:
+    """Turns the ModelBuilder's "Reading layer N" lines, and the weight quantizer's own
+    "Progress: [###   ] N%" bar, into a fraction of the whole run."""
+
+    QUANTIZER_START = 0.5  # of the builder's share, when a quantizer with its own bar follows
+
+    def __init__(self, num_layers: int, two_passes: bool = False, quantizer: bool = False) -> None:
         self.num_layers = max(num_layers, 1)
         self.builder_span = 0.6 if two_passes else 0.9
+        self.quantizer = quantizer  # k-quant: saving takes most of the run, and draws a bar
         self.passes_seen = 0
 
     def _builder(self, share: float) -> float:
+        if self.quantizer:  # reading the layers is the short part; the quantizer's bar the long one
+            share = share * self.QUANTIZER_START / 0.93 if share <= 0.93 else share
         return 0.02 + share * (self.builder_span - 0.02)
 
     def update(self, line: str) -> Progress | None:
         text = line.strip()
+        if match := _QUANTIZER.match(text):
+            done = min(max(float(match.group(1)) / 100, 0.0), 1.0)
+            start = self.QUANTIZER_START if self.quantizer else 0.93
+            share = start + done * (0.97 - start)  # already on the builder's scale
+            return Progress(_("Quantizing the weights: {percent} %").format(percent=round(done * 100)),
+                            0.02 + share * (self.builder_span - 0.02))
         if match := _RUNNING_PASS.search(text):
             self.passes_seen += 1
             name = match.group(1).split(":")[0]

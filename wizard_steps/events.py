@@ -9,9 +9,11 @@ from pathlib import Path
 
 @dataclass(frozen=True)
 class LogLine:
-    """One line of a subprocess's or a step's log."""
+    """One line of a subprocess's or a step's log. ``live``: a progress line drawn over the one
+    before it (a carriage-return progress bar), not added to the log."""
 
     text: str
+    live: bool = False
 
 
 @dataclass(frozen=True)
