@@ -147,9 +147,7 @@ class SlmopsApp(App[None]):
         if len(self.screen_stack) == 1:  # the first step's screen is the base: it stays, inert
             base = self.screen
             if isinstance(base, StepScreen):
-                base.cancel.set()
-                for worker in base.workers:
-                    worker.cancel()
+                base.stop_work()
             self.push_screen(screen_class(step)())
         else:
             self.switch_screen(screen_class(step)())
@@ -172,7 +170,7 @@ class SlmopsApp(App[None]):
         if isinstance(screen, StepScreen) and screen.is_busy():
             def answer(yes: bool | None) -> None:
                 if yes:
-                    screen.cancel.set()
+                    screen.stop_work()
                     self.exit()
 
             self.push_screen(ConfirmScreen(_("Work is still running on this step (it will be "

@@ -3,45 +3,30 @@ progress and log, cancelling it, and an existing output folder refused until rep
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from textual.pilot import Pilot
 from textual.widgets import Button, Collapsible, Input, Log, ProgressBar, Static, Switch
 
 from tui.app import SlmopsApp
 from tui.screens.convert import ConvertScreen
 from tui.widgets.help import HelpScreen
+from tui.widgets.run_panel import RunPanel
+from tests.tui.helpers import assert_fits, text_of, wait_for
 from wizard_steps.state import WizardState
 
 pytestmark = pytest.mark.slow  # every test needs the demo model (prepared once per run)
+
+
+def said(screen: ConvertScreen, selector: str) -> str:
+    """A widget's text with its wrapping undone."""
+    return " ".join(text_of(screen, selector).split())
 
 
 def convert_app(model_dir: Path, output_dir: Path) -> SlmopsApp:
     state = WizardState(model_dir=str(model_dir), precision="int4", int4_algorithm="rtn",
                         int4_quantize_embeddings=True, output_dir=str(output_dir))
     return SlmopsApp(state, start="convert")
-
-
-async def wait_for(pilot: Pilot, condition: Callable[[], bool], timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        await pilot.pause(0.5)
-
-
-def text_of(screen: ConvertScreen, selector: str) -> str:
-    return str(screen.query_one(selector, Static).render())
-
-
-def assert_fits(app: SlmopsApp, width: int = 80) -> None:
-    """No widget of the screen reaches past the terminal's last column, nothing scrolls sideways."""
-    screen = app.screen
-    for widget in screen.walk_children():
-        assert widget.region.right <= width, f"{widget!r} ends at column {widget.region.right}"
-    assert screen.query_one("#step-body").max_scroll_x == 0
 
 
 async def test_screen_shows_the_plan_and_the_olive_config(demo_model: Path, tmp_path: Path) -> None:
@@ -72,28 +57,34 @@ async def test_conversion_runs_in_a_worker_and_succeeds(demo_model: Path, tmp_pa
     async with app.run_test(size=(80, 24)) as pilot:
         screen = app.screen
         assert isinstance(screen, ConvertScreen)
-        await pilot.press("s")
+        await pilot.click("#convert-start")
         await pilot.pause()
-        assert screen.is_busy()
+        assert screen.is_busy() and screen.running
+        assert screen.query_one("#convert-start", Button).disabled
+        assert not screen.query_one("#convert-cancel", Button).disabled
+        assert screen.query_one("#convert-output", Input).disabled
         await pilot.press("f1")  # the UI answers while Olive runs
         await pilot.pause()
         assert isinstance(app.screen, HelpScreen)
         await pilot.press("escape")
         await pilot.pause()
         assert app.screen is screen and screen.is_busy()
-        await wait_for(pilot, lambda: not screen.is_busy())
+        await wait_for(pilot, lambda: not screen.is_busy(), "the conversion to end")
 
         assert screen.query_one("#convert-progress", ProgressBar).progress == 1.0
         lines = screen.query_one("#convert-log", Log).lines
         assert any(line.startswith("Reading layer") for line in lines)
         assert (out / "genai_config.json").is_file()
         assert app.state.converted_dir == str(out)
-        assert "smaller" in text_of(screen, "#convert-result")
+        assert "smaller" in said(screen, "#convert-result")
         assert not screen.query_one("#next", Button).disabled
+        assert not screen.query_one("#convert-start", Button).disabled
+        assert screen.query_one("#convert-cancel", Button).disabled
         assert_fits(app)
 
 
-async def test_cancelling_leaves_no_output_folder(demo_model: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("how", ["button", "key"])
+async def test_cancelling_leaves_no_output_folder(demo_model: Path, tmp_path: Path, how: str) -> None:
     out = tmp_path / "int4"
     app = convert_app(demo_model, out)
     async with app.run_test(size=(80, 24)) as pilot:
@@ -101,11 +92,16 @@ async def test_cancelling_leaves_no_output_folder(demo_model: Path, tmp_path: Pa
         assert isinstance(screen, ConvertScreen)
         await pilot.press("s")
         log = screen.query_one("#convert-log", Log)
-        await wait_for(pilot, lambda: any(line.startswith("Reading layer") for line in log.lines))
-        await pilot.press("escape")
-        await wait_for(pilot, lambda: not screen.is_busy(), timeout=10)
+        await wait_for(pilot, lambda: any(line.startswith("Reading layer") for line in log.lines),
+                       "Olive to read the first layer")
+        if how == "button":
+            await pilot.click("#convert-cancel")
+        else:
+            await pilot.press("escape")
+        await wait_for(pilot, lambda: not screen.is_busy(), "the cancelled run to end")
 
-        assert "cancelled" in text_of(screen, "#convert-notice")
+        assert "cancelled" in said(screen, "#convert-result")
+        assert screen.query_one(RunPanel).outcome is not None
         assert not out.exists()
         assert list(tmp_path.iterdir()) == []  # no staging folder left beside it
         assert screen.query_one("#next", Button).disabled
@@ -120,7 +116,7 @@ async def test_existing_output_is_refused_until_replace_is_on(demo_model: Path,
     async with app.run_test(size=(80, 24)) as pilot:
         screen = app.screen
         assert isinstance(screen, ConvertScreen)
-        assert "already exists" in text_of(screen, "#convert-notice")
+        assert "already exists" in said(screen, "#convert-notice")
         assert screen.query_one("#convert-start", Button).disabled
         await pilot.press("s")
         await pilot.pause()
@@ -144,5 +140,5 @@ async def test_an_earlier_conversion_lets_next_through(demo_model: Path, tmp_pat
     app.state.converted_dir = str(out)
     async with app.run_test(size=(80, 24)):
         screen = app.screen
-        assert f"Already converted: {out}" in text_of(screen, "#convert-notice")
+        assert f"Already converted: {out}" in said(screen, "#convert-notice")
         assert not screen.query_one("#next", Button).disabled

@@ -112,7 +112,20 @@ class StepScreen(Screen[None]):
     def is_busy(self) -> bool:
         """True while long work started by this screen is running (quitting asks first); quick
         look-ups run in the worker group "quick" and do not count."""
-        return any(worker.is_running and worker.group != "quick" for worker in self.workers)
+        from tui.widgets.run_panel import RunPanel
+
+        return (any(panel.running for panel in self.query(RunPanel))
+                or any(worker.is_running and worker.group != "quick" for worker in self.workers))
+
+    def stop_work(self) -> None:
+        """The screen is left (or stays, inert, under the next one): its long work stops."""
+        from tui.widgets.run_panel import RunPanel
+
+        self.cancel.set()
+        for panel in self.query(RunPanel):
+            panel.cancel()
+        for worker in self.workers:
+            worker.cancel()
 
 
 KEYS_HELP = N_("""## Keys

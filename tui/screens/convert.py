@@ -4,38 +4,29 @@ live (progress, stage, Olive's log, elapsed time), cancellable; the result prove
 from __future__ import annotations
 
 import json
-import threading
-import time
-from contextlib import closing
+from functools import partial
 from pathlib import Path
 
 from rich.syntax import Syntax
 from rich.text import Text
-from textual import on, work
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
-from textual.timer import Timer
-from textual.widgets import Button, Collapsible, Input, Label, Log, ProgressBar, Static, Switch
-from textual.worker import Worker, WorkerState, get_current_worker
+from textual.containers import Horizontal
+from textual.widgets import Button, Collapsible, Input, Label, Static, Switch
 
 from tui.screens.base import StepScreen
+from tui.widgets.run_panel import RunFactory, RunPanel
 from wizard_steps import convert, paths
 from wizard_steps.convert import ConvertPlan
 from wizard_steps.errors import WizardError
-from wizard_steps.events import Event, Failed, Finished, LogLine, Progress
+from wizard_steps.events import Finished
 from wizard_steps.generation import ModelConfig
 from wizard_steps.i18n import N_, _, number, percent
 from wizard_steps.model_source import inspect_model
 from wizard_steps.precision import Int4Algorithm, Int4Settings, Precision, estimate_bytes, human_size
 
-MAX_LOG_LINES = 3000
 RESULT_LABELS = (N_("Folder"), N_("Size"), N_("Sample"), N_("Again"))
-
-
-def elapsed(seconds: float) -> str:
-    minutes, secs = divmod(int(seconds), 60)
-    return f"{minutes}:{secs:02d}"
 
 
 def describe_plan(plan: ConvertPlan) -> Text:
@@ -98,10 +89,6 @@ class ConvertScreen(StepScreen):
         super().__init__()
         self.plan: ConvertPlan | None = None
         self.result: Finished | None = None
-        self.running = False
-        self.stop = threading.Event()  # per run; set by Cancel and when the screen goes away
-        self.started = 0.0
-        self.timer: Timer | None = None
         self.plan_error = ""
         self.config_json = ""
 
@@ -116,28 +103,24 @@ class ConvertScreen(StepScreen):
         yield Static("", id="convert-notice")
         with Collapsible(title=_("Olive config (olive run --config)"), id="convert-config-box"):
             yield Static("", id="convert-config")
-        with Horizontal(id="convert-controls"):
-            yield Button(_("Start"), id="convert-start", variant="success")
-            yield Button(_("Cancel"), id="convert-cancel", variant="error")
-            with Vertical(id="convert-progress-box"):
-                yield ProgressBar(total=1.0, show_eta=False, id="convert-progress")
-                yield Label("", id="convert-stage", classes="hint")
-        yield Static("", id="convert-result")
-        yield Log(max_lines=MAX_LOG_LINES, id="convert-log")
+        yield RunPanel("convert", prepare=self.prepare_run, start_label=_("Start"),
+                       cancel_label=_("Cancel"), log_title=_("Olive log"))
+
+    @property
+    def panel(self) -> RunPanel:
+        return self.query_one(RunPanel)
+
+    @property
+    def running(self) -> bool:
+        return self.panel.running
 
     def on_mount(self) -> None:
         super().on_mount()
-        self.query_one("#convert-result").display = False
-        self.query_one("#convert-log", Log).border_title = _("Olive log")
         self.query_one("#convert-output", Input).value = self.initial_output_dir()
         self.replan()
         self.show_controls()
         start = self.query_one("#convert-start", Button)
         (self.query_one("#convert-replace") if start.disabled else start).focus()
-
-    def on_unmount(self) -> None:
-        super().on_unmount()
-        self.stop.set()
 
     # --- the plan -----------------------------------------------------------------------------
 
@@ -240,9 +223,7 @@ class ConvertScreen(StepScreen):
         return _("Convert the model first.")
 
     def show_controls(self) -> None:
-        start = self.query_one("#convert-start", Button)
-        start.disabled = self.running or self.plan is None
-        self.query_one("#convert-cancel", Button).disabled = not self.running
+        self.panel.set_ready(self.plan is not None)
         self.query_one("#convert-output", Input).disabled = self.running
         self.query_one("#convert-replace", Switch).disabled = self.running
         self.refresh_bindings()
@@ -255,99 +236,32 @@ class ConvertScreen(StepScreen):
             return self.running
         return super().check_action(action, parameters)
 
-    @on(Button.Pressed, "#convert-start")
     def action_start(self) -> None:
-        if self.running:
-            return
-        self.replan()  # the folder may have appeared or gone since
-        if self.plan is None:
-            self.notify(self.plan_error, severity="error")
-            return
-        self.result = None
-        self.running = True
-        self.stop = threading.Event()
-        self.started = time.monotonic()
-        self.query_one("#convert-log", Log).clear()
-        self.query_one("#convert-progress", ProgressBar).update(progress=0.0)
-        self.query_one("#convert-result").display = False
-        self.set_notice("")
-        self.timer = self.set_interval(1.0, self.tick)
-        self.tick()
-        self.show_controls()
-        self.query_one("#convert-controls").scroll_visible(top=True)
-        self.run_conversion(self.plan, self.stop)
+        self.panel.start()
 
-    @on(Button.Pressed, "#convert-cancel")
     def action_cancel_run(self) -> None:
-        if self.running and not self.stop.is_set():
-            self.stop.set()
-            self.query_one("#convert-stage", Label).update(_("Cancelling…"))
+        self.panel.cancel()
 
-    def tick(self) -> None:
-        self.query_one("#convert-progress-box").border_subtitle = (
-            _("elapsed {time}").format(time=elapsed(time.monotonic() - self.started)))
+    def prepare_run(self) -> RunFactory | None:
+        """Start: the plan checked again (the folder may have appeared or gone since)."""
+        self.replan()
+        plan = self.plan
+        if plan is None:
+            self.notify(self.plan_error, severity="error")
+            return None
+        self.result = None
+        self.set_notice("")
+        return partial(convert.convert, plan)
 
-    @work(thread=True, exclusive=True, group="convert", exit_on_error=False)
-    def run_conversion(self, plan: ConvertPlan, stop: threading.Event) -> None:
-        worker = get_current_worker()
-        with closing(convert.convert(plan, cancel=stop)) as events:
-            for event in events:
-                if worker.is_cancelled or self.cancel.is_set():  # app or screen going away
-                    stop.set()
-                    continue
-                try:
-                    self.app.call_from_thread(self.show_event, event)
-                except RuntimeError:  # the app has gone: stop Olive, let convert clean up
-                    stop.set()
-
-    def show_event(self, event: Event) -> None:
-        if self.cancel.is_set():
-            return  # the screen has been left; its widgets are going
-        if isinstance(event, LogLine):
-            log = self.query_one("#convert-log", Log)
-            log.write_line(event.text, scroll_end=log.is_vertical_scroll_end)
-        elif isinstance(event, Progress):
-            if event.fraction is not None:
-                self.query_one("#convert-progress", ProgressBar).update(progress=event.fraction)
-            if not self.stop.is_set():
-                self.query_one("#convert-stage", Label).update(event.stage)
-        elif isinstance(event, Finished):
-            self.result = event
-            self.state.converted_dir = self.state.output_dir = str(event.path)
-            self.state.save()
-            result = self.query_one("#convert-result", Static)
-            result.update(describe_result(event))
-            result.display = True
-            self.finish_run(_("Done"))
-            result.scroll_visible()
-        elif isinstance(event, Failed):
-            self.show_failure(event)
-
-    def show_failure(self, event: Failed) -> None:
-        text = Text(event.reason, style="bold red")
-        if event.log_path:
-            text.append("\n" + _("Full log: {path}").format(path=event.log_path), style="dim")
-        self.set_notice(text)
-        self.finish_run(_("Cancelled") if event.cancelled else _("Failed"))
-        self.query_one("#convert-notice").scroll_visible()
-
-    def finish_run(self, stage: str) -> None:
-        self.running = False
-        if self.timer is not None:
-            self.timer.stop()
-            self.tick()
-        self.query_one("#convert-stage", Label).update(stage)
+    @on(RunPanel.RunningChanged, "#convert-run")
+    def running_changed(self) -> None:
         self.show_controls()
-        log = self.query_one("#convert-log", Log)
-        self.call_after_refresh(log.scroll_end, animate=False)  # its height may have changed
 
-    @on(Worker.StateChanged)
-    def worker_ended(self, event: Worker.StateChanged) -> None:
-        if event.worker.group != "convert" or not self.running:
-            return
-        if event.state is WorkerState.ERROR:
-            self.show_failure(Failed(_("The conversion stopped on an unexpected error: {error}").format(
-                error=event.worker.error)))
-        elif event.state in (WorkerState.SUCCESS, WorkerState.CANCELLED):
-            self.show_failure(Failed(_("The conversion ended without a result."),
-                                     cancelled=event.state is WorkerState.CANCELLED))
+    @on(RunPanel.Ended, "#convert-run")
+    def run_ended(self, message: RunPanel.Ended) -> None:
+        if isinstance(message.outcome, Finished):
+            self.result = message.outcome
+            self.state.converted_dir = self.state.output_dir = str(message.outcome.path)
+            self.state.save()
+            self.panel.show_result(describe_result(message.outcome))
+        self.show_controls()
