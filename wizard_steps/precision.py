@@ -2,7 +2,8 @@
 
 Sizes are estimated from the model's real parameter count with the byte costs of the formats the
 ONNX model builder writes (checked against the demo model, see shared/DESIGN.md); the quality
-and speed notes carry the figures measured on the demo model.
+notes carry the demo model's sizes and perplexities, which travel between machines. Speeds do not
+(int8/int4 kernels differ by CPU): they are estimates until ``slmops compare`` measures them here.
 """
 
 from __future__ import annotations
@@ -87,18 +88,18 @@ class PrecisionOption:
 _TABLE = {  # translated where the options are made (N_ marks them for extraction)
     Precision.FP32: ("FP32", N_("1x (reference)"), N_("baseline"), N_("identical to the source"),
                      N_("checking that conversion is exact"),
-                     N_("627 MB, perplexity 24.77 (source 24.77), 65 tok/s")),
+                     N_("627 MB, perplexity 24.77 (source 24.77)")),
     Precision.FP16: ("FP16", "~1/2", N_("fast on GPUs"), N_("practically lossless"),
                      N_("GPU deployment (CUDA, DirectML, WebGPU)"),
                      N_("not measured: FP16 needs a GPU execution provider")),
     Precision.INT8: ("INT8", N_("~1/4 of FP32 here"), N_("~1.8x FP32 on CPU"), N_("close to the source"),
                      N_("CPU deployment where quality matters most"),
-                     N_("181 MB, perplexity 25.11 (+1.4 %), 115 tok/s")),
+                     N_("181 MB, perplexity 25.11 (+1.4 %)")),
     Precision.INT4: ("INT4", N_("~1/3 to 1/6"), N_("fastest on CPU (~2.5-3x FP32)"),
                      N_("visible loss on small models; k_quant_mixed recovers half"),
                      N_("laptops and workshops: smallest and fastest"),
-                     N_("220 MB k_quant_mixed: perplexity 28.13 (+13.6 %), 159 tok/s; "
-                        "194 MB RTN: 32.22 (+30 %), 187 tok/s")),
+                     N_("220 MB k_quant_mixed: perplexity 28.13 (+13.6 %); "
+                        "194 MB RTN: 32.22 (+30 %)")),
 }
 
 # Execution providers on which Olive's ModelBuilder accepts each precision.
