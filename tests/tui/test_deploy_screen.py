@@ -5,17 +5,16 @@ foundry CLI's route where that command is installed."""
 from __future__ import annotations
 
 import io
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from rich.console import Console
-from textual.pilot import Pilot
 from textual.widgets import Button, Collapsible, DataTable, Input, Label, Static
 
 from tui.app import SlmopsApp
 from tui.screens.deploy import DeployScreen
+from tests.tui.helpers import assert_fits, wait_for
+from wizard_steps.deploy import list_deployed
 from wizard_steps.state import WizardState
 
 pytestmark = pytest.mark.slow  # the demo model converted to INT4 (once per run)
@@ -26,25 +25,12 @@ def deploy_app(folder: Path, **state: object) -> SlmopsApp:
                      start="deploy")
 
 
-async def wait_for(pilot: Pilot, condition: Callable[[], bool], timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        await pilot.pause(0.1)
-
-
 def text_of(screen: DeployScreen, selector: str) -> str:
     """The widget's content as plain text, as wide as it is drawn (Rich renderables too)."""
     widget = screen.query_one(selector, Static)
     console = Console(width=max(widget.size.width, 20), file=io.StringIO(), record=True)
     console.print(widget.content)
     return console.export_text()
-
-
-def assert_fits(app: SlmopsApp, width: int = 80) -> None:
-    for widget in app.screen.walk_children():
-        assert widget.region.right <= width, f"{widget!r} ends at column {widget.region.right}"
-    assert app.screen.query_one("#step-body").max_scroll_x == 0
 
 
 async def test_a_bad_name_is_explained_and_blocks_deploying(demo_int4: Path, tmp_home: Path) -> None:
@@ -89,9 +75,10 @@ async def test_d_deploys_for_real_and_lists_the_model(demo_int4: Path, tmp_home:
         screen = app.screen
         assert isinstance(screen, DeployScreen)
         assert "Foundry Local SDK" in text_of(screen, "#deploy-route")
-        await pilot.press("d")
-        await wait_for(pilot, lambda: screen.result is not None and not screen.running)
-        await wait_for(pilot, lambda: screen.query_one("#deployed-table", DataTable).row_count == 1)
+        await pilot.click("#deploy-start")
+        await wait_for(pilot, lambda: screen.result is not None and not screen.running, "the deploy to end")
+        await wait_for(pilot, lambda: screen.query_one("#deployed-table", DataTable).row_count == 1,
+                       "the deployed model in the table")
         result = " ".join(text_of(screen, "#deploy-result").split())
         reply = " ".join(str(screen.result.details["proof_reply"]).split())
         assert reply and f"“{reply}”" in result
@@ -105,6 +92,22 @@ async def test_d_deploys_for_real_and_lists_the_model(demo_int4: Path, tmp_home:
         await pilot.press("ctrl+n")
         await pilot.pause()
         assert app.state.step == "benchmark" and "deploy" in app.state.completed
+
+
+async def test_cancel_stops_the_deploy_and_keeps_nothing(demo_int4: Path, tmp_home: Path) -> None:
+    app = deploy_app(demo_int4)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = app.screen
+        assert isinstance(screen, DeployScreen)
+        await pilot.click("#deploy-start")
+        assert screen.running and not screen.query_one("#deploy-cancel", Button).disabled
+        await pilot.click("#deploy-cancel")
+        await wait_for(pilot, lambda: not screen.running, "the cancelled deploy to end")
+        assert screen.result is None
+        assert "cancelled" in " ".join(text_of(screen, "#deploy-result").split())
+        assert list_deployed() == []
+        assert not screen.query_one("#deploy-start", Button).disabled
+        assert screen.query_one("#next", Button).disabled
 
 
 async def test_a_deployed_id_no_longer_listed_does_not_count(demo_int4: Path, tmp_home: Path) -> None:
@@ -128,7 +131,7 @@ async def test_the_foundry_cli_route_is_used_where_the_cli_is_installed(
         assert "foundry CLI" in text_of(screen, "#deploy-route")
         assert text_of(screen, "#deploy-version").strip() == "→ demo-int4"
         await pilot.press("d")
-        await wait_for(pilot, lambda: screen.result is not None and not screen.running)
+        await wait_for(pilot, lambda: screen.result is not None and not screen.running, "the deploy to end")
         result = text_of(screen, "#deploy-result")
         assert "Placed demo-int4" in result and "foundry model run demo-int4" in result
         assert (cache / "custom" / "demo-int4" / "inference_model.json").is_file()

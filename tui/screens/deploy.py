@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import re
-import threading
-from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,16 +16,16 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
-from textual.widgets import Button, Collapsible, DataTable, Input, Label, ProgressBar, Static
-from textual.worker import Worker, WorkerState, get_current_worker
+from textual.containers import Horizontal
+from textual.widgets import Button, Collapsible, DataTable, Input, Label, Static
 
 from tui.screens.base import StepScreen
+from tui.widgets.run_panel import RunFactory, RunPanel
 from wizard_steps import paths
 from wizard_steps.deploy import DeployedModel, deploy, list_deployed, next_version
 from wizard_steps.deploy_files import MAX_NAME, InferenceModel, check_model_folder, validate_name
 from wizard_steps.errors import WizardError
-from wizard_steps.events import Event, Failed, Finished, Progress
+from wizard_steps.events import Finished
 from wizard_steps.foundry_cli import choose_backend, deploy_with_cli
 from wizard_steps.generation import ModelConfig
 from wizard_steps.i18n import N_, _, number, sort_key
@@ -122,8 +120,15 @@ class DeployScreen(StepScreen):
         self.config: ModelConfig | None = None
         self.deployed: list[DeployedModel] | None = None
         self.result: Finished | None = None
-        self.running = False
-        self.stop = threading.Event()
+        self.running_plan: DeployPlan | None = None
+
+    @property
+    def panel(self) -> RunPanel:
+        return self.query_one(RunPanel)
+
+    @property
+    def running(self) -> bool:
+        return self.panel.running
 
     def compose_body(self) -> ComposeResult:
         yield Label(_("Deploy to Foundry Local"), classes="step-title")
@@ -137,19 +142,13 @@ class DeployScreen(StepScreen):
         yield Label("", id="deploy-name-error", classes="error-line")
         with Collapsible(title="inference_model.json", id="deploy-json-box"):
             yield Static("", id="deploy-json")
-        with Horizontal(id="deploy-controls"):
-            yield Button(_("Deploy"), id="deploy-start", variant="success")
-            yield Button(_("Cancel"), id="deploy-cancel", variant="error")
-            with Vertical(id="deploy-progress-box"):
-                yield ProgressBar(total=1.0, show_eta=False, id="deploy-progress")
-                yield Label("", id="deploy-stage", classes="hint")
-        yield Static("", id="deploy-result")
+        yield RunPanel("deploy", prepare=self.prepare_run, start_label=_("Deploy"),
+                       cancel_label=_("Cancel"))
         yield Label(_("Deployed models"), classes="section-title")
         yield DataTable(id="deployed-table", cursor_type="row", zebra_stripes=True)
 
     def on_mount(self) -> None:
         super().on_mount()
-        self.query_one("#deploy-result").display = False
         table = self.query_one("#deployed-table", DataTable)
         table.add_columns("id", _("display name"), _("precision"), _("size"), _("path"))
         self.query_one("#deploy-json-box", Collapsible).collapsed = self.app.size.height < 40
@@ -158,10 +157,6 @@ class DeployScreen(StepScreen):
         self.refresh_table()
         start = self.query_one("#deploy-start", Button)
         (self.query_one("#deploy-name") if start.disabled else start).focus()
-
-    def on_unmount(self) -> None:
-        super().on_unmount()
-        self.stop.set()
 
     # --- what is to be deployed ---------------------------------------------------------------
 
@@ -248,8 +243,7 @@ class DeployScreen(StepScreen):
         return True
 
     def show_controls(self) -> None:
-        self.query_one("#deploy-start", Button).disabled = self.plan() is None
-        self.query_one("#deploy-cancel", Button).disabled = not self.running
+        self.panel.set_ready(self.plan() is not None)
         self.query_one("#deploy-name", Input).disabled = self.running
         self.refresh_bindings()
         self.refresh_nav()
@@ -292,81 +286,35 @@ class DeployScreen(StepScreen):
 
     # --- the run ------------------------------------------------------------------------------
 
-    @on(Button.Pressed, "#deploy-start")
     def action_deploy(self) -> None:
+        self.panel.start()
+
+    def action_cancel_run(self) -> None:
+        self.panel.cancel()
+
+    def prepare_run(self) -> RunFactory | None:
         plan = self.plan()
         if plan is None:
-            return
-        self.result = None
-        self.running = True
-        self.stop = threading.Event()
-        self.query_one("#deploy-progress", ProgressBar).update(progress=0.0)
-        self.query_one("#deploy-result").display = False
-        self.query_one("#deploy-stage", Label).update(_("Starting…"))
+            return None
+        self.result, self.running_plan = None, plan
+        route = deploy_with_cli if plan.route == "cli" else deploy
+        return lambda stop: route(plan.folder, plan.name, plan.template, plan.config, cancel=stop)
+
+    @on(RunPanel.RunningChanged, "#deploy-run")
+    def running_changed(self) -> None:
         self.show_controls()
-        self.run_deploy(plan, self.stop)
 
-    @on(Button.Pressed, "#deploy-cancel")
-    def action_cancel_run(self) -> None:
-        if self.running and not self.stop.is_set():
-            self.stop.set()
-            self.query_one("#deploy-stage", Label).update(_("Cancelling…"))
-
-    @work(thread=True, exclusive=True, group="deploy", exit_on_error=False)
-    def run_deploy(self, plan: DeployPlan, stop: threading.Event) -> None:
-        worker = get_current_worker()
-        if plan.route == "cli":
-            events = deploy_with_cli(plan.folder, plan.name, plan.template, plan.config, cancel=stop)
-        else:
-            events = deploy(plan.folder, plan.name, plan.template, plan.config, cancel=stop)
-        with closing(events):
-            for event in events:
-                if worker.is_cancelled or self.cancel.is_set():  # app or screen going away
-                    stop.set()
-                    continue
-                try:
-                    self.app.call_from_thread(self.show_event, plan, event)
-                except RuntimeError:  # the app has gone: let deploy undo its work
-                    stop.set()
-
-    def show_event(self, plan: DeployPlan, event: Event) -> None:
-        if self.cancel.is_set():
-            return
-        if isinstance(event, Progress):
-            if event.fraction is not None:
-                self.query_one("#deploy-progress", ProgressBar).update(progress=event.fraction)
-            if not self.stop.is_set():
-                self.query_one("#deploy-stage", Label).update(event.stage)
-        elif isinstance(event, Finished):
+    @on(RunPanel.Ended, "#deploy-run")
+    def run_ended(self, message: RunPanel.Ended) -> None:
+        plan = self.running_plan
+        if isinstance(message.outcome, Finished) and plan is not None:
+            event = message.outcome
             self.result = event
             self.state.deploy_name = plan.name
             self.state.deployed_id = str(event.details.get("model_id") or plan.name)
             self.state.save()
-            self.show_result(describe_result(plan.route, event), _("Deployed"))
+            self.panel.set_stage(_("Deployed"))
+            self.panel.show_result(describe_result(plan.route, event))
             self.refresh_table(select=self.state.deployed_id)
             self.name_changed()  # the next version is one more now
-        elif isinstance(event, Failed):
-            self.show_result(Text(event.reason, style="bold red"),
-                             _("Cancelled") if event.cancelled else _("Failed"))
-
-    def show_result(self, text: Text | Group, stage: str) -> None:
-        self.running = False
-        result = self.query_one("#deploy-result", Static)
-        result.update(text)
-        result.display = True
-        self.query_one("#deploy-stage", Label).update(stage)
         self.show_controls()
-        if self.focused is None:  # the Deploy button had it, and was disabled while running
-            self.query_one("#deploy-start", Button).focus(scroll_visible=False)
-        result.scroll_visible()
-
-    @on(Worker.StateChanged)
-    def worker_ended(self, event: Worker.StateChanged) -> None:
-        if event.worker.group != "deploy" or not self.running:
-            return
-        if event.state is WorkerState.ERROR:
-            self.show_result(Text(_("The deployment stopped on an unexpected error: {error}").format(
-                error=event.worker.error), style="bold red"), _("Failed"))
-        elif event.state in (WorkerState.SUCCESS, WorkerState.CANCELLED):
-            self.show_result(Text(_("The deployment ended without a result."), style="bold red"),
-                             _("Failed"))
