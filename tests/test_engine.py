@@ -80,18 +80,26 @@ def test_cancel_stops_within_one_token(backend: GenaiBackend) -> None:
     assert done.stats.generated_tokens <= 6
 
 
-def test_six_turn_conversation_keeps_the_system_prompt(backend: GenaiBackend) -> None:
+def test_six_turn_conversation_keeps_the_system_prompt(backend: GenaiBackend,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     chat = Chat(backend, ReplyOptions(max_new_tokens=12, stop=CHATML.stop),
                 system="You are a pirate.")
     for question in ("Hello!", "Who are you?", "What is 2+2?"):
         collect(chat.send(question))
     assert len(chat.turns) == 6
-    prompt = backend.encode  # the rendered prompt of the next request starts with the system turn
-    from wizard_steps.templates import render
-
-    rendered = render(CHATML.template, Conversation(chat.system, (*chat.turns, ("user", "x"))))
-    assert rendered.startswith("<|im_start|>system\nYou are a pirate.<|im_end|>")
-    assert prompt(rendered)
+    received: list[list[int]] = []  # the token ids the generator is really given
+    real = backend.stream_ids
+    monkeypatch.setattr(backend, "stream_ids", lambda ids, *rest: received.append(ids) or real(ids, *rest))
+    earlier = list(chat.turns)
+    _, done, other = collect(chat.send("And who am I?"))
+    assert other == [] and len(received) == 1  # nothing dropped, one request
+    # ChatML written out by hand: the system turn first, the six turns in order, the question.
+    expected = ("<|im_start|>system\nYou are a pirate.<|im_end|>\n"
+                + "".join(f"<|im_start|>{role}\n{text}<|im_end|>\n" for role, text in earlier)
+                + "<|im_start|>user\nAnd who am I?<|im_end|>\n<|im_start|>assistant\n")
+    assert [role for role, _ in earlier] == ["user", "assistant"] * 3
+    assert received[0] == backend.encode(expected)
+    assert done.stats.prompt_tokens == len(received[0])
 
 
 def test_context_overflow_drops_the_oldest_turns(demo_int8: Path) -> None:
@@ -126,8 +134,16 @@ def test_stop_string_is_never_shown_even_across_pieces() -> None:
     assert shown == "Hello " and stops.stopped
 
 
-def test_multibyte_text_streams_whole_characters(backend: GenaiBackend) -> None:
+def test_multibyte_text_reaches_the_model_whole_and_streams_whole_characters(
+        backend: GenaiBackend, monkeypatch: pytest.MonkeyPatch) -> None:
+    message = "Écris « bonjour » et un emoji 😀 en français."
+    received: list[list[int]] = []
+    real = backend.stream_ids
+    monkeypatch.setattr(backend, "stream_ids", lambda ids, *rest: received.append(ids) or real(ids, *rest))
     chat = Chat(backend, ReplyOptions(max_new_tokens=30, stop=CHATML.stop))
-    chunks, done, _ = collect(chat.send("Écris « bonjour » et un emoji 😀 en français."))
-    assert all("\ufffd" not in chunk for chunk in chunks)
-    assert done.text.encode("utf-8").decode("utf-8") == done.text
+    chunks, done, _ = collect(chat.send(message))
+    expected = f"<|im_start|>user\n{message}<|im_end|>\n<|im_start|>assistant\n"
+    assert received[0] == backend.encode(expected)
+    assert message in backend.tokenizer.decode(received[0])
+    assert all("\ufffd" not in chunk for chunk in chunks)  # no character cut between tokens
+    assert chat.turns == [("user", message), ("assistant", done.text)]
