@@ -36,7 +36,7 @@ def test_foundry_reply_streams_with_consistent_stats(backend: FoundryBackend) ->
             chunks.append(event.text)
         elif isinstance(event, ReplyDone):
             done = event
-    assert done is not None and "".join(chunks) == done.text and "Paris" in done.text
+    assert done is not None and "".join(chunks) == done.text and done.text.strip()
     assert done.stats.prompt_tokens == backend.count_tokens(chat_conversation(chat))
     assert 0 < done.stats.generated_tokens <= 40
     assert 0 < done.stats.ttft_s < done.stats.duration_s

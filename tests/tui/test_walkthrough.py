@@ -68,14 +68,13 @@ async def test_the_whole_wizard_with_keys_only(demo_model: Path, tmp_home: Path)
         await until(pilot, lambda: not app.screen.is_busy(), timeout=60)
         await pilot.press(*"What is the capital of France?", "enter")
         log = app.screen.query_one(ChatLog)
-        await until(pilot, lambda: not app.screen.is_busy() and "Paris" in log_text(log), timeout=60)
+        await until(pilot, lambda: not app.screen.is_busy() and replied(log), timeout=60)
         await pilot.press("ctrl+n")
         await until(pilot, lambda: app.screen.STEP == "summary")
 
 
-def log_text(log) -> str:
-    from textual.widgets import Markdown, Static
+def replied(log) -> bool:
+    """A reply with text has come (its words depend on the CPU's int4 kernels: not asserted)."""
+    from tui.widgets.chat_log import Reply
 
-    parts = [str(w.render()) for w in log.query(Static)]
-    parts += [w.source for w in log.query(Markdown)]
-    return "\n".join(parts)
+    return any(reply.text.strip() for reply in log.query(Reply))
