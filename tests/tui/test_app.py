@@ -8,7 +8,10 @@ from pathlib import Path
 
 from textual.widgets import Button, DataTable, Input, Label, Static
 
+from tests.tui.helpers import wait_for, wait_idle
 from tui.app import SlmopsApp
+from wizard_steps import prereqs
+from wizard_steps.i18n import _
 from wizard_steps.state import WizardState
 
 HEAVY = ("torch", "transformers", "olive", "onnxruntime_genai", "foundry_local_sdk", "onnx")
@@ -47,11 +50,13 @@ async def test_welcome_offers_the_demo_and_own_model() -> None:
 async def test_prereqs_show_every_check_and_back_returns(tmp_home: Path) -> None:
     app = SlmopsApp(WizardState(), start="prereqs")
     async with app.run_test(size=(80, 24)) as pilot:
-        await app.workers.wait_for_complete()
-        await pilot.pause()
-        table = app.screen.query_one("#checks-table", DataTable)
-        assert table.row_count >= 10
-        assert not app.screen.query_one("#next", Button).disabled  # nothing fails here
+        screen = app.screen
+        await wait_for(pilot, lambda: getattr(screen, "checks", None) is not None, "the checks")
+        table = screen.query_one("#checks-table", DataTable)
+        names = [check.name for check in prereqs.run_all()]
+        assert [key.value for key in table.rows] == names  # one row per check, in order
+        assert [str(table.get_row_at(row)[1]) for row in range(table.row_count)] == [_(n) for n in names]
+        assert not screen.query_one("#next", Button).disabled  # nothing fails here
         await pilot.press("ctrl+b")
         await pilot.pause()
         assert app.screen.STEP == "welcome"
@@ -74,11 +79,9 @@ async def test_model_path_is_validated_as_you_type(tmp_path: Path) -> None:
 async def test_demo_model_is_accepted_with_its_facts(demo_model: Path) -> None:
     app = SlmopsApp(WizardState(use_demo=True), start="model")
     async with app.run_test(size=(80, 24)) as pilot:
-        for _ in range(20):
-            await app.workers.wait_for_complete()
-            await pilot.pause(0.1)
-            if not app.screen.query_one("#next", Button).disabled:
-                break
+        await wait_for(pilot, lambda: not app.screen.query_one("#next", Button).disabled,
+                       "Next to accept the demo model")
+        await wait_idle(pilot)
         info = str(app.screen.query_one("#model-info", Static).render())
         assert "LlamaForCausalLM" in info and "134.5 M parameters" in info
         assert app.screen.query_one("#model-path", Input).value == str(demo_model)
@@ -121,7 +124,9 @@ async def test_model_path_completes_folder_names(tmp_path: Path) -> None:
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.click("#model-path")
         await pilot.press(*f"{tmp_path}/my")
-        await pilot.pause(0.3)
+        field = app.screen.query_one("#model-path", Input)
+        await wait_for(pilot, lambda: field._suggestion == f"{tmp_path}/my-finetune",  # drawn dimmed
+                       lambda: f"the suggestion my-finetune (shown: {field._suggestion!r})")
         await pilot.press("right")  # accepts the suggestion
         await pilot.pause()
         assert app.screen.query_one("#model-path", Input).value == f"{tmp_path}/my-finetune"
