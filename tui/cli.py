@@ -74,7 +74,10 @@ def build_parser() -> argparse.ArgumentParser:
                           description=_("Convert a model folder (or 'demo') to ONNX with Olive, "
                                         "then prove the result loads and generates."),
                           epilog=_("example: slmops convert demo --precision int4 --out ./int4"))
-    conv.add_argument("model", help=_("model folder, or 'demo' for the bundled SmolLM2-135M"))
+    conv.add_argument("model", help=_("model folder, LoRA adapter folder, or 'demo' for the bundled "
+                                      "SmolLM2-135M"))
+    conv.add_argument("--base", help=_("the base model's local folder, for a LoRA adapter whose "
+                                       "adapter_config.json does not name one found here"))
     conv.add_argument("--precision", required=True, choices=["fp32", "fp16", "int8", "int4"])
     conv.add_argument("--out", help=_("output folder (must not exist unless --replace)"))
     conv.add_argument("--method", default="config", choices=["config", "auto-opt"])

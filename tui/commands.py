@@ -84,7 +84,8 @@ def cmd_convert(args: argparse.Namespace) -> int:
     provider = ExecutionProvider(args.provider)
     model_dir = _resolve_model(args.model, printer)
     plan = conversion.make_plan(model_dir, args.out, precision, provider, int4,
-                                method=args.method, replace_existing=args.replace)
+                                method=args.method, replace_existing=args.replace,
+                                base=getattr(args, "base", None))
     stop = threading.Event()
     try:
         final = drive(conversion.convert(plan, cancel=stop), printer)
@@ -106,6 +107,9 @@ def cmd_convert(args: argparse.Namespace) -> int:
         print("  " + _("size {size} (source {source}, {percent} smaller)").format(
             size=human_size(details["size_bytes"]), source=human_size(details["source_bytes"]),
             percent=i18n.percent(details["reduction"] * 100)))
+        if "adapter" in details:
+            print("  " + _("LoRA adapter {adapter} merged into the base {base}").format(
+                adapter=details["adapter"], base=details["base"]))
         print("  " + _("loaded with onnxruntime-genai, sample: {sample!r}").format(
             sample=details["sample_text"].strip()))
         print("  " + _("repeat by hand: {command}").format(command=details["rerun"]))

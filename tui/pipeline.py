@@ -51,6 +51,7 @@ def run_pipeline(answers: Answers, json_output: bool = False) -> int:
 def execute(answers: Answers, json_output: bool = False) -> dict[str, object]:
     """Every step in order; returns the report, raises StepFailed or WizardError."""
     from wizard_steps import benchmark, convert, deploy, model_source, paths, prereqs, templates
+    from wizard_steps.adapter import inspect_model_or_adapter
     from wizard_steps.engine import Chat, ReplyDone, ReplyOptions
     from wizard_steps.engine_foundry import FoundryBackend
     from wizard_steps.generation import model_config
@@ -70,7 +71,7 @@ def execute(answers: Answers, json_output: bool = False) -> dict[str, object]:
     _say(_("1/6 prerequisites: {count} checks, none failed").format(count=len(checks)), json_output)
 
     model_dir = model_source.ensure_demo() if answers.model == "demo" else Path(answers.model)
-    info = model_source.inspect_model(model_dir)
+    info = inspect_model_or_adapter(model_dir, answers.base or None)
     report["model"] = {"path": str(info.path), "architecture": info.architecture,
                        "parameters": info.num_parameters}
     _say(_("2/6 model: {name} ({parameters} M parameters)").format(
@@ -89,7 +90,8 @@ def execute(answers: Answers, json_output: bool = False) -> dict[str, object]:
                           answers.int4_accuracy_level, Int4Algorithm(answers.int4_algorithm),
                           answers.int4_quantize_embeddings),
         search=settings.to_genai_search(), method=answers.method,
-        replace_existing=out is None and default_out.is_dir())  # slmops' own folder only
+        replace_existing=out is None and default_out.is_dir(),  # slmops' own folder only
+        base=answers.base or None)
     final = drive(convert.convert(plan), printer)
     if isinstance(final, Failed):
         raise StepFailed(_("{reason} (log: {path})").format(reason=final.reason, path=final.log_path))

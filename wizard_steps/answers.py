@@ -37,9 +37,10 @@ _RANGES: dict[str, tuple[float, float]] = {
 
 @dataclass(frozen=True)
 class Answers:
-    """Every choice; ``model`` is a folder or "demo"."""
+    """Every choice; ``model`` is a folder (a model or a LoRA adapter) or "demo"."""
 
     model: str = "demo"
+    base: str = ""  # a LoRA adapter's base folder, when its adapter_config.json names none found here
     precision: str = "int4"
     method: str = "config"
     int4_block_size: int = 32

@@ -20,11 +20,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from wizard_steps import paths
+from wizard_steps.adapter import MergeProgress, inspect_model_or_adapter, merge_pass, olive_input_model
 from wizard_steps.convert_log import LogProgress, failure_reason, is_live
 from wizard_steps.errors import PlanError
 from wizard_steps.events import Event, Failed, Finished, LogLine, Progress
 from wizard_steps.i18n import _
-from wizard_steps.model_source import ModelInfo, folder_size, inspect_model
+from wizard_steps.model_source import ModelInfo, folder_size
 from wizard_steps.precision import (
     ExecutionProvider,
     Int4Algorithm,
@@ -75,22 +76,28 @@ def make_plan(
     search: dict[str, object] | None = None,
     method: str = "config",
     replace_existing: bool = False,
+    base: str | os.PathLike[str] | None = None,
 ) -> ConvertPlan:
-    """Validate every choice up front (model, precision on this provider, output folder)."""
-    model = inspect_model(model_dir)
+    """Validate every choice up front (model, precision on this provider, output folder); a LoRA
+    adapter folder is checked against its base (``base``, else the one it names)."""
+    model = inspect_model_or_adapter(model_dir, base)
     reason = unavailable_reason(precision, provider)
     if reason:
         raise PlanError(reason)
     if method not in METHODS:
         raise PlanError(_("Conversion method {method!r} is unknown.").format(method=method),
                         _("Choose config or auto-opt."))
+    if method == "auto-opt" and model.adapter is not None:
+        raise PlanError(_("A LoRA adapter is merged by the Olive config; auto-opt cannot do it."),
+                        _("Use --method config for an adapter."))
     if method == "auto-opt" and precision is Precision.INT8:
         raise PlanError(_("INT8 needs the two-pass Olive config; auto-opt cannot produce it."),
                         _("Use --method config for INT8."))
     settings = (int4 or Int4Settings()).validate()
     out = Path(output_dir).expanduser() if output_dir else default_output_dir(model, precision)
     out = out.resolve()
-    if out == model.path or model.path in out.parents:
+    if any(out == folder or folder in out.parents for folder in (
+            model.path, *([model.adapter.base.path] if model.adapter else []))):
         raise PlanError(_("The output folder must not be inside the model folder."),
                         _("Choose an output folder elsewhere."))
     if out.exists() and not out.is_dir():
@@ -134,8 +141,11 @@ def olive_config(plan: ConvertPlan, output_dir: Path, cache_dir: Path) -> dict[s
         }
     else:
         passes = {"builder": _builder_pass(plan, plan.precision)}
+    input_model: dict[str, object] = {"type": "HfModel", "model_path": str(plan.model.path)}
+    if plan.model.adapter is not None:  # Olive's own pass merges it first, so a rerun repeats it
+        input_model, passes = olive_input_model(plan.model.adapter), {**merge_pass(), **passes}
     return {
-        "input_model": {"type": "HfModel", "model_path": str(plan.model.path)},
+        "input_model": input_model,
         "systems": {
             "local_system": {
                 "type": "LocalSystem",
@@ -233,6 +243,8 @@ def convert(plan: ConvertPlan, cancel: threading.Event | None = None) -> Iterato
     _write_json(config_path, config)
     tracker = LogProgress(plan.model.num_layers, two_passes=plan.precision is Precision.INT8,
                           quantizer=plan.precision is Precision.INT4 and plan.int4.algorithm.value != "rtn")
+    if plan.model.adapter is not None:
+        tracker = MergeProgress(tracker)
     lines: list[str] = []
     placed = False
     exit_code: object = None
@@ -302,4 +314,6 @@ def convert(plan: ConvertPlan, cancel: threading.Event | None = None) -> Iterato
         "sample_text": result.get("text", ""),
         "log_path": str(log_path),
         "rerun": shell_command(plan),
+        **({"adapter": str(plan.model.path), "base": str(plan.model.adapter.base.path)}
+           if plan.model.adapter is not None else {}),
     })

