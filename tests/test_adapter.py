@@ -266,3 +266,31 @@ def test_a_failed_merge_leaves_nothing(tiny: tuple[Path, Path], tmp_path: Path) 
     final = list(convert.convert(plan))[-1]
     assert isinstance(final, Failed)
     assert not (tmp_path / "out").exists()
+
+
+def test_the_template_is_detected_from_the_bases_tokenizer(tiny: tuple[Path, Path]) -> None:
+    from wizard_steps import templates
+
+    assert templates.detect(tiny[1]).preset_key == templates.detect(tiny[0]).preset_key == "chatml"
+
+
+async def test_model_step_shows_rank_targets_and_base_at_80x24(tiny: tuple[Path, Path]) -> None:
+    from textual.widgets import Button, Input, Static
+
+    from tests.tui.helpers import assert_fits, wait_for, wait_idle
+    from tui.app import SlmopsApp
+    from wizard_steps.state import WizardState
+
+    base, lora = tiny
+    app = SlmopsApp(WizardState(), start="model")
+    async with app.run_test(size=(80, 24)) as pilot:
+        app.screen.query_one("#model-path", Input).value = str(lora)
+        await wait_for(pilot, lambda: not app.screen.query_one("#next", Button).disabled,
+                       "Next to accept the adapter folder")
+        await wait_idle(pilot)
+        info = str(app.screen.query_one("#model-info", Static).render())
+        assert "rank 4" in info and "q_proj, v_proj" in info and str(base) in info
+        assert_fits(app)
+        await pilot.press("ctrl+n")
+        await wait_for(pilot, lambda: app.screen.STEP == "precision", "the precision step")
+    assert app.state.model_dir == str(lora)

