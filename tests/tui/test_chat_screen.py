@@ -4,16 +4,13 @@ clearing, the input's history and the system prompt."""
 
 from __future__ import annotations
 
-import io
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from rich.console import Console
 from textual.pilot import Pilot
 from textual.widgets import Input, Static
 
+from tests.tui.helpers import assert_fits, text_of, wait_for
 from tui.app import SlmopsApp
 from tui.screens.chat import ChatScreen
 from tui.widgets.chat_log import ChatLog, Reply
@@ -38,17 +35,11 @@ def chat_app(folder: Path | None, deployed: str | None = None) -> SlmopsApp:
     return SlmopsApp(state, start="chat")
 
 
-async def wait_for(pilot: Pilot, condition: Callable[[], bool], timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        await pilot.pause(0.05)
-
-
 async def ready(pilot: Pilot) -> ChatScreen:
     screen = pilot.app.screen
     assert isinstance(screen, ChatScreen)
-    await wait_for(pilot, lambda: screen.chat is not None or screen.problem is not None)
+    await wait_for(pilot, lambda: screen.chat is not None or screen.problem is not None,
+                   "the model to load")
     assert screen.problem is None, screen.problem
     return screen
 
@@ -58,20 +49,16 @@ async def send(pilot: Pilot, text: str) -> None:
     await pilot.press(*text, "enter")
 
 
-def text_of(widget: Static) -> str:
-    console = Console(width=max(widget.size.width, 20), file=io.StringIO(), record=True)
-    console.print(widget.content)
-    return console.export_text()
-
-
 def stats_of(reply: Reply) -> str:
     return text_of(reply.query_one(".reply-stats", Static))
 
 
-def assert_fits(app: SlmopsApp, width: int = 80) -> None:
-    for widget in app.screen.walk_children():
-        assert widget.region.right <= width, f"{widget!r} ends at column {widget.region.right}"
-    assert app.screen.query_one("#chat-log").max_scroll_x == 0
+async def replied(pilot: Pilot, count: int = 1) -> Reply:
+    """Wait until the count-th reply has ended; return it."""
+    screen = pilot.app.screen
+    await wait_for(pilot, lambda: len(screen.query(Reply)) >= count and not screen.replying,
+                   f"reply {count} to end")
+    return list(screen.query(Reply))[count - 1]
 
 
 async def test_a_question_streams_a_reply_from_the_deployed_model(demo_int4: Path,
@@ -83,9 +70,7 @@ async def test_a_question_streams_a_reply_from_the_deployed_model(demo_int4: Pat
         assert "Foundry Local" in header and deployed_id in header
         assert "greedy" in text_of(screen.query_one("#chat-settings", Static))
         await send(pilot, "What is the capital of France?")
-        await wait_for(pilot, lambda: bool(screen.query(Reply)) and bool(screen.query_one(Reply).text))
-        await wait_for(pilot, lambda: not screen.replying)
-        reply = screen.query_one(Reply)
+        reply = await replied(pilot)
         assert reply.text.strip()
         stats = stats_of(reply)
         assert "tokens" in stats and "tok/s" in stats and "TTFT" in stats
@@ -98,7 +83,7 @@ async def test_without_a_deployment_the_converted_folder_answers(demo_int4: Path
         screen = await ready(pilot)
         assert "onnxruntime-genai" in text_of(screen.query_one("#chat-backend", Static))
         await send(pilot, "Say hello.")
-        await wait_for(pilot, lambda: bool(screen.query(Reply)) and not screen.replying)
+        await replied(pilot)
         assert screen.query_one(Reply).text.strip()
         assert "end of reply" in stats_of(screen.query_one(Reply))
         assert_fits(app)
@@ -109,9 +94,10 @@ async def test_escape_stops_a_long_reply(demo_int4: Path) -> None:
     async with app.run_test(size=(80, 24)) as pilot:
         screen = await ready(pilot)
         await send(pilot, "Write a long story about a dragon who learns to cook.")
-        await wait_for(pilot, lambda: bool(screen.query(Reply)) and bool(screen.query_one(Reply).text))
+        await wait_for(pilot, lambda: bool(screen.query(Reply)) and bool(screen.query_one(Reply).text),
+                       "the reply's first words")
         await pilot.press("escape")
-        await wait_for(pilot, lambda: not screen.replying, timeout=5)
+        await wait_for(pilot, lambda: not screen.replying, "the reply to stop")
         reply = screen.query_one(Reply)
         assert "cancelled" in stats_of(reply)
         assert int(stats_of(reply).split()[0]) < screen.options.max_new_tokens
@@ -135,7 +121,7 @@ async def test_ctrl_l_clears_the_conversation_but_keeps_the_input_history(demo_i
     async with app.run_test(size=(80, 24)) as pilot:
         screen = await ready(pilot)
         await send(pilot, "Hi")
-        await wait_for(pilot, lambda: bool(screen.query(Reply)) and not screen.replying)
+        await replied(pilot)
         assert screen.chat is not None and len(screen.chat.turns) == 2
         await pilot.press("ctrl+l")
         await pilot.pause()
@@ -146,17 +132,46 @@ async def test_ctrl_l_clears_the_conversation_but_keeps_the_input_history(demo_i
         assert screen.query_one("#chat-input", Input).value == ""
 
 
-async def test_the_system_prompt_applies_and_is_kept(demo_int4: Path, tmp_home: Path) -> None:
+def chatml(system: str, turns: list[tuple[str, str]]) -> str:
+    """The ChatML prompt written out by hand, ending where the assistant's reply starts."""
+    return (f"<|im_start|>system\n{system}<|im_end|>\n"
+            + "".join(f"<|im_start|>{role}\n{text}<|im_end|>\n" for role, text in turns)
+            + "<|im_start|>assistant\n")
+
+
+async def set_system(pilot: Pilot, text: str) -> None:
+    field = pilot.app.screen.query_one("#chat-system", Input)
+    field.focus()
+    field.value = ""
+    await pilot.press(*text)
+
+
+async def test_the_system_prompt_applies_from_the_next_message_and_is_kept(
+        demo_int4: Path, tmp_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     app = chat_app(demo_int4)
     async with app.run_test(size=(80, 24)) as pilot:
         screen = await ready(pilot)
-        system = screen.query_one("#chat-system", Input)
-        system.value = "You answer in one word."
-        await pilot.pause()
+        backend = screen.backend
+        assert backend is not None
+        received: list[list[int]] = []  # the token ids the model is really given
+        real = backend.stream_ids
+        monkeypatch.setattr(backend, "stream_ids", lambda ids, *rest: received.append(ids) or real(ids, *rest))
+        await set_system(pilot, "You answer in one word.")
         assert app.state.system_prompt == "You answer in one word."
         await send(pilot, "Hi")
-        await wait_for(pilot, lambda: bool(screen.query(Reply)) and not screen.replying)
-        assert screen.chat is not None and screen.chat.system == "You answer in one word."
+        await replied(pilot)
+        assert received[0] == backend.encode(chatml("You answer in one word.", [("user", "Hi")]))
+        await set_system(pilot, "You are a pirate.")
+        await send(pilot, "Who are you?")
+        await replied(pilot, 2)
+        assert screen.chat is not None
+        first_reply = screen.chat.turns[1][1]
+        assert received[1] == backend.encode(chatml("You are a pirate.", [
+            ("user", "Hi"), ("assistant", first_reply), ("user", "Who are you?")]))
+        await pilot.press("ctrl+q")
+        await pilot.pause()
+    saved = WizardState.load()
+    assert saved is not None and saved.system_prompt == "You are a pirate."
 
 
 async def test_without_any_model_it_says_so_in_one_sentence(tmp_home: Path) -> None:
@@ -164,7 +179,7 @@ async def test_without_any_model_it_says_so_in_one_sentence(tmp_home: Path) -> N
     async with app.run_test(size=(80, 24)) as pilot:
         screen = app.screen
         assert isinstance(screen, ChatScreen)
-        await wait_for(pilot, lambda: screen.problem is not None)
+        await wait_for(pilot, lambda: screen.problem is not None, "the screen to find no model")
         assert "no model to talk to" in text_of(screen.query_one("#chat-backend", Static))
         await send(pilot, "Hello?")
         assert not screen.query_one(ChatLog).children
@@ -176,9 +191,9 @@ async def test_dropped_turns_are_announced_before_the_reply(demo_int4: Path) -> 
         screen = await ready(pilot)
         assert screen.backend is not None
         screen.backend.context_length = screen.options.max_new_tokens + 40  # room for one short turn
-        for text in ("Hi", "Hi again"):
+        for count, text in enumerate(("Hi", "Hi again"), 1):
             await send(pilot, text)
-            await wait_for(pilot, lambda: not screen.replying)
+            await replied(pilot, count)
         notices = screen.query(".chat-notice.-warning")
         assert len(notices) == 1 and "oldest messages were left out" in text_of(notices.first(Static))
         log = screen.query_one(ChatLog)
