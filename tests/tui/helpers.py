@@ -37,11 +37,17 @@ def _busy_workers(app: App) -> list[str]:
 
 
 async def wait_idle(pilot: Pilot, timeout: float = HANG_LIMIT) -> None:
-    """Wait until no worker of the app runs (a screen's loading, a check, a run has ended)."""
+    """Wait until no worker of the app runs (a screen's loading, a check, a run has ended), and
+    none starts on the results of the last one."""
     app = pilot.app
-    await pilot.pause()
-    await wait_for(pilot, lambda: not _busy_workers(app),
-                   lambda: f"the workers to end (still running: {_busy_workers(app)})", timeout)
+    deadline = time.monotonic() + timeout
+    while True:
+        await pilot.pause()
+        await wait_for(pilot, lambda: not _busy_workers(app),
+                       lambda: f"the workers to end (still running: {_busy_workers(app)})",
+                       max(deadline - time.monotonic(), 0))
+        if not _busy_workers(app):
+            return
 
 
 def _leaf_text(widget: Widget) -> list[str]:
@@ -100,3 +106,12 @@ def assert_fits(app: App) -> None:
     """The current screen fits the terminal's width: nothing cut off, nothing scrolls sideways."""
     problems = overflows(app)
     assert not problems, f"{app.screen!r} at {app.size.width}x{app.size.height}: " + "; ".join(problems)
+
+
+async def click(pilot: Pilot, selector: str) -> None:
+    """Click a widget as a user does: scrolled into view first (a small terminal hides the lower
+    part of a screen)."""
+    widget = pilot.app.screen.query_one(selector)
+    widget.scroll_visible(animate=False, immediate=True)
+    await pilot.pause()
+    await pilot.click(selector)

@@ -9,9 +9,10 @@ from dataclasses import asdict
 from pathlib import Path
 
 import pytest
-from textual.widget import Widget
+from textual.command import CommandList, CommandPalette
 from textual.widgets import Button, Footer, Label
 
+from tests.tui.helpers import overflows, wait_for, wait_idle
 from tui.app import SlmopsApp
 from wizard_steps import i18n
 from wizard_steps.state import WizardState
@@ -27,44 +28,15 @@ def keep_language() -> Iterator[None]:
     i18n.set_language(before, explicit=False)
 
 
-async def settled(pilot) -> None:
-    for _ in range(60):
-        await pilot.pause(0.1)
-        if not any(w.is_running for w in pilot.app.screen.workers):
-            break
-    await pilot.pause(0.2)
-
-
-def cut_off(app: SlmopsApp) -> list[str]:
-    """Widgets that stick out of the terminal or, sideways, out of a parent that cannot scroll
-    sideways; footer keys hidden under the command palette's key."""
-    problems = []
-    for widget in app.screen.query("*"):
-        if not widget.display or not widget.region.width:
-            continue
-        parent = widget.parent
-        if widget.region.right > SIZE[0]:
-            problems.append(f"{widget!r} ends at column {widget.region.right}")
-        elif (isinstance(parent, Widget) and parent.region.width and not parent.allow_horizontal_scroll
-              and widget.region.right > parent.region.right):
-            problems.append(f"{widget!r} sticks out of {parent!r}")
-    keys = list(app.screen.query_one(Footer).query("FooterKey"))
-    palette = [k.region.x for k in keys if k.has_class("-command-palette")]
-    ends = [k.region.right for k in keys if not k.has_class("-command-palette")]
-    if palette and ends and max(ends) > palette[0]:
-        problems.append(f"the footer's keys run under the palette key ({max(ends)} > {palette[0]})")
-    return problems
-
-
 async def test_f3_switches_to_turkish_and_keeps_the_place() -> None:
     i18n.set_language("en", explicit=False)
     app = SlmopsApp(WizardState(completed=["welcome"], precision="int8"), start="prereqs")
     async with app.run_test(size=SIZE) as pilot:
-        await settled(pilot)
+        await wait_idle(pilot)
         assert app.screen.query_one(".step-title", Label).content == "Prerequisites"
         before = asdict(app.state)
         await pilot.press("f3")
-        await settled(pilot)
+        await wait_idle(pilot)
         assert i18n.current_language() == "tr"
         assert app.screen.STEP == "prereqs" and asdict(app.state) == before
         assert app.screen.query_one(".step-title", Label).content == "Ön koşullar"
@@ -76,13 +48,17 @@ async def test_the_command_palette_switches_the_language_back() -> None:
     i18n.set_language("tr", explicit=False)
     app = SlmopsApp(WizardState(completed=["welcome"]), start="prereqs")
     async with app.run_test(size=SIZE) as pilot:
-        await settled(pilot)
+        await wait_idle(pilot)
         await pilot.press("ctrl+p")
-        await pilot.pause(0.2)
+        await wait_for(pilot, lambda: isinstance(app.screen, CommandPalette), "the command palette")
         await pilot.press(*"language")
-        await pilot.pause(0.5)
+        hits = app.screen.query_one(CommandList)
+        await wait_for(pilot, lambda: hits.highlighted is not None
+                       and "English" in str(hits.get_option_at_index(hits.highlighted).prompt),
+                       "the language command to be found and highlighted")
         await pilot.press("enter")
-        await settled(pilot)
+        await wait_for(pilot, lambda: i18n.current_language() == "en", "the switch to English")
+        await wait_idle(pilot)
         assert i18n.current_language() == "en"
         assert app.screen.query_one(".step-title", Label).content == "Prerequisites"
 
@@ -91,7 +67,7 @@ async def test_the_footer_speaks_the_language_of_the_screen() -> None:
     i18n.set_language("tr", explicit=False)
     app = SlmopsApp(WizardState(), start="welcome")
     async with app.run_test(size=SIZE) as pilot:
-        await settled(pilot)
+        await wait_idle(pilot)
         descriptions = [key.description for key in app.screen.query_one(Footer).query("FooterKey")]
         assert {"İleri", "Geri", "Yardım", "Çıkış"} <= set(descriptions)
 
@@ -111,9 +87,9 @@ async def test_turkish_screens_fit_80x24(step: str, demo_model: Path, tmp_home: 
     number = ["welcome", "prereqs", "model", "precision", "template", "convert"].index(step) + 1
     app = SlmopsApp(_states(demo_model)[step], start=step)
     async with app.run_test(size=SIZE) as pilot:
-        await settled(pilot)
+        await wait_idle(pilot)
         shots = SHOTS if os.environ.get("SLMOPS_UPDATE_SCREENSHOTS") else tmp_path
         shots.mkdir(parents=True, exist_ok=True)
         app.save_screenshot(f"{number:02d}-{step}.svg", path=str(shots))
         assert "İleri" in (shots / f"{number:02d}-{step}.svg").read_text(encoding="utf-8")
-        assert not cut_off(app)
+        assert not overflows(app)

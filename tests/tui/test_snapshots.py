@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.tui.helpers import wait_idle
 from tui.app import SlmopsApp
 from wizard_steps.state import WizardState
 
@@ -15,11 +16,8 @@ SIZES = [(80, 24), (120, 40)]
 
 
 async def settled(pilot) -> None:
-    for _ in range(40):
-        await pilot.pause(0.1)
-        if not any(w.is_running for w in pilot.app.screen.workers):
-            break
-    await pilot.pause(0.2)
+    """The screen's loading has ended (a hang fails the test instead of snapshotting it)."""
+    await wait_idle(pilot)
 
 
 @pytest.mark.parametrize("size", SIZES, ids=["80x24", "120x40"])
