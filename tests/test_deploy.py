@@ -4,20 +4,16 @@ was, and the foundry CLI route with a stand-in ``foundry`` executable."""
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
 import shutil
-import subprocess
-import sys
 import threading
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.fs_faults import unwritable
 from wizard_steps import deploy
 from wizard_steps.deploy_files import (
     TOP_KEYS,
@@ -107,7 +103,7 @@ def test_deploy_copies_registers_loads_and_gets_an_answer(first_deploy: tuple,
     assert details["model_id"] == f"{NAME}:1" and details["version"] == 1
     assert finished.path == foundry_cache.resolve() / "slmops" / NAME / "1"
     assert str(details["proof_reply"]).strip()
-    assert 0 < float(details["load_s"]) < 60  # type: ignore[arg-type]
+    assert float(details["load_s"]) > 0  # type: ignore[arg-type]  (its speed: benchmarks/)
     assert details["precision"] == "int4"
     assert details["proof_usage"].completion_tokens > 0  # type: ignore[union-attr]
     fractions = [e.fraction for e in events if isinstance(e, Progress) and e.fraction is not None]
@@ -137,9 +133,7 @@ def test_deployed_copy_holds_the_template_settings_and_inference_model_json(
 @pytest.mark.slow
 def test_list_deployed_reads_the_registry_like_foundry_cache_ls(first_deploy: tuple,
                                                                  foundry_cache: Path) -> None:
-    started = time.monotonic()
-    models = {m.id: m for m in deploy.list_deployed(foundry_cache)}
-    assert time.monotonic() - started < 2
+    models = {m.id: m for m in deploy.list_deployed(foundry_cache)}  # timed in benchmarks/quick_steps.py
     model = models[f"{NAME}:1"]
     assert (model.name, model.version, model.display_name) == (NAME, 1, f"{NAME} v1")
     assert model.path == first_deploy[0].path and model.managed
@@ -261,41 +255,6 @@ def test_cancel_or_closing_the_generator_removes_the_copy_and_registration(
         assert isinstance(last, Failed) and last.cancelled
     assert registry_bytes(foundry_cache) == before
     assert sorted(os.listdir(foundry_cache / "slmops")) == tree
-
-
-@contextlib.contextmanager
-def unwritable(folder: Path) -> Iterator[None]:
-    """Make a folder tree unwritable: chmod where that binds, chattr +i as root (where chmod
-    does not stop writes)."""
-    if sys.platform == "win32":
-        pytest.skip("read-only folders are tested on POSIX only")
-    dirs = [folder, *(p for p in folder.rglob("*") if p.is_dir())]
-    chattr = shutil.which("chattr")
-    as_root = os.geteuid() == 0
-    if as_root:
-        if not chattr or subprocess.run([chattr, "-R", "+i", str(folder)],
-                                        capture_output=True).returncode != 0:
-            subprocess.run([chattr or "true", "-R", "-i", str(folder)], capture_output=True)
-            pytest.skip("tests run as root, where chmod does not stop writes, and chattr +i "
-                        "(immutable) is not available on this file system")
-    else:
-        for path in dirs:
-            path.chmod(0o555)
-    try:
-        try:
-            (folder / ".probe").write_text("x")
-        except OSError:
-            pass
-        else:
-            (folder / ".probe").unlink()
-            pytest.skip("this file system lets the folder be written however it is protected")
-        yield
-    finally:
-        if as_root:
-            subprocess.run([chattr, "-R", "-i", str(folder)], capture_output=True)
-        else:
-            for path in dirs:
-                path.chmod(0o755)
 
 
 @pytest.mark.slow

@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -25,6 +24,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from tests.fs_faults import private_disk_prefix, unwritable
 from tests.genai_helpers import generate
 from wizard_steps import benchmark, convert, deploy, paths
 from wizard_steps.engine import GenaiBackend
@@ -138,39 +138,25 @@ def test_ctrl_c_during_a_cli_conversion_leaves_nothing_and_the_next_run_succeeds
     assert json.loads(stdout)["output_dir"] == str(out)
 
 
-@contextlib.contextmanager
-def small_disk(folder: Path, size: str) -> Iterator[Path]:
-    """A tmpfs of ``size`` mounted on ``folder`` (root with CAP_SYS_ADMIN only)."""
-    if sys.platform != "linux" or shutil.which("mount") is None:
-        pytest.skip("a size-limited tmpfs needs Linux and mount")
-    folder.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
-                             capture_output=True, text=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs here (needs root with CAP_SYS_ADMIN): "
-                    f"{mounted.stderr.strip()}")
-    try:
-        yield folder
-    finally:
-        subprocess.run(["umount", "-l", str(folder)], capture_output=True)
-
-
 def test_a_full_output_disk_fails_in_one_sentence_and_the_next_run_succeeds(
         tiny_model: Path, tmp_path: Path, tmp_home: Path) -> None:
-    # The tiny model's INT4 folder is 18 MB; the disk holds 4 MB.
-    with small_disk(tmp_path / "small-disk", "4m") as disk:
-        out = disk / "out"
-        plan = convert.make_plan(tiny_model, out, Precision.INT4, int4=RTN)
-        final = last(convert.convert(plan))
-        assert isinstance(final, Failed), final
-        one_sentence(final.reason)
-        assert "No space left on device" in final.reason
-        assert list(disk.iterdir()) == [] and shutil.disk_usage(disk).used < 64 * 1024
-        assert olive_runs_left() == []
-        subprocess.run(["mount", "-o", "remount,size=64m", str(disk)], check=True)  # space freed
-        again = last(convert.convert(plan))
-        assert isinstance(again, Finished), again
-        assert generate(out, new_tokens=4)[0] >= 1
+    # The tiny model's INT4 folder is 18 MB; the disk holds 4 MB. The conversion runs in a child
+    # with a private mount namespace, where root or, through a user namespace, anyone may mount.
+    prefix = private_disk_prefix(tmp_path / "probe")
+    disk = tmp_path / "small-disk"
+    disk.mkdir()
+    done = subprocess.run([*prefix, sys.executable, "-m", "tests.reliability.full_disk",
+                           str(tiny_model), str(disk), "4m"],
+                          capture_output=True, text=True, cwd=ROOT, timeout=1800)
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    assert seen["full"] == "Failed", seen
+    one_sentence(seen["reason"])
+    assert "No space left on device" in seen["reason"]
+    assert seen["left_on_disk"] == [] and seen["used_bytes"] < 64 * 1024, seen
+    assert seen["olive_runs_left"] == [], seen
+    assert seen["again"] == "Finished", seen
+    assert seen["generated"] >= 1, seen
 
 
 # --- deployment --------------------------------------------------------------------------------------
@@ -236,34 +222,9 @@ def test_ctrl_c_during_a_cli_deploy_leaves_no_trace_and_the_next_deploy_succeeds
     assert_intact(cache, [*ids, "interrupted:1"])
 
 
-@contextlib.contextmanager
-def read_only(folder: Path) -> Iterator[None]:
-    """chmod where it binds; as root (where it does not) chattr +i, or skip."""
-    if sys.platform == "win32":
-        pytest.skip("read-only folders are tested on POSIX only")
-    as_root = os.geteuid() == 0
-    dirs = [folder, *(p for p in folder.rglob("*") if p.is_dir())]
-    if as_root:
-        chattr = shutil.which("chattr")
-        if not chattr or subprocess.run([chattr, "-R", "+i", str(folder)], capture_output=True).returncode:
-            subprocess.run([chattr or "true", "-R", "-i", str(folder)], capture_output=True)
-            pytest.skip("running as root, where chmod does not stop writes, without chattr +i")
-    else:
-        for path in dirs:
-            path.chmod(0o555)
-    try:
-        yield
-    finally:
-        if as_root:
-            subprocess.run(["chattr", "-R", "-i", str(folder)], capture_output=True)
-        else:
-            for path in dirs:
-                path.chmod(0o755)
-
-
 def test_a_read_only_cache_is_refused_and_the_next_deploy_succeeds(cache: Path, demo_int4: Path) -> None:
     ids, before = registered_ids(cache), registry_bytes(cache)
-    with read_only(cache):
+    with unwritable(cache):
         final = last(deploy.deploy(demo_int4, "read-only", CHATML, ModelConfig(), cache_dir=cache))
         assert registry_bytes(cache) == before
     assert isinstance(final, Failed), final
