@@ -6,9 +6,8 @@ import os
 import sys
 from pathlib import Path
 
+import pexpect  # a dev dependency: a broken install fails here instead of skipping the test
 import pytest
-
-pexpect = pytest.importorskip("pexpect", reason="pexpect drives the pseudo-terminal")
 
 pytestmark = pytest.mark.slow
 ENTER = "\r"
