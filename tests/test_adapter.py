@@ -109,7 +109,7 @@ def _fake_base(tmp_path: Path, demo: Path, architecture: str, keys: dict[str, li
     folder.mkdir()
     (folder / "config.json").write_text(json.dumps({
         "architectures": [architecture], "model_type": "x", "num_hidden_layers": 2, "hidden_size": 64,
-        "vocab_size": 49152, "max_position_embeddings": 512}))
+        "vocab_size": 49152, "max_position_embeddings": 512, "eos_token_id": 2}))
     write_safetensors(folder / "model.safetensors", keys)
     shutil.copy(demo / "tokenizer.json", folder / "tokenizer.json")
     return folder
@@ -229,17 +229,31 @@ def _torch_logits(folder: Path, ids: list[int]):
         return model(torch.tensor([ids])).logits[0].numpy()
 
 
+def _run_plain(plan: convert.ConvertPlan) -> Path:
+    final = list(convert.convert(plan))[-1]
+    assert isinstance(final, Finished), final
+    return final.path
+
+
+@pytest.fixture(scope="module")
+def converted(tiny: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> tuple[Finished, Path]:
+    """The tiny adapter merged and converted to FP32 by Olive, and its base converted alone."""
+    base, lora = tiny
+    root = tmp_path_factory.mktemp("converted")
+    merged = _run(convert.make_plan(lora, root / "merged", Precision.FP32))
+    return merged, _run_plain(convert.make_plan(base, root / "base-onnx", Precision.FP32))
+
+
 @pytest.mark.slow
 def test_adapter_converts_end_to_end_and_changes_what_the_model_computes(
-        tiny: tuple[Path, Path], tmp_path: Path) -> None:
+        tiny: tuple[Path, Path], converted: tuple[Finished, Path]) -> None:
     import numpy as np
 
     from tests.genai_helpers import generate
 
     base, lora = tiny
-    merged = _run(convert.make_plan(lora, tmp_path / "merged", Precision.FP32))
+    merged, plain = converted
     assert merged.details["adapter"] == str(lora) and merged.details["base"] == str(base)
-    plain = _run_plain(convert.make_plan(base, tmp_path / "base-onnx", Precision.FP32))
     count, _text = generate(merged.path, new_tokens=8)
     assert count == 8
     ids = [1, 504, 3458, 282, 4649, 314, 2]
@@ -250,12 +264,6 @@ def test_adapter_converts_end_to_end_and_changes_what_the_model_computes(
     np.testing.assert_allclose(base_logits, _torch_logits(base, ids), atol=2e-3)
     rerun = json.loads((merged.path / convert.OLIVE_CONFIG_NAME).read_text())
     assert rerun["input_model"]["adapter_path"] == str(lora) and "merge" in rerun["passes"]
-
-
-def _run_plain(plan: convert.ConvertPlan) -> Path:
-    final = list(convert.convert(plan))[-1]
-    assert isinstance(final, Finished), final
-    return final.path
 
 
 @pytest.mark.slow
@@ -294,3 +302,12 @@ async def test_model_step_shows_rank_targets_and_base_at_80x24(tiny: tuple[Path,
         await pilot.press("ctrl+n")
         await wait_for(pilot, lambda: app.screen.STEP == "precision", "the precision step")
     assert app.state.model_dir == str(lora)
+
+
+def test_the_summary_names_the_base_beside_the_adapter(tiny: tuple[Path, Path]) -> None:
+    from tui.screens.summary import done_text
+    from wizard_steps.state import WizardState
+
+    base, lora = tiny
+    lines = done_text(WizardState(model_dir=str(lora))).plain.splitlines()
+    assert str(lora) in lines[0] and lines[1].startswith("Base model") and str(base) in lines[1]

@@ -13,6 +13,7 @@ from textual.containers import Horizontal
 from textual.widgets import Button, Label, Static, TextArea
 
 from tui.screens.base import StepScreen
+from wizard_steps.adapter import is_adapter_folder, tokenizer_folder
 from wizard_steps.errors import WizardError
 from wizard_steps.i18n import N_, _
 from wizard_steps.model_source import folder_size
@@ -95,6 +96,8 @@ def done_text(state: WizardState) -> Text:
     export = getattr(state, "bench_export_path", None)
     rows = [
         (_("Model"), _folder(state.model_dir)),
+        *([(_("Base model"), _folder(str(tokenizer_folder(state.model_dir))))]  # a LoRA adapter: its base
+          if state.model_dir and is_adapter_folder(state.model_dir) else []),
         (_("Precision"), Text(precision)),
         (_("Converted"), _folder(state.converted_dir)),
         (_("Deployed"), Text(state.deployed_id) if state.deployed_id else not_done()),
