@@ -9,6 +9,7 @@ from pathlib import Path
 from textual.pilot import Pilot
 from textual.widgets import Button, Input, Select, Static
 
+from tests.tui.helpers import wait_idle
 from tui.app import SlmopsApp
 from wizard_steps.state import WizardState
 
@@ -19,11 +20,7 @@ def text(app: SlmopsApp, selector: str) -> str:
 
 async def settled(app: SlmopsApp, pilot: Pilot) -> None:
     """Until the detection and the comparison it starts have both reported."""
-    for _ in range(100):
-        await pilot.pause(0.05)
-        if not any(worker.is_running for worker in app.workers):
-            break
-    await pilot.pause()
+    await wait_idle(pilot)
 
 
 def template_app(demo_model: Path, **state: object) -> SlmopsApp:
