@@ -124,9 +124,14 @@ def test_deployed_copy_holds_the_template_settings_and_inference_model_json(
     assert (folder / "chat_template.jinja").read_text(encoding="utf-8") == chat_template_for(CHATML)
     search = json.loads((folder / "genai_config.json").read_text(encoding="utf-8"))["search"]
     assert {k: search[k] for k in CONFIG.to_genai_search()} == CONFIG.to_genai_search()
-    # SmolLM's own template adds a system prompt when there is none: the report says so.
-    assert first_deploy[0].details["template_agrees"] is False
-    assert any("Without a system prompt" in note for note in first_deploy[0].details["template_notes"])
+    # SmolLM's own template adds a system prompt when there is none: the report says so, plainly.
+    details = first_deploy[0].details
+    assert details["template_agrees"] is False and details["template_source"] == "preset"
+    assert details["template_notes"] == [
+        "The model's own chat template adds a default system prompt when you give none ('You are a "
+        "helpful AI assistant named SmolLM, trained by Hugging Face'); the ChatML preset does not.",
+        "Answers may differ: Foundry Local now uses the ChatML preset, which replaced the model's own "
+        "chat template in the deployed copy. Choose the model's own template to keep it."]
     assert (demo_int4 / "chat_template.jinja").read_text() != chat_template_for(CHATML)
 
 
@@ -196,6 +201,60 @@ def test_undeploy_of_a_name_removes_all_its_versions_and_their_files(
         deploy.undeploy("multi", foundry_cache)
     with pytest.raises(DeployError, match="not allowed"):
         deploy.undeploy("bad name", foundry_cache)
+
+
+def _prompt_tokens(folder: Path, prompt: str) -> int:
+    """How many tokens the folder's tokenizer makes of a prompt (tokenizer.json, no extras)."""
+    from tokenizers import Tokenizer
+
+    return len(Tokenizer.from_file(str(folder / "tokenizer.json")).encode(
+        prompt, add_special_tokens=False).ids)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("source", ["preset", "model"])
+def test_foundry_builds_its_prompt_from_the_chat_template_each_choice_deploys(
+        source: str, first_deploy: tuple, foundry_cache: Path, demo_int4: Path) -> None:
+    """Issue 17: keep the model's own chat template or use the preset. The deployed folder holds
+    the chosen one, and the prompt Foundry Local sends is exactly the one it builds (counted in
+    tokens: the model's own adds SmolLM's default system prompt, the preset does not)."""
+    from wizard_steps.templates import Conversation, render, render_with_chat_template, special_tokens
+
+    own = (demo_int4 / "chat_template.jinja").read_text(encoding="utf-8")
+    if source == "preset":
+        folder, model_id = first_deploy[0].path, f"{NAME}:1"
+    else:
+        done = deploy.finish(deploy.deploy(demo_int4, "own-template", CHATML, CONFIG,
+                                           cache_dir=foundry_cache, template_source="model"))
+        folder, model_id = done.path, done.details["model_id"]
+        assert done.details["template_source"] == "model" and not done.details["template_agrees"]
+        notes = done.details["template_notes"]
+        assert notes[0].startswith("The model's own chat template adds a default system prompt")
+        assert notes[1].startswith("Foundry Local uses the model's own chat template (kept); "
+                                   "inference_model.json's PromptTemplate is the ChatML preset")
+        assert read_inference_model_json(folder).template == CHATML
+    written = (folder / "chat_template.jinja").read_text(encoding="utf-8")
+    assert written == (chat_template_for(CHATML) if source == "preset" else own)
+    question = Conversation(None, (("user", "What is the capital of France?"),))
+    expected = (render(CHATML, question) if source == "preset" else
+                render_with_chat_template(own, question.messages(), special_tokens(demo_int4)))
+    assert ("SmolLM, trained by Hugging Face" in expected) is (source == "model")
+    with FoundryChat(FoundryRuntime.open(foundry_cache), model_id) as chat:
+        reply = chat.reply("What is the capital of France?", max_output_tokens=8, do_sample=False)
+    assert reply.usage is not None
+    assert reply.usage.prompt_tokens == _prompt_tokens(demo_int4, expected)
+    if source == "model":
+        deploy.undeploy("own-template", foundry_cache)
+
+
+def test_keeping_the_models_own_template_needs_one_and_a_known_source(tmp_path: Path) -> None:
+    folder = fake_converted_folder(tmp_path / "converted")
+    with pytest.raises(DeployError, match="template source 'mine' is unknown"):
+        deploy.check_request(folder, "fine-name", CHATML, CONFIG, "mine")
+    (folder / "chat_template.jinja").unlink()
+    with pytest.raises(DeployError, match="no chat template of its own"):
+        deploy.check_request(folder, "fine-name", CHATML, CONFIG, "model")
+    assert deploy.check_request(folder, "fine-name", CHATML, CONFIG, "preset") == folder.resolve()
 
 
 def _broken_model(demo_int4: Path, tmp_path: Path) -> Path:

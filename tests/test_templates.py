@@ -133,7 +133,10 @@ def test_a_preset_that_differs_from_the_tokenizer_says_where(demo_model: Path) -
     agreement = compare_with_tokenizer(PRESETS["phi3"].template, demo_model)
     assert not agreement.agree
     assert agreement.first_difference == 2
-    assert "character 2" in agreement.note
+    assert agreement.note.startswith("The turns are written differently: the Phi-3 / Phi-4 preset "
+                                     "gives '<|system|>\\nYou are")
+    assert "where the model's own chat template gives '<|im_start|>system" in agreement.note
+    assert "character" not in agreement.note
 
 
 def test_rendering_matches_the_demo_tokenizer_byte_for_byte(demo_model: Path) -> None:
@@ -290,3 +293,78 @@ def test_a_written_chat_template_makes_the_folder_agree(demo_model: Path, tmp_pa
     assert not compare_with_tokenizer(llama3, folder).agree
     (folder / "chat_template.jinja").write_text(chat_template_for(llama3), encoding="utf-8")
     assert compare_with_tokenizer(llama3, folder).agree
+
+
+# --- issue 17: the tokenizer's own special tokens, and differences said in plain words ------------
+
+
+@pytest.mark.parametrize(("family", "bos", "eos"), [
+    ("llama3", "<|startoftext|>", "<|eot_id|>"),
+    ("mistral", "<|bos|>", "<|eos|>"),
+    ("gemma", "<start>", "<eos>"),
+])
+def test_a_fine_tune_with_its_own_bos_matches_its_preset(tmp_path: Path, family: str, bos: str,
+                                                        eos: str) -> None:
+    """The family's chat template writes {{ bos_token }} (and Mistral {{ eos_token }}): the preset,
+    fitted to the folder, takes the tokenizer's tokens and builds the same prompt, exactly."""
+    from wizard_steps.templates import preset_for_folder
+
+    folder = _tokenizer_folder(tmp_path / family, FAMILIES[family][0], bos, eos)
+    assert not compare_with_tokenizer(PRESETS[family].template, folder).agree  # the fixed BOS
+    fitted = preset_for_folder(family, folder)
+    agreement = compare_with_tokenizer(fitted.template, folder)
+    assert agreement.agree, agreement.note
+    assert fitted.template.prompt.startswith(bos) and not template_problems(fitted.template)
+    detection = detect(folder)
+    assert (detection.preset_key, detection.confidence) == (family, Confidence.HIGH), detection.reason
+    if family == "mistral":
+        assert fitted.template.assistant.endswith(eos) and eos in fitted.stop and "</s>" not in fitted.stop
+
+
+def test_presets_keep_their_tokens_where_the_family_or_tokenizer_gives_no_other(tmp_path: Path) -> None:
+    from wizard_steps.templates import preset_for_folder
+
+    for key in PRESETS:
+        assert preset_for_folder(key, None) == PRESETS[key]
+    no_bos = _tokenizer_folder(tmp_path / "no-bos", LLAMA3, None, "<|eot_id|>")
+    assert preset_for_folder("llama3", no_bos) == PRESETS["llama3"]
+    phi = _tokenizer_folder(tmp_path / "phi", PHI3, "<|bos|>", "<|endoftext|>")
+    assert preset_for_folder("phi3", phi) == PRESETS["phi3"]  # Phi-3 prompts carry no BOS
+    chatml = _tokenizer_folder(tmp_path / "chatml", QWEN2, "<|im_start|>", "<|im_end|>")
+    assert preset_for_folder("chatml", chatml) == PRESETS["chatml"]
+
+
+def test_a_default_system_prompt_is_said_in_plain_words(demo_model: Path) -> None:
+    from wizard_steps.template_diff import compare_with_folder, explain, template_label
+
+    difference = compare_with_folder(CHATML, demo_model)
+    assert difference is not None and not difference.agrees
+    assert difference.default_system == "You are a helpful AI assistant named SmolLM, trained by Hugging Face"
+    assert (difference.start_tokens, difference.spacing_only, difference.excerpt) == (None, False, None)
+    sentences = explain(difference, template_label(CHATML, demo_model))
+    assert len(sentences) == 1
+    assert sentences[0].startswith("The model's own chat template adds a default system prompt when "
+                                   "you give none ('You are a helpful AI assistant named SmolLM")
+    assert sentences[0].endswith("the ChatML preset does not.") and "character" not in sentences[0]
+
+
+def test_a_bos_spacing_and_other_differences_are_named(tmp_path: Path) -> None:
+    from wizard_steps.template_diff import compare_prompts, explain
+
+    llama3 = PRESETS["llama3"].template
+    no_bos = compare_prompts(llama3, LLAMA3.replace("bos_token + content", "content"),
+                             {"bos_token": "<|begin_of_text|>"})
+    assert no_bos.start_tokens == ("<|begin_of_text|>", "") and not no_bos.excerpt
+    assert "starts with <|begin_of_text|>" in explain(no_bos, "the Llama 3 preset")[0]
+    other_bos = compare_prompts(llama3, LLAMA3, {"bos_token": "<s>"})
+    assert other_bos.start_tokens == ("<|begin_of_text|>", "<s>")
+    assert explain(other_bos, "the Llama 3 preset") == (
+        "The model's own chat template starts every prompt with <s>; the Llama 3 preset starts it "
+        "with <|begin_of_text|>.",)
+    spaced = compare_prompts(CHATML, QWEN2.replace("'\n' + message['content']", "'\n\n' + message['content']")
+                             .replace("You are a helpful assistant.", "Hi."), {})
+    assert spaced.default_system == "Hi." and spaced.spacing_only
+    phi = compare_prompts(CHATML, PHI3, {})
+    assert phi.excerpt is not None and phi.excerpt[0].startswith("<|im_start|>")
+    assert phi.excerpt[1].startswith("<|system|>")
+    assert all("character" not in s for s in explain(phi, "the ChatML preset"))

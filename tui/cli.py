@@ -177,6 +177,9 @@ def add_later_commands(sub) -> None:
     dep.add_argument("--name", required=True, help=_("letters, digits, - _ . (1-64 characters)"))
     dep.add_argument("--template", default="auto",
                      choices=["auto", "chatml", "phi3", "llama3", "mistral", "gemma"])
+    dep.add_argument("--template-source", default="preset", choices=["preset", "model"],
+                     help=_("the chat template the deployed model uses: the preset (default) or "
+                            "the model's own"))
     dep.add_argument("--description", default="Deployed with slmops")  # written into the model's files
     _generation_flags(dep)
     dep.add_argument("--json", action="store_true")

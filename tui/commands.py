@@ -86,6 +86,8 @@ def cmd_convert(args: argparse.Namespace) -> int:
     plan = conversion.make_plan(model_dir, args.out, precision, provider, int4,
                                 method=args.method, replace_existing=args.replace,
                                 base=getattr(args, "base", None))
+    if plan.model.eos is not None and plan.model.eos.note:  # said before the conversion starts
+        print("slmops: " + _("note: {note}").format(note=plan.model.eos.note), file=sys.stderr)
     stop = threading.Event()
     try:
         final = drive(conversion.convert(plan, cancel=stop), printer)
@@ -177,10 +179,12 @@ def cmd_deploy(args: argparse.Namespace) -> int:
 
     folder = Path(args.dir).expanduser()
     key = templates.detect(folder).preset_key if args.template == "auto" else args.template
-    template = templates.get_preset(key).template
+    template = templates.preset_for_folder(key, folder if folder.is_dir() else None).template
+    settings = _model_config(args)
+    deploy.check_request(folder, args.name, template, settings, args.template_source)  # bad input: exit 2
     with i18n.using("en") if args.json else contextlib.nullcontext():  # --json values are English
-        final = drive(deploy.deploy(folder, args.name, template, _model_config(args),
-                                    description=args.description), ProgressPrinter())
+        final = drive(deploy.deploy(folder, args.name, template, settings, description=args.description,
+                                    template_source=args.template_source), ProgressPrinter())
     if isinstance(final, Failed):
         return _step_failed(final)
     details = final.details

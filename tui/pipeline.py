@@ -80,7 +80,7 @@ def execute(answers: Answers, json_output: bool = False) -> dict[str, object]:
     settings = model_config(max_length=answers.max_length, temperature=answers.temperature,
                             top_p=answers.top_p, repetition_penalty=answers.repetition_penalty)
     key = templates.detect(info.path).preset_key if answers.template == "auto" else answers.template
-    preset = templates.get_preset(key)
+    preset = templates.preset_for_folder(key, info.path)
     precision = Precision(answers.precision)
     out = Path(answers.output_dir) if answers.output_dir else None
     default_out = convert.default_output_dir(info, precision)
@@ -119,7 +119,8 @@ def execute(answers: Answers, json_output: bool = False) -> dict[str, object]:
         _say(tuned.reason, json_output)
 
     name = answers.deploy_name or f"{info.name.lower()}-{precision.value}"
-    final = drive(deploy.deploy(converted, name, preset.template, settings), printer)
+    final = drive(deploy.deploy(converted, name, preset.template, settings,
+                                template_source=answers.template_source), printer)
     if isinstance(final, Failed):
         raise StepFailed(final.reason)
     model_id = str(final.details["model_id"])

@@ -83,6 +83,9 @@ def main(argv: list[str]) -> int:
         print("@result " + json.dumps({"ok": False, "stage": "olive", "error": "no model"}))
         return 1
     try:
+        from wizard_steps.model_source import fill_eos_token_id  # an id only the tokenizer names
+
+        fill_eos_token_id(out_dir)
         renamed = fix_logits_output(out_dir)
         result = check(out_dir, 8)
         result["logits_renamed_to"] = renamed

@@ -26,6 +26,7 @@ _CHOICES: dict[str, tuple[object, ...]] = {
     "int4_accuracy_level": (1, 2, 3, 4),
     "int4_algorithm": ("rtn", "k_quant_mixed"),
     "template": ("chatml", "phi3", "llama3", "mistral", "gemma", "auto"),
+    "template_source": ("preset", "model"),
     "method": ("config", "auto-opt"),
     "lang": ("en", "tr"),
 }
@@ -49,6 +50,7 @@ class Answers:
     int4_algorithm: str = "k_quant_mixed"
     int4_quantize_embeddings: bool = False
     template: str = "auto"
+    template_source: str = "preset"  # the deployed chat template: the preset, or the model's own
     max_length: int = 2048
     temperature: float = 0.7
     top_p: float = 0.9

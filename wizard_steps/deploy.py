@@ -25,9 +25,11 @@ from pathlib import Path
 
 from wizard_steps import paths
 from wizard_steps.deploy_files import (
+    TEMPLATE_SOURCES,
     InferenceModel,
     apply_template_and_settings,
     check_model_folder,
+    check_template_source,
     detect_precision,
     read_inference_model_json,
     staged_copy,
@@ -43,7 +45,8 @@ from wizard_steps.model_source import folder_size
 from wizard_steps.precision import human_size
 from wizard_steps.templates import ModelConfig, PromptTemplate
 
-__all__ = ["DeployedModel", "InferenceModel", "choose_backend", "deploy", "deploy_with_cli", "finish",
+__all__ = ["TEMPLATE_SOURCES", "DeployedModel", "InferenceModel", "check_request", "choose_backend",
+           "deploy", "deploy_with_cli", "finish",
            "list_deployed", "read_inference_model_json", "undeploy", "validate_name",
            "write_inference_model_json"]
 
@@ -177,18 +180,28 @@ def finish(events: Iterator[Event]) -> Finished:
             close()
 
 
+def check_request(folder: Path | str, name: str, template: PromptTemplate, model_config: ModelConfig,
+                  template_source: str = "preset") -> Path:
+    """Every part of a deploy request the user typed (folder, name, template, settings, template
+    source), checked before anything runs; raises WizardError. Returns the folder, resolved."""
+    source = check_model_folder(folder)
+    validate_name(name)
+    template.validate()
+    model_config.validate()
+    check_template_source(template_source, source)
+    return source
+
+
 def deploy(folder: Path | str, name: str, template: PromptTemplate, model_config: ModelConfig,
            cache_dir: Path | str | None = None, description: str = "",
            cancel: threading.Event | None = None, display_name: str | None = None,
-           keep_loaded: bool = False) -> Iterator[Event]:
+           keep_loaded: bool = False, template_source: str = "preset") -> Iterator[Event]:
     """Deploy a converted folder through the Foundry Local SDK as the next version of ``name``.
-    Yields Progress and LogLine, then Finished(path, details) or Failed."""
+    ``template_source`` "preset" writes ``template`` as the copy's chat template, "model" keeps the
+    folder's own. Yields Progress and LogLine, then Finished(path, details) or Failed."""
     started = time.monotonic()
     try:
-        source = check_model_folder(folder)
-        validate_name(name)
-        template.validate()
-        model_config.validate()
+        source = check_request(folder, name, template, model_config, template_source)
         if not sdk_available():
             raise DeployError(_("The Foundry Local SDK (foundry-local-sdk) is not installed."), _(SDK_HINT))
         cache = _cache(cache_dir)
@@ -211,7 +224,7 @@ def deploy(folder: Path | str, name: str, template: PromptTemplate, model_config
         yield Progress(_("Writing inference_model.json, the chat template and the settings"), 0.62)
         write_inference_model_json(staging, name, description or f"{name}, deployed by slmops",  # file
                                    version, template, model_config)
-        report = apply_template_and_settings(staging, template, model_config)
+        report = apply_template_and_settings(staging, template, model_config, template_source)
         for note in report.notes:
             yield LogLine(note)
         try:
@@ -259,7 +272,8 @@ def deploy(folder: Path | str, name: str, template: PromptTemplate, model_config
         "proof_prompt": PROOF_PROMPT, "proof_reply": proof.text.strip(),
         "first_reply_s": round(proof.first_token_s or proof.total_s, 3),
         "proof_usage": proof.usage, "template_agrees": report.agrees,
-        "template_notes": list(report.notes), "duration_s": round(time.monotonic() - started, 1),
+        "template_notes": list(report.notes), "template_source": template_source,
+        "duration_s": round(time.monotonic() - started, 1),
     })
 
 

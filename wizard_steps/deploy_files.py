@@ -23,13 +23,7 @@ from wizard_steps.errors import Cancelled, DeployError
 from wizard_steps.events import Progress
 from wizard_steps.i18n import N_, _
 from wizard_steps.model_source import folder_size, read_chat_template
-from wizard_steps.templates import (
-    Conversation,
-    ModelConfig,
-    PromptTemplate,
-    chat_template_for,
-    compare_with_tokenizer,
-)
+from wizard_steps.templates import ModelConfig, PromptTemplate, chat_template_for
 
 INFERENCE_MODEL_JSON = "inference_model.json"
 CHAT_TEMPLATE_FILE = "chat_template.jinja"
@@ -147,58 +141,74 @@ def read_inference_model_json(folder: Path) -> InferenceModel:
 # --- the chat template and the generation settings ----------------------------------------------
 
 
+TEMPLATE_SOURCES = ("preset", "model")  # the chosen template, or the model folder's own
+
+
 @dataclass(frozen=True)
 class TemplateReport:
-    """How the user's template compares with the folder's original chat template."""
+    """How the chosen template compares with the folder's own chat template, in plain words."""
 
     agrees: bool
     notes: tuple[str, ...]
 
 
-_NO_SYSTEM = Conversation(None, (("user", "Say hello."),))
+def check_template_source(source: str, folder: Path) -> str:
+    """``preset`` or ``model``; ``model`` needs a chat template in the folder. Raises DeployError."""
+    if source not in TEMPLATE_SOURCES:
+        raise DeployError(_("The template source {source!r} is unknown.").format(source=source),
+                          _("Choose model (keep the model's own chat template) or preset."))
+    if source == "model" and read_chat_template(Path(folder)) is None:
+        raise DeployError(_("The model folder has no chat template of its own to keep."),
+                          _("Deploy with the chosen template instead (template source: preset)."))
+    return source
 
 
-def compare_template(template: PromptTemplate, folder: Path) -> TemplateReport:
-    """Compare on a conversation with a system prompt and on one without (where chat templates
-    often add a default system prompt of their own)."""
-    if read_chat_template(Path(folder)) is None:
-        return TemplateReport(False, (_("The folder had no chat template; the chosen template is "
-                                        "written as its chat template."),))
-    notes: list[str] = []
-    agrees = True
-    for label, conversation in ((_("With a system prompt, the folder's own chat template (now replaced "
-                                   "by the chosen template) builds another prompt. {note}"), None),
-                                (_("Without a system prompt, the folder's own chat template (now "
-                                   "replaced by the chosen template) builds another prompt. {note}"),
-                                 _NO_SYSTEM)):
-        agreement = compare_with_tokenizer(template, folder, conversation)
-        agrees = agrees and agreement.agree
-        if not agreement.agree:
-            notes.append(label.format(note=agreement.note))
-    if agrees:
-        notes.append(_("The folder's chat template builds the same prompts as the chosen template."))
-    return TemplateReport(agrees, tuple(dict.fromkeys(notes)))
+def compare_template(template: PromptTemplate, folder: Path, source: str = "preset") -> TemplateReport:
+    """Compare the template with the folder's own chat template (on conversations with and without
+    a system prompt) and say what differs and which one Foundry Local will use."""
+    from wizard_steps.template_diff import compare_with_folder, explain, template_label
+
+    label = template_label(template, Path(folder))
+    difference = compare_with_folder(template, Path(folder))
+    if difference is None:
+        return TemplateReport(False, (_("The folder had no chat template; {label} is written as its "
+                                        "chat template.").format(label=label),))
+    if difference.agrees:
+        return TemplateReport(True, (_("The model's own chat template builds the same prompts as "
+                                       "{label}.").format(label=label),))
+    said = list(explain(difference, label))
+    if source == "model":
+        said.append(_("Foundry Local uses the model's own chat template (kept); inference_model.json's "
+                      "PromptTemplate is {label}, which Foundry keeps as metadata only. Answers may "
+                      "differ from those the wizard's preview showed.").format(label=label))
+    else:
+        said.append(_("Answers may differ: Foundry Local now uses {label}, which replaced the model's "
+                      "own chat template in the deployed copy. Choose the model's own template to "
+                      "keep it.").format(label=label))
+    return TemplateReport(False, tuple(said))
 
 
-def apply_template_and_settings(folder: Path, template: PromptTemplate,
-                                model_config: ModelConfig) -> TemplateReport:
-    """Make the folder talk in the chosen template and default to the chosen settings: the Jinja
-    chat template into chat_template.jinja (and tokenizer_config.json when it keeps one there),
-    the settings into genai_config.json ``search``. Returns the comparison made beforehand."""
+def apply_template_and_settings(folder: Path, template: PromptTemplate, model_config: ModelConfig,
+                                source: str = "preset") -> TemplateReport:
+    """Make the folder default to the chosen settings (genai_config.json ``search``) and talk in
+    the chosen template: with ``preset``, its Jinja chat template replaces the folder's
+    (chat_template.jinja, and tokenizer_config.json when it keeps one there); with ``model`` the
+    folder's own stays. Returns the comparison made beforehand."""
     folder = Path(folder)
     genai = _read_json(folder / GENAI_CONFIG)
     model = genai.get("model") if isinstance(genai.get("model"), dict) else {}
     context = model.get("context_length")
     model_config.validate(context if isinstance(context, int) and context > 0 else None)
-    report = compare_template(template.validate(), folder)
-    jinja = chat_template_for(template)
-    atomic_write_text(folder / CHAT_TEMPLATE_FILE, jinja)
-    tokenizer_config = folder / "tokenizer_config.json"
-    if tokenizer_config.is_file():
-        data = _read_json(tokenizer_config)
-        if "chat_template" in data:
-            data["chat_template"] = jinja
-            _write_json(tokenizer_config, data)
+    report = compare_template(template.validate(), folder, check_template_source(source, folder))
+    if source == "preset":
+        jinja = chat_template_for(template)
+        atomic_write_text(folder / CHAT_TEMPLATE_FILE, jinja)
+        tokenizer_config = folder / "tokenizer_config.json"
+        if tokenizer_config.is_file():
+            data = _read_json(tokenizer_config)
+            if "chat_template" in data:
+                data["chat_template"] = jinja
+                _write_json(tokenizer_config, data)
     search = genai.get("search") if isinstance(genai.get("search"), dict) else {}
     genai["search"] = {**search, **model_config.to_genai_search()}
     _write_json(folder / GENAI_CONFIG, genai)

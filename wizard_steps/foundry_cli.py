@@ -16,6 +16,7 @@ from pathlib import Path
 from wizard_steps.deploy_files import (
     apply_template_and_settings,
     check_model_folder,
+    check_template_source,
     staged_copy,
     validate_name,
     write_inference_model_json,
@@ -108,7 +109,7 @@ def listed(name: str, lines: list[str]) -> str | None:
 def deploy_with_cli(folder: Path | str, name: str, template: PromptTemplate,
                     model_config: ModelConfig, description: str = "", version: str = "1",
                     cancel: threading.Event | None = None, replace: bool = False,
-                    executable: str | None = None) -> Iterator[Event]:
+                    executable: str | None = None, template_source: str = "preset") -> Iterator[Event]:
     """Place the model under ``<cache>/custom/<name>/`` and check that ``foundry cache ls``
     lists it. Yields Progress and LogLine, then Finished(path, details) or Failed."""
     try:
@@ -116,6 +117,7 @@ def deploy_with_cli(folder: Path | str, name: str, template: PromptTemplate,
         validate_name(name)
         template.validate()
         model_config.validate()
+        check_template_source(template_source, source)
         yield Progress(_("Asking foundry where its cache is"), 0.0)
         cache = cache_location(executable)
         target = cache / CUSTOM_DIR / name
@@ -137,7 +139,8 @@ def deploy_with_cli(folder: Path | str, name: str, template: PromptTemplate,
         yield Progress(_("Writing inference_model.json, the chat template and the settings"), 0.82)
         write_inference_model_json(staging, name, description or f"{name}, deployed by slmops",
                                    version, template, model_config)
-        for note in apply_template_and_settings(staging, template, model_config).notes:
+        for note in apply_template_and_settings(staging, template, model_config,
+                                                template_source).notes:
             yield LogLine(note)
         if cancel is not None and cancel.is_set():
             raise Cancelled(_("The deployment was cancelled; nothing was kept."))

@@ -11,7 +11,7 @@ from wizard_steps import paths
 from wizard_steps.errors import WizardError
 from wizard_steps.generation import ModelConfig
 from wizard_steps.i18n import _
-from wizard_steps.templates import PromptTemplate, TemplateError, get_preset
+from wizard_steps.templates import PromptTemplate, TemplateError, preset_for_folder
 
 STEPS = ("welcome", "prereqs", "model", "precision", "template", "convert", "deploy",
          "benchmark", "chat", "summary")
@@ -32,6 +32,7 @@ class WizardState:
     int4_algorithm: str = "k_quant_mixed"
     int4_quantize_embeddings: bool = False
     template_key: str | None = None
+    template_source: str = "preset"  # deploy: "preset" (the chosen template) or "model" (the folder's own)
     custom_template: dict[str, str] | None = None
     model_config: dict[str, float] = field(default_factory=lambda: {
         "max_length": 2048, "temperature": 0.7, "top_p": 0.9, "repetition_penalty": 1.1})
@@ -96,7 +97,7 @@ def _fits(value: object, default: object) -> bool:
 def state_template(state: WizardState) -> tuple[PromptTemplate, tuple[str, ...]]:
     """The chosen prompt template and its preset's stop strings; raises WizardError."""
     key = state.template_key or "chatml"
-    preset = get_preset(key)
+    preset = preset_for_folder(key, Path(state.model_dir) if state.model_dir else None)
     if key != "custom":
         return preset.template, preset.stop
     try:

@@ -101,6 +101,28 @@ def get_preset(key: str) -> Preset:
     return PRESETS[key]
 
 
+# Presets whose prompt starts with the tokenizer's BOS, and the one that ends the assistant's turn
+# with the tokenizer's EOS: there a fine-tune's own tokens replace the preset's.
+_BOS_PRESETS = frozenset({"llama3", "mistral", "gemma"})
+_EOS_PRESETS = {"mistral": "</s>"}
+
+
+def preset_for_folder(key: str, folder: Path | None) -> Preset:
+    """The preset with the folder's tokenizer's BOS (and, for Mistral, EOS) where the family writes
+    them into the prompt, so a fine-tune with other special tokens still matches its template."""
+    preset = get_preset(key)
+    tokens = special_tokens(tokenizer_folder(folder)) if folder is not None else {}
+    template, stop = preset.template, preset.stop
+    lead, bos = _lead(template), tokens.get("bos_token")
+    if key in _BOS_PRESETS and lead and bos and bos != lead and "{" not in bos and "}" not in bos:
+        template = replace(template, prompt=bos + template.prompt[len(lead):])
+    old_eos, eos = _EOS_PRESETS.get(key), tokens.get("eos_token")
+    if old_eos and eos and eos != old_eos and "{" not in eos and "}" not in eos:
+        template = replace(template, assistant=template.assistant.replace(old_eos, eos))
+        stop = tuple(eos if s == old_eos else s for s in stop)
+    return preset if template == preset.template else replace(preset, template=template, stop=stop)
+
+
 # --- validation ---------------------------------------------------------------------------------
 
 
@@ -304,10 +326,15 @@ def compare_with_tokenizer(template: PromptTemplate, folder: Path,
                          _("The tokenizer's chat template builds the same prompt, exactly."))
     at = next((i for i, (a, b) in enumerate(zip(ours, theirs, strict=False)) if a != b),
               min(len(ours), len(theirs)))
-    return Agreement(False, ours, theirs, at,
-                     _("The prompts differ from character {at}: this template gives {ours!r}, the "
-                       "tokenizer's chat template {theirs!r}.").format(
-                         at=at, ours=ours[at:at + 30], theirs=theirs[at:at + 30]))
+    from wizard_steps.template_diff import compare_prompts, explain, template_label  # imports this module
+
+    try:
+        said = explain(compare_prompts(template, source, tokens), template_label(template, Path(folder)))
+    except TemplateError:
+        said = ()
+    return Agreement(False, ours, theirs, at, " ".join(said) or _(
+        "The tokenizer's chat template builds another prompt: this template gives {ours!r} where it "
+        "gives {theirs!r}.").format(ours=ours[max(at - 8, 0):at + 24], theirs=theirs[max(at - 8, 0):at + 24]))
 
 
 # --- detection ----------------------------------------------------------------------------------
@@ -343,7 +370,7 @@ def detect(folder: Path) -> Detection:
         if all(marker in source for marker in markers):
             reason = _("the chat template uses {markers} markers ({preset})").format(
                 markers="/".join(markers), preset=PRESETS[key].name)
-            agreement = compare_with_tokenizer(PRESETS[key].template, folder)
+            agreement = compare_with_tokenizer(preset_for_folder(key, folder).template, folder)
             if agreement.agree:
                 return Detection(key, Confidence.HIGH, _(
                     "{reason} and builds a sample conversation exactly as the preset").format(reason=reason))

@@ -71,7 +71,7 @@ def hf_folder(root: Path, name: str | Path = "model", vocab_size: int = 16,
     folder.mkdir(parents=True)
     (folder / "config.json").write_text(json.dumps({
         "architectures": ["LlamaForCausalLM"], "model_type": "llama", "num_hidden_layers": 2,
-        "hidden_size": 8, "vocab_size": vocab_size, "max_position_embeddings": 64}))
+        "hidden_size": 8, "vocab_size": vocab_size, "max_position_embeddings": 64, "eos_token_id": 1}))
     write_safetensors(folder / "model.safetensors", {"embed": [vocab_size, 8], "layer": [8, 8]})
     (folder / "tokenizer.json").write_text(tokenizer_json(tokenizer_vocab, added))
     return folder
@@ -406,3 +406,20 @@ def test_an_unreadable_model_folder_is_refused(tmp_path: Path) -> None:
     assert "config.json" in lines[1] and "cannot be read" in lines[1]
     assert "model.safetensors cannot be read" in lines[2]
 
+
+
+@pytest.mark.parametrize("name", ["../../evil", "", "x" * 300, "a:b:c"],
+                         ids=["traversal", "empty", "300-characters", "colons"])
+def test_deploy_cli_refuses_a_bad_name_with_exit_2_before_anything_runs(
+        name: str, tmp_home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 17: a bad --name is bad input (exit 2, one sentence), refused before the copy."""
+    from tui.cli import main
+
+    seed_home(tmp_home)
+    folder = converted_folder(tmp_path)
+    before = snapshot(tmp_path)
+    assert main(["deploy", str(folder), "--name", name, "--template", "chatml"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("slmops: ") and len(err.strip().splitlines()) == 1, err
+    assert "Traceback" not in err and ("name" in err.lower())
+    assert snapshot(tmp_path) == before

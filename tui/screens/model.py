@@ -22,14 +22,15 @@ from wizard_steps.precision import human_size
 
 def describe(info: ModelInfo) -> str:
     template = _("yes") if info.chat_template else _("none (you will pick one)")
-    return (f"[b]{info.name}[/b]  {info.architecture} ({info.model_type})\n"
+    return (f"[b]{escape(info.name)}[/b]  {info.architecture} ({info.model_type})\n"
             + _("{parameters} M parameters · {layers} layers · hidden {hidden} · vocab {vocab}").format(
                 parameters=number(info.num_parameters / 1e6, 1), layers=info.num_layers,
                 hidden=info.hidden_size, vocab=info.vocab_size) + "\n"
             + _("{size} on disk · weights {dtype} · context {context} · chat template: {template}").format(
                 size=human_size(info.size_bytes), dtype=info.weights_dtype,
                 context=info.max_position_embeddings, template=template)
-            + ("\n" + escape(adapter.describe(info.adapter)) if info.adapter else ""))
+            + ("\n" + escape(adapter.describe(info.adapter)) if info.adapter else "")
+            + (f"\n[yellow]{escape(info.eos.note)}[/yellow]" if info.eos and info.eos.note else ""))
 
 
 class ModelScreen(StepScreen):

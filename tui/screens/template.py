@@ -15,11 +15,13 @@ from textual.widgets import Input, Label, Select, Static
 from textual.worker import get_current_worker
 
 from tui.screens.base import StepScreen
-from wizard_steps import model_source, templates
+from wizard_steps import model_source, template_diff, templates
+from wizard_steps.adapter import tokenizer_folder
 from wizard_steps.errors import WizardError
 from wizard_steps.generation import GenerationError, ModelConfig, model_config
 from wizard_steps.i18n import N_, _
-from wizard_steps.templates import PARTS, PRESETS, Agreement, Detection, PromptTemplate
+from wizard_steps.template_diff import TemplateDifference
+from wizard_steps.templates import PARTS, PRESETS, Detection, Preset, PromptTemplate
 
 SETTINGS = ("max_length", "temperature", "top_p", "repetition_penalty")
 SPECIAL_TOKEN = re.compile(r"<\|[^|<>\s]+\|>|</?[A-Za-z_]+>|\[/?INST\]|<</?SYS>>")
@@ -49,11 +51,13 @@ def show_prompt(prompt: str) -> Text:
 
 @dataclass(frozen=True)
 class FolderFacts:
-    """What the worker learns from the model folder: the detected preset and the context length."""
+    """What the worker learns from the model folder: the detected preset, the context length, and
+    the presets fitted to its tokenizer's special tokens (BOS/EOS)."""
 
     detection: Detection | None
     context_length: int | None
     error: str | None
+    presets: dict[str, Preset] | None = None
 
 
 class TemplateScreen(StepScreen):
@@ -152,7 +156,7 @@ class TemplateScreen(StepScreen):
                 raise WizardError(_("No model has been chosen yet."), _("Go back to the Model step."))
             info = model_source.inspect_model(self.folder)
             facts = FolderFacts(templates.detect(info.path), info.max_position_embeddings or None,
-                                None)
+                                None, {key: templates.preset_for_folder(key, info.path) for key in PRESETS})
         except WizardError as exc:
             facts = FolderFacts(None, None, str(exc))
         if not get_current_worker().is_cancelled:
@@ -179,9 +183,14 @@ class TemplateScreen(StepScreen):
 
     def template(self) -> PromptTemplate:
         if self.preset_key != "custom":
-            return PRESETS[self.preset_key].template
+            return self.preset(self.preset_key).template
         return PromptTemplate(**{part: unescape(self.query_one(f"#part-{part}", Input).value)
                                  for part in PARTS})
+
+    def preset(self, key: str) -> Preset:
+        """The preset, with the model's own BOS/EOS where its family writes them."""
+        fitted = self.facts.presets if self.facts is not None else None
+        return fitted[key] if fitted and key in fitted else PRESETS[key]
 
     def fill_custom(self, template: PromptTemplate) -> None:
         for part in PARTS:
@@ -193,7 +202,7 @@ class TemplateScreen(StepScreen):
         if key == self.preset_key:
             return
         if key == "custom":
-            self.fill_custom(PRESETS[self.preset_key].template)  # start from what was chosen
+            self.fill_custom(self.preset(self.preset_key).template)  # start from what was chosen
         self.preset_key = key
         self.show_preset()
 
@@ -237,23 +246,33 @@ class TemplateScreen(StepScreen):
     def compare(self, template: PromptTemplate) -> None:
         assert self.folder is not None
         try:
-            result: Agreement | str = templates.compare_with_tokenizer(template, self.folder)
+            folder = tokenizer_folder(self.folder)
+            result: TemplateDifference | str | None = template_diff.compare_with_folder(template, folder)
+            label = template_diff.template_label(template, folder)
         except WizardError as exc:
-            result = str(exc)
+            result, label = str(exc), ""
         if not get_current_worker().is_cancelled:
-            self.app.call_from_thread(self.show_agreement, template, result)
+            self.app.call_from_thread(self.show_agreement, template, result, label)
 
-    def show_agreement(self, template: PromptTemplate, result: Agreement | str) -> None:
+    def show_agreement(self, template: PromptTemplate, result: TemplateDifference | str | None,
+                       label: str) -> None:
+        """Whether the folder's own chat template builds the same prompts, in plain words."""
         if self.faults or template != self.template():
             return  # the user changed the template since; a newer comparison is coming
         line = self.query_one("#template-agreement", Static)
         if isinstance(result, str):
             line.update(Text(f"! {result}", style="yellow"))
-        elif result.agree:
-            line.update(Text(f"✓ {result.note}", style="green"))
+        elif result is None:
+            line.update(Text("! " + _("The model folder has no chat template; the deploy step writes "
+                                      "this one into the deployed copy."), style="yellow"))
+        elif result.agrees:
+            line.update(Text("✓ " + _("The model's own chat template builds the same prompts as "
+                                      "{label}.").format(label=label), style="green"))
         else:
-            line.update(Text(f"≠ {result.note} " + _("Foundry Local builds its prompts from the folder's "
-                                                     "chat template."), style="yellow"))
+            said = [*template_diff.explain(result, label),
+                    _("At the Deploy step you choose which one Foundry Local uses: the model's own or "
+                      "this one.")]
+            line.update(Text("≠ " + " ".join(said), style="yellow"))
 
     # --- generation settings ----------------------------------------------------------------
 
