@@ -43,7 +43,11 @@ async def test_the_preview_shows_the_raw_prompt_and_agrees_with_the_tokenizer(
         await settled(app, pilot)
         preview = text(app, "#template-preview")
         assert "<|im_start|>user" in preview and "And of Italy?<|im_end|>" in preview
-        assert "builds the same prompt" in text(app, "#template-agreement")
+        agreement = text(app, "#template-agreement")  # issue 17: in plain words, no character index
+        assert agreement.startswith("≠ The model's own chat template adds a default system prompt when "
+                                    "you give none ('You are a helpful AI assistant named SmolLM")
+        assert "the ChatML preset does not." in agreement and "character" not in agreement
+        assert "At the Deploy step you choose" in agreement
 
 
 async def test_another_preset_shows_where_it_differs_from_the_tokenizer(demo_model: Path) -> None:
@@ -53,7 +57,9 @@ async def test_another_preset_shows_where_it_differs_from_the_tokenizer(demo_mod
         app.screen.query_one("#template-preset", Select).value = "llama3"
         await settled(app, pilot)
         assert "<|start_header_id|>" in text(app, "#template-preview")
-        assert "differ from character 2" in text(app, "#template-agreement")
+        agreement = text(app, "#template-agreement")
+        assert "The turns are written differently: the Llama 3 preset gives" in agreement
+        assert "character" not in agreement
 
 
 async def test_custom_starts_from_the_chosen_preset(demo_model: Path) -> None:
