@@ -84,20 +84,13 @@ def build_parser() -> argparse.ArgumentParser:
     conv.add_argument("--block-size", type=int, default=32, choices=[16, 32, 64, 128, 256])
     conv.add_argument("--asymmetric", action="store_true", help=_("asymmetric INT4"))
     conv.add_argument("--accuracy-level", type=int, default=4, choices=[1, 2, 3, 4])
-    conv.add_argument("--int4-algo", default="gptq", choices=["gptq", "k_quant_mixed", "rtn"],
-                      help=_("gptq: best quality, calibrated on a text, takes minutes (default); "
-                             "k_quant_mixed: no calibration, seconds; rtn: plain rounding"))
-    conv.add_argument("--calibration-text", metavar="FILE",
-                      help=_("plain text that GPTQ calibrates on (default: the shipped text); "
-                             "a few hundred words like your model's use"))
+    conv.add_argument("--int4-algo", default="k_quant_mixed", choices=["rtn", "k_quant_mixed"])
     conv.add_argument("--quantize-embeddings", action="store_true",
                       help=_("INT4 embeddings too (smallest, slightly worse)"))
     conv.add_argument("--provider", default="CPUExecutionProvider",
                       choices=["CPUExecutionProvider", "CUDAExecutionProvider",
                                "DmlExecutionProvider", "WebGpuExecutionProvider"])
     conv.add_argument("--replace", action="store_true", help=_("replace an existing output"))
-    conv.add_argument("--no-tune", action="store_true",
-                      help=_("keep onnxruntime's thread setting as Olive wrote it (no short tuning)"))
     conv.add_argument("--json", action="store_true", help=_("machine-readable result"))
     conv.add_argument("--verbose", action="store_true", help=_("show Olive's log"))
     conv.set_defaults(func=commands.cmd_convert)
@@ -217,25 +210,9 @@ def add_later_commands(sub) -> None:
                           epilog=_("example: slmops quality ./int4 --source ./hf-model"))
     _target(qual)
     qual.add_argument("--prompts", help=_("JSONL of {\"prompt\": ..., \"expect\": ...}"))
-    qual.add_argument("--source", help=_("the Hugging Face folder it came from: domain queries and "
-                                         "fidelity judged against it (slower)"))
+    qual.add_argument("--source", help=_("the Hugging Face folder, for fidelity (slow)"))
     qual.add_argument("--json", action="store_true")
     qual.set_defaults(func=commands.cmd_quality)
-
-    comp = sub.add_parser("compare", help=_("compare precisions on this machine and recommend one"),
-                          description=_("Convert the model to each precision (reusing folders converted "
-                                        "earlier with the same settings) and measure each here: size, "
-                                        "speed, perplexity and answers against the source."),
-                          epilog=_("example: slmops compare demo --precisions int4,int8 --export cmp.md"))
-    comp.add_argument("model", help=_("a Hugging Face model folder, or demo"))
-    comp.add_argument("--precisions", default="int4,int4-rtn,int8,fp32",
-                      help=_("comma-separated candidates (int4, int4-rtn, int4-k-quant-mixed, "
-                             "int4-rtn-emb, int8, fp32)"))
-    comp.add_argument("--prompts", help=_("JSONL of {\"prompt\": ..., \"expect\": ...} (default: the "
-                                          "demo's queries)"))
-    comp.add_argument("--export", help=_("write the table as Markdown (.md) or JSON (.json)"))
-    comp.add_argument("--json", action="store_true")
-    comp.set_defaults(func=commands.cmd_compare)
 
     chat = sub.add_parser("chat", help=_("chat in the terminal (/reset, /system, /quit)"),
                           epilog=_("example: slmops chat my-model"))
