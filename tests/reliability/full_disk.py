@@ -1,8 +1,8 @@
-"""Child process of the full-disk test: mounts a tmpfs of SIZE on DISK (in the private mount
-namespace its parent started it in), converts MODEL onto it, frees space and converts again,
-and prints what it saw as JSON for the test to judge.
+"""Child process of the full-disk test: mounts a 64 MB tmpfs on DISK (in the private mount
+namespace its parent started it in), fills it up to FREE_MB megabytes, converts MODEL onto it,
+deletes the filler and converts again, and prints what it saw as JSON for the test to judge.
 
-    python -m tests.reliability.full_disk MODEL DISK SIZE
+    python -m tests.reliability.full_disk MODEL DISK FREE_MB
 """
 
 from __future__ import annotations
@@ -31,16 +31,29 @@ def olive_runs_left() -> list[str]:
     return sorted(p.name for p in folder.iterdir() if p.name != "rerun") if folder.exists() else []
 
 
-def main(model: Path, disk: Path, size: str) -> dict[str, object]:
-    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(disk)], check=True)
+def fill(disk: Path, free_mb: int) -> Path:
+    """A file taking all of the disk's space but free_mb megabytes (written: tmpfs counts pages)."""
+    filler = disk / "filler"
+    block = bytes(1024 * 1024)
+    with filler.open("wb") as file:
+        for _ in range(shutil.disk_usage(disk).free // len(block) - free_mb):
+            file.write(block)
+    return filler
+
+
+def main(model: Path, disk: Path, free_mb: int) -> dict[str, object]:
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(disk)], check=True)
+    filler = fill(disk, free_mb)
+    before = shutil.disk_usage(disk).used
     out = disk / "out"
     plan = convert.make_plan(model, out, Precision.INT4, int4=Int4Settings(algorithm=Int4Algorithm.RTN))
     full = last(convert.convert(plan))
     seen: dict[str, object] = {
         "full": type(full).__name__, "reason": getattr(full, "reason", repr(full)),
-        "left_on_disk": sorted(p.name for p in disk.iterdir()),
-        "used_bytes": shutil.disk_usage(disk).used, "olive_runs_left": olive_runs_left()}
-    subprocess.run(["mount", "-o", "remount,size=64m", str(disk)], check=True)  # space freed
+        "free_before": shutil.disk_usage(disk).total - before,
+        "left_on_disk": sorted(p.name for p in disk.iterdir() if p != filler),
+        "grown_bytes": shutil.disk_usage(disk).used - before, "olive_runs_left": olive_runs_left()}
+    filler.unlink()  # space freed
     again = last(convert.convert(plan))
     seen["again"] = type(again).__name__ if isinstance(again, (Failed, Finished)) else repr(again)
     seen["again_reason"] = getattr(again, "reason", "")
@@ -49,4 +62,4 @@ def main(model: Path, disk: Path, size: str) -> dict[str, object]:
 
 
 if __name__ == "__main__":
-    print(json.dumps(main(Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3])))
+    print(json.dumps(main(Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3]))))

@@ -140,20 +140,21 @@ def test_ctrl_c_during_a_cli_conversion_leaves_nothing_and_the_next_run_succeeds
 
 def test_a_full_output_disk_fails_in_one_sentence_and_the_next_run_succeeds(
         tiny_model: Path, tmp_path: Path, tmp_home: Path) -> None:
-    # The tiny model's INT4 folder is 18 MB; the disk holds 4 MB. The conversion runs in a child
+    # The tiny model's INT4 folder is 18 MB; the disk has 4 MB free. The conversion runs in a child
     # with a private mount namespace, where root or, through a user namespace, anyone may mount.
     prefix = private_disk_prefix(tmp_path / "probe")
     disk = tmp_path / "small-disk"
     disk.mkdir()
     done = subprocess.run([*prefix, sys.executable, "-m", "tests.reliability.full_disk",
-                           str(tiny_model), str(disk), "4m"],
+                           str(tiny_model), str(disk), "4"],
                           capture_output=True, text=True, cwd=ROOT, timeout=1800)
     assert done.returncode == 0, done.stderr
     seen = json.loads(done.stdout.strip().splitlines()[-1])
     assert seen["full"] == "Failed", seen
     one_sentence(seen["reason"])
     assert "No space left on device" in seen["reason"]
-    assert seen["left_on_disk"] == [] and seen["used_bytes"] < 64 * 1024, seen
+    assert seen["free_before"] < 5 * 1024 * 1024, seen  # the disk was full indeed
+    assert seen["left_on_disk"] == [] and seen["grown_bytes"] < 64 * 1024, seen
     assert seen["olive_runs_left"] == [], seen
     assert seen["again"] == "Finished", seen
     assert seen["generated"] >= 1, seen
