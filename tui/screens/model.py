@@ -35,6 +35,9 @@ def describe(info: ModelInfo) -> str:
 
 class ModelScreen(StepScreen):
     STEP = "model"
+    DEFAULT_CSS = """
+    ModelScreen #model-error, ModelScreen #demo-stage { width: 1fr; }
+    """  # a Label is as wide as its text: at 80 columns a long error was cut instead of wrapped
     HELP = N_("Type the path of a fine-tuned Hugging Face model folder (config.json, weights as "
               "safetensors or .bin, the tokenizer), or a LoRA adapter folder (adapter_config.json; it is merged "
               "into its base). It is checked as you type. Or use the demo "
@@ -116,6 +119,7 @@ class ModelScreen(StepScreen):
 
     def prepare_demo(self) -> None:
         self.preparing = True
+        self.query_one("#model-error", Label).update("")  # the typed path's error no longer applies
         self.query_one("#demo-progress").display = True
         self.refresh_nav()
         self.run_demo_preparation()
