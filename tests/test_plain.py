@@ -11,6 +11,7 @@ import pytest
 
 pytestmark = pytest.mark.slow
 ENTER = "\r"
+HANG = 1200  # seconds: only a hang may fail a step; converting and tuning take minutes on a slow CPU
 
 
 def test_plain_wizard_deploys_the_demo_and_answers_in_the_chat(demo_model: Path,
@@ -20,7 +21,7 @@ def test_plain_wizard_deploys_the_demo_and_answers_in_the_chat(demo_model: Path,
     os.symlink(demo_model, home / "cache" / "demo" / demo_model.name)
     env = dict(os.environ, SLMOPS_HOME=str(home), TERM="xterm", COLUMNS="100", LINES="30")
     child = pexpect.spawn(sys.executable, ["-m", "tui", "--plain"], env=env, encoding="utf-8",
-                          timeout=60, dimensions=(30, 100))
+                          timeout=HANG, dimensions=(30, 100))
     try:
         child.expect("Which model")
         child.send(ENTER)  # the demo model
@@ -42,20 +43,20 @@ def test_plain_wizard_deploys_the_demo_and_answers_in_the_chat(demo_model: Path,
         child.send(ENTER)  # yes
         child.expect("Deploy as")
         child.sendline("")
-        child.expect("Answers saved to", timeout=30)
-        child.expect(r"(Chose|Kept) \S+", timeout=400)
-        child.expect("4/6 deployed to Foundry Local as smollm2-135m-instruct-int4:1", timeout=240)
-        child.expect("Chat with the deployed model now", timeout=240)
+        child.expect("Answers saved to")
+        child.expect(r"(Chose|Kept) \S+")
+        child.expect("4/6 deployed to Foundry Local as smollm2-135m-instruct-int4:1")
+        child.expect("Chat with the deployed model now")
         child.send(ENTER)
-        child.expect("you> ", timeout=60)
+        child.expect("you> ")
         child.sendline("What is the capital of France?")
-        child.expect(r"\[(\d+) tokens", timeout=60)
+        child.expect(r"\[(\d+) tokens")
         assert int(child.match.group(1)) > 0
         reply = child.before.split("model> ")[-1]
         assert reply.strip()
         child.expect("you> ")
         child.sendline("/quit")
-        child.expect(pexpect.EOF, timeout=30)
+        child.expect(pexpect.EOF)
     finally:
         child.close(force=True)
     assert child.exitstatus == 0
