@@ -207,6 +207,7 @@ def make_server(command: str, loopback_only: bool):  # -> textual_serve.server.S
         def __init__(self) -> None:
             super().__init__(command, title="slmops")
             self.sessions: dict[asyncio.Task, web.WebSocketResponse] = {}
+            self.stopping: set[asyncio.Future] = set()
 
         async def _make_app(self) -> web.Application:
             app = await super()._make_app()
@@ -229,31 +230,46 @@ def make_server(command: str, loopback_only: bool):  # -> textual_serve.server.S
             return response
 
         async def handle_websocket(self, request: web.Request) -> web.WebSocketResponse:
-            """One tab, one wizard process (textual-serve's handler, with each session kept so
+            """One tab, one wizard process (textual-serve's handler, with each connection kept so
             that a stop can close it the way a closed tab does)."""
             websocket = web.WebSocketResponse(heartbeat=15)
             await websocket.prepare(request)
-            service = AppService(self.command, write_bytes=websocket.send_bytes, write_str=websocket.send_str,
-                                 close=websocket.close, download_manager=self.download_manager)
+            session = Session(self.command, write_bytes=websocket.send_bytes, write_str=websocket.send_str,
+                              close=websocket.close, download_manager=self.download_manager)
             task = asyncio.current_task()
             assert task is not None
             self.sessions[task] = websocket
             try:
-                await service.start(to_int(request.query.get("width", "80"), 80),
+                await session.start(to_int(request.query.get("width", "80"), 80),
                                     to_int(request.query.get("height", "24"), 24))
-                await self._process_messages(websocket, service)
+                await self._process_messages(websocket, session)
             finally:
-                await asyncio.shield(service.stop())  # textual-serve's quit message; waits for the exit
                 del self.sessions[task]
+                stopping = asyncio.ensure_future(session.stop())  # kept even if this task is cancelled
+                self.stopping.add(stopping)
+                stopping.add_done_callback(self.stopping.discard)
+                await asyncio.shield(stopping)
             return websocket
 
         async def end_sessions(self) -> None:
-            """Close every tab's connection (each wizard then quits), wait a little for them."""
+            """Close every tab's connection, wait for each wizard to exit; end the slow ones."""
             tasks = list(self.sessions)
             for websocket in list(self.sessions.values()):
                 await websocket.close(message=_("slmops serve stopped.").encode())
             if tasks:
                 await asyncio.wait(tasks, timeout=STOP_GRACE_S)
+            if self.stopping:
+                await asyncio.wait(list(self.stopping), timeout=STOP_GRACE_S)
+            if self.stopping:
+                end_children()
+                await asyncio.wait(list(self.stopping), timeout=STOP_GRACE_S)
+
+    class Session(AppService):
+        async def stop(self) -> None:
+            """textual-serve's quit message, then wait until the process has really exited."""
+            await super().stop()
+            if self._process is not None:
+                await self._process.wait()
 
     return WizardServer()
 
