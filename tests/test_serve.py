@@ -129,7 +129,8 @@ def test_loopback_serving_refuses_other_sites_and_stops_on_ctrl_c(tmp_path: Path
     assert "fonts.googleapis.com" not in page  # nothing fetched from the internet
     # A site whose name points at 127.0.0.1 (DNS rebinding), and a page from another origin
     # opening the websocket: both refused before any wizard starts.
-    assert request(port, Host=f"evil.example:{port}")[0] == 403
+    status, text = request(port, Host=f"evil.example:{port}")
+    assert status == 403 and f"http://127.0.0.1:{port}/" in text  # says where to open it
     assert request(port, "/ws", Host=f"127.0.0.1:{port}", Origin="http://evil.example", **WEBSOCKET)[0] == 403
 
     process.send_signal(signal.SIGINT)

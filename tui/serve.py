@@ -160,12 +160,11 @@ def run_server(sock: socket.socket, command: str, url: str, loopback_only: bool)
 
 async def _serve(sock: socket.socket, command: str, url: str, loopback_only: bool) -> None:
     import asyncio
-    import contextlib
     import signal
 
     from aiohttp import web  # textual_serve and aiohttp: only when serving
 
-    server = make_server(command, loopback_only)
+    server = make_server(command, loopback_only, url)
     runner = web.AppRunner(await server._make_app(), handle_signals=False, access_log=None,
                            shutdown_timeout=2.0)
     await runner.setup()
@@ -182,7 +181,7 @@ async def _serve(sock: socket.socket, command: str, url: str, loopback_only: boo
         await runner.cleanup()
 
 
-def make_server(command: str, loopback_only: bool):  # -> textual_serve.server.Server
+def make_server(command: str, loopback_only: bool, url: str):  # -> textual_serve.server.Server
     """textual-serve's Server, with the page and the websocket guarded against other sites."""
     import asyncio
     from urllib.parse import urlsplit
@@ -197,7 +196,7 @@ def make_server(command: str, loopback_only: bool):  # -> textual_serve.server.S
         # Loopback mode answers only to loopback names (a web page on another site cannot reach the
         # wizard by pointing its own name at 127.0.0.1), and the websocket only to its own page.
         if loopback_only and not literal_loopback(request.url.host or ""):
-            raise web.HTTPForbidden(text=_("Open the wizard at http://127.0.0.1:PORT/ on this machine."))
+            raise web.HTTPForbidden(text=_("Open the wizard at {url} on this machine.").format(url=url))
         origin = request.headers.get("Origin")
         if request.path == "/ws" and origin and urlsplit(origin).netloc.lower() != request.host.lower():
             raise web.HTTPForbidden(text=_("The wizard answers only to its own page."))
