@@ -1,25 +1,18 @@
 """Fidelity to the source model: perplexity of the converted ONNX folder against the original
 Hugging Face model on a shipped text, and greedy-answer agreement. The source model runs with
-torch in a child process (``python -m wizard_steps.fidelity REQUEST.json``), so torch never loads
-into the caller and its memory goes back when the child ends.
+torch in a child process (wizard_steps.source_model), so torch never loads into the caller.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-import sys
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from wizard_steps.i18n import _, percent
-from wizard_steps.i18n import number as _number
-from wizard_steps.quality import (
-    _RESULT,
+from wizard_steps.checks import (
     DEFAULT_SYSTEM,
     FIDELITY,
     FIDELITY_QUESTIONS,
@@ -28,7 +21,14 @@ from wizard_steps.quality import (
     fidelity_text,
     skipped,
 )
-from wizard_steps.subprocess_stream import stream_process
+from wizard_steps.i18n import _, percent
+from wizard_steps.i18n import number as _number
+from wizard_steps.source_model import (  # noqa: F401  (part of this module's interface)
+    SourceReference,
+    perplexity_hf,
+    source_reference,
+    torch_missing,
+)
 
 
 def perplexity_from_logits(logits: object, ids: Sequence[int]) -> float:
@@ -123,109 +123,6 @@ def perplexity_onnx(folder: str | Path, text: str, stepwise: bool = False) -> fl
         onnx.close()
 
 
-def torch_missing() -> str:
-    """Why the source model cannot be run here ('' when torch and transformers are importable)."""
-    absent = [name for name in ("torch", "transformers") if importlib.util.find_spec(name) is None]
-    if not absent:
-        return ""
-    message = (_("{names} is not installed, so the source model cannot be run (pip install torch==2.13.0 "
-                 "transformers).") if len(absent) == 1 else
-               _("{names} are not installed, so the source model cannot be run (pip install "
-                 "torch==2.13.0 transformers)."))
-    return message.format(names=_(" and ").join(absent))
-
-
-@dataclass(frozen=True)
-class SourceReference:
-    """What the source (Hugging Face) model gives: perplexity on a text and greedy answers."""
-
-    text: str | None
-    perplexity: float | None
-    text_tokens: int
-    prompts: tuple[str, ...]
-    answers: tuple[tuple[int, ...], ...]
-    texts: tuple[str, ...]
-
-
-def _source_reference_here(folder: str, text: str | None, prompts: Sequence[str],
-                           n_tokens: int) -> SourceReference:
-    import torch  # heavy: normally in the child process that source_reference starts
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(folder)
-    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
-    model.eval()
-    eos = model.generation_config.eos_token_id
-    eos_ids = set(eos if isinstance(eos, list) else [] if eos is None else [eos])
-    perplexity, text_tokens, answers = None, 0, []
-    try:
-        with torch.inference_mode():
-            if text:
-                ids = tokenizer(text, return_tensors="pt").input_ids
-                text_tokens = int(ids.shape[1])
-                perplexity = float(torch.exp(model(ids, labels=ids).loss))
-            for prompt in prompts:  # plain argmax with the KV cache: no sampling, no penalties
-                out = model(tokenizer(prompt, return_tensors="pt").input_ids, use_cache=True)
-                tokens: list[int] = []
-                while len(tokens) < n_tokens:
-                    tokens.append(int(out.logits[0, -1].argmax()))
-                    if tokens[-1] in eos_ids:
-                        break
-                    out = model(torch.tensor([[tokens[-1]]]), past_key_values=out.past_key_values,
-                                use_cache=True)
-                answers.append(tuple(tokens))
-        texts = tuple(tokenizer.decode(list(a), skip_special_tokens=True) for a in answers)
-    finally:
-        del model
-    return SourceReference(text, perplexity, text_tokens, tuple(prompts), tuple(answers), texts)
-
-
-def source_reference(folder: str | Path, text: str | None = None, prompts: Sequence[str] = (),
-                     n_tokens: int = 16, isolate: bool = True,
-                     cancel: threading.Event | None = None) -> SourceReference:
-    """Run the source model (fp32, torch) once; in a child process unless ``isolate`` is False,
-    so torch's memory goes back when it ends and a crash stays there."""
-    missing = torch_missing()
-    if missing:
-        raise QualityError(missing[0].upper() + missing[1:])
-    if not (Path(folder) / "config.json").is_file():
-        raise QualityError(_("The source model folder {folder} has no config.json.").format(folder=folder),
-                           _("Point to the Hugging Face folder the model was converted from."))
-    if not isolate:
-        return _source_reference_here(str(folder), text, prompts, n_tokens)
-    import tempfile
-
-    request = {"folder": str(folder), "text": text, "prompts": list(prompts), "n_tokens": n_tokens}
-    with tempfile.TemporaryDirectory(prefix="slmops-quality-") as tmp:
-        request_file = Path(tmp) / "request.json"
-        request_file.write_text(json.dumps(request), encoding="utf-8")
-        lines: list[str] = []
-        command = [sys.executable, "-m", "wizard_steps.fidelity", str(request_file)]
-        env = {"TRANSFORMERS_VERBOSITY": "error", "HF_HUB_DISABLE_PROGRESS_BARS": "1",
-               "TOKENIZERS_PARALLELISM": "false"}
-        for kind, payload in stream_process(command, cancel=cancel, env=env):
-            if kind == "cancelled":
-                raise QualityError(_("The fidelity check was cancelled."))
-            if kind == "line":
-                lines.append(str(payload))
-    result = next((json.loads(line[len(_RESULT):]) for line in reversed(lines)
-                   if line.startswith(_RESULT)), None)
-    if not result or "error" in result:
-        reason = (result or {}).get("error") or next((ln for ln in reversed(lines) if ln.strip()),
-                                                     _("no output"))
-        raise QualityError(_("The source model could not be run: {reason}").format(reason=reason),
-                           _("Check that the folder loads with transformers."))
-    return SourceReference(text, result["perplexity"], result["text_tokens"], tuple(result["prompts"]),
-                           tuple(tuple(a) for a in result["answers"]), tuple(result["texts"]))
-
-
-def perplexity_hf(folder: str | Path, text: str, isolate: bool = True) -> float:
-    """Perplexity of the source Hugging Face folder on ``text`` (fp32, labels = the ids)."""
-    value = source_reference(folder, text, isolate=isolate).perplexity
-    assert value is not None
-    return value
-
-
 def prefix_agreement(a: Sequence[int], b: Sequence[int]) -> float:
     """How much of two greedy answers is the same before they first differ (1.0 = identical)."""
     longest = max(len(a), len(b))
@@ -291,30 +188,13 @@ def check_fidelity(source: str | Path, converted: str | Path, text: str | None =
     if text_tokens != reference.text_tokens:
         evidence += _(" The tokenizers split the text differently ({source} vs {converted}).").format(
             source=reference.text_tokens, converted=text_tokens)
+    if reference.base_perplexity is not None:  # the source is base + LoRA adapter
+        evidence += _(" The source is the base model with the adapter merged; the base alone has "
+                      "perplexity {base} on this text.").format(base=_number(reference.base_perplexity, 2))
     return QualityCheck(FIDELITY, ppl_ok and agree_ok, evidence, {
         "source_perplexity": reference.perplexity, "converted_perplexity": perplexity,
+        "base_perplexity": reference.base_perplexity,
         "ratio": ratio, "tolerance": tolerance, "agreement": agreement,
         "min_agreement": min_agreement, "text_tokens": text_tokens,
         "answers": [{"question": q, "source": s, "converted": c, "agreement": a}
                     for q, s, c, a in zip(questions, reference.texts, texts, scores, strict=True)]})
-
-
-
-def _main(argv: list[str]) -> int:
-    """Child process: ``python -m wizard_steps.fidelity REQUEST.json`` prints one ``@result`` line."""
-    request = json.loads(Path(argv[1]).read_text(encoding="utf-8"))
-    try:
-        ref = _source_reference_here(request["folder"], request["text"], request["prompts"],
-                                     int(request["n_tokens"]))
-        result: dict[str, object] = {"perplexity": ref.perplexity, "text_tokens": ref.text_tokens,
-                                     "prompts": list(ref.prompts), "answers": [list(a) for a in ref.answers],
-                                     "texts": list(ref.texts)}
-    except Exception as exc:  # reported as data: the parent turns it into one sentence
-        result = {"error": f"{type(exc).__name__}: {exc}".splitlines()[0]}
-    print(_RESULT + json.dumps(result), flush=True)
-    return 0 if "error" not in result else 1
-
-
-if __name__ == "__main__":
-    sys.exit(_main(sys.argv))
-

@@ -2,8 +2,9 @@
 ``QualityCheck`` (passed, failed, or skipped with a note) with the evidence behind the verdict.
 
 The checks take what they judge as plain data (replies, RSS samples, tokens/s per prompt length)
-or a generation backend, so the benchmark, the TUI and the CLI feed them the same way. Fidelity
-runs the source model with torch in a child process (wizard_steps.fidelity).
+or a generation backend, so the benchmark, the TUI and the CLI feed them the same way. Given the
+source model, the domain queries and fidelity judge the converted model against it (run with
+torch in a child process, wizard_steps.source_model): a verdict that holds on every CPU.
 """
 
 from __future__ import annotations
@@ -13,179 +14,41 @@ import re
 import statistics
 import threading
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from wizard_steps.engine import Backend, Chat, EngineError, ReplyDone, ReplyOptions
+from wizard_steps import fidelity
+from wizard_steps.checks import (  # noqa: F401  (re-exported: the checklist's vocabulary)
+    DEFAULT_SYSTEM,
+    DOMAIN,
+    EDGES,
+    FIDELITY,
+    FIDELITY_QUESTIONS,
+    FORMAT,
+    LENGTHS,
+    MEMORY,
+    QualityCheck,
+    QualityError,
+    data_file,
+    fidelity_text,
+    skipped,
+)
+from wizard_steps.checks import clip as _clip
+from wizard_steps.domain import (  # noqa: F401  (re-exported: the checklist's vocabulary)
+    DEFAULT_OPTIONS,
+    DomainQuery,
+    SourceReplies,
+    ask,
+    check_domain_queries,
+    demo_queries,
+    load_queries,
+    parse_queries,
+    source_replies,
+)
+from wizard_steps.engine import Backend, ReplyOptions
 from wizard_steps.errors import WizardError
 from wizard_steps.i18n import N_, _, percent
 from wizard_steps.i18n import number as _number
-
-# The checks' names stay English (keys, and --json values); shown with _(name).
-DOMAIN, FORMAT, MEMORY, LENGTHS, EDGES, FIDELITY = (
-    N_("Domain queries"), N_("Response format"), N_("No memory leak in long use"),
-    N_("Consistent performance across input lengths"), N_("Edge cases and invalid input"),
-    N_("Fidelity to the source model"))
-DEFAULT_SYSTEM = "You are a helpful assistant."
-DEFAULT_OPTIONS = ReplyOptions(max_new_tokens=64, temperature=0.0)
-FIDELITY_QUESTIONS = ("What is the capital of France?", "Give me three tips for staying healthy.",
-                      "Explain what a computer is in one sentence.", "Write a short poem about the sea.")
-_RESULT = "@result "
-
-
-class QualityError(WizardError):
-    """A quality check cannot run on what it was given (a bad queries file, schema, folder...)."""
-
-
-@dataclass(frozen=True)
-class QualityCheck:
-    """One checklist item's verdict: ``passed`` is None when it was skipped (``evidence`` says why)."""
-
-    name: str
-    passed: bool | None
-    evidence: str
-    details: dict[str, object] = field(default_factory=dict)
-
-    @property
-    def status(self) -> str:
-        return "skipped" if self.passed is None else "pass" if self.passed else "fail"
-
-
-def skipped(name: str, note: str) -> QualityCheck:
-    return QualityCheck(name, None, note)
-
-
-def data_file(name: str) -> Path:
-    """A file shipped in wizard_steps/data (the demo queries, the fidelity text)."""
-    return Path(str(resources.files("wizard_steps") / "data" / name))
-
-
-def fidelity_text() -> str:
-    return data_file("fidelity_text.txt").read_text(encoding="utf-8")
-
-
-def _clip(text: str, size: int = 60) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= size else text[: size - 1] + "…"
-
-
-# --- domain queries -----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class DomainQuery:
-    """One line of a queries file: a prompt and what its reply must contain."""
-
-    prompt: str
-    expect: str | tuple[str, ...]  # a regex (case-insensitive) or words that must all appear
-    line: int = 0
-
-    def matches(self, reply: str) -> bool:
-        if isinstance(self.expect, str):
-            return re.search(self.expect, reply, re.IGNORECASE) is not None
-        return all(re.search(rf"(?<!\w){re.escape(word)}(?!\w)", reply, re.IGNORECASE)
-                   for word in self.expect)
-
-
-_JSON_KINDS = {"int": N_("a number"), "float": N_("a number"), "bool": N_("a boolean"), "dict": N_("an object")}
-_ONE_PER_LINE = N_('Write one object per line: {"prompt": ..., "expect": ...}.')
-
-
-def parse_queries(text: str, source: str | None = None) -> tuple[DomainQuery, ...]:
-    """Read JSONL ``{"prompt": ..., "expect": "regex" | ["word", ...]}``; blank lines are skipped."""
-    source = source or _("the queries file")
-    queries = []
-    for number, raw in enumerate(text.splitlines(), start=1):
-        if not raw.strip():
-            continue
-        where = _("Line {number} of {source}").format(number=number, source=source)
-        try:
-            item = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            raise QualityError(_("{where} is not JSON ({error}).").format(where=where, error=exc.msg),
-                               _(_ONE_PER_LINE)) from None
-        if not isinstance(item, dict):
-            raise QualityError(_("{where} is not a JSON object.").format(where=where), _(_ONE_PER_LINE))
-        prompt, expect = item.get("prompt"), item.get("expect")
-        if not isinstance(prompt, str) or not prompt.strip():
-            raise QualityError(_('{where} has no "prompt" text.').format(where=where),
-                               _('Add "prompt": "your question".'))
-        if isinstance(expect, list) and expect and all(isinstance(w, str) and w.strip() for w in expect):
-            queries.append(DomainQuery(prompt, tuple(w.strip() for w in expect), number))
-            continue
-        if not isinstance(expect, str) or not expect:
-            kind = _("missing") if expect is None else _("a list that is empty or holds non-text items") \
-                if isinstance(expect, list) else _(_JSON_KINDS.get(type(expect).__name__, N_("empty")))
-            raise QualityError(_('{where} has an "expect" that is {kind}; it must be a regex string '
-                                 "or a list of words.").format(where=where, kind=kind),
-                               _('E.g. "expect": ["Paris"] or "expect": "\\\\b4\\\\b".'))
-        try:
-            re.compile(expect, re.IGNORECASE)
-        except re.error as exc:
-            raise QualityError(_('{where} has an "expect" that is not a valid regex ({error}).').format(
-                                   where=where, error=exc),
-                               _("Escape special characters such as ( [ + ? with a backslash.")) from None
-        queries.append(DomainQuery(prompt, expect, number))
-    if not queries:
-        raise QualityError(_("{source} holds no queries.").format(source=source),
-                           _("Add one JSON object per line."))
-    return tuple(queries)
-
-
-def load_queries(path: str | Path) -> tuple[DomainQuery, ...]:
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise QualityError(_("The queries file {path} cannot be read ({error}).").format(path=path, error=exc),
-                           _("Check the path; the file must be UTF-8 JSONL.")) from None
-    return parse_queries(text, path.name)
-
-
-def demo_queries() -> tuple[DomainQuery, ...]:
-    """The example queries shipped for the demo model (all answered by its INT4 and INT8)."""
-    return load_queries(data_file("quality_demo.jsonl"))
-
-
-def ask(backend: Backend, prompt: str, options: ReplyOptions = DEFAULT_OPTIONS,
-        system: str | None = DEFAULT_SYSTEM, cancel: threading.Event | None = None) -> str:
-    """One fresh single-turn chat; the reply's text."""
-    for event in Chat(backend, options, system).send(prompt, cancel):
-        if isinstance(event, ReplyDone):
-            return event.text
-    raise EngineError(_("The model gave no reply."))
-
-
-def check_domain_queries(backend: Backend, queries: Sequence[DomainQuery],
-                         options: ReplyOptions = DEFAULT_OPTIONS, system: str | None = DEFAULT_SYSTEM,
-                         min_pass_rate: float = 1.0,
-                         cancel: threading.Event | None = None) -> QualityCheck:
-    """Ask each query (greedy by default) and check its reply; passes when at least
-    ``min_pass_rate`` of them answer as expected (all of them by default)."""
-    if not queries:
-        return skipped(DOMAIN, _("No domain queries were given; supply a JSONL file of prompts."))
-    results = []
-    for query in queries:
-        try:
-            reply, error = ask(backend, query.prompt, options, system, cancel), ""
-        except WizardError as exc:
-            reply, error = "", exc.message
-        results.append({"line": query.line, "prompt": query.prompt, "reply": reply,
-                        "passed": not error and query.matches(reply), "error": error})
-    good = sum(r["passed"] for r in results)
-    misses = [r for r in results if not r["passed"]]
-    evidence = _("{good} of {total} queries answered as expected (needed {needed})").format(
-        good=good, total=len(results), needed=percent(min_pass_rate * 100, space=False))
-    if misses:
-        first = misses[0]
-        evidence += _("; line {line} {prompt!r} got {reply!r}").format(
-            line=first["line"], prompt=_clip(str(first["prompt"]), 40),
-            reply=_clip(str(first["error"] or first["reply"])))
-    return QualityCheck(DOMAIN, good >= min_pass_rate * len(results), evidence + ".",
-                        {"results": results, "replies": [r["reply"] for r in results]})
-
 
 # --- response format ----------------------------------------------------------------------------
 
@@ -386,6 +249,27 @@ def check_edge_cases(backend: Backend, options: ReplyOptions | None = None,
 # --- the checklist ------------------------------------------------------------------------------
 
 
+def _domain(backend: Backend | None, queries: Sequence[DomainQuery] | None, options: ReplyOptions,
+            system: str | None, source: str | Path | None,
+            cancel: threading.Event | None) -> QualityCheck:
+    """The domain queries, judged against the source's replies when the source can be asked."""
+    if backend is None or not queries:
+        return skipped(DOMAIN, _("No model is loaded to ask.") if queries else
+                       _("No domain queries were given."))
+    reference, note = None, ""
+    if source is None:
+        note = _("no source model was given to compare with")
+    elif options.temperature > 0:
+        note = _("sampled replies cannot be compared with the source's greedy ones")
+    else:
+        try:
+            reference = source_replies(source, backend, queries, options, system, cancel)
+        except WizardError as exc:
+            note = _("the source could not be asked ({reason})").format(reason=exc.message.rstrip("."))
+    return check_domain_queries(backend, queries, options, system, cancel=cancel, source=reference,
+                                absolute_note=note)
+
+
 def iter_checklist(backend: Backend | None = None, *, queries: str | Path | Sequence[DomainQuery] | None = None,
                    options: ReplyOptions = DEFAULT_OPTIONS, system: str | None = DEFAULT_SYSTEM,
                    reply_pattern: str | None = None, reply_schema: Mapping[str, object] | None = None,
@@ -393,18 +277,19 @@ def iter_checklist(backend: Backend | None = None, *, queries: str | Path | Sequ
                    tokens_per_s: Mapping[int, float] | None = None,
                    source: str | Path | None = None, converted: str | Path | None = None,
                    fidelity_tolerance: float = 0.15, min_agreement: float = 0.5,
+                   run_fidelity: bool = True,
                    cancel: threading.Event | None = None) -> Iterator[QualityCheck]:
     """Every checklist item in order, each as soon as it is decided; an item whose input was not
     given comes back skipped with a note saying what it needs, one that cannot run (a folder that
-    does not load) as failed with the reason. A bad queries file raises QualityError at once."""
+    does not load) as failed with the reason. A bad queries file raises QualityError at once.
+    ``source`` (the Hugging Face folder, or an FP32 ONNX one for the domain queries) makes the
+    verdicts relative to it; ``run_fidelity`` False skips only the slower fidelity item."""
     if isinstance(queries, (str, Path)):
         queries = load_queries(queries)
     no_model = _("No model is loaded to ask.")
     replies: list[str] = []
     steps = [
-        (DOMAIN, lambda: check_domain_queries(backend, queries, options, system, cancel=cancel)
-         if backend is not None and queries else
-         skipped(DOMAIN, no_model if queries else _("No domain queries were given."))),
+        (DOMAIN, lambda: _domain(backend, queries, options, system, source, cancel)),
         (FORMAT, lambda: check_response_format(replies, reply_pattern, reply_schema)),
         (MEMORY, lambda: check_memory(rss_samples) if rss_samples is not None else
          skipped(MEMORY, _("No RSS samples; run the benchmark's long-use test."))),
@@ -412,8 +297,9 @@ def iter_checklist(backend: Backend | None = None, *, queries: str | Path | Sequ
          skipped(LENGTHS, _("No speeds per prompt length; run the benchmark."))),
         (EDGES, lambda: check_edge_cases(backend, system=system, cancel=cancel)
          if backend is not None else skipped(EDGES, no_model)),
-        (FIDELITY, lambda: _fidelity().check_fidelity(source, converted, tolerance=fidelity_tolerance,
-                                          min_agreement=min_agreement, cancel=cancel)
+        (FIDELITY, lambda: skipped(FIDELITY, _("Not run: switched off.")) if not run_fidelity else
+         fidelity.check_fidelity(source, converted, tolerance=fidelity_tolerance,
+                                 min_agreement=min_agreement, cancel=cancel)
          if source is not None and converted is not None else
          skipped(FIDELITY, _("Needs both the source model folder and the converted folder."))),
     ]
@@ -426,12 +312,6 @@ def iter_checklist(backend: Backend | None = None, *, queries: str | Path | Sequ
             check = QualityCheck(name, False, str(exc), {"error": exc.message})
         replies.extend(str(r) for r in check.details.get("replies", []))  # type: ignore[attr-defined]
         yield check
-
-
-def _fidelity():
-    from wizard_steps import fidelity  # imports this module: loaded on first use
-
-    return fidelity
 
 
 def run_checklist(backend: Backend | None = None, **inputs: Any) -> list[QualityCheck]:
