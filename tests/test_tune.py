@@ -1,16 +1,26 @@
-"""Tuning the thread setting of a converted folder for this machine (no timing assertions)."""
+"""Tuning the thread setting of a converted folder for this machine: the full search (slmops
+tune) and the short one on the default road (convert's last stage). No timing assertions: where a
+test needs the "faster" branch, it sets the keep margin so that any measured speed qualifies."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import shutil
+import subprocess
+import sys
 import threading
+from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from tests.genai_helpers import generate
-from wizard_steps import tune
+from tests.reliability.helpers import make_tiny_model
+from wizard_steps import tune, tune_quick
+from wizard_steps.events import Finished, LogLine, Progress
 from wizard_steps.templates import get_preset
 
 pytestmark = pytest.mark.slow
@@ -19,8 +29,10 @@ CHATML = get_preset("chatml").template
 
 @pytest.fixture
 def folder(demo_int4: Path, tmp_path: Path) -> Path:
+    """The demo INT4 as Olive wrote it (the shared one went through the default road's tuning)."""
     copy = tmp_path / "int4"
     shutil.copytree(demo_int4, copy)
+    tune.undo(copy)
     return copy
 
 
@@ -56,15 +68,20 @@ def test_undo_restores_the_original_bytes(folder: Path) -> None:
     assert tune.undo(folder) is False
 
 
-def test_cancelled_tuning_leaves_the_file_untouched(folder: Path) -> None:
+def test_cancelled_tuning_stops_and_leaves_the_file_untouched(folder: Path) -> None:
     original = (folder / "genai_config.json").read_bytes()
     stop = threading.Event()
+    events = []
     for event in tune.measure(folder, CHATML, lengths=(32,), focus_length=32, new_tokens=8,
-                              runs=1, cancel=stop):
+                              runs=2, cancel=stop):
+        events.append(event)
         if isinstance(event, tune.TuneSample):
             stop.set()
+    samples = [e for e in events if isinstance(e, tune.TuneSample)]
+    assert len(samples) == 1  # nothing measured after the cancel
+    assert not any(isinstance(e, tune.TuneResult) for e in events)
     assert (folder / "genai_config.json").read_bytes() == original
-    assert not (folder / tune.BACKUP_NAME).exists()
+    assert not (folder / tune.BACKUP_NAME).exists() and not (folder / tune.RECORD_NAME).exists()
 
 
 @pytest.mark.parametrize("damage", ["missing", "broken"])
@@ -80,25 +97,44 @@ def test_missing_or_broken_config_is_a_clear_error(folder: Path, damage: str) ->
     assert sorted(p.name for p in folder.iterdir()) == before
 
 
-def test_unwritable_config_is_a_clear_error(folder: Path) -> None:
-    import subprocess
-
-    path = folder / "genai_config.json"
-    subprocess.run(["chattr", "+i", str(path)], check=False)
+@contextlib.contextmanager
+def read_only(folder: Path) -> Iterator[None]:
+    """The folder and its files made unwritable: chmod for an ordinary user, chattr +i as root
+    (chmod does not stop root)."""
+    if sys.platform == "win32":
+        pytest.skip("read-only folders are tested on POSIX only (chmod and chattr)")
+    paths = [folder, *folder.iterdir()]
+    as_root = os.geteuid() == 0
+    if as_root:
+        chattr = shutil.which("chattr")
+        if not chattr or subprocess.run([chattr, "-R", "+i", str(folder)], capture_output=True).returncode:
+            pytest.skip("tests run as root, where chmod does not stop writes, and chattr +i "
+                        "(immutable) is not available on this file system")
+    else:
+        for path in paths:
+            path.chmod(0o555 if path.is_dir() else 0o444)
     try:
-        writable = True
-        try:
-            path.open("r+b").close()
-        except OSError:
-            writable = False
-        if writable:
-            pytest.skip("cannot make a file read-only here (root without chattr)")
-        before = path.read_bytes()
+        yield
+    finally:
+        if as_root:
+            subprocess.run(["chattr", "-R", "-i", str(folder)], capture_output=True)
+        else:
+            for path in paths:
+                path.chmod(0o755 if path.is_dir() else 0o644)
+
+
+def test_unwritable_config_is_a_clear_error(folder: Path) -> None:
+    path = folder / "genai_config.json"
+    before = path.read_bytes()
+    with read_only(folder):
         with pytest.raises(tune.TuneError, match="cannot be written"):
             tune.apply(folder, tune.Candidate(1))
-        assert path.read_bytes() == before
-    finally:
-        subprocess.run(["chattr", "-i", str(path)], check=False)
+        with pytest.raises(tune.TuneError, match="cannot be written"):
+            next(tune.measure(folder, CHATML))
+        result = drain(tune_quick.quick(folder))
+    assert path.read_bytes() == before
+    assert not (folder / tune.BACKUP_NAME).exists()
+    assert result["applied"] is False and "cannot be written" in str(result["error"])
 
 
 def test_tuned_folder_deployed_to_foundry_loads_and_answers(folder: Path, tmp_path: Path) -> None:
@@ -111,3 +147,137 @@ def test_tuned_folder_deployed_to_foundry_loads_and_answers(folder: Path, tmp_pa
     deployed = json.loads((Path(done.details["path"]) / "genai_config.json").read_text())
     assert deployed["model"]["decoder"]["session_options"]["intra_op_num_threads"] == tune.usable_cpus()
     assert str(done.details["proof_reply"]).strip()
+
+
+def drain(events) -> dict:
+    """Run a generator of events to its end; its return value."""
+    while True:
+        try:
+            next(events)
+        except StopIteration as done:
+            return done.value
+
+
+DETAIL_KEYS = {"threads", "tried", "gain", "applied", "cancelled"}
+
+
+def test_short_tuning_keeps_the_faster_under_the_5_percent_rule(folder: Path) -> None:
+    original = (folder / "genai_config.json").read_bytes()
+    result = drain(tune_quick.quick(folder))
+    assert DETAIL_KEYS <= set(result) and result["tried"] == tune.usable_cpus()
+    assert result["default_tokens_per_s"] > 0 and result["tuned_tokens_per_s"] > 0
+    assert result["gain"] == pytest.approx(result["tuned_tokens_per_s"] / result["default_tokens_per_s"], rel=0.02)
+    assert result["applied"] is (result["gain"] >= 1 + tune.KEEP_MARGIN)
+    if result["applied"]:
+        assert tune.current_candidate(folder).threads == result["threads"] == tune.usable_cpus()
+        assert (folder / tune.BACKUP_NAME).read_bytes() == original
+        assert tune.recorded(folder) == {"threads": result["threads"], "gain": result["gain"]}
+    else:
+        assert (folder / "genai_config.json").read_bytes() == original and result["threads"] is None
+    count, text = generate(folder, new_tokens=12)
+    assert count == 12 and text.strip()
+
+
+def test_short_tuning_cancelled_leaves_the_file_untouched(folder: Path) -> None:
+    original = (folder / "genai_config.json").read_bytes()
+    stop = threading.Event()
+    events = tune_quick.quick(folder, cancel=stop)
+    while True:
+        try:
+            event = next(events)
+        except StopIteration as done:
+            result = done.value
+            break
+        if isinstance(event, Progress):  # the measurement has begun
+            stop.set()
+    assert result["cancelled"] is True and result["applied"] is False
+    assert "tuned_tokens_per_s" not in result
+    assert (folder / "genai_config.json").read_bytes() == original
+    assert not (folder / tune.BACKUP_NAME).exists()
+    assert "cancelled" in tune_quick.describe(result)
+
+
+@pytest.fixture(scope="module")
+def tiny_conversions(demo_model: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Finished]:
+    """A tiny model converted on the default road (any measured speed kept, so the tuned branch
+    runs whatever this machine's speed) and with the tuning off."""
+    from wizard_steps import convert
+    from wizard_steps.precision import Int4Algorithm, Int4Settings, Precision
+
+    root = tmp_path_factory.mktemp("tiny-tune")
+    model = make_tiny_model(demo_model, root / "tiny")
+    finished: dict[str, Finished] = {}
+    for name in ("road", "no-tune"):
+        plan = convert.make_plan(model, root / name, Precision.INT4,
+                                 int4=Int4Settings(algorithm=Int4Algorithm.RTN))
+        if name == "no-tune":
+            plan = replace(plan, tune=False)
+        assert plan.tune is (name == "road")  # the default road tunes
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(tune, "KEEP_MARGIN", -1.0)
+            events = list(convert.convert(plan))
+        assert isinstance(events[-1], Finished), events[-1]
+        finished[name] = events[-1]
+        finished[name + "-logs"] = [e for e in events if isinstance(e, LogLine)]  # type: ignore[assignment]
+    return finished
+
+
+def test_default_road_leaves_a_tuned_config_that_loads_and_generates(tiny_conversions) -> None:
+    done, plain = tiny_conversions["road"], tiny_conversions["no-tune"]
+    tuned = done.details["tuned"]
+    assert DETAIL_KEYS <= set(tuned) and tuned["applied"] is True and tuned["cancelled"] is False
+    assert tuned["threads"] == tuned["tried"] == tune.usable_cpus() and tuned["gain"] > 0
+    assert tune.current_candidate(done.path) == tune.Candidate(tune.usable_cpus())
+    # the undo backup is Olive's own file: the same bytes as the conversion without tuning
+    assert (done.path / tune.BACKUP_NAME).read_bytes() == (plain.path / "genai_config.json").read_bytes()
+    assert tune.recorded(done.path) == {"threads": tuned["threads"], "gain": tuned["gain"]}
+    assert any("Tuning:" in line.text for line in tiny_conversions["road-logs"])
+    assert tune_quick.describe(tuned).startswith("tuned for this machine: ")
+    count, _text = generate(done.path, new_tokens=8)
+    assert count == 8
+    assert tune.undo(done.path) is True
+    assert (done.path / "genai_config.json").read_bytes() == (plain.path / "genai_config.json").read_bytes()
+    assert tune.recorded(done.path) is None and not (done.path / tune.RECORD_NAME).exists()
+
+
+def test_no_tune_leaves_the_config_as_olive_wrote_it(tiny_conversions) -> None:
+    plain = tiny_conversions["no-tune"]
+    assert "tuned" not in plain.details
+    assert not (plain.path / tune.BACKUP_NAME).exists() and not (plain.path / tune.RECORD_NAME).exists()
+    assert "intra_op_num_threads" not in json.loads((plain.path / "genai_config.json").read_text())[
+        "model"]["decoder"].get("session_options", {})
+    assert not any("Tuning" in line.text for line in tiny_conversions["no-tune-logs"])
+
+
+def test_cli_no_tune_flag_and_the_tuning_line(demo_model: Path, tmp_path: Path) -> None:
+    model = make_tiny_model(demo_model, tmp_path / "tiny")
+    base = [sys.executable, "-m", "tui", "convert", str(model), "--precision", "int4", "--int4-algo", "rtn"]
+    env = {**os.environ, "SLMOPS_HOME": str(tmp_path / "home")}
+    off = subprocess.run([*base, "--out", str(tmp_path / "off"), "--no-tune", "--json"], capture_output=True,
+                         text=True, env=env, timeout=900, stdin=subprocess.DEVNULL)
+    assert off.returncode == 0, off.stderr
+    assert "tuned" not in json.loads(off.stdout) and not (tmp_path / "off" / tune.BACKUP_NAME).exists()
+    on = subprocess.run([*base, "--out", str(tmp_path / "on")], capture_output=True, text=True, env=env,
+                        timeout=900, stdin=subprocess.DEVNULL)
+    assert on.returncode == 0, on.stderr
+    line = next(text.strip() for text in on.stdout.splitlines()
+                if text.strip().startswith(("tuned for", "not tuned")))
+    applied = (tmp_path / "on" / tune.BACKUP_NAME).exists()
+    assert line.startswith("tuned for this machine: ") and (", x" in line) is applied, on.stdout
+
+
+def test_answers_key_turns_the_tuning_off() -> None:
+    from wizard_steps import answers
+
+    assert answers.Answers().tune is True
+    assert answers.parse("tune = false\n").tune is False
+
+
+def test_describe_says_the_setting_and_the_gain() -> None:
+    assert tune_quick.describe({"threads": 2, "tried": 2, "gain": 1.4, "applied": True}) == (
+        "tuned for this machine: 2 threads, x1.40")
+    kept = tune_quick.describe({"threads": None, "tried": 2, "gain": 1.02, "applied": False,
+                                "tuned_tokens_per_s": 51.0, "default_tokens_per_s": 50.0})
+    assert "onnxruntime's default threads kept" in kept and "2 threads was x1.02" in kept
+    assert "not tuned" in tune_quick.describe({"threads": None, "tried": 2, "gain": 1.0, "applied": False,
+                                               "cancelled": False, "error": "read-only"})

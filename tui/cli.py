@@ -91,6 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
                       choices=["CPUExecutionProvider", "CUDAExecutionProvider",
                                "DmlExecutionProvider", "WebGpuExecutionProvider"])
     conv.add_argument("--replace", action="store_true", help=_("replace an existing output"))
+    conv.add_argument("--no-tune", action="store_true",
+                      help=_("keep onnxruntime's thread setting as Olive wrote it (no short tuning)"))
     conv.add_argument("--json", action="store_true", help=_("machine-readable result"))
     conv.add_argument("--verbose", action="store_true", help=_("show Olive's log"))
     conv.set_defaults(func=commands.cmd_convert)

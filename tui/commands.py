@@ -88,6 +88,10 @@ def cmd_convert(args: argparse.Namespace) -> int:
                                 base=getattr(args, "base", None))
     if plan.model.eos is not None and plan.model.eos.note:  # said before the conversion starts
         print("slmops: " + _("note: {note}").format(note=plan.model.eos.note), file=sys.stderr)
+    if getattr(args, "no_tune", False):
+        from dataclasses import replace
+
+        plan = replace(plan, tune=False)
     stop = threading.Event()
     try:
         final = drive(conversion.convert(plan, cancel=stop), printer)
@@ -115,6 +119,10 @@ def cmd_convert(args: argparse.Namespace) -> int:
         print("  " + _("loaded with onnxruntime-genai, sample: {sample!r}").format(
             sample=details["sample_text"].strip()))
         print("  " + _("repeat by hand: {command}").format(command=details["rerun"]))
+        if "tuned" in details:
+            from wizard_steps.tune_quick import describe
+
+            print("  " + describe(details["tuned"]))
     return exit_codes.OK
 
 

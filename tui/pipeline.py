@@ -92,6 +92,10 @@ def execute(answers: Answers, json_output: bool = False) -> dict[str, object]:
         search=settings.to_genai_search(), method=answers.method,
         replace_existing=out is None and default_out.is_dir(),  # slmops' own folder only
         base=answers.base or None)
+    if not answers.tune:
+        from dataclasses import replace
+
+        plan = replace(plan, tune=False)
     final = drive(convert.convert(plan), printer)
     if isinstance(final, Failed):
         raise StepFailed(_("{reason} (log: {path})").format(reason=final.reason, path=final.log_path))
@@ -103,20 +107,11 @@ def execute(answers: Answers, json_output: bool = False) -> dict[str, object]:
         precision=precision.value.upper(), folder=converted, size=human_size(int(final.details["size_bytes"]))),
         json_output)
 
-    if answers.tune:
-        from wizard_steps import tune
+    if "tuned" in final.details:
+        from wizard_steps.tune_quick import describe
 
-        tuned = None
-        for event in tune.measure(converted, preset.template):
-            if isinstance(event, tune.TuneResult):
-                tuned = event
-            elif not isinstance(event, tune.TuneSample):
-                printer.show(event)
-        printer.done()
-        assert tuned is not None
-        report["tuned"] = {"best": tuned.best.label, "changed": tuned.changed,
-                           "gain": round(tuned.gain, 3)}
-        _say(tuned.reason, json_output)
+        report["tuned"] = final.details["tuned"]
+        _say(describe(final.details["tuned"]), json_output)  # type: ignore[arg-type]
 
     name = answers.deploy_name or f"{info.name.lower()}-{precision.value}"
     final = drive(deploy.deploy(converted, name, preset.template, settings,

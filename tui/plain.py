@@ -96,7 +96,7 @@ def collect() -> Answers:
     checked = model_config(**settings)
     default_name = f"{folder.name.lower()}-{precision}"
     tune = _ask(questionary.confirm(
-        _("Tune the converted model for this machine (about a minute)?"), default=True))
+        _("Tune the converted model for this machine (a few seconds)?"), default=True))
     name = _ask(questionary.text(_("Deploy as (name):"), default=default_name))
     return Answers(model=model, precision=precision, template=template,
                    max_length=checked.max_length, temperature=checked.temperature,

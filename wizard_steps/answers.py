@@ -60,7 +60,7 @@ class Answers:
     bench_lengths: list[int] = field(default_factory=lambda: [16, 128, 512])
     bench_runs: int = 3
     bench_new_tokens: int = 64
-    tune: bool = False  # measure the thread setting for this machine after converting
+    tune: bool = True  # the short thread tuning right after the conversion (false: as Olive wrote it)
     lang: str = field(default_factory=current_language)  # a file without it keeps the language in use
 
 

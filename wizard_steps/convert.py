@@ -61,6 +61,7 @@ class ConvertPlan:
     search: dict[str, object] = field(default_factory=dict)
     method: str = "config"
     replace_existing: bool = False
+    tune: bool = True  # after validation, a few seconds' thread measurement (tune.quick)
 
 
 def default_output_dir(model: ModelInfo, precision: Precision) -> Path:
@@ -301,6 +302,11 @@ def convert(plan: ConvertPlan, cancel: threading.Event | None = None) -> Iterato
             shutil.rmtree(staging, ignore_errors=True)
         shutil.rmtree(cache, ignore_errors=True)
         shutil.rmtree(cache.parent / ".olive-cache", ignore_errors=True)  # auto-opt's own cache
+    tuned: dict[str, object] = {}
+    if plan.tune:  # the placed folder, tuned for this machine; a cancel here leaves it untuned
+        from wizard_steps.tune_quick import quick
+
+        tuned = yield from quick(out, plan.model.path, cancel)
     size = folder_size(out)
     yield Progress(_("Done"), 1.0)
     yield Finished(out, {
@@ -314,6 +320,7 @@ def convert(plan: ConvertPlan, cancel: threading.Event | None = None) -> Iterato
         "sample_text": result.get("text", ""),
         "log_path": str(log_path),
         "rerun": shell_command(plan),
+        **({"tuned": tuned} if tuned else {}),
         **({"adapter": str(plan.model.path), "base": str(plan.model.adapter.base.path)}
            if plan.model.adapter is not None else {}),
     })

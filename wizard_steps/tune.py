@@ -22,6 +22,7 @@ from wizard_steps.i18n import _, ngettext, percent
 from wizard_steps.i18n import number as _number
 
 BACKUP_NAME = ".genai_config.slmops-original.json"
+RECORD_NAME = ".slmops-tuning.json"  # what the last tuning measured, for the summary; undo removes it
 KEEP_MARGIN = 0.05  # a new setting must beat the current one by 5 % to be written
 
 
@@ -103,7 +104,7 @@ def current_candidate(folder: Path) -> Candidate:
     return Candidate(int(threads) if threads else None)
 
 
-def _check_writable(folder: Path) -> None:
+def check_writable(folder: Path) -> None:
     path = _config_path(folder)
     probe = path.with_name(".slmops-write-probe")
     try:
@@ -121,7 +122,7 @@ def apply(folder: Path, candidate: Candidate) -> None:
     """Write the setting atomically; keep the first original's bytes for undo."""
     folder = Path(folder)
     config = read_config(folder)
-    _check_writable(folder)
+    check_writable(folder)
     path, backup = _config_path(folder), folder / BACKUP_NAME
     if not backup.exists():
         tmp = backup.with_name(backup.name + ".tmp")
@@ -143,9 +144,32 @@ def undo(folder: Path) -> bool:
     backup = folder / BACKUP_NAME
     if not backup.exists():
         return False
-    _check_writable(folder)
+    check_writable(folder)
     os.replace(backup, _config_path(folder))
+    (folder / RECORD_NAME).unlink(missing_ok=True)
     return True
+
+
+def record(folder: Path, candidate: Candidate, gain: float) -> None:
+    """Note what was chosen and its measured gain beside the file (read by ``recorded``)."""
+    tmp = folder / (RECORD_NAME + ".tmp")
+    tmp.write_text(json.dumps({"threads": candidate.threads, "gain": round(gain, 2)}) + "\n", encoding="utf-8")
+    os.replace(tmp, folder / RECORD_NAME)
+
+
+def recorded(folder: str | os.PathLike[str]) -> dict | None:
+    """The setting in the folder's genai_config.json and the gain measured when it was chosen;
+    None when the folder was never tuned (or the file cannot be read)."""
+    folder = Path(folder)
+    if not (folder / BACKUP_NAME).exists():
+        return None
+    try:
+        threads = current_candidate(folder).threads
+        note = json.loads((folder / RECORD_NAME).read_text(encoding="utf-8"))
+        gain = float(note["gain"]) if note.get("threads") == threads else None
+    except (TuneError, OSError, ValueError, KeyError, TypeError):
+        return None
+    return {"threads": threads, "gain": gain}
 
 
 def measure(folder: Path, template, lengths: tuple[int, ...] = (128, 512), new_tokens: int = 64,
@@ -159,7 +183,7 @@ def measure(folder: Path, template, lengths: tuple[int, ...] = (128, 512), new_t
     folder = Path(folder)
     current = current_candidate(folder)
     if write:
-        _check_writable(folder)
+        check_writable(folder)
     if focus_length not in lengths:
         lengths = (*lengths, focus_length)
     options = ReplyOptions(max_new_tokens=new_tokens, min_new_tokens=new_tokens)
@@ -194,8 +218,10 @@ def measure(folder: Path, template, lengths: tuple[int, ...] = (128, 512), new_t
         return
     if write:
         apply(folder, best)
+        record(folder, best, best_speed / current_speed)
     reason = _("Chose {best}: {speed} tok/s at {length} tokens against {current_speed} with {current} "
                "(x{gain}).").format(best=best.label, speed=_number(best_speed), length=focus_length,
                                     current_speed=_number(current_speed), current=current.label,
                                     gain=_number(best_speed / current_speed, 2))
     yield TuneResult(folder, best, current, focus_length, speeds, write, reason)
+

@@ -80,6 +80,19 @@ def _folder(value: str | None) -> Text:
             folder=value, error=exc.strerror)) from None
 
 
+def _tuned(value: str | None) -> Text:
+    """The thread setting the converted folder runs with, and the gain measured when it was chosen."""
+    from wizard_steps.tune import recorded
+    from wizard_steps.tune_quick import describe
+
+    if not value or not Path(value).is_dir():
+        return not_done()
+    note = recorded(value)
+    if note is None:
+        return Text(_("onnxruntime's default threads (not tuned)"), style="dim")
+    return Text(describe({"threads": note["threads"], "gain": note["gain"], "applied": note["gain"] is not None}))
+
+
 def not_done() -> Text:
     return Text(_(NOT_DONE), style="dim italic")
 
@@ -100,6 +113,7 @@ def done_text(state: WizardState) -> Text:
           if state.model_dir and is_adapter_folder(state.model_dir) else []),
         (_("Precision"), Text(precision)),
         (_("Converted"), _folder(state.converted_dir)),
+        (_("Speed"), _tuned(state.converted_dir)),
         (_("Deployed"), Text(state.deployed_id) if state.deployed_id else not_done()),
         (_("Benchmark"), Text(str(export)) if export else not_done()),
     ]

@@ -1,0 +1,112 @@
+"""The default road's short tuning, run by ``convert`` right after a conversion is validated: a
+few seconds of the folder's thread setting against the usable core count, the faster kept (with
+``tune``'s undo backup and 5 % rule). The full search stays in ``slmops tune``.
+"""
+
+from __future__ import annotations
+
+import statistics
+import threading
+from collections.abc import Generator, Mapping
+from pathlib import Path
+
+from wizard_steps import tune
+from wizard_steps.events import LogLine, Progress
+from wizard_steps.i18n import _, percent
+from wizard_steps.i18n import number as _number
+from wizard_steps.tune import Candidate, apply, check_writable, current_candidate, record, usable_cpus
+
+QUICK_PROMPT, QUICK_TOKENS, QUICK_ROUNDS, QUICK_BUDGET_S = 64, 24, (3, 7), 6.0
+
+
+def _speed(backend, conversation, options, cancel: threading.Event | None) -> float:
+    from wizard_steps.engine import ReplyDone
+
+    done = next(e for e in backend.stream(conversation, options, cancel) if isinstance(e, ReplyDone))
+    return done.stats.tokens_per_s
+
+
+def quick(folder: Path, source: Path | None = None,
+          cancel: threading.Event | None = None) -> Generator[Progress | LogLine, None, dict[str, object]]:
+    """The default road's short tuning (a few seconds): the folder's setting against the usable
+    core count, alternating, generation speed compared; the faster is kept under the 5 % rule.
+    Returns the details (threads now in the file, tried, gain, applied, speeds, cancelled).
+
+    A folder it cannot measure or write is left as it is: the conversion stays good."""
+    import time
+
+    from wizard_steps import templates
+    from wizard_steps.benchmark import prompt_of_length
+    from wizard_steps.engine import GenaiBackend, ReplyOptions
+
+    folder = Path(folder)
+    current, tried = current_candidate(folder), Candidate(usable_cpus())
+    result: dict[str, object] = {"threads": current.threads, "tried": tried.threads, "gain": 1.0,
+                                 "applied": False, "cancelled": False}
+    if current == tried:
+        return result
+    try:
+        template = templates.get_preset(templates.detect(source).preset_key if source else "chatml").template
+    except Exception:  # any prompt works to time the threads
+        template = templates.get_preset("chatml").template
+    yield Progress(_("Tuning for this machine: {current} against {tried}").format(
+        current=current.label, tried=tried.label), 0.99)
+    backends: dict[Candidate, object] = {}
+    speeds: dict[Candidate, list[float]] = {current: [], tried: []}
+
+    def stopped() -> bool:
+        return cancel is not None and cancel.is_set()
+
+    try:
+        check_writable(folder)
+        for candidate in (current, tried):
+            backends[candidate] = GenaiBackend(folder, template, overlay=candidate.overlay())
+        prompt = prompt_of_length(backends[current], QUICK_PROMPT)
+        for backend in backends.values():  # warm-up
+            _speed(backend, prompt, ReplyOptions(max_new_tokens=4, min_new_tokens=4), cancel)
+        options = ReplyOptions(max_new_tokens=QUICK_TOKENS, min_new_tokens=QUICK_TOKENS)
+        deadline, rounds = time.monotonic() + QUICK_BUDGET_S, 0
+        least, most = QUICK_ROUNDS
+        while not stopped() and (rounds < least or (rounds < most and time.monotonic() < deadline)):
+            for candidate in ((current, tried) if rounds % 2 == 0 else (tried, current)):
+                speeds[candidate].append(_speed(backends[candidate], prompt, options, cancel))
+            rounds += 1
+    except Exception as exc:  # a model that loads for Olive's check but not here: keep it untuned
+        error = (str(exc).splitlines() or [type(exc).__name__])[0]
+        yield LogLine(_("Tuning skipped: {error}").format(error=error))
+        return {**result, "error": error}
+    finally:
+        for backend in backends.values():
+            backend.close()  # type: ignore[attr-defined]
+    if stopped():
+        yield LogLine(_("Tuning cancelled; genai_config.json is left as it was."))
+        return {**result, "cancelled": True}
+    before, after = statistics.median(speeds[current]), statistics.median(speeds[tried])
+    gain = round(after / before, 2) if before else 0.0  # the rule and the report see one figure
+    result.update(gain=gain, default_tokens_per_s=round(before, 1), tuned_tokens_per_s=round(after, 1))
+    if gain >= 1 + tune.KEEP_MARGIN:
+        apply(folder, tried)
+        record(folder, tried, gain)
+        result.update(threads=tried.threads, applied=True)
+    yield LogLine(_("Tuning: {current} {before} tok/s, {tried} {after} tok/s: kept {kept}.").format(
+        current=current.label, before=_number(before), tried=tried.label, after=_number(after),
+        kept=(tried if result["applied"] else current).label))
+    return result
+
+
+def describe(tuned: Mapping[str, object]) -> str:
+    """One line for the CLI, the unattended run and the summary, from ``quick``'s details."""
+    threads = tuned.get("threads")
+    setting = (Candidate(threads).label if isinstance(threads, int) else _("onnxruntime's default threads"))
+    if tuned.get("applied"):
+        return _("tuned for this machine: {setting}, x{gain}").format(
+            setting=setting, gain=_number(float(tuned["gain"]), 2))  # type: ignore[arg-type]
+    if tuned.get("cancelled") or tuned.get("error"):
+        why = _("cancelled") if tuned.get("cancelled") else _("not measured")
+        return _("not tuned ({why}): {setting} kept").format(why=why, setting=setting)
+    if "tuned_tokens_per_s" not in tuned:  # the file already held the usable core count
+        return _("tuned for this machine: {setting}").format(setting=setting)
+    return _("tuned for this machine: {setting} kept ({tried} was x{gain}, under the {margin} needed)").format(
+        setting=setting, tried=Candidate(int(tuned["tried"])).label,  # type: ignore[call-overload]
+        gain=_number(float(tuned["gain"]), 2),  # type: ignore[arg-type]
+        margin=percent(tune.KEEP_MARGIN * 100, sign=True))
