@@ -10,7 +10,7 @@ import json
 import statistics
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -267,3 +267,18 @@ def export(summary: BenchSummary, path: Path) -> Path:
                                  path=path, error=exc.strerror or exc),
                              _("Choose a folder that exists and that you can write to.")) from None
     return path
+
+
+def record(summary: BenchSummary | None, checks: Sequence[object]) -> dict[str, object]:
+    """A run's medians per prompt length and the checklist's verdict, in plain JSON types: what
+    the wizard's state keeps for its summary. ``checks`` are quality checks (name, status)."""
+    statuses = [(str(getattr(c, "name", "")), str(getattr(c, "status", ""))) for c in checks]
+    failed = [name for name, status in statuses if status == "fail"]
+    return {
+        "backend": summary.backend if summary else None,
+        "per_length": [{"length": r.length, "ttft_ms": round(r.ttft_median_s * 1000, 1),
+                        "prompt_tps": round(r.prompt_tps_median, 1), "tps": round(r.tps_median, 1)}
+                       for r in (summary.per_length if summary else ())],
+        "checks": {"pass": sum(s == "pass" for _n, s in statuses), "fail": len(failed),
+                   "skipped": sum(s == "skipped" for _n, s in statuses), "failed": failed},
+    }

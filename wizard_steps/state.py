@@ -45,6 +45,7 @@ class WizardState:
     bench_new_tokens: int = 64
     system_prompt: str = "You are a helpful assistant."
     bench_export_path: str | None = None
+    bench_result: dict[str, object] | None = None  # medians and checklist verdict (benchmark.record)
 
     def complete(self, step: str) -> None:
         if step not in self.completed:

@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 from textual.widgets import Button, DataTable, Label
 
+from tests.tui.helpers import click, text_of, wait_for
 from tui.app import SlmopsApp
+from tui.widgets.run_panel import RunPanel
 from wizard_steps import tune
 from wizard_steps.state import WizardState
 
@@ -19,28 +21,53 @@ async def test_tuning_from_the_benchmark_screen_shows_every_setting(demo_int4: P
                                                                     tmp_path: Path) -> None:
     folder = tmp_path / "int4"
     shutil.copytree(demo_int4, folder)
+    tune.undo(folder)  # the conversion tuned it already: start from the file Olive wrote
     original = (folder / "genai_config.json").read_bytes()
     app = SlmopsApp(WizardState(converted_dir=str(folder), template_key="chatml"),
                     start="benchmark")
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.pause()
-        app.screen.action_tune()
-        await pilot.pause()
-        assert type(app.screen).__name__ == "TuneScreen"
-        for _ in range(600):
-            await pilot.pause(0.2)
-            if "Done" in str(app.screen.query_one("#tune-stage", Label).render()):
-                break
+        await click(pilot, "#bench-tune")
+        await wait_for(pilot, lambda: type(app.screen).__name__ == "TuneScreen", "the tune dialog")
+        panel = app.screen.query_one(RunPanel)
+        assert panel.running and app.screen.query_one("#tune-undo", Button).disabled
+        await wait_for(pilot, lambda: not panel.running, "tuning to end")
+        assert "Done" in text_of(app.screen, "#tune-stage")
         table = app.screen.query_one("#tune-table", DataTable)
         assert table.row_count == len(tune.candidates())
         result = str(app.screen.query_one("#tune-result", Label).render())
         assert result.startswith(("Chose", "Kept"))
         if result.startswith("Chose"):
             assert (folder / "genai_config.json").read_bytes() != original
-            await pilot.click("#tune-undo")
+            await click(pilot, "#tune-undo")
             await pilot.pause()
             assert (folder / "genai_config.json").read_bytes() == original
         assert app.screen.query_one("#tune-undo", Button).disabled
         await pilot.press("escape")
         await pilot.pause()
         assert app.screen.STEP == "benchmark"
+
+
+async def test_stop_ends_tuning_and_leaves_the_file_untouched(demo_int4: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "int4"
+    shutil.copytree(demo_int4, folder)
+    tune.undo(folder)  # the conversion tuned it already: start from the file Olive wrote
+    original = (folder / "genai_config.json").read_bytes()
+    app = SlmopsApp(WizardState(converted_dir=str(folder), template_key="chatml"), start="benchmark")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        await click(pilot, "#bench-tune")
+        await wait_for(pilot, lambda: type(app.screen).__name__ == "TuneScreen", "the tune dialog")
+        panel = app.screen.query_one(RunPanel)
+        await click(pilot, "#tune-cancel")
+        await wait_for(pilot, lambda: not panel.running, "tuning to stop")
+        assert panel.outcome is not None and getattr(panel.outcome, "cancelled", False)
+        assert app.screen.query_one("#tune-table", DataTable).row_count == 0  # no result came
+        assert (folder / "genai_config.json").read_bytes() == original
+        assert not (folder / tune.BACKUP_NAME).exists()
+        await click(pilot, "#tune-start")  # measure again
+        assert panel.running
+        await click(pilot, "#tune-close")
+        await wait_for(pilot, lambda: app.screen.STEP == "benchmark", "the dialog to close")
+        await wait_for(pilot, lambda: not panel.running, "the closed dialog's run to stop")
+        assert (folder / "genai_config.json").read_bytes() == original

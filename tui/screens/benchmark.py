@@ -6,26 +6,27 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from rich.table import Table
 from rich.text import Text
-from textual import on, work
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Container, Horizontal, Vertical
-from textual.timer import Timer
-from textual.widgets import Button, DataTable, Input, Label, ProgressBar, Static, Switch
-from textual.worker import Worker, WorkerState, get_current_worker
+from textual.widgets import Button, DataTable, Input, Label, Static, Switch
 
 from tui.screens.base import StepScreen
 from tui.widgets.metrics import MetricCard, RunChart
+from tui.widgets.run_panel import RunFactory, RunPanel
 from wizard_steps import benchmark, paths, quality
+from wizard_steps.adapter import is_adapter_folder
 from wizard_steps.benchmark import BenchPlan, BenchSample, BenchSummary, parse_lengths
 from wizard_steps.engine import Backend
 from wizard_steps.errors import WizardError
-from wizard_steps.events import Progress
+from wizard_steps.events import Failed
 from wizard_steps.i18n import N_, _, number
 from wizard_steps.quality import QualityCheck
 from wizard_steps.state import state_template
@@ -43,22 +44,18 @@ SUMMARY_COLUMNS = (("length", N_("Prompt")), ("runs", N_("Runs")), ("ttft", N_("
 
 @dataclass(frozen=True)
 class Job:
-    """One worker run: a benchmark plan (None: the checklist only), then the checklist."""
+    """One run: a benchmark plan (None: the checklist only), then the checklist."""
 
     plan: BenchPlan | None
     source: str | None  # the HF folder fidelity compares with
     fidelity: bool  # False: the user switched the (slow) comparison off
-    stop: threading.Event
+    converted: str | None
+    model_name: str
 
 
 @dataclass(frozen=True)
 class CheckStarted:
     name: str
-
-
-@dataclass(frozen=True)
-class RunEnded:
-    error: str = ""
 
 
 def pair(median: float, p95: float, digits: int) -> str:
@@ -91,10 +88,6 @@ class BenchmarkScreen(StepScreen):
         super().__init__()
         self.plan: BenchPlan | None = None
         self.plan_error = ""
-        self.running = False
-        self.stop = threading.Event()  # per run; set by Stop and when the screen goes away
-        self.started = 0.0
-        self.timer: Timer | None = None
         self.summary: BenchSummary | None = None
         self.samples: list[BenchSample] = []
         self.checks: dict[str, QualityCheck] = {}
@@ -118,13 +111,10 @@ class BenchmarkScreen(StepScreen):
                 yield Switch(True, id="bench-fidelity")
                 yield Label(_("Compare with the source (slow)"), id="bench-fidelity-label")
         yield Label("", id="bench-error", classes="error-line")
-        with Horizontal(id="bench-controls"):
-            yield Button(_("Start"), id="bench-start", variant="success")
-            yield Button(_("Stop"), id="bench-stop", variant="error")
-            yield Button(_("Quality checks"), id="bench-quality", tooltip=_("Only the checklist (key q)"))
-            with Vertical(id="bench-progress-box"):
-                yield ProgressBar(total=1.0, show_eta=False, id="bench-progress")
-                yield Label(_("Press s to start."), id="bench-stage", classes="hint")
+        quality_button = Button(_("Quality checks"), id="bench-quality", tooltip=_("Only the checklist (key q)"))
+        yield RunPanel("bench", prepare=self.prepare_run, start_label=_("Start"), cancel_label=_("Stop"),
+                       cancelling_label=_("Stopping…"), extra_buttons=[quality_button],
+                       cancel_id="bench-stop")
         with Horizontal(id="bench-cards"):
             for key, label in CARDS:
                 yield MetricCard(_(label), id=f"card-{key}")
@@ -158,12 +148,18 @@ class BenchmarkScreen(StepScreen):
         self.query_one("#bench-quality-box").display = False
         self.query_one("#bench-chart", RunChart).redraw()
         self.query_one("#bench-backend", Static).update(self.describe_backend())
+        self.query_one("#bench-stage", Label).update(_("Press s to start."))
         self.replan()
         self.query_one("#bench-start", Button).focus()
+        self.set_interval(1.0, self.tick)
 
-    def on_unmount(self) -> None:
-        super().on_unmount()
-        self.stop.set()
+    @property
+    def panel(self) -> RunPanel:
+        return self.query_one(RunPanel)
+
+    @property
+    def running(self) -> bool:
+        return self.panel.running
 
     def on_resize(self) -> None:
         # a tall terminal gives the chart its height; the cards and the chart stay on screen together
@@ -241,8 +237,7 @@ class BenchmarkScreen(StepScreen):
     # --- controls ---------------------------------------------------------------------------------
 
     def show_controls(self) -> None:
-        self.query_one("#bench-start", Button).disabled = self.running or self.plan is None
-        self.query_one("#bench-stop", Button).disabled = not self.running
+        self.panel.set_ready(self.plan is not None)
         can_measure = bool(self.state.deployed_id or self.state.converted_dir)
         self.query_one("#bench-quality", Button).disabled = self.running or not can_measure
         self.query_one("#bench-export", Button).disabled = self.running or self.summary is None
@@ -260,14 +255,18 @@ class BenchmarkScreen(StepScreen):
             return not self.running and self.summary is not None
         return super().check_action(action, parameters)
 
-    @on(Button.Pressed, "#bench-start")
     def action_start(self) -> None:
-        if self.running:
-            return
+        self.panel.start()
+
+    def action_stop(self) -> None:
+        self.panel.cancel()
+
+    def prepare_run(self) -> RunFactory | None:
+        """Start: the benchmark, then the checklist."""
         self.replan()
         if self.plan is None:
             self.notify(self.plan_error, severity="error")
-            return
+            return None
         self.save_plan()
         self.summary, self.samples = None, []
         for card in self.query(MetricCard):
@@ -275,7 +274,7 @@ class BenchmarkScreen(StepScreen):
         self.query_one("#bench-chart", RunChart).clear_runs()
         self.query_one("#bench-summary", DataTable).clear()
         self.query_one("#bench-results").display = False
-        self.begin(self.job(self.plan))
+        return self.begin(self.job(self.plan))
 
     @on(Button.Pressed, "#bench-quality")
     def action_quality(self) -> None:
@@ -284,29 +283,22 @@ class BenchmarkScreen(StepScreen):
         if not (self.state.deployed_id or self.state.converted_dir):
             self.notify(_("There is no converted or deployed model to check."), severity="error")
             return
-        self.begin(self.job(None))
+        self.panel.run(self.begin(self.job(None)))
 
     def job(self, plan: BenchPlan | None) -> Job:
         folder = self.state.model_dir
-        source = folder if folder and (Path(folder) / "config.json").is_file() else None
-        return Job(plan, source, self.query_one("#bench-fidelity", Switch).value, threading.Event())
+        source = folder if folder and ((Path(folder) / "config.json").is_file()
+                                       or is_adapter_folder(folder)) else None  # base + adapter
+        return Job(plan, source, self.query_one("#bench-fidelity", Switch).value,
+                   self.state.converted_dir, self.model_name())
 
-    def begin(self, job: Job) -> None:
-        self.running, self.stop = True, job.stop
-        self.started = time.monotonic()
+    def begin(self, job: Job) -> RunFactory:
         self.checks, self.check_running = {}, None
         self.query_one("#bench-quality-box").display = False
         self.query_one("#bench-export-result", Static).update("")
-        self.query_one("#bench-progress", ProgressBar).update(progress=0)
-        self.query_one("#bench-stage", Label).remove_class("error-line")
-        self.set_stage(_("Opening the model…"))
-        self.timer = self.set_interval(1.0, self.tick)
-        self.tick()
-        self.show_controls()
-        self.query_one("#bench-controls").scroll_visible(top=True)
-        self.measure(job)
+        backend = self.open_backend  # opened in the worker: loading a model takes a while
+        return lambda stop: self.measure(job, backend, stop)
 
-    @on(Button.Pressed, "#bench-stop")
     @on(Button.Pressed, "#bench-tune")
     def action_tune(self) -> None:
         """Measure the thread settings on the model this screen measures (not while it runs)."""
@@ -331,78 +323,53 @@ class BenchmarkScreen(StepScreen):
                     return Path(model.path), True
         return (Path(self.state.converted_dir), False) if self.state.converted_dir else (None, False)
 
-    def action_stop(self) -> None:
-        if self.running and not self.stop.is_set():
-            self.stop.set()
-            self.set_stage(_("Stopping…"))
-
     def set_stage(self, text: str) -> None:
-        self.query_one("#bench-stage", Label).update(text)
+        self.panel.set_stage(text)
 
     def tick(self) -> None:
-        seconds = int(time.monotonic() - self.started)
-        self.query_one("#bench-progress-box").border_subtitle = _("elapsed {time}").format(
-            time=f"{seconds // 60}:{seconds % 60:02d}")
         if self.check_running:
             self.show_checks()
 
-    # --- the run, in a worker -------------------------------------------------------------------
+    # --- the run, in the panel's worker ---------------------------------------------------------
 
-    @work(thread=True, exclusive=True, exit_on_error=False)
-    def measure(self, job: Job) -> None:
-        worker, stop = get_current_worker(), job.stop
-
-        def post(event: object) -> None:
-            if worker.is_cancelled or self.cancel.is_set():  # the app or the screen is going away
-                stop.set()
-                return
-            try:
-                self.app.call_from_thread(self.show_event, event)
-            except RuntimeError:  # the app has gone
-                stop.set()
-
+    @staticmethod
+    def measure(job: Job, open_backend, stop: threading.Event) -> Iterator[object]:
+        """The benchmark's samples and summary, then the checklist, one check at a time."""
+        backend: Backend = open_backend()
         try:
-            backend = self.open_backend()
-        except WizardError as exc:
-            post(RunEnded(exc.message))
-            return
-        try:
-            summary = self.summary
+            summary = None
             if job.plan is not None:
-                for event in benchmark.run(backend, job.plan, self.model_name(), cancel=stop):
-                    post(event)
+                for event in benchmark.run(backend, job.plan, job.model_name, cancel=stop):
+                    yield event
                     if isinstance(event, BenchSummary):
                         summary = event
-            if not stop.is_set():
-                post(CheckStarted(CHECKS[0]))
-                measured = {} if summary is None else {
-                    "rss_samples": [s.rss_bytes for s in summary.samples],
-                    "tokens_per_s": {r.length: r.tps_median for r in summary.per_length}}
-                for check in quality.iter_checklist(
-                        backend, queries=quality.demo_queries(), cancel=stop,
-                        source=job.source if job.fidelity else None,
-                        converted=self.state.converted_dir, **measured):  # type: ignore[arg-type]
-                    if check.name == quality.FIDELITY and not job.fidelity:
-                        check = quality.skipped(check.name, _("Not run: “Compare with the source” is "
-                                                              "switched off."))
-                    elif stop.is_set():  # cut short: not a verdict
-                        check = quality.skipped(check.name, _("Stopped before it finished."))
-                    post(check)
-            post(RunEnded())
-        except WizardError as exc:
-            post(RunEnded(exc.message))
+            if stop.is_set():
+                return
+            yield CheckStarted(CHECKS[0])
+            measured = {} if summary is None else {
+                "rss_samples": [s.rss_bytes for s in summary.samples],
+                "tokens_per_s": {r.length: r.tps_median for r in summary.per_length}}
+            for check in quality.iter_checklist(
+                    backend, queries=quality.demo_queries(), cancel=stop,
+                    source=job.source if job.fidelity else None,
+                    converted=job.converted, **measured):  # type: ignore[arg-type]
+                if check.name == quality.FIDELITY and not job.fidelity:
+                    check = quality.skipped(check.name, _("Not run: “Compare with the source” is "
+                                                          "switched off."))
+                elif stop.is_set():  # cut short: not a verdict
+                    check = quality.skipped(check.name, _("Stopped before it finished."))
+                yield check
         finally:
             backend.close()
 
-    def show_event(self, event: object) -> None:
-        if self.cancel.is_set():
-            return  # the screen has been left; its widgets are going
-        if isinstance(event, Progress):
-            if event.fraction is not None:
-                self.query_one("#bench-progress", ProgressBar).update(progress=event.fraction)
-            if not self.stop.is_set():
-                self.set_stage(event.stage)
-        elif isinstance(event, BenchSample):
+    @on(RunPanel.RunningChanged, "#bench-run")
+    def running_changed(self) -> None:
+        self.show_controls()
+
+    @on(RunPanel.Event, "#bench-run")
+    def show_event(self, message: RunPanel.Event) -> None:
+        event = message.event
+        if isinstance(event, BenchSample):
             self.show_sample(event)
         elif isinstance(event, BenchSummary):
             self.show_summary(event)
@@ -415,11 +382,8 @@ class BenchmarkScreen(StepScreen):
             later = [name for name in CHECKS if name not in self.checks]
             self.check_running = later[0] if later else None
             self.check_started = time.monotonic()
-            self.query_one("#bench-progress", ProgressBar).update(
-                progress=len(self.checks) / len(CHECKS))
+            self.panel.set_progress(len(self.checks) / len(CHECKS))
             self.show_checks()
-        elif isinstance(event, RunEnded):
-            self.finish(event.error)
 
     def show_sample(self, sample: BenchSample) -> None:
         self.samples.append(sample)
@@ -446,7 +410,7 @@ class BenchmarkScreen(StepScreen):
         self.refresh_nav()
 
     def show_checks(self) -> None:
-        if self.check_running and not self.stop.is_set():
+        if self.check_running and not self.panel.stop.is_set():
             self.set_stage(_("Checking fidelity (torch, ~20 s)…") if self.check_running == quality.FIDELITY
                            else _("Checking: {check}…").format(check=_(self.check_running)))
         table = Table(expand=True, box=None, show_edge=False, pad_edge=False, header_style="bold")
@@ -467,36 +431,32 @@ class BenchmarkScreen(StepScreen):
                 table.add_row(_(name), Text(_("stopped") if not self.running else _("waiting"), style="dim"), "")
         self.query_one("#bench-quality-table", Static).update(table)
 
-    def finish(self, error: str = "") -> None:
-        if not self.running:
-            return
-        stopped, checking = self.stop.is_set(), bool(self.checks) or self.check_running is not None
-        self.running, self.check_running = False, None
-        if self.timer is not None:
-            self.timer.stop()
-            self.tick()
+    @on(RunPanel.Ended, "#bench-run")
+    def finish(self, message: RunPanel.Ended) -> None:
+        stopped = message.cancelled
+        checking = bool(self.checks) or self.check_running is not None
+        self.check_running = None
         measured = sum(not s.warmup for s in self.samples)
-        if error:
-            self.set_stage(error)
-            self.query_one("#bench-stage", Label).add_class("error-line")
+        if isinstance(message.outcome, Failed) and not stopped:
+            self.set_stage(_("Failed"))
+        elif stopped:
+            self.set_stage(_("Stopped during the quality checks.") if checking
+                           else _("Stopped after {count} measured runs.").format(count=measured))
         else:
-            self.query_one("#bench-stage", Label).remove_class("error-line")
-            self.set_stage(_("Done.") if not stopped else _("Stopped during the quality checks.")
-                           if checking else _("Stopped after {count} measured runs.").format(count=measured))
-            if not stopped:
-                self.query_one("#bench-progress", ProgressBar).update(progress=1.0)
+            self.set_stage(_("Done."))
+            self.panel.set_progress(1.0)
         if self.checks or self.query_one("#bench-quality-box").display:
             self.show_checks()
+        self.record()
         self.show_controls()
 
-    @on(Worker.StateChanged)
-    def worker_ended(self, event: Worker.StateChanged) -> None:
-        if event.worker.name != "measure" or not self.running:
+    def record(self) -> None:
+        """The medians and the checklist's verdict, kept in the state for the summary."""
+        if self.summary is None and not self.checks:
             return
-        if event.state is WorkerState.ERROR:
-            self.finish(_("The run stopped on an unexpected error: {error}").format(error=event.worker.error))
-        elif event.state in (WorkerState.SUCCESS, WorkerState.CANCELLED):
-            self.finish()
+        self.state.bench_result = benchmark.record(self.summary, [self.checks[n] for n in CHECKS
+                                                                  if n in self.checks])
+        self.state.save()
 
     # --- export -----------------------------------------------------------------------------------
 

@@ -3,19 +3,18 @@ keep the fastest, with live progress and the before/after figures side by side."
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
 from rich.text import Text
-from textual import on, work
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Button, DataTable, Label, ProgressBar, Static
+from textual.widgets import Button, DataTable, Label, Static
 
+from tui.widgets.run_panel import RunFactory, RunPanel
 from wizard_steps import tune
-from wizard_steps.events import Progress
 from wizard_steps.i18n import _, number
 from wizard_steps.templates import PromptTemplate
 
@@ -46,7 +45,6 @@ class TuneScreen(ModalScreen[bool]):
         self.folder = Path(folder)
         self.template = template
         self.deployed = deployed
-        self.cancel = threading.Event()
         self.changed = False
 
     def compose(self) -> ComposeResult:
@@ -55,8 +53,8 @@ class TuneScreen(ModalScreen[bool]):
             yield Static(_("Tries onnxruntime's own thread choice and 1 to {cpus} threads on "
                            "{folder}, then keeps the fastest.").format(
                                cpus=tune.usable_cpus(), folder=self.folder), classes="hint")
-            yield ProgressBar(total=1.0, id="tune-progress", show_eta=False)
-            yield Label("", id="tune-stage")
+            yield RunPanel("tune", prepare=self.prepare_run, start_label=_("Measure again"),
+                           cancel_label=_("Stop"), cancelling_label=_("Stopping…"))
             yield DataTable(id="tune-table", cursor_type="none")
             yield Static("", id="tune-bars")
             yield Label("", id="tune-result")
@@ -67,30 +65,32 @@ class TuneScreen(ModalScreen[bool]):
     def on_mount(self) -> None:
         table = self.query_one("#tune-table", DataTable)
         table.add_columns(_("setting"), _("128 tokens"), _("512 tokens"))
-        self.query_one("#tune-undo", Button).disabled = not (self.folder / tune.BACKUP_NAME).exists()
-        self.run_tuning()
+        self.show_undo()
+        self.query_one(RunPanel).start()
 
-    @work(thread=True, exclusive=True)
-    def run_tuning(self) -> None:
-        try:
-            for event in tune.measure(self.folder, self.template, cancel=self.cancel):
-                self.app.call_from_thread(self.show, event)
-        except tune.TuneError as exc:
-            self.app.call_from_thread(self.query_one("#tune-result", Label).update,
-                                      Text(str(exc), style="red"))
+    def show_undo(self) -> None:
+        running = self.query_one(RunPanel).running
+        self.query_one("#tune-undo", Button).disabled = running or not (self.folder / tune.BACKUP_NAME).exists()
 
-    def show(self, event: object) -> None:
-        if isinstance(event, Progress):
-            self.query_one("#tune-progress", ProgressBar).update(progress=event.fraction or 0.0)
-            self.query_one("#tune-stage", Label).update(event.stage)
-        elif isinstance(event, tune.TuneSample):
-            self.query_one("#tune-stage", Label).update(
+    def prepare_run(self) -> RunFactory:
+        self.query_one("#tune-table", DataTable).clear()
+        self.query_one("#tune-bars", Static).update("")
+        self.query_one("#tune-result", Label).update("")
+        return lambda stop: tune.measure(self.folder, self.template, cancel=stop)
+
+    @on(RunPanel.RunningChanged)
+    def running_changed(self) -> None:
+        self.show_undo()
+
+    @on(RunPanel.Event)
+    def show(self, message: RunPanel.Event) -> None:
+        event = message.event
+        if isinstance(event, tune.TuneSample):
+            self.query_one(RunPanel).set_stage(
                 f"{event.candidate.label}: {event.length} tokens, run {event.run}: "
                 f"{number(event.tokens_per_s, 1)} tok/s")
         elif isinstance(event, tune.TuneResult):
             self.changed = event.changed
-            self.query_one("#tune-progress", ProgressBar).update(progress=1.0)
-            self.query_one("#tune-stage", Label).update(_("Done."))
             table = self.query_one("#tune-table", DataTable)
             for label, speeds in event.speeds.items():
                 mark = " ★" if label == event.best.label else ""
@@ -100,16 +100,19 @@ class TuneScreen(ModalScreen[bool]):
             if event.changed and self.deployed:
                 note += " " + _("Foundry Local reads the tuned file the next time it loads the model.")
             self.query_one("#tune-result", Label).update(note)
-            self.query_one("#tune-undo", Button).disabled = not (self.folder / tune.BACKUP_NAME).exists()
+
+    @on(RunPanel.Ended)
+    def ended(self) -> None:
+        self.show_undo()
 
     @on(Button.Pressed, "#tune-undo")
     def undo(self) -> None:
         if tune.undo(self.folder):
             self.changed = True
             self.notify(_("The original genai_config.json is back."))
-        self.query_one("#tune-undo", Button).disabled = True
+        self.show_undo()
 
     @on(Button.Pressed, "#tune-close")
     def action_close(self) -> None:
-        self.cancel.set()
+        self.query_one(RunPanel).cancel()
         self.dismiss(self.changed)

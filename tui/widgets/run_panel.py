@@ -85,13 +85,14 @@ class RunPanel(Vertical):
     def __init__(self, prefix: str, *, prepare: Callable[[], RunFactory | None],
                  start_label: str, cancel_label: str, cancelling_label: str | None = None,
                  log_title: str | None = None, extra_buttons: Sequence[Widget] = (),
-                 start_tooltip: str | None = None) -> None:
+                 start_tooltip: str | None = None, cancel_id: str | None = None) -> None:
         super().__init__(id=f"{prefix}-run", classes="run-panel")
         self.prefix = prefix
         self.prepare = prepare
         self.start_label, self.cancel_label = start_label, cancel_label
         self.cancelling_label = cancelling_label or _("Cancelling…")
         self.start_tooltip = start_tooltip
+        self.cancel_id = cancel_id or f"{prefix}-cancel"
         self.log_title = log_title
         self.extra_buttons = list(extra_buttons)
         self.ready = True  # the screen says whether Start can run now
@@ -105,7 +106,7 @@ class RunPanel(Vertical):
         with Horizontal(id=f"{p}-controls", classes="run-controls"):
             yield Button(self.start_label, id=f"{p}-start", variant="success", classes="run-start",
                          tooltip=self.start_tooltip)
-            yield Button(self.cancel_label, id=f"{p}-cancel", variant="error", classes="run-cancel")
+            yield Button(self.cancel_label, id=self.cancel_id, variant="error", classes="run-cancel")
             yield from self.extra_buttons
             with Vertical(id=f"{p}-progress-box", classes="run-progress-box"):
                 yield ProgressBar(total=1.0, show_eta=False, id=f"{p}-progress", classes="run-progress")
@@ -192,7 +193,7 @@ class RunPanel(Vertical):
     def show_controls(self) -> None:
         start = self.query_one(f"#{self.prefix}-start", Button)
         start.disabled = self.running or not self.ready
-        cancel = self.query_one(f"#{self.prefix}-cancel", Button)
+        cancel = self.query_one(f"#{self.cancel_id}", Button)
         cancel.disabled = not self.running
         if not self.running and cancel.has_focus and not start.disabled:
             start.focus(scroll_visible=False)  # focus does not vanish with the disabled button
