@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from wizard_steps import paths
+from wizard_steps.answers import Answers, save
 from wizard_steps.errors import WizardError
 from wizard_steps.generation import ModelConfig
 from wizard_steps.i18n import _
 from wizard_steps.templates import PromptTemplate, TemplateError, preset_for_folder
 
+ANSWERS_NAME = "wizard.toml"
+_ANSWER_TEMPLATES = ("chatml", "phi3", "llama3", "mistral", "gemma")
 STEPS = ("welcome", "prereqs", "model", "precision", "template", "convert", "deploy",
          "benchmark", "chat", "summary")
 
@@ -60,9 +64,13 @@ class WizardState:
         """Write atomically: a crash mid-write leaves the previous state intact."""
         path = path or paths.state_file()
         paths.ensure(path.parent)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(json.dumps(asdict(self), indent=2), encoding="utf-8")
-        os.replace(tmp, path)
+        # a temporary name of its own per save: two wizards (two browser tabs) may save at once
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        try:
+            tmp.write_text(json.dumps(asdict(self), indent=2), encoding="utf-8")
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
         return path
 
     @classmethod
@@ -115,3 +123,32 @@ def state_model_config(state: WizardState) -> ModelConfig:
     except TypeError:
         raise WizardError(_("The saved generation settings cannot be read."),
                           _("Go back to the Template step and check them.")) from None
+
+
+def state_answers(state: WizardState) -> Answers:
+    """The wizard's choices as an answers file, so that ``slmops run --answers`` repeats the run
+    (on this machine or thirty others: the output folder is left to each machine's default).
+    A custom template has no key in answers files: the replay detects the template instead."""
+    config = state.model_config
+    preset = state.template_key if state.template_key in _ANSWER_TEMPLATES else "auto"
+    return Answers(
+        model="demo" if state.use_demo or not state.model_dir else state.model_dir,
+        precision=state.precision, int4_block_size=state.int4_block_size,
+        int4_symmetric=state.int4_symmetric, int4_accuracy_level=state.int4_accuracy_level,
+        int4_algorithm=state.int4_algorithm, int4_quantize_embeddings=state.int4_quantize_embeddings,
+        template=preset, max_length=int(config.get("max_length", 2048)),
+        temperature=float(config.get("temperature", 0.7)), top_p=float(config.get("top_p", 0.9)),
+        repetition_penalty=float(config.get("repetition_penalty", 1.1)),
+        deploy_name=state.deploy_name or "", bench_lengths=list(state.bench_lengths),
+        bench_runs=state.bench_runs, bench_new_tokens=state.bench_new_tokens)
+
+
+def save_answers(state: WizardState) -> Path | None:
+    """Write the answers file beside the state (config/wizard.toml); None before a model is chosen
+    or when it cannot be written (the wizard goes on: the file is a convenience)."""
+    if not (state.model_dir or state.use_demo):
+        return None
+    try:
+        return save(state_answers(state), paths.ensure(paths.config_dir()) / ANSWERS_NAME)
+    except (OSError, WizardError):
+        return None

@@ -54,13 +54,63 @@ async def test_headless_commands_repeat_the_run(tmp_path: Path) -> None:
     async with app.run_test(size=(80, 24)):
         area = app.screen.query_one("#summary-commands", TextArea)
         assert area.read_only
-        lines = area.text.splitlines()
+        lines = [line for line in area.text.splitlines() if not line.startswith("#")]
+        assert lines[0].startswith("slmops run --answers ")
+        lines = lines[1:]
         assert lines[0].startswith("slmops convert ")
         assert "--precision int4" in lines[0] and "--int4-algo rtn" in lines[0]
         assert "--quantize-embeddings" in lines[0]
         assert f'--out "{state.converted_dir}"' in lines[0]  # quoted: the path has a space
         assert lines[1].startswith(f'slmops deploy "{state.converted_dir}" --name ')
         assert lines[2].startswith("slmops bench ") and lines[3].startswith("slmops chat ")
+
+
+async def test_summary_shows_the_benchmark_medians_and_the_checklist_verdict(tmp_path: Path) -> None:
+    from wizard_steps import benchmark
+    from wizard_steps.checks import QualityCheck
+
+    checks = [QualityCheck("Domain queries", True, ""), QualityCheck("Fidelity", False, ""),
+              QualityCheck("Reply format", None, "")]
+    record = benchmark.record(None, checks)
+    record["per_length"] = [{"length": 16, "ttft_ms": 40.0, "prompt_tps": 400.0, "tps": 61.5},
+                            {"length": 128, "ttft_ms": 120.0, "prompt_tps": 1066.0, "tps": 55.25}]
+    app = SlmopsApp(summary_state(tmp_path, bench_result=record), start="summary")
+    async with app.run_test(size=(80, 24)):
+        text = " ".join(done_text(app).split())
+        assert "not done" not in text.split("Benchmark")[1]
+        assert "61.5 / 55.2 tok/s at 16 / 128 prompt tokens" in text
+        assert "1 passed, 1 failed (Fidelity)" in text
+
+
+async def test_the_wizard_writes_an_answers_file_that_replays_its_choices(tmp_path: Path) -> None:
+    from wizard_steps import answers
+    from wizard_steps.state import state_answers
+
+    state = summary_state(tmp_path, template_key="llama3", deploy_name="mine", bench_runs=5,
+                          model_config={"max_length": 512, "temperature": 0.0, "top_p": 1.0,
+                                        "repetition_penalty": 1.2})
+    app = SlmopsApp(state, start="summary")
+    async with app.run_test(size=(80, 24)):
+        text = app.screen.query_one("#summary-commands", TextArea).text
+        command = next(line for line in text.splitlines() if line.startswith("slmops run --answers "))
+    written = Path(command.removeprefix("slmops run --answers ").strip('"'))
+    loaded = answers.load(written)
+    assert loaded == state_answers(state)
+    assert (loaded.model, loaded.precision, loaded.int4_algorithm, loaded.template) == (
+        state.model_dir, "int4", "rtn", "llama3")
+    assert (loaded.max_length, loaded.temperature, loaded.repetition_penalty) == (512, 0.0, 1.2)
+    assert (loaded.deploy_name, loaded.bench_runs) == ("mine", 5)
+
+
+async def test_next_writes_the_answers_file_as_the_wizard_goes(tmp_path: Path, tmp_home: Path) -> None:
+    from wizard_steps import answers, paths
+
+    state = summary_state(tmp_path, step="benchmark", precision="int8")
+    app = SlmopsApp(state, start="benchmark")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.click("#next")  # Skip ›
+        await pilot.pause()
+    assert answers.load(paths.config_dir() / "wizard.toml").precision == "int8"
 
 
 def test_the_demo_converts_as_demo_and_defaults_stay_implicit() -> None:

@@ -18,6 +18,7 @@ from tui.widgets.footer import KeyFooter
 from tui.widgets.help import HelpScreen
 from tui.widgets.step_indicator import StepIndicator, step_title
 from wizard_steps.i18n import N_, _
+from wizard_steps.state import save_answers
 
 if TYPE_CHECKING:
     from tui.app import SlmopsApp
@@ -99,6 +100,7 @@ class StepScreen(Screen[None]):
             return
         if self.before_next():
             self.state.complete(self.STEP)
+            save_answers(self.state)  # every interactive run leaves its answers file (wizard.toml)
             self.wizard.next_step()
 
     @on(Button.Pressed, "#back")

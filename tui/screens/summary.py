@@ -15,10 +15,10 @@ from textual.widgets import Button, Label, Static, TextArea
 from tui.screens.base import StepScreen
 from wizard_steps.adapter import is_adapter_folder, tokenizer_folder
 from wizard_steps.errors import WizardError
-from wizard_steps.i18n import N_, _
+from wizard_steps.i18n import N_, _, number
 from wizard_steps.model_source import folder_size
 from wizard_steps.precision import human_size
-from wizard_steps.state import WizardState
+from wizard_steps.state import WizardState, save_answers
 
 NOT_DONE = N_("not done")  # shown with _()
 _SHELL_SPECIAL = set(" \t\"'&;|()<>$`*?[]{}!#~")
@@ -93,6 +93,31 @@ def _tuned(value: str | None) -> Text:
     return Text(describe({"threads": note["threads"], "gain": note["gain"], "applied": note["gain"] is not None}))
 
 
+def _benchmark(state: WizardState) -> Text:
+    """The measured medians per prompt length and the checklist's verdict, or "not done"."""
+    record = state.bench_result if isinstance(state.bench_result, dict) else {}
+    rows = [r for r in record.get("per_length") or [] if isinstance(r, dict)]
+    checks = record.get("checks") if isinstance(record.get("checks"), dict) else {}
+    if not rows and not checks:
+        return not_done()
+    text = Text()
+    if rows:
+        text.append(_("generation {speeds} tok/s at {lengths} prompt tokens").format(
+            speeds=" / ".join(number(float(r.get("tps", 0)), 1) for r in rows),
+            lengths=" / ".join(str(r.get("length")) for r in rows)))
+        text.append(" · " + _("TTFT {ms} ms").format(ms=" / ".join(number(float(r.get("ttft_ms", 0)))
+                                                                   for r in rows)))
+    if checks:
+        failed = [_(str(name)) for name in checks.get("failed") or []]
+        verdict = (_("checklist: {passed} passed, {failed} failed ({names})").format(
+                       passed=checks.get("pass", 0), failed=len(failed), names=", ".join(failed))
+                   if failed else _("checklist: {passed} passed").format(passed=checks.get("pass", 0)))
+        text.append(("\n" if rows else "") + verdict, style="red" if failed else "green")
+    if state.bench_export_path:
+        text.append("\n" + str(state.bench_export_path), style="dim")
+    return text
+
+
 def not_done() -> Text:
     return Text(_(NOT_DONE), style="dim italic")
 
@@ -105,8 +130,6 @@ def done_text(state: WizardState) -> Text:
             algorithm=state.int4_algorithm, size=state.int4_block_size,
             symmetry=_("symmetric") if state.int4_symmetric else _("asymmetric"),
             embeddings="INT4" if state.int4_quantize_embeddings else "FP32")
-    # WizardState has no field for the benchmark export yet; it is shown once the step sets one.
-    export = getattr(state, "bench_export_path", None)
     rows = [
         (_("Model"), _folder(state.model_dir)),
         *([(_("Base model"), _folder(str(tokenizer_folder(state.model_dir))))]  # a LoRA adapter: its base
@@ -115,7 +138,7 @@ def done_text(state: WizardState) -> Text:
         (_("Converted"), _folder(state.converted_dir)),
         (_("Speed"), _tuned(state.converted_dir)),
         (_("Deployed"), Text(state.deployed_id) if state.deployed_id else not_done()),
-        (_("Benchmark"), Text(str(export)) if export else not_done()),
+        (_("Benchmark"), _benchmark(state)),
     ]
     width = max(11, *(len(label) + 2 for label, _value in rows))  # the values line up in every language
     text = Text()
@@ -152,7 +175,13 @@ class SummaryScreen(StepScreen):
         except WizardError as exc:
             done = Text(str(exc), style="red")
         self.query_one("#summary-done", Static).update(done)
-        self.query_one("#summary-commands", TextArea).text = headless_commands(self.state)
+        saved = save_answers(self.state)
+        commands = headless_commands(self.state)
+        if saved is not None:
+            commands = "\n".join([_("# the whole run again, in one command:"),
+                                   f"slmops run --answers {shell_arg(str(saved))}",
+                                   _("# or step by step:"), commands])
+        self.query_one("#summary-commands", TextArea).text = commands
 
     @on(Button.Pressed, "#summary-copy")
     def copy_commands(self) -> None:
