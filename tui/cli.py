@@ -212,9 +212,25 @@ def add_later_commands(sub) -> None:
                           epilog=_("example: slmops quality ./int4 --source ./hf-model"))
     _target(qual)
     qual.add_argument("--prompts", help=_("JSONL of {\"prompt\": ..., \"expect\": ...}"))
-    qual.add_argument("--source", help=_("the Hugging Face folder, for fidelity (slow)"))
+    qual.add_argument("--source", help=_("the Hugging Face folder it came from: domain queries and "
+                                         "fidelity judged against it (slower)"))
     qual.add_argument("--json", action="store_true")
     qual.set_defaults(func=commands.cmd_quality)
+
+    comp = sub.add_parser("compare", help=_("compare precisions on this machine and recommend one"),
+                          description=_("Convert the model to each precision (reusing folders converted "
+                                        "earlier with the same settings) and measure each here: size, "
+                                        "speed, perplexity and answers against the source."),
+                          epilog=_("example: slmops compare demo --precisions int4,int8 --export cmp.md"))
+    comp.add_argument("model", help=_("a Hugging Face model folder, or demo"))
+    comp.add_argument("--precisions", default="int4,int4-rtn,int8,fp32",
+                      help=_("comma-separated candidates (int4, int4-rtn, int4-k-quant-mixed, "
+                             "int4-rtn-emb, int8, fp32)"))
+    comp.add_argument("--prompts", help=_("JSONL of {\"prompt\": ..., \"expect\": ...} (default: the "
+                                          "demo's queries)"))
+    comp.add_argument("--export", help=_("write the table as Markdown (.md) or JSON (.json)"))
+    comp.add_argument("--json", action="store_true")
+    comp.set_defaults(func=commands.cmd_compare)
 
     chat = sub.add_parser("chat", help=_("chat in the terminal (/reset, /system, /quit)"),
                           epilog=_("example: slmops chat my-model"))

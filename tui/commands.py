@@ -287,6 +287,54 @@ def cmd_quality(args: argparse.Namespace) -> int:
 QUALITY_MARKS = {"pass": N_("ok"), "fail": N_("FAIL"), "skipped": N_("skip")}
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    from wizard_steps import compare, compare_report, quality
+    from wizard_steps.events import LogLine, Progress
+
+    chosen = compare.parse_candidates(args.precisions)  # bad names: one sentence before any work
+    queries = quality.load_queries(args.prompts) if args.prompts else None
+    export = Path(args.export).expanduser() if args.export else None
+    if export is not None:
+        compare.check_writable(export.parent)
+        if export.is_dir():
+            raise WizardError(_("{path} is a folder.").format(path=export), _("Give a file name ending in .md."))
+    printer = ProgressPrinter()
+    model_dir = _resolve_model(args.model, printer)
+    stop = threading.Event()
+    result = None
+    with json_values() if args.json else contextlib.nullcontext():
+        try:
+            for event in compare.compare(model_dir, chosen, stop, queries=queries):
+                if isinstance(event, compare.CandidateEvent):
+                    inner = event.event
+                    if isinstance(inner, Progress):
+                        printer.show(Progress(f"{event.candidate}: {inner.stage}", inner.fraction))
+                    elif isinstance(inner, LogLine):
+                        printer.show(inner)
+                elif isinstance(event, compare.Row):
+                    verdict = _("passes") if event.passed else compare_report.why_not(event)
+                    printer.line(_("{name}: measured ({verdict})").format(name=event.candidate, verdict=verdict))
+                elif isinstance(event, Failed):
+                    printer.done()
+                    return _step_failed(event)
+                elif isinstance(event, compare.Recommendation):
+                    result = event
+        except KeyboardInterrupt:
+            stop.set()
+            printer.done()
+            return _fail(_("comparison interrupted; finished folders are kept, nothing half-written."),
+                         exit_codes.INTERRUPTED)
+        printer.done()
+        assert result is not None
+        table = compare_report.to_markdown(result)
+        text = compare_report.to_json(result) if args.json else table
+        if export is not None:
+            export.write_text(compare_report.to_json(result) if export.suffix == ".json" else table,
+                              encoding="utf-8")
+    print(text)
+    return exit_codes.OK
+
+
 def cmd_chat(args: argparse.Namespace) -> int:
     from tui.repl import chat_repl
 

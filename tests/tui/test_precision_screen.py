@@ -3,13 +3,21 @@ the INT4 settings with a live size estimate, and Next storing the choice."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 from textual.pilot import Pilot
 from textual.widgets import Button, DataTable, Select, Static, Switch
 from textual.widgets._toast import Toast
 
+from tests.tui.helpers import assert_fits, text_of, wait_for
 from tui.app import SlmopsApp
+from tui.screens.precision import PrecisionScreen
+from tui.widgets.run_panel import RunPanel
+from wizard_steps import compare
+from wizard_steps.compare_measure import Measurement
+from wizard_steps.model_source import inspect_model
 from wizard_steps.state import WizardState
 
 
@@ -30,7 +38,7 @@ async def test_the_four_options_are_listed_with_this_models_size(demo_model: Pat
         assert list(table.rows) == ["fp32", "fp16", "int8", "int4"]
         assert all(str(table.get_cell(key, "size")).endswith("MB") for key in table.rows)
         assert "134.5 M parameters" in text(app, "#precision-model")
-        assert "on the demo model: 220 MB k_quant_mixed" in text(app, "#precision-measured")
+        assert "measured on another machine: 220 MB k_quant_mixed" in text(app, "#precision-measured")
         assert not app.screen.query_one("#next", Button).disabled
 
 
@@ -107,3 +115,109 @@ async def test_nothing_is_wider_than_80_columns(demo_model: Path) -> None:
             await pilot.pause()
             for widget in app.screen.query("*"):
                 assert widget.region.right <= 80, widget
+
+
+# --- estimates until a comparison has run on this machine ---------------------------------------
+
+
+async def test_until_a_comparison_the_figures_are_labelled_estimates(demo_model: Path, tmp_home: Path) -> None:
+    app = SlmopsApp(WizardState(model_dir=str(demo_model)), start="precision")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await loaded(app, pilot)
+        table = app.screen.query_one("#precision-table", DataTable)
+        assert "speed (estimate)" in [str(c.label) for c in table.columns.values()]
+        assert "estimates, not measured on this machine" in text(app, "#compare-note")
+        assert not app.screen.query_one("#compare-table").display
+        for row in range(table.row_count):  # no row quotes another machine's speed as fact
+            table.move_cursor(row=row)
+            await pilot.pause()
+            assert "tok/s" not in text(app, "#precision-measured")
+
+
+def measured(size: int, speed: float, perplexity: float, losses: int = 0) -> Measurement:
+    return Measurement(size, 2, {128: speed * 3, 512: speed * 2}, {128: speed, 512: speed * 0.8},
+                       perplexity, 22.9, 0.9, 5, 5 - losses, 5, losses, losses == 0,
+                       perplexity / 22.9 <= 1.15, lengths=(128, 512))
+
+
+def saved_comparison(model: Path) -> compare.Recommendation:
+    """A comparison as `slmops compare` saves it (figures of a made-up machine)."""
+    rows = [compare.Row("int4-rtn", "int4", "", "/x/a", False, measured(194_000_000, 70.0, 30.0)),
+            compare.Row("int8", "int8", "", "/x/b", True, measured(181_000_000, 50.0, 23.2)),
+            compare.Row("fp32", "fp32", "", "/x/c", False, measured(627_000_000, 30.0, 22.9))]
+    result = compare.recommend(rows, str(inspect_model(model).path))
+    root = compare.compare_root(inspect_model(model))
+    root.mkdir(parents=True)
+    compare.save(result, root / compare.RESULT_NAME)
+    return result
+
+
+async def test_a_saved_comparison_shows_measured_rows_and_preselects_its_recommendation(
+        demo_model: Path, tmp_home: Path) -> None:
+    result = saved_comparison(demo_model)
+    assert result.candidate == "int8"  # int4-rtn is faster but fails the perplexity bound
+    app = SlmopsApp(WizardState(model_dir=str(demo_model), precision="int4"), start="precision")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await loaded(app, pilot)
+        assert app.screen.choice.value == "int8"
+        rows = app.screen.query_one("#compare-table", DataTable)
+        assert list(rows.rows) == ["int4-rtn", "int8", "fp32"]
+        assert str(rows.get_cell("int8", "candidate")) == "int8 ★"
+        assert "perplexity +31" in str(rows.get_cell("int4-rtn", "verdict"))
+        assert "int8 is the fastest that passes" in text(app, "#compare-reason")
+        assert "Measured on this machine" in text(app, "#compare-note")
+        app.screen.query_one("#step-body").scroll_end(animate=False)
+        await pilot.pause()
+        assert_fits(app)
+        await pilot.press("ctrl+n")
+        await pilot.pause()
+        assert app.state.precision == "int8"
+
+
+async def test_a_recommended_int4_variant_sets_its_int4_settings(demo_model: Path, tmp_home: Path) -> None:
+    rows = [compare.Row("int4-rtn", "int4", "", "/x/a", False, measured(194_000_000, 70.0, 25.0))]
+    root = compare.compare_root(inspect_model(demo_model))
+    root.mkdir(parents=True)
+    compare.save(compare.recommend(rows, str(inspect_model(demo_model).path)), root / compare.RESULT_NAME)
+    app = SlmopsApp(WizardState(model_dir=str(demo_model), precision="fp32"), start="precision")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await loaded(app, pilot)
+        assert app.screen.choice.value == "int4"
+        assert app.screen.query_one("#int4-algorithm", Select).value == "rtn"
+        assert app.screen.query_one("#int4-settings").display
+
+
+@pytest.fixture
+def forget_comparison(demo_model: Path) -> Iterator[None]:
+    """The comparison a test saves in the session's home is removed after it: the other tests'
+    screens start from estimates."""
+    yield
+    (compare.compare_root(inspect_model(demo_model)) / compare.RESULT_NAME).unlink(missing_ok=True)
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("forget_comparison")
+async def test_the_compare_button_measures_here_and_preselects_the_winner(
+        demo_model: Path, demo_int4: Path, demo_int8: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # the two candidates the session has converted already: reused, only measured
+    monkeypatch.setattr(PrecisionScreen, "COMPARE_CANDIDATES", ("int8", "int4-rtn-emb"))
+    monkeypatch.setattr(PrecisionScreen, "COMPARE_SETTINGS", {"lengths": (32, 64), "new_tokens": 8,
+                                                              "runs": 1})
+    app = SlmopsApp(WizardState(model_dir=str(demo_model)), start="precision")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await loaded(app, pilot)
+        panel = app.screen.query_one("#compare-run", RunPanel)
+        app.screen.query_one("#compare-start").scroll_visible(animate=False)
+        await pilot.pause()
+        await pilot.click("#compare-start")
+        await wait_for(pilot, lambda: panel.running, "the comparison to start")
+        await wait_for(pilot, lambda: not panel.running, lambda: f"the comparison to end ({text_of(panel)})")
+        screen = app.screen
+        assert isinstance(screen, PrecisionScreen) and screen.compared is not None
+        assert list(screen.query_one("#compare-table", DataTable).rows) == ["int8", "int4-rtn-emb"]
+        saved = compare.load_saved(demo_model)
+        assert saved is not None and saved.candidate == screen.compared.candidate
+        if saved.candidate is not None:
+            assert screen.choice.value == compare.candidates()[saved.candidate].precision.value
+        assert not app.screen.query_one("#next").disabled
+

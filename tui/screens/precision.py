@@ -1,4 +1,6 @@
-"""Precision: the four options for this model with their estimated size, and the INT4 settings."""
+"""Precision: the four options for this model with their estimated size, and the INT4 settings;
+a comparison run on this machine replaces the estimates with measured figures and preselects the
+fastest precision that passes the quality checklist."""
 
 from __future__ import annotations
 
@@ -10,8 +12,11 @@ from textual.widgets import DataTable, Label, Select, Static, Switch
 from textual.worker import get_current_worker
 
 from tui.screens.base import StepScreen
-from wizard_steps import model_source
+from tui.widgets.compare_table import CompareTable
+from tui.widgets.run_panel import RunFactory, RunPanel
+from wizard_steps import compare, model_source
 from wizard_steps.errors import WizardError
+from wizard_steps.events import Progress
 from wizard_steps.i18n import N_, _, number
 from wizard_steps.model_source import ModelInfo
 from wizard_steps.precision import (
@@ -33,7 +38,7 @@ ALGORITHMS = ((N_("k_quant_mixed: quality ★"), Int4Algorithm.K_QUANT_MIXED),
               (N_("rtn: fastest"), Int4Algorithm.RTN))
 # (key, header, wraps); "quality" and "use" are shown as columns only when the screen is wide.
 COLUMNS = (("precision", N_("precision"), False), ("ratio", N_("size ratio"), True),
-           ("speed", N_("speed"), True), ("quality", N_("quality"), True),
+           ("speed", N_("speed (estimate)"), True), ("quality", N_("quality"), True),
            ("use", N_("recommended use"), True), ("size", N_("est. size"), False))
 WIDE_ONLY = ("quality", "use")
 WIDE = 110
@@ -79,8 +84,13 @@ class PrecisionScreen(StepScreen):
             "refuses it on CPU). For INT4: smaller blocks keep more quality and cost a little "
             "size; k_quant_mixed keeps the LM head and some layers at 8 bits and recovers about "
             "half of INT4's quality loss; quantizing the embeddings gives the smallest folder.\n\n"
+            "Sizes and speeds in the table are estimates. “Compare on this machine” converts the "
+            "model to each precision and measures size, speed, perplexity and answers here, against "
+            "the source model, then preselects the fastest precision that passes the checklist.\n\n"
             "Keys: up/down move in the table, enter chooses the highlighted option.")
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-wide")]
+    COMPARE_CANDIDATES = compare.DEFAULT_CANDIDATES
+    COMPARE_SETTINGS: dict[str, object] = {}  # compare()'s lengths, new_tokens, runs (tests: shorter)
 
     def __init__(self) -> None:
         super().__init__()
@@ -89,6 +99,8 @@ class PrecisionScreen(StepScreen):
         self.rows: list[PrecisionOption] = []
         self.choice = next((p for p in Precision if p.value == self.state.precision),
                            recommended(PROVIDER))
+        self.compared: compare.Recommendation | None = None
+        self.compare_rows: list[compare.Row] = []
 
     def compose_body(self) -> ComposeResult:
         saved = saved_int4(self.state)
@@ -125,6 +137,14 @@ class PrecisionScreen(StepScreen):
                     with Horizontal(classes="switch-row"):
                         yield Switch(saved.quantize_embeddings, id="int4-embeddings")
                         yield Label(_("smallest"), classes="switch-label")
+        yield Static(_("Sizes and speeds above are estimates, not measured on this machine."),
+                     id="compare-note", classes="hint")
+        yield RunPanel("compare", prepare=self.prepare_compare, start_label=_("Compare on this machine"),
+                       cancel_label=_("Cancel"),
+                       start_tooltip=_("Convert to int4, int4-rtn, int8 and fp32 and measure each here "
+                                       "(a few minutes; folders are kept and reused)"))
+        yield CompareTable(id="compare-table")
+        yield Static("", id="compare-reason")
 
     def on_mount(self) -> None:
         super().on_mount()
@@ -133,6 +153,8 @@ class PrecisionScreen(StepScreen):
         settings.display = False
         self.query_one("#precision-error").display = False
         self.query_one("#precision-table").display = False
+        self.query_one("#compare-table").display = False
+        self.query_one("#compare-reason").display = False
         self.inspect()
 
     def blocked_reason(self) -> str | None:
@@ -140,6 +162,8 @@ class PrecisionScreen(StepScreen):
             return _("Go back and choose a model that can be read.")
         if self.info is None:
             return _("Reading the model…")
+        if self.query_one(RunPanel).running:
+            return _("Wait for the comparison, or cancel it.")
         option = self.option(self.choice)
         return None if option.available else option.unavailable_reason
 
@@ -164,8 +188,11 @@ class PrecisionScreen(StepScreen):
             result: ModelInfo | str = model_source.inspect_model(folder)
         except WizardError as exc:
             result = str(exc)
+        saved = compare.load_saved(folder) if isinstance(result, ModelInfo) else None
         if not get_current_worker().is_cancelled:
             self.app.call_from_thread(self.show_model, result)
+            if saved is not None:
+                self.app.call_from_thread(self.show_comparison, saved)
 
     def show_model(self, result: ModelInfo | str) -> None:
         if isinstance(result, str):
@@ -262,8 +289,8 @@ class PrecisionScreen(StepScreen):
         if not self.rows or row >= len(self.rows):
             return
         option = self.rows[row]
-        lines = [Text.assemble((_("{label} on the demo model: ").format(label=option.label), "bold"),
-                               option.demo_measured)]
+        lines = [Text.assemble((_("{label} on the demo model, measured on another machine: ").format(
+            label=option.label), "bold"), option.demo_measured)]
         if len(self.query_one("#precision-table", DataTable).columns) < len(COLUMNS):
             lines += [Text.assemble((_("quality: "), "bold"), option.quality),
                       Text.assemble((_("use: "), "bold"), option.use)]
@@ -303,3 +330,71 @@ class PrecisionScreen(StepScreen):
         self.query_one("#int4-estimate", Static).update(
             _("INT4 with these settings: about {size} (source folder {source})").format(
                 size=size, source=human_size(self.info.size_bytes)))
+
+    # --- the comparison on this machine -------------------------------------------------------
+
+    def prepare_compare(self) -> RunFactory | None:
+        if self.info is None:
+            self.notify(_("The model has not been read yet."), severity="warning")
+            return None
+        model, chosen = self.info.path, compare.parse_candidates(self.COMPARE_CANDIDATES)
+        self.compare_rows = []
+        self.query_one("#compare-reason").display = False
+        return lambda stop: compare.compare(model, chosen, stop, **self.COMPARE_SETTINGS)  # type: ignore[arg-type]
+
+    @on(RunPanel.RunningChanged, "#compare-run")
+    def compare_running(self) -> None:
+        self.refresh_nav()
+
+    @on(RunPanel.Event, "#compare-run")
+    def compare_event(self, message: RunPanel.Event) -> None:
+        event, panel = message.event, message.panel
+        if isinstance(event, compare.CandidateEvent) and isinstance(event.event, Progress):
+            panel.set_stage(f"{event.candidate}: {event.event.stage}")
+            panel.set_progress((event.index + (event.event.fraction or 0.0) * 0.8) / event.total)
+        elif isinstance(event, compare.Row):
+            self.compare_rows.append(event)
+            table = self.query_one("#compare-table", CompareTable)
+            table.display = True
+            table.show(self.compare_rows)
+        elif isinstance(event, compare.Recommendation):
+            self.show_comparison(event)
+
+    @on(RunPanel.Ended, "#compare-run")
+    def compare_ended(self, message: RunPanel.Ended) -> None:
+        if message.cancelled:
+            message.panel.show_result(Text(_("Cancelled: the folders finished so far are kept and reused "
+                                             "next time; nothing half-written stays."), style="yellow"))
+        self.refresh_nav()
+
+    def show_comparison(self, result: compare.Recommendation) -> None:
+        """The measured table replaces the estimates; the recommended precision is preselected."""
+        self.compared = result
+        table = self.query_one("#compare-table", CompareTable)
+        table.display = True
+        table.show(result.rows, result.candidate)
+        note = _("Measured on this machine ({cpu}); the table above holds estimates.").format(cpu=result.cpu)
+        self.query_one("#compare-note", Static).update(Text(note))
+        reason = self.query_one("#compare-reason", Static)
+        reason.update(Text("★ " + result.reason))
+        reason.display = True
+        if result.candidate is not None:
+            self.preselect(compare.candidates()[result.candidate])
+
+    def preselect(self, candidate: compare.Candidate) -> None:
+        if self.info is None or not self.option(candidate.precision).available:
+            return
+        self.choice = candidate.precision
+        if candidate.precision is Precision.INT4:
+            settings = candidate.int4
+            self.query_one("#int4-block-size", Select).value = settings.block_size
+            self.query_one("#int4-algorithm", Select).value = settings.algorithm
+            self.query_one("#int4-accuracy", Select).value = settings.accuracy_level
+            self.query_one("#int4-symmetric", Switch).value = settings.symmetric
+            self.query_one("#int4-embeddings", Switch).value = settings.quantize_embeddings
+            self.rows = self.compute_rows()
+        table = self.query_one("#precision-table", DataTable)
+        if table.row_count:
+            table.move_cursor(row=self.rows.index(self.option(self.choice)), animate=False)
+        self.show_choice()
+

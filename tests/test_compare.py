@@ -1,0 +1,146 @@
+"""Precisions compared on this machine: candidates by name, folders reused when converted with the
+same settings, measured rows judged against the source, the recommendation, bad input, cancel."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tui.cli import main
+from wizard_steps import compare, compare_report
+from wizard_steps.compare import CandidateEvent, CompareError, Recommendation, Row
+from wizard_steps.events import Failed, Progress
+from wizard_steps.model_source import folder_size
+
+
+def test_candidates_are_parsed_in_order_without_repeats() -> None:
+    chosen = compare.parse_candidates("int8, INT4-rtn,int8")
+    assert [c.name for c in chosen] == ["int8", "int4-rtn"]
+    assert chosen[1].int4.algorithm.value == "rtn"
+
+
+def test_an_unknown_precision_is_one_sentence_naming_the_known_ones() -> None:
+    with pytest.raises(CompareError, match="'int3' is unknown") as raised:
+        compare.parse_candidates("int4,int3")
+    assert "int4-rtn" in raised.value.hint and "fp32" in raised.value.hint
+
+
+def test_cli_refuses_an_unknown_precision_with_exit_2_before_any_work(tmp_home: Path, capsys) -> None:
+    code = main(["compare", "demo", "--precisions", "int4,bf3"])
+    err = capsys.readouterr().err
+    assert code == 2 and "'bf3' is unknown" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+    assert not tmp_home.exists()  # not even the demo was prepared
+
+
+def test_cli_refuses_an_export_path_it_cannot_write(tmp_home: Path, tmp_path: Path, capsys) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    code = main(["compare", "demo", "--precisions", "int8", "--export", str(blocker / "report.md")])
+    err = capsys.readouterr().err
+    assert code == 2 and "cannot be written" in err and "Traceback" not in err
+    assert not tmp_home.exists()
+
+
+def test_compare_has_help_with_an_example(capsys) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["compare", "--help"])
+    assert exited.value.code == 0 and "example: slmops compare" in capsys.readouterr().out
+
+
+# --- on the real demo model ----------------------------------------------------------------------
+
+
+def forget_saved(model: Path) -> None:
+    """Remove the saved comparison: other tests' precision screens must start from estimates."""
+    (compare.compare_root(compare.inspect_model(model)) / compare.RESULT_NAME).unlink(missing_ok=True)
+
+
+@pytest.fixture(scope="module")
+def compared(demo_model: Path, demo_int4: Path, demo_int8: Path) -> Iterator[list[object]]:
+    """Two candidates the session has converted already (int8, and int4 RTN with embeddings), so
+    nothing is converted again; short speed runs."""
+    chosen = compare.parse_candidates("int8,int4-rtn-emb")
+    before = {p: (p / "genai_config.json").read_bytes() for p in (demo_int4, demo_int8)}
+    events = list(compare.compare(demo_model, chosen, lengths=(32, 64), new_tokens=8, runs=1))
+    after = {p: (p / "genai_config.json").read_bytes() for p in (demo_int4, demo_int8)}
+    assert before == after  # reused folders are read, never written
+    yield events
+    forget_saved(demo_model)
+
+
+@pytest.mark.slow
+def test_folders_converted_with_the_same_settings_are_reused(compared: list[object], demo_int4: Path,
+                                                             demo_int8: Path) -> None:
+    rows = [e for e in compared if isinstance(e, Row)]
+    assert [(r.candidate, Path(r.folder), r.reused) for r in rows] == [
+        ("int8", demo_int8, True), ("int4-rtn-emb", demo_int4, True)]
+    stages = [e.event.stage for e in compared if isinstance(e, CandidateEvent)
+              and isinstance(e.event, Progress)]
+    assert not any("Olive" in stage for stage in stages)  # no conversion ran
+
+
+@pytest.mark.slow
+def test_each_row_holds_figures_measured_here(compared: list[object]) -> None:
+    for row in (e for e in compared if isinstance(e, Row)):
+        m = row.measurement
+        assert m is not None, row.error
+        assert m.size_bytes == folder_size(Path(row.folder))
+        assert set(m.gen_tps) == set(m.prompt_tps) == {32, 64}
+        assert all(v > 0 for v in [*m.gen_tps.values(), *m.prompt_tps.values()])
+        assert 10 < m.source_perplexity < m.perplexity < 2 * m.source_perplexity
+        assert 0.0 <= m.agreement <= 1.0 and m.threads >= 1
+        # judged against the fp32 source, which answers every demo query on any CPU
+        assert m.domain_total == m.source_answered == 5
+        assert m.domain_passed is (m.domain_losses == 0)
+        assert m.domain_answered >= m.source_answered - m.domain_losses
+        assert row.passed is (m.domain_passed and m.fidelity_passed)
+
+
+@pytest.mark.slow
+def test_the_recommendation_is_the_fastest_row_that_passes(compared: list[object]) -> None:
+    result = compared[-1]
+    assert isinstance(result, Recommendation)
+    passing = [r for r in result.rows if r.passed]
+    if passing:
+        best = max(passing, key=lambda r: r.measurement.gen_tps[32])
+        assert result.candidate == best.candidate
+        assert result.reason.startswith(f"{best.candidate} is the fastest that passes")
+    else:
+        assert result.candidate is None and result.reason.startswith("No candidate passes")
+    # int4 RTN misses the +15 % perplexity bound on the demo (+30 % measured): never recommended
+    int4 = next(r for r in result.rows if r.candidate == "int4-rtn-emb")
+    assert int4.passed is False and "perplexity +" in compare_report.why_not(int4)
+
+
+@pytest.mark.slow
+def test_the_comparison_is_saved_for_the_precision_step(compared: list[object], demo_model: Path) -> None:
+    saved = compare.load_saved(demo_model)
+    assert saved == compared[-1]
+    table = compare_report.to_markdown(saved)
+    assert table.count("\n| int") == 2 and "CPU: " in table
+    data = json.loads(compare_report.to_json(saved))
+    assert [r["candidate"] for r in data["rows"]] == ["int8", "int4-rtn-emb"]
+    assert {"size_bytes", "generation_tokens_per_s", "perplexity", "greedy_agreement",
+            "domain_answered", "source_answered"} <= set(data["rows"][0])
+
+
+@pytest.mark.slow
+def test_a_cancel_mid_conversion_leaves_no_partial_folder(demo_model: Path, demo_int8: Path) -> None:
+    stop = threading.Event()
+    chosen = compare.parse_candidates("int4-k-quant-mixed")
+    events = []
+    for event in compare.compare(demo_model, chosen, stop):
+        events.append(event)
+        if isinstance(event, CandidateEvent) and isinstance(event.event, Progress) \
+                and "Olive" in event.event.stage:
+            stop.set()
+    assert isinstance(events[-1], Failed) and events[-1].cancelled
+    root = compare.compare_root(compare.inspect_model(demo_model))
+    assert not [p for p in root.iterdir() if p.name.startswith("int4-k-quant-mixed")
+                or ".partial" in p.name]
+    assert (demo_int8 / "genai_config.json").is_file()

@@ -1,0 +1,165 @@
+"""One candidate of a comparison measured on this machine: folder size, prompt and generation
+speed per prompt length (threads set to the usable cores, or the folder's own tuned setting),
+perplexity and greedy agreement against the source, and the domain queries against the source.
+
+The source model runs once per comparison (its results are cached, see source_model), so every
+candidate is judged against the same reference.
+"""
+
+from __future__ import annotations
+
+import statistics
+import threading
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from wizard_steps.checks import DEFAULT_SYSTEM, FIDELITY_QUESTIONS, QualityCheck, fidelity_text
+from wizard_steps.model_source import folder_size
+
+if TYPE_CHECKING:
+    from wizard_steps.domain import DomainQuery
+
+FIDELITY_TOLERANCE = 0.15  # the checklist's bounds
+MIN_AGREEMENT = 0.5
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """The figures of one converted folder on this machine, and the checklist's verdicts on it."""
+
+    size_bytes: int
+    threads: int
+    prompt_tps: dict[int, float]
+    gen_tps: dict[int, float]
+    perplexity: float
+    source_perplexity: float
+    agreement: float
+    domain_total: int
+    domain_answered: int
+    source_answered: int
+    domain_losses: int
+    domain_passed: bool
+    fidelity_passed: bool
+    domain_evidence: str = ""
+    fidelity_evidence: str = ""
+    lengths: tuple[int, ...] = field(default=())
+
+    @property
+    def passed(self) -> bool:
+        return self.domain_passed and self.fidelity_passed
+
+    @property
+    def ratio(self) -> float:
+        return self.perplexity / self.source_perplexity
+
+    @property
+    def gen_tps_focus(self) -> float:
+        """Generation speed at the first (shortest) length: the one the recommendation ranks by."""
+        return self.gen_tps[min(self.gen_tps)] if self.gen_tps else 0.0
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Measurement:
+        values = dict(data)
+        for key in ("prompt_tps", "gen_tps"):
+            values[key] = {int(k): float(v) for k, v in values[key].items()}
+        values["lengths"] = tuple(values.get("lengths", ()))
+        return cls(**values)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class Source:
+    """The source model as the comparison's yardstick, asked once and shared by every candidate."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = Path(folder)
+        self._replies = None
+        self._reference = None
+
+    def replies(self, backend, queries, options, cancel):
+        from wizard_steps.domain import source_replies
+
+        if self._replies is None:
+            self._replies = source_replies(self.folder, backend, queries, options, DEFAULT_SYSTEM, cancel)
+        return self._replies
+
+    def reference(self, converted: Path, cancel):
+        from wizard_steps import fidelity, source_model
+
+        if self._reference is None:
+            prompts = [fidelity.chat_prompt(converted, q) for q in FIDELITY_QUESTIONS]
+            self._reference = source_model.source_reference(self.folder, fidelity_text(), prompts,
+                                                            cancel=cancel)
+        return self._reference
+
+
+def threads_for(folder: Path) -> int:
+    """The folder's own tuned thread count, else every usable core (onnxruntime's default ran the
+    demo as if on one thread; see wizard_steps.tune)."""
+    from wizard_steps import tune
+
+    return tune.current_candidate(folder).threads or tune.usable_cpus()
+
+
+def speeds(backend, lengths: tuple[int, ...], new_tokens: int, runs: int,
+           cancel: threading.Event | None) -> tuple[dict[int, float], dict[int, float]]:
+    """Median prompt and generation tokens/s per prompt length, after one warm-up reply."""
+    from wizard_steps.benchmark import prompt_of_length
+    from wizard_steps.engine import ReplyDone, ReplyOptions
+
+    options = ReplyOptions(max_new_tokens=new_tokens, min_new_tokens=new_tokens)
+    prompt_tps: dict[int, float] = {}
+    gen_tps: dict[int, float] = {}
+    for position, length in enumerate(lengths):
+        prompt = prompt_of_length(backend, length)
+        samples = []
+        for run in range(runs + (1 if position == 0 else 0)):
+            done = next(e for e in backend.stream(prompt, options, cancel) if isinstance(e, ReplyDone))
+            if done.stats.finish_reason == "cancelled":
+                from wizard_steps.errors import Cancelled
+
+                raise Cancelled("cancelled")
+            if position == 0 and run == 0:
+                continue  # warm-up
+            samples.append(done.stats)
+        prompt_tps[length] = statistics.median(s.prompt_tokens_per_s for s in samples)
+        gen_tps[length] = statistics.median(s.tokens_per_s for s in samples)
+    return prompt_tps, gen_tps
+
+
+def measure(folder: Path, source: Source, lengths: tuple[int, ...] = (128, 512), new_tokens: int = 32,
+            runs: int = 2, cancel: threading.Event | None = None,
+            queries: Sequence[DomainQuery] | None = None) -> Measurement:
+    """Every figure of one converted folder; raises WizardError when it cannot be measured."""
+    from wizard_steps import domain, fidelity, templates, tune
+    from wizard_steps.engine import GenaiBackend, ReplyOptions
+
+    folder = Path(folder)
+    preset = templates.get_preset(templates.detect(folder).preset_key)
+    threads = threads_for(folder)
+    backend = GenaiBackend(folder, preset.template, overlay=tune.Candidate(threads).overlay())
+    try:
+        prompt_tps, gen_tps = speeds(backend, lengths, new_tokens, runs, cancel)
+        options = ReplyOptions(max_new_tokens=64, temperature=0.0, stop=preset.stop)
+        queries = tuple(queries or domain.demo_queries())
+        replies = source.replies(backend, queries, options, cancel)
+        checked: QualityCheck = domain.check_domain_queries(backend, queries, options, DEFAULT_SYSTEM,
+                                                            cancel=cancel, source=replies)
+    finally:
+        backend.close()
+    fid = fidelity.check_fidelity(source.folder, folder, reference=source.reference(folder, cancel),
+                                  tolerance=FIDELITY_TOLERANCE, min_agreement=MIN_AGREEMENT, cancel=cancel)
+    details = fid.details
+    return Measurement(
+        size_bytes=folder_size(folder), threads=threads, prompt_tps=prompt_tps, gen_tps=gen_tps,
+        perplexity=float(details["converted_perplexity"]),  # type: ignore[arg-type]
+        source_perplexity=float(details["source_perplexity"]),  # type: ignore[arg-type]
+        agreement=float(details["agreement"]),  # type: ignore[arg-type]
+        domain_total=len(queries), domain_answered=sum(bool(r["passed"]) for r in checked.details["results"]),  # type: ignore[attr-defined]
+        source_answered=int(checked.details["source_answered"]),  # type: ignore[call-overload]
+        domain_losses=int(checked.details["losses"]),  # type: ignore[call-overload]
+        domain_passed=bool(checked.passed), fidelity_passed=bool(fid.passed),
+        domain_evidence=checked.evidence, fidelity_evidence=fid.evidence, lengths=tuple(lengths))
