@@ -373,7 +373,8 @@ def detect(folder: Path) -> Detection:
             agreement = compare_with_tokenizer(preset_for_folder(key, folder).template, folder)
             if agreement.agree:
                 return Detection(key, Confidence.HIGH, _(
-                    "{reason} and builds a conversation with a system prompt exactly as the preset").format(reason=reason))
+                    "{reason} and builds a conversation with a system prompt exactly as the preset").format(
+                        reason=reason))
             return Detection(key, Confidence.MEDIUM, _(
                 "{reason}, but builds a sample conversation differently from the preset: {note}").format(
                     reason=reason, note=agreement.note))
