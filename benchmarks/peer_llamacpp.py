@@ -5,7 +5,9 @@ Prints prompt and generation tokens/s and the ratio per length.
 llama.cpp comes from the optional `peer` extra (llama-cpp-python builds from source, about 4
 minutes): pip install -e ".[peer]"
 
-    .venv/bin/python benchmarks/peer_llamacpp.py [--lengths 16,128,512,1024] [--runs 3]
+    .venv/bin/python benchmarks/peer_llamacpp.py [FOLDER] [--lengths 16,128,512,1024] [--runs 3]
+
+FOLDER: a converted folder to compare (default: the demo converted with slmops' defaults).
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ def llama_speed(llm, tokens: list[int], new_tokens: int) -> tuple[float, float]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("folder", nargs="?")
     parser.add_argument("--lengths", default="16,128,512,1024")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--tokens", type=int, default=64)
@@ -48,6 +51,7 @@ def main() -> int:
         return 0
     from llama_cpp import Llama
 
+    from benchmarks.bandwidth_bound import cpu_line
     from benchmarks.engine_overhead import make_demo_int4
     from wizard_steps import model_source, tune
     from wizard_steps.benchmark import prompt_of_length
@@ -55,11 +59,13 @@ def main() -> int:
     from wizard_steps.templates import get_preset
 
     threads = tune.usable_cpus()
-    folder = make_demo_int4()
+    folder = Path(args.folder) if args.folder else make_demo_int4()
     tune.apply(folder, tune.Candidate(threads))
     ours = GenaiBackend(folder, get_preset("chatml").template)
     llm = Llama(str(model_source.demo_gguf_path()), n_threads=threads, n_ctx=2048, verbose=False)
     options = ReplyOptions(max_new_tokens=args.tokens, min_new_tokens=args.tokens)
+    print(cpu_line())
+    print(f"{folder}; GGUF {model_source.demo_gguf_path().name}")
     print(f"{threads} threads, {args.tokens} new tokens, greedy, {args.runs} runs per length")
     for length in (int(n) for n in args.lengths.split(",")):
         conversation = prompt_of_length(ours, length)

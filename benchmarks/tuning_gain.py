@@ -3,6 +3,9 @@ tuned setting, alternating, through the bare onnxruntime-genai loop and through 
 Prints generation and prompt tokens/s and the tuned/default ratio per prompt length.
 
     .venv/bin/python benchmarks/tuning_gain.py [FOLDER] [--lengths 16,128,512,1024] [--runs 3]
+
+--road instead compares what the default road's short tuning keeps (convert's last stage) with
+what the full search of `slmops tune` keeps, on copies of the same folder (goal: within 5 %).
 """
 
 from __future__ import annotations
@@ -29,6 +32,36 @@ def speed(backend, conversation, tokens: int) -> tuple[float, float]:
     return done.stats.tokens_per_s, done.stats.prompt_tokens_per_s
 
 
+def road_against_search(untuned: Path, work: Path, template, lengths, runs: int, tokens: int) -> None:
+    """The default road's choice and the full search's, each on its own copy, alternating."""
+    from wizard_steps.tune_quick import quick
+
+    road, search = work / "road", work / "search"
+    for folder in (road, search):
+        shutil.copytree(untuned, folder)
+    events = quick(road)
+    while True:
+        try:
+            next(events)
+        except StopIteration as done:
+            print(f"road: {done.value}")
+            break
+    result = [e for e in tune.measure(search, template) if isinstance(e, tune.TuneResult)][-1]
+    print(f"search: {result.reason}")
+    backends = {"road": GenaiBackend(road, template), "search": GenaiBackend(search, template)}
+    for length in lengths:
+        prompt = prompt_of_length(backends["road"], length)
+        results: dict[str, list[float]] = {"road": [], "search": []}
+        for run in range(runs + 1):
+            for name in (("road", "search") if run % 2 == 0 else ("search", "road")):
+                value = speed(backends[name], prompt, tokens)[0]
+                if run:
+                    results[name].append(value)
+        gen = {k: statistics.median(v) for k, v in results.items()}
+        print(f"{length:5d} tokens: generation road {gen['road']:6.1f} / search {gen['search']:6.1f} tok/s "
+              f"(x{gen['road'] / gen['search']:.2f})", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folder", nargs="?")
@@ -38,6 +71,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=tune.usable_cpus(),
                         help="the tuned setting to compare (default: all usable CPUs)")
     parser.add_argument("--no-foundry", action="store_true")
+    parser.add_argument("--road", action="store_true", help="the short tuning against the full search")
     args = parser.parse_args()
     lengths = [int(n) for n in args.lengths.split(",")]
     template = get_preset("chatml").template
@@ -49,6 +83,10 @@ def main() -> None:
     tune.apply(default_dir, tune.Candidate(None))
     shutil.copytree(default_dir, tuned_dir)
     tune.apply(tuned_dir, tune.Candidate(args.threads))
+    if args.road:
+        road_against_search(default_dir, work, template, lengths, args.runs, args.tokens)
+        shutil.rmtree(work, ignore_errors=True)
+        return
     routes = {"genai": {"default": GenaiBackend(default_dir, template),
                         "tuned": GenaiBackend(tuned_dir, template)}}
     if not args.no_foundry:
