@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Iterable
 from functools import partial
 from pathlib import Path
@@ -16,8 +15,8 @@ from textual.screen import Screen
 from textual.system_commands import SystemCommandsProvider
 
 from tui.screens.base import StepScreen
+from tui.steps import screen_class, step_title
 from tui.widgets.help import ConfirmScreen
-from tui.widgets.step_indicator import step_title
 from wizard_steps.i18n import LANGUAGES, N_, _, current_language, fold, set_language, sort_key
 from wizard_steps.state import STEPS, WizardState
 
@@ -30,25 +29,6 @@ TEXTUAL_TEXTS = (
     N_("Screenshot"), N_("Save an SVG 'screenshot' of the current screen"), N_("palette"),
     N_("Open the command palette"),
 )
-
-SCREENS_BY_STEP = {
-    "welcome": "tui.screens.welcome:WelcomeScreen",
-    "prereqs": "tui.screens.prereqs:PrereqsScreen",
-    "model": "tui.screens.model:ModelScreen",
-    "precision": "tui.screens.precision:PrecisionScreen",
-    "template": "tui.screens.template:TemplateScreen",
-    "convert": "tui.screens.convert:ConvertScreen",
-    "deploy": "tui.screens.deploy:DeployScreen",
-    "benchmark": "tui.screens.benchmark:BenchmarkScreen",
-    "chat": "tui.screens.chat:ChatScreen",
-    "summary": "tui.screens.summary:SummaryScreen",
-}
-
-
-def screen_class(step: str) -> type[StepScreen]:
-    module, _colon, name = SCREENS_BY_STEP[step].partition(":")
-    return getattr(importlib.import_module(module), name)
-
 
 def folded_hit(provider: Provider, query: str, label: str) -> tuple[float, Content]:
     """Fuzzy match with the language's case folding (in Turkish "ı" finds "I", "i" finds "İ"),

@@ -15,7 +15,7 @@ import pytest
 from textual.widgets import Button
 
 from tui.app import SlmopsApp
-from tui.widgets.step_indicator import STEP_TITLES
+from tui.steps import STEPS_BY_KEY
 from wizard_steps import paths
 from wizard_steps.state import STEPS, WizardState
 
@@ -87,7 +87,7 @@ async def test_after_a_crash_the_wizard_offers_to_resume_after_the_last_complete
     app = SlmopsApp(WizardState())
     async with app.run_test(size=(80, 24)) as pilot:
         label = str(app.screen.query_one("#resume", Button).label)
-        assert label.endswith(STEP_TITLES[expected]), label
+        assert label.endswith(STEPS_BY_KEY[expected].title), label
         await pilot.click("#resume")
         await pilot.pause()
         assert app.screen.STEP == expected

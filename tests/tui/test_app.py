@@ -130,3 +130,12 @@ async def test_model_path_completes_folder_names(tmp_path: Path) -> None:
         await pilot.press("right")  # accepts the suggestion
         await pilot.pause()
         assert app.screen.query_one("#model-path", Input).value == f"{tmp_path}/my-finetune"
+
+
+def test_one_table_names_every_step_of_the_state_with_its_screen() -> None:
+    from tui.steps import STEP_TABLE
+    from wizard_steps.state import STEPS
+
+    assert tuple(step.key for step in STEP_TABLE) == STEPS
+    for step in STEP_TABLE:
+        assert step.screen_class().STEP == step.key

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 from textual.widgets import Button, Collapsible, Input, Log, ProgressBar, Static, Switch
 
+from tests.tui.helpers import assert_fits, text_of, wait_for
 from tui.app import SlmopsApp
 from tui.screens.convert import ConvertScreen
 from tui.widgets.help import HelpScreen
 from tui.widgets.run_panel import RunPanel
-from tests.tui.helpers import assert_fits, text_of, wait_for
 from wizard_steps.state import WizardState
 
 pytestmark = pytest.mark.slow  # every test needs the demo model (prepared once per run)
@@ -77,6 +77,7 @@ async def test_conversion_runs_in_a_worker_and_succeeds(demo_model: Path, tmp_pa
         assert (out / "genai_config.json").is_file()
         assert app.state.converted_dir == str(out)
         assert "smaller" in said(screen, "#convert-result")
+        assert "tuned for this machine" in said(screen, "#convert-result")  # the default road tunes
         assert not screen.query_one("#next", Button).disabled
         assert not screen.query_one("#convert-start", Button).disabled
         assert screen.query_one("#convert-cancel", Button).disabled

@@ -1,1 +1,1 @@
-"""One screen per wizard step (tui.app.SCREENS_BY_STEP maps steps to them)."""
+"""One screen per wizard step (tui.steps.STEP_TABLE maps steps to them)."""

@@ -26,7 +26,7 @@ from wizard_steps.i18n import N_, _, number, percent
 from wizard_steps.model_source import inspect_model
 from wizard_steps.precision import Int4Algorithm, Int4Settings, Precision, estimate_bytes, human_size
 
-RESULT_LABELS = (N_("Folder"), N_("Size"), N_("Sample"), N_("Again"))
+RESULT_LABELS = (N_("Folder"), N_("Size"), N_("Sample"), N_("Speed"), N_("Again"))
 
 
 def describe_plan(plan: ConvertPlan) -> Text:
@@ -50,6 +50,16 @@ def describe_plan(plan: ConvertPlan) -> Text:
     return text
 
 
+def tuned_line(details: dict[str, object]) -> str:
+    """What the short thread tuning after the conversion measured and kept."""
+    tuned = details.get("tuned")
+    if not isinstance(tuned, dict):
+        return _("not tuned (onnxruntime's default threads)")
+    from wizard_steps.tune_quick import describe
+
+    return describe(tuned)
+
+
 def describe_result(result: Finished) -> Text:
     """The figures of a finished conversion and the command that repeats it."""
     details = result.details
@@ -65,7 +75,8 @@ def describe_result(result: Finished) -> Text:
     values = [f"{result.path}",
               _("{size} (source {source}, {change})").format(size=human_size(size), source=human_size(source),
                                                              change=change),
-              f"{str(details.get('sample_text', '')).strip()!r}", str(details.get("rerun", ""))]
+              f"{str(details.get('sample_text', '')).strip()!r}", tuned_line(details),
+              str(details.get("rerun", ""))]
     for index, (label, value) in enumerate(zip(labels, values, strict=True)):
         text.append(("\n" if index else "") + label.ljust(width), style="dim")
         text.append(value)

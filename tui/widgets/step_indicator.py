@@ -5,21 +5,9 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import Static
 
-from wizard_steps.i18n import NP_, _, pgettext
+from tui.steps import step_title
+from wizard_steps.i18n import _
 from wizard_steps.state import STEPS
-
-STEP_TITLES = {  # English; shown with step_title() so that a language switch redraws them
-    "welcome": NP_("step", "Welcome"), "prereqs": NP_("step", "Prerequisites"),
-    "model": NP_("step", "Model"), "precision": NP_("step", "Precision"),
-    "template": NP_("step", "Prompt template"), "convert": NP_("step", "Convert"),
-    "deploy": NP_("step", "Deploy"), "benchmark": NP_("step", "Benchmark"), "chat": NP_("step", "Chat"),
-    "summary": NP_("step", "Summary"),
-}
-
-
-def step_title(step: str) -> str:
-    """The step's name in the current language."""
-    return pgettext("step", STEP_TITLES[step])
 
 
 class StepIndicator(Static):
