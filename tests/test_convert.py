@@ -120,3 +120,106 @@ def test_olive_failure_is_one_sentence_and_leaves_nothing(demo_model: Path, tmp_
     assert final.log_path is not None and final.log_path.is_file()
     assert not out.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["broken"]
+
+
+# --- GPTQ: Olive's Gptq pass on a local calibration text, then the builder --------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_llama(tmp_path_factory: pytest.TempPathFactory, demo_model: Path) -> Path:
+    """A 2-layer random Llama with the demo's tokenizer: GPTQ on it takes seconds, not minutes."""
+    import shutil
+
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    out = tmp_path_factory.mktemp("tiny") / "tiny-llama"
+    config = LlamaConfig.from_pretrained(demo_model)
+    config.update({"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
+                   "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16})
+    torch.manual_seed(0)
+    LlamaForCausalLM(config).save_pretrained(out)
+    for item in demo_model.iterdir():
+        if item.is_file() and item.name not in ("config.json", "model.safetensors"):
+            shutil.copy(item, out / item.name)
+    return out
+
+
+def _gptq_plan(model: Path, out: Path, text: Path | None = None) -> convert.ConvertPlan:
+    from wizard_steps.precision import Int4Algorithm, Int4Settings
+
+    return convert.make_plan(model, out, Precision.INT4, int4=Int4Settings(algorithm=Int4Algorithm.GPTQ),
+                             calibration_text=text)
+
+
+def test_gptq_counts_its_layers_and_its_saved_config_reruns_with_olive(
+        tiny_llama: Path, tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from wizard_steps.calibration import default_text
+
+    out = tmp_path / "gptq"
+    events = list(convert.convert(_gptq_plan(tiny_llama, out)))
+    assert isinstance(events[-1], Finished), events[-1]
+    stages = [e.stage for e in events if isinstance(e, Progress)]
+    assert "GPTQ: layer 2/2 quantized" in stages
+    fractions = [e.fraction for e in events if isinstance(e, Progress) and e.fraction is not None]
+    assert fractions == sorted(fractions)
+    assert generate(out, new_tokens=8)[0] == 8
+    config = json.loads((out / convert.OLIVE_CONFIG_NAME).read_text())
+    assert list(config["passes"]) == ["gptq", "builder"]
+    params = config["passes"]["gptq"]["data_config"]["load_dataset_config"]["params"]
+    assert params["text_path"] == str(default_text())
+    (out / "genai_config.json").unlink()  # the rerun must write it again
+    command = [sys.executable, "-m", "olive", "run", "--config", str(out / convert.OLIVE_CONFIG_NAME)]
+    rerun = subprocess.run(command, capture_output=True, text=True, timeout=1800,
+                           env={**os.environ, **convert.OLIVE_ENV})
+    assert rerun.returncode == 0, rerun.stdout[-2000:] + rerun.stderr[-2000:]
+    assert "Running pass gptq" in rerun.stdout + rerun.stderr
+    assert generate(out, new_tokens=8)[0] == 8
+
+
+@pytest.mark.parametrize(("content", "message"), [(None, "does not exist"), ("", "holds 0 words"),
+                                                  ("too short " * 5, "holds 10 words")])
+def test_gptq_without_calibration_text_is_one_sentence_and_writes_nothing(
+        tiny_llama: Path, tmp_path: Path, content: str | None, message: str) -> None:
+    text = tmp_path / "calibration.txt"
+    if content is not None:
+        text.write_text(content)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    with pytest.raises(PlanError, match=message) as error:
+        _gptq_plan(tiny_llama, tmp_path / "out", text)
+    assert "\n" not in error.value.message and error.value.hint
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_cancelled_gptq_leaves_nothing(tiny_llama: Path, tmp_path: Path) -> None:
+    out = tmp_path / "cancelled"
+    stop = threading.Event()
+    events = []
+    for event in convert.convert(_gptq_plan(tiny_llama, out), cancel=stop):
+        events.append(event)
+        if isinstance(event, Progress) and event.stage.startswith("Calibrating"):
+            stop.set()
+    assert isinstance(events[-1], Failed) and events[-1].cancelled
+    assert [p.name for p in tmp_path.iterdir()] == []
+
+
+def test_recommended_int4_loses_less_perplexity_than_plain_rtn(
+        demo_model: Path, demo_int4: Path, tmp_path: Path) -> None:
+    """Judged against the source model run on this same machine (the words do not travel, the
+    ratios do): the recommended INT4 keeps closer to the source than RTN with embeddings."""
+    from wizard_steps.fidelity import check_fidelity, source_reference
+    from wizard_steps.precision import RECOMMENDED_INT4, Int4Settings
+    from wizard_steps.quality import fidelity_text
+
+    plan = convert.make_plan(demo_model, tmp_path / "recommended", Precision.INT4, int4=Int4Settings())
+    assert plan.int4.algorithm is RECOMMENDED_INT4
+    final = list(convert.convert(plan))[-1]
+    assert isinstance(final, Finished), final
+    reference = source_reference(demo_model, fidelity_text())
+    ratios = [check_fidelity(demo_model, folder, questions=(), reference=reference).details["ratio"]
+              for folder in (final.path, demo_int4)]
+    assert 1.0 <= ratios[0] < ratios[1], ratios

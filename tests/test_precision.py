@@ -51,3 +51,23 @@ def test_larger_int4_blocks_give_smaller_estimates() -> None:
 def test_int4_settings_out_of_range_are_refused(settings: Int4Settings) -> None:
     with pytest.raises(PlanError, match="not allowed"):
         settings.validate()
+
+
+def test_only_gptq_needs_calibration_text() -> None:
+    from wizard_steps.precision import RECOMMENDED_INT4
+
+    assert [a for a in Int4Algorithm if a.calibrated] == [Int4Algorithm.GPTQ]
+    assert Int4Settings().algorithm is RECOMMENDED_INT4 and not RECOMMENDED_INT4.calibrated
+
+
+def test_unknown_int4_algorithm_lists_every_choice() -> None:
+    with pytest.raises(PlanError) as error:
+        Int4Settings(algorithm="awq").validate()  # type: ignore[arg-type]
+    assert all(a.value in error.value.hint for a in Int4Algorithm)
+
+
+def test_every_int4_algorithm_has_its_trade_off_note() -> None:
+    from wizard_steps.precision import algorithm_note
+
+    notes = [algorithm_note(a) for a in Int4Algorithm]
+    assert all(notes) and len(set(notes)) == len(notes)

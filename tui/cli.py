@@ -84,7 +84,12 @@ def build_parser() -> argparse.ArgumentParser:
     conv.add_argument("--block-size", type=int, default=32, choices=[16, 32, 64, 128, 256])
     conv.add_argument("--asymmetric", action="store_true", help=_("asymmetric INT4"))
     conv.add_argument("--accuracy-level", type=int, default=4, choices=[1, 2, 3, 4])
-    conv.add_argument("--int4-algo", default="k_quant_mixed", choices=["rtn", "k_quant_mixed"])
+    conv.add_argument("--int4-algo", default="k_quant_mixed", choices=["k_quant_mixed", "rtn", "gptq"],
+                      help=_("k_quant_mixed: LM head and some layers at 8 bits (default); rtn: plain "
+                             "rounding; gptq: Olive's GPTQ calibrated on a text, minutes on a CPU"))
+    conv.add_argument("--calibration-text", metavar="FILE",
+                      help=_("plain text that GPTQ calibrates on (default: the shipped text); "
+                             "a few hundred words like your model's use"))
     conv.add_argument("--quantize-embeddings", action="store_true",
                       help=_("INT4 embeddings too (smallest, slightly worse)"))
     conv.add_argument("--provider", default="CPUExecutionProvider",

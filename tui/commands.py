@@ -85,7 +85,8 @@ def cmd_convert(args: argparse.Namespace) -> int:
     model_dir = _resolve_model(args.model, printer)
     plan = conversion.make_plan(model_dir, args.out, precision, provider, int4,
                                 method=args.method, replace_existing=args.replace,
-                                base=getattr(args, "base", None))
+                                base=getattr(args, "base", None),
+                                calibration_text=getattr(args, "calibration_text", None))
     if plan.model.eos is not None and plan.model.eos.note:  # said before the conversion starts
         print("slmops: " + _("note: {note}").format(note=plan.model.eos.note), file=sys.stderr)
     if getattr(args, "no_tune", False):

@@ -68,9 +68,32 @@ def check(folder: Path, max_new_tokens: int) -> dict[str, object]:
             "graph_outputs": len(outputs)}
 
 
+def count_layers_in_log() -> None:
+    """Olive's layer-by-layer passes (Gptq) count layers with a tqdm bar that TQDM_DISABLE hides;
+    print each step as a "Processing layers N/T" line instead, for the convert step's progress."""
+    import tqdm.auto
+
+    class LineCounter(tqdm.auto.tqdm):  # type: ignore[misc, name-defined]
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            kwargs["disable"] = True  # never draw a bar; keep iterating as tqdm does
+            self.label = str(kwargs.get("desc") or (args[1] if len(args) > 1 else "") or "").rstrip(". ")
+            self.done = 0
+            super().__init__(*args, **kwargs)
+            self.steps = kwargs.get("total")
+
+        def update(self, n: float | None = 1) -> bool | None:
+            self.done += int(n or 0)
+            if self.steps and self.label:
+                print(f"{self.label} {self.done}/{self.steps}", flush=True)
+            return super().update(n)
+
+    tqdm.auto.tqdm = LineCounter  # type: ignore[misc]
+
+
 def main(argv: list[str]) -> int:
     out_dir = Path(argv[1])
     olive_args = argv[argv.index("--") + 1:]
+    count_layers_in_log()
     from olive.cli.launcher import main as olive_main
 
     try:

@@ -21,7 +21,8 @@ from pathlib import Path
 
 from wizard_steps import paths
 from wizard_steps.adapter import MergeProgress, inspect_model_or_adapter, merge_pass, olive_input_model
-from wizard_steps.convert_log import LogProgress, failure_reason, is_live
+from wizard_steps.calibration import check_text, olive_data_config
+from wizard_steps.convert_log import CalibratedProgress, LogProgress, failure_reason, is_live
 from wizard_steps.errors import PlanError
 from wizard_steps.events import Event, Failed, Finished, LogLine, Progress
 from wizard_steps.i18n import _
@@ -61,6 +62,7 @@ class ConvertPlan:
     search: dict[str, object] = field(default_factory=dict)
     method: str = "config"
     replace_existing: bool = False
+    calibration_text: Path | None = None  # checked, for an INT4 algorithm that calibrates (GPTQ)
     tune: bool = True  # after validation, a few seconds' thread measurement (tune.quick)
 
 
@@ -78,6 +80,7 @@ def make_plan(
     method: str = "config",
     replace_existing: bool = False,
     base: str | os.PathLike[str] | None = None,
+    calibration_text: str | os.PathLike[str] | None = None,
 ) -> ConvertPlan:
     """Validate every choice up front (model, precision on this provider, output folder); a LoRA
     adapter folder is checked against its base (``base``, else the one it names)."""
@@ -95,6 +98,11 @@ def make_plan(
         raise PlanError(_("INT8 needs the two-pass Olive config; auto-opt cannot produce it."),
                         _("Use --method config for INT8."))
     settings = (int4 or Int4Settings()).validate()
+    calibrated = precision is Precision.INT4 and settings.algorithm.calibrated
+    if calibrated and method == "auto-opt":
+        raise PlanError(_("GPTQ runs as a pass of the Olive config; auto-opt cannot run it."),
+                        _("Use --method config, or another INT4 algorithm."))
+    text = check_text(calibration_text) if calibrated else None  # before anything is written
     out = Path(output_dir).expanduser() if output_dir else default_output_dir(model, precision)
     out = out.resolve()
     if any(out == folder or folder in out.parents for folder in (
@@ -108,7 +116,7 @@ def make_plan(
         raise PlanError(_("The output folder {path} already exists.").format(path=out),
                         _("Choose another folder, or ask to replace it (--replace)."))
     return ConvertPlan(model, out, precision, provider, settings, dict(search or {}), method,
-                       replace_existing)
+                       replace_existing, calibration_text=text)
 
 
 def _builder_pass(plan: ConvertPlan, precision: Precision) -> dict[str, object]:
@@ -121,13 +129,28 @@ def _builder_pass(plan: ConvertPlan, precision: Precision) -> dict[str, object]:
         )
         # The builder's default algorithm is RTN; naming "rtn" explicitly switches it to another
         # code path that keeps the tied embeddings in fp32 (194 MB instead of 103 MB on the demo).
-        if plan.int4.algorithm is not Int4Algorithm.RTN:
+        # After Gptq the builder packs its weights as they are and quantizes only the LM head:
+        # "rtn_last" puts it (and the tied embeddings) at 8 bits.
+        if plan.int4.algorithm is Int4Algorithm.GPTQ:
+            builder["int4_algo_config"] = "rtn_last"
+        elif plan.int4.algorithm is not Int4Algorithm.RTN:
             builder["int4_algo_config"] = plan.int4.algorithm.value
         if plan.int4.quantize_embeddings:
             builder["int4_op_types_to_quantize"] = ["MatMul", "Gather"]
     if plan.search:
         builder["search"] = dict(plan.search)
     return builder
+
+
+GPTQ_PASS = "gptq"
+
+
+def gptq_pass(plan: ConvertPlan) -> dict[str, object]:
+    """Olive's Gptq pass, calibrated on the plan's local text through our user script (no hub)."""
+    assert plan.calibration_text is not None
+    tokenizer = plan.model.adapter.base.path if plan.model.adapter is not None else plan.model.path
+    return {"type": "Gptq", "bits": 4, "group_size": plan.int4.block_size, "sym": plan.int4.symmetric,
+            "data_config": olive_data_config(tokenizer, plan.calibration_text)}
 
 
 def olive_config(plan: ConvertPlan, output_dir: Path, cache_dir: Path) -> dict[str, object]:
@@ -140,6 +163,8 @@ def olive_config(plan: ConvertPlan, output_dir: Path, cache_dir: Path) -> dict[s
             "quantize_int8": {"type": "OnnxBlockWiseRtnQuantization", "bits": 8,
                               "block_size": 32, "accuracy_level": 4},
         }
+    elif plan.calibration_text is not None:
+        passes = {GPTQ_PASS: gptq_pass(plan), "builder": _builder_pass(plan, plan.precision)}
     else:
         passes = {"builder": _builder_pass(plan, plan.precision)}
     input_model: dict[str, object] = {"type": "HfModel", "model_path": str(plan.model.path)}
@@ -244,6 +269,8 @@ def convert(plan: ConvertPlan, cancel: threading.Event | None = None) -> Iterato
     _write_json(config_path, config)
     tracker = LogProgress(plan.model.num_layers, two_passes=plan.precision is Precision.INT8,
                           quantizer=plan.precision is Precision.INT4 and plan.int4.algorithm.value != "rtn")
+    if plan.calibration_text is not None:
+        tracker = CalibratedProgress(tracker, GPTQ_PASS)
     if plan.model.adapter is not None:
         tracker = MergeProgress(tracker)
     lines: list[str] = []

@@ -11,6 +11,7 @@ _LAYER = re.compile(r"^Reading layer (\d+)")
 _RUNNING_PASS = re.compile(r"Running pass (\S+)")
 _PASS_DONE = re.compile(r"Pass (\S+) finished in ([\d.]+) seconds")
 _QUANTIZER = re.compile(r"^Progress: \[[# ]*\]\s*([\d.]+)%")  # onnxruntime's weight quantizer, drawn with \r
+_LAYERS_DONE = re.compile(r"^Processing layers (\d+)/(\d+)")  # Gptq's layer counter (our worker prints it)
 _ERROR_LINE = re.compile(r"^(?:[\w.]+(?:Error|Exception|Exit)|AssertionError|KeyError)\b.*")
 
 
@@ -73,6 +74,35 @@ class LogProgress:
         if "Saved output model to" in text:
             return Progress(_("Validating: loading with onnxruntime-genai, generating"), 0.95)
         return None
+
+
+class CalibratedProgress:
+    """Olive's log with a calibrated quantizer (Gptq, layer by layer) before the builder: its
+    layer counter fills the first part of the bar, the usual tracker the rest."""
+
+    SPAN = 0.6  # GPTQ takes most of the run: minutes, against the builder's tens of seconds
+
+    def __init__(self, inner: LogProgress, pass_name: str) -> None:
+        self.inner, self.pass_name, self.quantizing = inner, pass_name, False
+
+    def update(self, line: str) -> Progress | None:
+        text = line.strip()
+        if f"Running pass {self.pass_name}:" in text:
+            self.quantizing = True
+            return Progress(_("Calibrating and quantizing with GPTQ (torch)"), 0.02)
+        if self.quantizing:
+            if match := _LAYERS_DONE.match(text):
+                done, total = int(match.group(1)), max(int(match.group(2)), 1)
+                return Progress(_("GPTQ: layer {layer}/{layers} quantized").format(layer=done, layers=total),
+                                0.02 + (self.SPAN - 0.02) * min(done / total, 1.0))
+            if f"Pass {self.pass_name}:" in text and "finished" in text:
+                self.quantizing = False
+                return Progress(_("GPTQ finished"), self.SPAN)
+            return None
+        step = self.inner.update(line)
+        if step is None or step.fraction is None:
+            return step
+        return Progress(step.stage, self.SPAN + step.fraction * (1 - self.SPAN))
 
 
 def failure_reason(lines: list[str]) -> str:

@@ -34,8 +34,36 @@ class ExecutionProvider(str, Enum):
 
 
 class Int4Algorithm(str, Enum):
+    """How the INT4 weights are chosen: RTN and k_quant_mixed by the model builder alone; GPTQ by
+    Olive's Gptq pass (layer by layer, from a calibration text) before the builder."""
+
     RTN = "rtn"
     K_QUANT_MIXED = "k_quant_mixed"
+    GPTQ = "gptq"
+
+    @property
+    def calibrated(self) -> bool:
+        """Whether it learns from a calibration text (and takes minutes rather than seconds)."""
+        return self is Int4Algorithm.GPTQ
+
+
+RECOMMENDED_INT4 = Int4Algorithm.K_QUANT_MIXED  # best measured (benchmarks/quant_frontier.py)
+
+# Each algorithm's measured trade-off on the demo (benchmarks/quant_frontier.py, README; perplexity
+# on the fidelity text against the source's 22.89, block 32, symmetric).
+_ALGORITHM_NOTES = {
+    Int4Algorithm.K_QUANT_MIXED: N_("recommended: 230 MB, perplexity +18.8 %, every demo query the "
+                                    "source answers; converts in about a minute"),
+    Int4Algorithm.RTN: N_("plain rounding: smaller and a little faster, perplexity about +30 %"),
+    Int4Algorithm.GPTQ: N_("Olive's GPTQ on a calibration text (torch, layer by layer): several "
+                           "minutes on a CPU; its run on the demo did not finish on the loaded "
+                           "test machine, so it is not measured there yet"),
+}
+
+
+def algorithm_note(algorithm: Int4Algorithm) -> str:
+    """The measured trade-off of an INT4 algorithm, for the precision step to show beside it."""
+    return _(_ALGORITHM_NOTES[algorithm])
 
 
 BLOCK_SIZES = (16, 32, 64, 128, 256)
@@ -49,7 +77,7 @@ class Int4Settings:
     block_size: int = 32
     symmetric: bool = True
     accuracy_level: int = 4
-    algorithm: Int4Algorithm = Int4Algorithm.K_QUANT_MIXED
+    algorithm: Int4Algorithm = RECOMMENDED_INT4
     quantize_embeddings: bool = False
 
     def validate(self) -> Int4Settings:
@@ -65,7 +93,8 @@ class Int4Settings:
             )
         if not isinstance(self.algorithm, Int4Algorithm):
             raise PlanError(_("INT4 algorithm {algorithm} is unknown.").format(
-                algorithm=repr(self.algorithm)), _("Choose rtn or k_quant_mixed."))
+                algorithm=repr(self.algorithm)), _("Choose one of {choices}.").format(
+                choices=", ".join(a.value for a in Int4Algorithm)))
         return self
 
 
@@ -143,6 +172,8 @@ def estimate_bytes(
     per_param = 0.5 + 4 / settings.block_size + (0 if settings.symmetric else 0.5 / settings.block_size)
     if settings.quantize_embeddings:
         return int(total * per_param)
+    if settings.algorithm is Int4Algorithm.GPTQ:  # LM head at 8 bits, shared with the embeddings
+        return int((total - 2 * embed) * per_param + embed * (1 + 4 / 32))
     size = (total - embed) * per_param + embed * 4
     if settings.algorithm is Int4Algorithm.K_QUANT_MIXED:  # LM head and some layers at 8 bits
         size += embed * (1 + 4 / 32 - per_param) + (total - 2 * embed) * 0.06

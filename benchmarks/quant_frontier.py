@@ -1,0 +1,313 @@
+"""The quantization frontier of the demo model: every INT4 / INT8 route Olive can run on a CPU,
+one row each (folder size, conversion time, perplexity and greedy agreement against the source,
+domain queries answered against the source, generation tok/s at a 128-token prompt, 2 threads).
+
+    nice -n 10 .venv/bin/python benchmarks/quant_frontier.py [--routes a,b] [--work DIR]
+
+Results are cached in WORK/results.json, so routes can be measured a few at a time and the
+table is printed from everything measured so far. A route counts only once its perplexity
+has been measured; a route that fails keeps its reason in the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from wizard_steps.convert import OLIVE_ENV
+
+DEMO = Path(os.environ.get("SLMOPS_TEST_DEMO", "/work/shared-demo/SmolLM2-135M-Instruct"))
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _builder(precision: str, **options: object) -> dict[str, object]:
+    return {"type": "ModelBuilder", "precision": precision, **options}
+
+
+def _int4(**options: object) -> dict[str, object]:
+    return _builder("int4", int4_block_size=options.pop("block", 32), int4_accuracy_level=4, **options)
+
+
+def _rtn8(**options: object) -> dict[str, object]:
+    return {"type": "OnnxBlockWiseRtnQuantization", "bits": 8, "block_size": options.pop("block", 32),
+            "accuracy_level": 4, **options}
+
+
+def _calibration() -> dict[str, object]:
+    from wizard_steps.calibration import check_text, olive_data_config
+
+    return olive_data_config(DEMO, check_text(None))
+
+
+def _gptq(**options: object) -> dict[str, object]:
+    return {"type": "Gptq", "bits": 4, "group_size": 32, "sym": True, "data_config": _calibration(),
+            **options}
+
+
+_LM = ["/lm_head/MatMul"]
+# name -> (what it is, a function giving the Olive passes)
+ROUTES: dict[str, tuple[str, Callable[[], dict[str, dict[str, object]]]]] = {
+    "fp32": ("ModelBuilder fp32", lambda: {"b": _builder("fp32")}),
+    "int4_rtn": ("ModelBuilder int4 RTN (builder default), block 32", lambda: {"b": _int4()}),
+    "int4_rtn_asym": ("int4 RTN asymmetric, block 32",
+                      lambda: {"b": _int4(int4_is_symmetric=False)}),
+    "int4_rtn_last": ("int4 RTN, LM head at 8 bits (rtn_last)",
+                      lambda: {"b": _int4(int4_algo_config="rtn_last")}),
+    "int4_rtn_lmfp32": ("int4 RTN, LM head and embeddings fp32",
+                        lambda: {"b": _int4(int4_nodes_to_exclude=_LM)}),
+    "int4_kqm": ("int4 k_quant_mixed, block 32 (the old recommendation)",
+                 lambda: {"b": _int4(int4_algo_config="k_quant_mixed")}),
+    "int4_kqm_b16": ("int4 k_quant_mixed, block 16",
+                     lambda: {"b": _int4(int4_algo_config="k_quant_mixed", block=16)}),
+    "int4_kqm_asym": ("int4 k_quant_mixed asymmetric, block 32",
+                      lambda: {"b": _int4(int4_algo_config="k_quant_mixed", int4_is_symmetric=False)}),
+    "int4_kq_last": ("int4 k_quant, LM head at 8 bits (k_quant_last)",
+                     lambda: {"b": _int4(int4_algo_config="k_quant_last")}),
+    "int4_kqm_al1": ("int4 k_quant_mixed, accuracy level 1 (fp32 compute)",
+                     lambda: {"b": {**_int4(int4_algo_config="k_quant_mixed"), "int4_accuracy_level": 1}}),
+    "int4_hqq": ("ModelBuilder fp32, then OnnxHqqQuantization block 32",
+                 lambda: {"b": _builder("fp32"),
+                          "q": {"type": "OnnxHqqQuantization", "block_size": 32, "accuracy_level": 4}}),
+    "int4_gptq": ("Gptq 4 bit sym, group 32, local calibration text, then ModelBuilder int4",
+                  lambda: {"g": _gptq(), "b": _int4(int4_algo_config="rtn_last")}),
+    "int4_gptq_asym": ("Gptq 4 bit asym, group 32, then ModelBuilder int4 (LM head 8 bits)",
+                       lambda: {"g": _gptq(sym=False), "b": _int4(int4_algo_config="rtn_last",
+                                                                   int4_is_symmetric=False)}),
+    "int4_quarot_gptq": ("QuaRot (hadamard), then Gptq 4 bit sym group 32, then ModelBuilder int4",
+                         lambda: {"r": {"type": "QuaRot"}, "g": _gptq(),
+                                  "b": _int4(int4_algo_config="rtn_last")}),
+    "int8": ("ModelBuilder fp32, then RTN 8 bit block 32, all MatMuls (the old INT8)",
+             lambda: {"b": _builder("fp32"), "q": _rtn8()}),
+    "int8_lmfp32": ("fp32, then RTN 8 bit block 32, LM head and embeddings left fp32",
+                    lambda: {"b": _builder("fp32"), "q": _rtn8(nodes_to_exclude=_LM)}),
+    "int8_b128": ("fp32, then RTN 8 bit block 128", lambda: {"b": _builder("fp32"), "q": _rtn8(block=128)}),
+    "int8_b128_lmfp32": ("fp32, then RTN 8 bit block 128, LM head fp32",
+                         lambda: {"b": _builder("fp32"), "q": _rtn8(block=128, nodes_to_exclude=_LM)}),
+    "int8_b16": ("fp32, then RTN 8 bit block 16", lambda: {"b": _builder("fp32"), "q": _rtn8(block=16)}),
+    "int8_dynamic": ("fp32, then dynamic quantization (MatMulInteger, reduce_range), LM head fp32",
+                     lambda: {"b": _builder("fp32"),
+                              "q": {"type": "OnnxDynamicQuantization", "precision": "int8",
+                                    "reduce_range": True, "per_channel": True, "nodes_to_exclude": _LM,
+                                    "op_types_to_quantize": ["MatMul"], "quant_preprocess": False}}),
+}
+
+
+def olive_config(passes: dict[str, dict[str, object]], out: Path, cache: Path) -> dict[str, object]:
+    return {"input_model": {"type": "HfModel", "model_path": str(DEMO)},
+            "systems": {"local": {"type": "LocalSystem", "accelerators": [
+                {"device": "cpu", "execution_providers": ["CPUExecutionProvider"]}]}},
+            "passes": passes, "host": "local", "target": "local", "cache_dir": str(cache),
+            "output_dir": str(out), "log_severity_level": 1}
+
+
+def convert_route(name: str, work: Path) -> tuple[Path | None, float, str]:
+    """Run one route through the project's Olive worker; (folder, seconds, error)."""
+    out, cache = work / name, work / "cache" / name
+    shutil.rmtree(out, ignore_errors=True)
+    cache.mkdir(parents=True, exist_ok=True)
+    config_path = work / f"{name}.olive.json"
+    config_path.write_text(json.dumps(olive_config(ROUTES[name][1](), out, cache), indent=2))
+    command = [sys.executable, "-m", "wizard_steps._olive_worker", str(out), "--",
+               "run", "--config", str(config_path)]
+    started = time.monotonic()
+    log = (work / f"{name}.log").open("w")
+    code = subprocess.call(command, stdout=log, stderr=subprocess.STDOUT, cwd=cache,
+                           env={**os.environ, **OLIVE_ENV})
+    seconds = time.monotonic() - started
+    shutil.rmtree(cache, ignore_errors=True)
+    lines = (work / f"{name}.log").read_text(errors="replace").splitlines()
+    result = next((json.loads(t[8:]) for t in reversed(lines) if t.startswith("@result ")), None)
+    if code != 0 or not result or not result.get("ok"):
+        reason = (result or {}).get("error") or next((t for t in reversed(lines) if t.strip()), "?")
+        return None, seconds, str(reason)[:160]
+    return out, seconds, ""
+
+
+def source_facts(work: Path) -> dict[str, object]:
+    """The source model's perplexity, greedy answers and domain replies (cached)."""
+    path = work / "source.json"
+    if path.is_file():
+        return json.loads(path.read_text())
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from wizard_steps.fidelity import chat_prompt, source_reference
+    from wizard_steps.quality import DEFAULT_SYSTEM, FIDELITY_QUESTIONS, demo_queries, fidelity_text
+    from wizard_steps.templates import Conversation, get_preset, render
+
+    prompts = [chat_prompt(DEMO, q) for q in FIDELITY_QUESTIONS]
+    ref = source_reference(DEMO, fidelity_text(), prompts, 16)
+    tokenizer = AutoTokenizer.from_pretrained(DEMO)
+    model = AutoModelForCausalLM.from_pretrained(DEMO, dtype=torch.float32).eval()
+    template = get_preset("chatml").template
+    replies = []
+    for query in demo_queries():
+        text = render(template, Conversation(DEFAULT_SYSTEM, (("user", query.prompt),)))
+        ids = tokenizer(text, return_tensors="pt").input_ids
+        with torch.inference_mode():
+            out = model.generate(ids, max_new_tokens=64, do_sample=False, repetition_penalty=1.1)
+        replies.append(tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True))
+    facts = {"perplexity": ref.perplexity, "text_tokens": ref.text_tokens, "prompts": prompts,
+             "answers": [list(a) for a in ref.answers], "texts": list(ref.texts),
+             "domain_passed": [q.matches(r) for q, r in zip(demo_queries(), replies, strict=True)],
+             "domain_replies": replies}
+    path.write_text(json.dumps(facts, indent=1))
+    return facts
+
+
+def measure(folder: Path, facts: dict[str, object]) -> dict[str, object]:
+    from wizard_steps import tune
+    from wizard_steps.benchmark import prompt_of_length
+    from wizard_steps.engine import GenaiBackend, ReplyDone, ReplyOptions
+    from wizard_steps.fidelity import SourceReference, check_fidelity
+    from wizard_steps.model_source import folder_size
+    from wizard_steps.quality import check_domain_queries, demo_queries, fidelity_text
+    from wizard_steps.templates import get_preset
+
+    ref = SourceReference(fidelity_text(), facts["perplexity"], facts["text_tokens"],  # type: ignore[arg-type]
+                          tuple(facts["prompts"]), tuple(tuple(a) for a in facts["answers"]),  # type: ignore[arg-type]
+                          tuple(facts["texts"]))  # type: ignore[arg-type]
+    fidelity = check_fidelity(DEMO, folder, reference=ref)
+    template = get_preset("chatml").template
+    backend = GenaiBackend(folder, template, overlay=tune.Candidate(2).overlay())
+    domain = check_domain_queries(backend, demo_queries())
+    passed = [bool(r["passed"]) for r in domain.details["results"]]  # type: ignore[index, union-attr]
+    prompt = prompt_of_length(backend, 128)
+    options = ReplyOptions(max_new_tokens=64, min_new_tokens=64)
+    speeds = []
+    for run in range(4):
+        done = next(e for e in backend.stream(prompt, options) if isinstance(e, ReplyDone))
+        if run:
+            speeds.append(done.stats.tokens_per_s)
+    backend.close()
+    source_ok = facts["domain_passed"]
+    return {"size": folder_size(folder), "perplexity": fidelity.details["converted_perplexity"],
+            "ratio": fidelity.details["ratio"], "agreement": fidelity.details["agreement"],
+            "domain_both": sum(a and b for a, b in zip(passed, source_ok, strict=True)),  # type: ignore[arg-type]
+            "domain_source": sum(source_ok), "domain_total": len(passed),  # type: ignore[arg-type]
+            "domain_misses": [q.prompt for q, a, b in zip(demo_queries(), passed, source_ok, strict=True)
+                              if b and not a],  # type: ignore[arg-type]
+            "tok_s": statistics.median(speeds),
+            "france": fidelity.details["answers"][0]["converted"]}  # type: ignore[index]
+
+
+def fidelity_only(folder: Path, work: Path) -> dict[str, object]:
+    """Perplexity ratio and greedy agreement of a converted folder against the cached source."""
+    from wizard_steps.fidelity import SourceReference, check_fidelity
+    from wizard_steps.quality import fidelity_text
+
+    facts = json.loads((work / "source.json").read_text())
+    ref = SourceReference(fidelity_text(), facts["perplexity"], facts["text_tokens"], tuple(facts["prompts"]),
+                          tuple(tuple(a) for a in facts["answers"]), tuple(facts["texts"]))
+    check = check_fidelity(DEMO, folder, reference=ref)
+    return {"ratio": check.details["ratio"], "agreement": check.details["agreement"],
+            "france": check.details["answers"][0]["converted"]}  # type: ignore[index]
+
+
+def emulated_avx2(folder: Path, work: Path) -> dict[str, object]:
+    """The same fidelity check on an emulated AVX2-only CPU (qemu-user, -cpu Haswell: no AVX-512,
+    no VNNI), where onnxruntime picks its AVX2 kernels: the CPUs on which INT8 drifted."""
+    command = ["qemu-x86_64", "-cpu", "Haswell", sys.executable, str(Path(__file__).resolve()),
+               "--fidelity-only", str(folder), "--work", str(work)]
+    done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, **OLIVE_ENV})
+    line = next((t for t in reversed(done.stdout.splitlines()) if t.startswith("{")), None)
+    return json.loads(line) if line else {"error": (done.stderr.strip().splitlines() or ["?"])[-1][:160]}
+
+
+def _avx2(row: dict[str, object]) -> str:
+    avx2 = row.get("avx2")
+    if not isinstance(avx2, dict):
+        return "-"
+    if "error" in avx2:
+        return f"failed: {avx2['error']}"
+    return f"{(avx2['ratio'] - 1) * 100:+.1f} %, {avx2['agreement']:.2f}"
+
+
+def table(results: dict[str, dict[str, object]], facts: dict[str, object]) -> str:
+    lines = [f"Source (HF fp32): perplexity {facts['perplexity']:.2f}, answers "
+             f"{sum(facts['domain_passed'])}/{len(facts['domain_passed'])} domain queries.", "",  # type: ignore[arg-type]
+             "| route | how | folder | convert | perplexity | vs source | greedy agreement "
+             "| domain (of source's) | gen tok/s | AVX2 (emulated): vs source, agreement |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for name in ROUTES:
+        row = results.get(name)
+        if not row:
+            continue
+        if row.get("error"):
+            lines.append(f"| {name} | {ROUTES[name][0]} | - | {row['seconds']:.0f} s | failed: "
+                         f"{row['error']} | | | | | |")
+            continue
+        lines.append(f"| {name} | {ROUTES[name][0]} | {row['size'] / 1e6:.0f} MB | {row['seconds']:.0f} s | "
+                     f"{row['perplexity']:.2f} | {(row['ratio'] - 1) * 100:+.1f} % | {row['agreement']:.2f} | "
+                     f"{row['domain_both']}/{row['domain_source']} | {row['tok_s']:.0f} | {_avx2(row)} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--routes", default="", help=f"comma-separated, of: {', '.join(ROUTES)}")
+    parser.add_argument("--work", type=Path, default=Path("/tmp/slmops-frontier"))
+    parser.add_argument("--again", action="store_true", help="re-measure routes already cached")
+    parser.add_argument("--clean", action="store_true", help="delete each converted folder once measured")
+    parser.add_argument("--avx2", action="store_true",
+                        help="also judge kept folders on an emulated AVX2-only CPU (needs qemu-user)")
+    parser.add_argument("--fidelity-only", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.fidelity_only:
+        print(json.dumps(fidelity_only(args.fidelity_only, args.work)))
+        return
+    args.work.mkdir(parents=True, exist_ok=True)
+    results_path = args.work / "results.json"
+    results = json.loads(results_path.read_text()) if results_path.is_file() else {}
+    for name in [r for r in args.routes.split(",") if r]:
+        if name not in ROUTES:
+            raise SystemExit(f"unknown route {name!r}; choose from {', '.join(ROUTES)}")
+        results = json.loads(results_path.read_text()) if results_path.is_file() else {}
+        if name in results and not args.again:  # re-read: a run beside this one may have done it
+            continue
+        print(f"converting {name} ...", flush=True)
+        folder, seconds, error = convert_route(name, args.work)
+        row: dict[str, object] = {"seconds": seconds}
+        if folder is None:
+            row["error"] = error
+        else:
+            try:
+                row.update(measure(folder, source_facts(args.work)))
+            except Exception as exc:  # a broken model is a result too
+                row["error"] = f"{type(exc).__name__}: {exc}".splitlines()[0][:160]
+            if args.clean:
+                shutil.rmtree(folder, ignore_errors=True)
+        results = json.loads(results_path.read_text()) if results_path.is_file() else {}
+        results[name] = row  # re-read first: another run may have added rows meanwhile
+        results_path.write_text(json.dumps(results, indent=1))
+        print(json.dumps({name: row}), flush=True)
+    if args.avx2:
+        for name in [r for r in args.routes.split(",") if r] or list(results):
+            if (args.work / name / "genai_config.json").is_file() and "avx2" not in results.get(name, {"avx2": 1}):
+                print(f"judging {name} on an emulated AVX2 CPU ...", flush=True)
+                avx2 = emulated_avx2(args.work / name, args.work)
+                results = json.loads(results_path.read_text())
+                results[name]["avx2"] = avx2
+                results_path.write_text(json.dumps(results, indent=1))
+                print(json.dumps({name: avx2}), flush=True)
+    import platform
+
+    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
+                if ln.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() \
+        else platform.processor()
+    print(f"\nMachine: {cpu}, {os.cpu_count()} CPUs\n")
+    print(table(results, source_facts(args.work)))
+
+
+if __name__ == "__main__":
+    main()
