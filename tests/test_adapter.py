@@ -13,7 +13,7 @@ from tests.test_model_source import write_safetensors
 from tui.cli import main
 from wizard_steps import adapter, convert
 from wizard_steps.errors import ModelFolderError
-from wizard_steps.events import Failed, Finished, Progress
+from wizard_steps.events import Finished, Progress
 from wizard_steps.model_source import inspect_model
 from wizard_steps.precision import Precision
 
@@ -267,13 +267,21 @@ def test_adapter_converts_end_to_end_and_changes_what_the_model_computes(
 
 
 @pytest.mark.slow
-def test_a_failed_merge_leaves_nothing(tiny: tuple[Path, Path], tmp_path: Path) -> None:
-    folder = copy_adapter(tiny[1], tmp_path)
-    plan = convert.make_plan(folder, tmp_path / "out", Precision.FP32)
-    (folder / "adapter_model.safetensors").write_bytes(b"broken after the checks")
-    final = list(convert.convert(plan))[-1]
-    assert isinstance(final, Failed)
-    assert not (tmp_path / "out").exists()
+def test_fidelity_is_measured_against_base_plus_adapter(tiny: tuple[Path, Path],
+                                                         converted: tuple[Finished, Path]) -> None:
+    from wizard_steps.fidelity import check_fidelity
+
+    base, lora = tiny
+    check = check_fidelity(lora, converted[0].path)
+    assert check.passed, check.evidence
+    source, merged = check.details["source_perplexity"], check.details["converted_perplexity"]
+    assert abs(merged / source - 1) < 1e-3  # FP32: the fine-tune itself, not the base
+    base_perplexity = check.details["base_perplexity"]
+    # and the fine-tune is not the base (a random model: both near the vocabulary size, apart by 0.6 %)
+    assert base_perplexity != pytest.approx(source, rel=1e-4)
+    assert "the base alone has perplexity" in check.evidence
+    assert check_fidelity(base, converted[1]).details["source_perplexity"] == pytest.approx(base_perplexity,
+                                                                                            rel=1e-4)
 
 
 def test_the_template_is_detected_from_the_bases_tokenizer(tiny: tuple[Path, Path]) -> None:
