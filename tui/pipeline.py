@@ -79,7 +79,8 @@ def execute(answers: Answers, json_output: bool = False) -> dict[str, object]:
 
     settings = model_config(max_length=answers.max_length, temperature=answers.temperature,
                             top_p=answers.top_p, repetition_penalty=answers.repetition_penalty)
-    key = templates.detect(info.path).preset_key if answers.template == "auto" else answers.template
+    tokenizer_dir = info.adapter.base.path if info.adapter else info.path  # an adapter: its base's
+    key = templates.detect(tokenizer_dir).preset_key if answers.template == "auto" else answers.template
     preset = templates.preset_for_folder(key, info.path)
     precision = Precision(answers.precision)
     out = Path(answers.output_dir) if answers.output_dir else None
