@@ -46,6 +46,16 @@ async def shoot(step: str, state, out: Path, size: tuple[int, int], act=None) ->
     print(f"  {out.relative_to(ROOT)}", flush=True)
 
 
+def make_lora(base: Path, folder: Path) -> None:
+    """A small LoRA on the demo (rank 8, q/v projections), as a fine-tuning run saves one."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(str(base))
+    config = LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM")
+    get_peft_model(model, config).save_pretrained(str(folder))
+
+
 async def main_async(size: tuple[int, int], folder: Path) -> None:
     from wizard_steps import model_source
     from wizard_steps.deploy import list_deployed
@@ -80,6 +90,11 @@ async def main_async(size: tuple[int, int], folder: Path) -> None:
     await shoot("prereqs", WizardState(completed=["welcome"]), folder / "02-prereqs.svg", size)
     await shoot("model", WizardState(use_demo=True, completed=["welcome", "prereqs"]),
                 folder / "03-model.svg", size)
+    lora = home / "my-finetune-lora"  # the model step on a LoRA adapter folder, at 80x24
+    if not (lora / "adapter_config.json").is_file():
+        make_lora(demo, lora)
+    await shoot("model", WizardState(model_dir=str(lora), completed=["welcome", "prereqs"]),
+                folder / "03b-model-adapter.svg", (80, 24))
     await shoot("precision", state, folder / "04-precision.svg", size)
     await shoot("template", state, folder / "05-template.svg", size)
     if not (Path(state.output_dir) / "genai_config.json").is_file():
