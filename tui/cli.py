@@ -229,8 +229,8 @@ def add_later_commands(sub) -> None:
                           epilog=_("example: slmops compare demo --precisions int4,int8 --export cmp.md"))
     comp.add_argument("model", help=_("a Hugging Face model folder, or demo"))
     comp.add_argument("--precisions", default="int4,int4-rtn,int8,fp32",
-                      help=_("comma-separated candidates (int4, int4-rtn, int4-k-quant-mixed, "
-                             "int4-rtn-emb, int8, fp32)"))
+                      help=_("comma-separated candidates: int4 (the wizard's INT4), int4-ALGORITHM "
+                             "(e.g. int4-rtn, int4-gptq), int4-rtn-emb, int8, fp32"))
     comp.add_argument("--prompts", help=_("JSONL of {\"prompt\": ..., \"expect\": ...} (default: the "
                                           "demo's queries)"))
     comp.add_argument("--export", help=_("write the table as Markdown (.md) or JSON (.json)"))
