@@ -160,6 +160,8 @@ async def test_a_saved_comparison_shows_measured_rows_and_preselects_its_recomme
     async with app.run_test(size=(80, 24)) as pilot:
         await loaded(app, pilot)
         assert app.screen.choice.value == "int8"
+        estimates = app.screen.query_one("#precision-table", DataTable)
+        assert str(estimates.get_cell("int8", "precision")) == "● INT8 ★"  # the star follows the measurement
         rows = app.screen.query_one("#compare-table", DataTable)
         assert list(rows.rows) == ["int4-rtn", "int8", "fp32"]
         assert str(rows.get_cell("int8", "candidate")) == "int8 ★"

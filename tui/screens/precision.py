@@ -236,13 +236,19 @@ class PrecisionScreen(StepScreen):
                        PROVIDER, tied_embeddings=self.info.tied_embeddings,
                        int4=self.int4_settings())
 
+    def recommended_precision(self) -> Precision:
+        """The comparison's recommendation once one has run here, else the general one."""
+        if self.compared is not None and self.compared.candidate is not None:
+            return compare.candidates()[self.compared.candidate].precision
+        return recommended(PROVIDER)
+
     def option(self, precision: Precision) -> PrecisionOption:
         return next(o for o in self.rows if o.precision is precision)
 
     def cells(self, option: PrecisionOption) -> dict[str, Text]:
         mark = ("chosen" if option.precision is self.choice else
                 "free" if option.available else "unavailable")
-        star = " ★" if option.precision is recommended(PROVIDER) else ""
+        star = " ★" if option.precision is self.recommended_precision() else ""
         texts = {"precision": MARKS[mark] + option.label + star, "ratio": option.size_ratio,
                  "speed": option.speed, "quality": option.quality, "use": option.use,
                  "size": human_size(option.estimated_bytes)}
