@@ -12,6 +12,8 @@ import json
 import sys
 from pathlib import Path
 
+from wizard_steps import child_result
+
 
 def fix_logits_output(folder: Path) -> str | None:
     """Block-wise RTN renames the graph output ``logits``; point genai_config.json at the new
@@ -100,10 +102,10 @@ def main(argv: list[str]) -> int:
         olive_main(olive_args, called_as_console_script=False)
     except SystemExit as exc:
         if exc.code not in (0, None):
-            print(f"@result {json.dumps({'ok': False, 'stage': 'olive', 'error': f'olive exited {exc.code}'})}")
+            child_result.emit({"ok": False, "stage": "olive", "error": f"olive exited {exc.code}"})
             return 1
     if not (out_dir / "genai_config.json").is_file():
-        print("@result " + json.dumps({"ok": False, "stage": "olive", "error": "no model"}))
+        child_result.emit({"ok": False, "stage": "olive", "error": "no model"})
         return 1
     try:
         from wizard_steps.model_source import fill_eos_token_id  # an id only the tokenizer names
@@ -115,7 +117,7 @@ def main(argv: list[str]) -> int:
     except Exception as exc:  # reported as data; the caller makes it one sentence
         result = {"ok": False, "error": f"{type(exc).__name__}: {exc}".splitlines()[0]}
     result["stage"] = "validate"
-    print("@result " + json.dumps(result), flush=True)
+    child_result.emit(result)
     return 0 if result.get("ok") else 1
 
 

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from wizard_steps import paths
+from wizard_steps import child_result, paths
 from wizard_steps.adapter import MergeProgress, inspect_model_or_adapter, merge_pass, olive_input_model
 from wizard_steps.calibration import check_text, olive_data_config
 from wizard_steps.convert_log import CalibratedProgress, LogProgress, failure_reason, is_live
@@ -231,8 +231,7 @@ def _postprocess(plan: ConvertPlan, folder: Path, log_dir: Path) -> None:
 
 
 def _result(lines: list[str]) -> dict[str, object] | None:
-    line = next((text for text in reversed(lines) if text.startswith("@result ")), None)
-    return json.loads(line.removeprefix("@result ")) if line else None
+    return child_result.find(lines)
 
 
 def _place(staging: Path, target: Path, replace_existing: bool) -> None:
@@ -291,7 +290,7 @@ def convert(plan: ConvertPlan, cancel: threading.Event | None = None) -> Iterato
                 text = str(payload)
                 log.write(text + "\n")
                 lines.append(text)
-                if text.startswith("@result "):
+                if child_result.is_result(text):
                     yield Progress(_("Validated: the model loads and generates"), 0.98)
                     continue
                 yield LogLine(text, live=is_live(text))
@@ -300,7 +299,7 @@ def convert(plan: ConvertPlan, cancel: threading.Event | None = None) -> Iterato
                     yield step
         result = _result(lines)
         if not (staging / "genai_config.json").is_file() or result is None:
-            olive_lines = [text for text in lines if not text.startswith("@result ")]
+            olive_lines = [text for text in lines if not child_result.is_result(text)]
             reason = failure_reason(olive_lines)
             if isinstance(exit_code, int) and exit_code < 0:  # POSIX: its last log line says nothing
                 reason = _("its process was killed (signal {signal}) before it finished, for example "
