@@ -129,51 +129,27 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
 
 def template_for_folder(folder: Path):
-    """The template a converted or deployed folder is meant to be used with: its
-    inference_model.json when deployed, else the preset detected from its tokenizer."""
-    from wizard_steps import deploy_files, templates
+    from wizard_steps.models import template_for_folder as for_folder
 
-    if (folder / "inference_model.json").is_file():
-        model = deploy_files.read_inference_model_json(folder)
-        preset = templates.PRESETS.get(templates.detect(folder).preset_key)
-        return model.template, preset.stop if preset else ()
-    preset = templates.get_preset(templates.detect(folder).preset_key)
-    return preset.template, preset.stop
+    return for_folder(folder)
 
 
 def resolve_target(target: str) -> tuple[Path, str | None]:
-    """A converted folder, or a deployed model name[:version] (its newest version when no
-    version is given): the folder, and the deployed model's id (None for a converted folder)."""
-    from wizard_steps import deploy
+    """A converted folder or a deployed model name[:version]: its folder and deployed id."""
+    from wizard_steps import models
 
-    folder = Path(target).expanduser()
-    if (folder / "genai_config.json").is_file():
-        return folder, None
-    deployed = deploy.list_deployed()
-    matches = [m for m in deployed if m.id == target or m.name == target]
-    if not matches:
-        if folder.exists():
-            raise WizardError(_("{target} is not a converted model folder (no genai_config.json).").format(
-                                  target=target),
-                              _("Convert it first: slmops convert MODEL --precision int4 --out DIR"))
-        known = ", ".join(m.id for m in deployed) or _("none yet")
-        raise WizardError(_("No converted folder or deployed model is called {target}.").format(target=target),
-                          _("Deployed models: {known}.").format(known=known))
-    chosen = max(matches, key=lambda m: m.version)
-    return Path(chosen.path), chosen.id
+    found = models.resolve(target)
+    return found.folder, found.model_id
 
 
 def open_backend(target: str):
-    """onnxruntime-genai on a converted folder, or Foundry Local on a deployed model."""
-    folder, model_id = resolve_target(target)
-    template, stop = template_for_folder(folder)
-    if model_id is None:
-        from wizard_steps.engine import GenaiBackend
+    """onnxruntime-genai on a converted folder, or Foundry Local on a deployed model: the backend,
+    the folder's stop strings and the model's name."""
+    from wizard_steps import models
 
-        return GenaiBackend(folder, template), stop, folder.name
-    from wizard_steps.engine_foundry import FoundryBackend
-
-    return FoundryBackend(model_id, template), stop, model_id
+    found = models.resolve(target)
+    template, stop = models.template_for_folder(found.folder)
+    return models.open_backend(found, template), stop, found.name
 
 
 def _model_config(args: argparse.Namespace):

@@ -11,9 +11,10 @@ import pytest
 from rich.console import Console
 from textual.widgets import Button, Collapsible, DataTable, Input, Label, Static
 
+from tests.tui.helpers import assert_fits, click, wait_for
 from tui.app import SlmopsApp
 from tui.screens.deploy import DeployScreen
-from tests.tui.helpers import assert_fits, wait_for
+from tui.widgets.run_panel import RunPanel
 from wizard_steps.deploy import list_deployed
 from wizard_steps.state import WizardState
 
@@ -75,8 +76,9 @@ async def test_d_deploys_for_real_and_lists_the_model(demo_int4: Path, tmp_home:
         screen = app.screen
         assert isinstance(screen, DeployScreen)
         assert "Foundry Local SDK" in text_of(screen, "#deploy-route")
-        await pilot.click("#deploy-start")
-        await wait_for(pilot, lambda: screen.result is not None and not screen.running, "the deploy to end")
+        await click(pilot, "#deploy-start")
+        await wait_for(pilot, lambda: screen.query_one(RunPanel).outcome is not None, "the deploy to end")
+        assert screen.result is not None, screen.query_one(RunPanel).outcome
         await wait_for(pilot, lambda: screen.query_one("#deployed-table", DataTable).row_count == 1,
                        "the deployed model in the table")
         result = " ".join(text_of(screen, "#deploy-result").split())
@@ -99,9 +101,9 @@ async def test_cancel_stops_the_deploy_and_keeps_nothing(demo_int4: Path, tmp_ho
     async with app.run_test(size=(80, 24)) as pilot:
         screen = app.screen
         assert isinstance(screen, DeployScreen)
-        await pilot.click("#deploy-start")
+        await click(pilot, "#deploy-start")
         assert screen.running and not screen.query_one("#deploy-cancel", Button).disabled
-        await pilot.click("#deploy-cancel")
+        await click(pilot, "#deploy-cancel")
         await wait_for(pilot, lambda: not screen.running, "the cancelled deploy to end")
         assert screen.result is None
         assert "cancelled" in " ".join(text_of(screen, "#deploy-result").split())
@@ -131,7 +133,8 @@ async def test_the_foundry_cli_route_is_used_where_the_cli_is_installed(
         assert "foundry CLI" in text_of(screen, "#deploy-route")
         assert text_of(screen, "#deploy-version").strip() == "→ demo-int4"
         await pilot.press("d")
-        await wait_for(pilot, lambda: screen.result is not None and not screen.running, "the deploy to end")
+        await wait_for(pilot, lambda: screen.query_one(RunPanel).outcome is not None, "the deploy to end")
+        assert screen.result is not None, screen.query_one(RunPanel).outcome
         result = text_of(screen, "#deploy-result")
         assert "Placed demo-int4" in result and "foundry model run demo-int4" in result
         assert (cache / "custom" / "demo-int4" / "inference_model.json").is_file()
@@ -148,3 +151,25 @@ async def test_without_a_converted_model_there_is_nothing_to_deploy(tmp_home: Pa
         assert "Convert step" in text_of(screen, "#deploy-route")
         assert screen.query_one("#deploy-start", Button).disabled
         assert screen.query_one("#deploy-name", Input).value == "my-model"
+
+
+async def test_a_template_that_differs_is_explained_and_the_models_own_can_be_kept(
+        demo_int4: Path, tmp_home: Path) -> None:
+    app = deploy_app(demo_int4)
+    own = (demo_int4 / "chat_template.jinja").read_text(encoding="utf-8")
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = app.screen
+        assert isinstance(screen, DeployScreen)
+        assert screen.query_one("#deploy-template-box").display  # SmolLM2's adds a system prompt
+        note = " ".join(text_of(screen, "#deploy-template-note").split())
+        assert "adds a default system prompt" in note and "ChatML preset does not" in note
+        assert "character" not in note  # plain words, no character index
+        await click(pilot, "#deploy-template-model")
+        await wait_for(pilot, lambda: app.state.template_source == "model", "the choice to be saved")
+        await click(pilot, "#deploy-start")
+        await wait_for(pilot, lambda: screen.query_one(RunPanel).outcome is not None, "the deploy to end")
+        assert screen.result is not None, screen.query_one(RunPanel).outcome
+        deployed = Path(str(screen.result.details["path"]))
+        assert screen.result.details["template_source"] == "model"
+        assert (deployed / "chat_template.jinja").read_text(encoding="utf-8") == own
+        assert_fits(app)

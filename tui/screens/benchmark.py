@@ -21,7 +21,7 @@ from textual.widgets import Button, DataTable, Input, Label, Static, Switch
 from tui.screens.base import StepScreen
 from tui.widgets.metrics import MetricCard, RunChart
 from tui.widgets.run_panel import RunFactory, RunPanel
-from wizard_steps import benchmark, paths, quality
+from wizard_steps import benchmark, models, paths, quality
 from wizard_steps.adapter import is_adapter_folder
 from wizard_steps.benchmark import BenchPlan, BenchSample, BenchSummary, parse_lengths
 from wizard_steps.engine import Backend
@@ -183,13 +183,11 @@ class BenchmarkScreen(StepScreen):
     def open_backend(self) -> Backend:
         """Foundry Local when the model is deployed, else onnxruntime-genai on the converted folder."""
         state = self.state
-        if state.deployed_id:
+        if state.deployed_id:  # measured as deployed, or refused: never silently another model
             from wizard_steps.engine_foundry import FoundryBackend  # the Foundry SDK: only when used
 
             return FoundryBackend(state.deployed_id, self.template())
-        from wizard_steps.engine import GenaiBackend
-
-        return GenaiBackend(str(state.converted_dir), self.template())
+        return models.open_backend(models.for_wizard(None, state.converted_dir), self.template())
 
     def model_name(self) -> str:
         return self.state.deployed_id or Path(self.state.converted_dir or "model").name
@@ -315,13 +313,11 @@ class BenchmarkScreen(StepScreen):
 
     def tuned_folder(self) -> tuple[Path | None, bool]:
         """The deployed copy when the model is deployed (Foundry reads it), else the converted folder."""
-        if self.state.deployed_id:
-            from wizard_steps.deploy import list_deployed
-
-            for model in list_deployed():
-                if model.id == self.state.deployed_id:
-                    return Path(model.path), True
-        return (Path(self.state.converted_dir), False) if self.state.converted_dir else (None, False)
+        try:
+            target = models.for_wizard(self.state.deployed_id, self.state.converted_dir)
+        except WizardError:
+            return None, False
+        return target.folder, target.deployed
 
     def set_stage(self, text: str) -> None:
         self.panel.set_stage(text)
@@ -351,7 +347,7 @@ class BenchmarkScreen(StepScreen):
                 "tokens_per_s": {r.length: r.tps_median for r in summary.per_length}}
             for check in quality.iter_checklist(
                     backend, queries=quality.demo_queries(), cancel=stop,
-                    source=job.source if job.fidelity else None,
+                    source=job.source, run_fidelity=job.fidelity,  # domain queries: judged against the source
                     converted=job.converted, **measured):  # type: ignore[arg-type]
                 if check.name == quality.FIDELITY and not job.fidelity:
                     check = quality.skipped(check.name, _("Not run: “Compare with the source” is "

@@ -6,8 +6,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
-from pathlib import Path
+from dataclasses import replace
 
 from rich.text import Text
 from textual import on, work
@@ -19,7 +18,7 @@ from textual.worker import Worker, WorkerState
 
 from tui.screens.base import StepScreen
 from tui.widgets.chat_log import ChatLog, PromptInput, Reply
-from wizard_steps.deploy import list_deployed
+from wizard_steps import models
 from wizard_steps.engine import (
     Backend,
     Chat,
@@ -31,51 +30,18 @@ from wizard_steps.engine import (
 )
 from wizard_steps.errors import WizardError
 from wizard_steps.i18n import N_, _, number
+from wizard_steps.models import ModelTarget
 from wizard_steps.state import state_model_config, state_template
 from wizard_steps.templates import PromptTemplate
 
 MAX_NEW_TOKENS = 200  # enough for a short answer; the small demo model rambles past it
 
 
-@dataclass(frozen=True)
-class Target:
-    """What the chat talks to: a deployed model id through Foundry Local, or a converted folder."""
-
-    kind: str  # "foundry" | "genai"
-    name: str  # the model id, or the folder
-    note: str = ""  # why this one, when it is not the obvious choice
-
-    @property
-    def label(self) -> str:
-        if self.kind == "foundry":
-            return "Foundry Local · " + _("{name} (deployed)").format(name=self.name)
-        return "onnxruntime-genai · " + _("{name} (not deployed)").format(name=Path(self.name).name)
-
-
-def pick_target(deployed_id: str | None, converted_dir: str | None) -> Target:
-    """The deployed model when it is registered, else the converted folder; raises WizardError."""
-    if deployed_id and deployed_id in {m.id for m in list_deployed()}:
-        return Target("foundry", deployed_id)
-    if not converted_dir:
-        raise WizardError(_("There is no model to talk to."), _("Convert and deploy it first."))
-    note = (_("{model} is not in the Foundry cache any more, so the converted folder answers.").format(
-        model=deployed_id) if deployed_id else "")
-    return Target("genai", converted_dir, note)
-
-
-def open_backend(target: Target, template: PromptTemplate) -> Backend:
-    if target.kind == "foundry":
-        from wizard_steps.engine_foundry import FoundryBackend  # loads the native runtime
-
-        return FoundryBackend(target.name, template)
-    from wizard_steps.engine import GenaiBackend
-
-    try:
-        return GenaiBackend(target.name, template)
-    except ImportError as exc:  # e.g. Foundry Local's own runtime was loaded first in this process
-        raise WizardError(_("onnxruntime-genai cannot be loaded here ({error}).").format(
-                              error=str(exc).splitlines()[0][-60:]),
-                          _("Restart slmops and open the Chat step first, or deploy the model.")) from None
+def target_label(target: ModelTarget) -> str:
+    """Which runtime answers, and which model."""
+    if target.deployed:
+        return "Foundry Local · " + _("{name} (deployed)").format(name=target.name)
+    return "onnxruntime-genai · " + _("{name} (not deployed)").format(name=target.folder.name)
 
 
 class ChatScreen(StepScreen):
@@ -96,7 +62,7 @@ class ChatScreen(StepScreen):
 
     def __init__(self) -> None:
         super().__init__()
-        self.target: Target | None = None
+        self.target: ModelTarget | None = None
         self.backend: Backend | None = None
         self.chat: Chat | None = None
         self.options = ReplyOptions(max_new_tokens=MAX_NEW_TOKENS)
@@ -145,7 +111,7 @@ class ChatScreen(StepScreen):
     # --- the backend --------------------------------------------------------------------------
 
     def show_header(self, status: str) -> None:
-        header = Text(self.target.label if self.target else _("The model"), style="bold cyan")
+        header = Text(target_label(self.target) if self.target else _("The model"), style="bold cyan")
         header.append(f" · {status}")
         if self.target and self.target.note:
             header.append(f"\n{self.target.note}", style="yellow")
@@ -172,10 +138,10 @@ class ChatScreen(StepScreen):
     @work(thread=True, exclusive=True, group="load", exit_on_error=False)
     def load(self, template: PromptTemplate) -> None:
         try:
-            target = pick_target(self.state.deployed_id, self.state.converted_dir)
+            target = models.for_wizard(self.state.deployed_id, self.state.converted_dir)
             self.app.call_from_thread(self.show_target, target)
             started = time.monotonic()
-            backend = open_backend(target, template)
+            backend = models.open_backend(target, template)
         except WizardError as exc:
             self.app.call_from_thread(self.show_problem, str(exc))
             return
@@ -187,7 +153,7 @@ class ChatScreen(StepScreen):
         except RuntimeError:  # the app has gone
             backend.close()
 
-    def show_target(self, target: Target) -> None:
+    def show_target(self, target: ModelTarget) -> None:
         self.target = target
         self.show_header(_("loading…"))
         self.set_status(_("Loading the model…"))

@@ -16,8 +16,8 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal
-from textual.widgets import Button, Collapsible, DataTable, Input, Label, Static
+from textual.containers import Horizontal, Vertical
+from textual.widgets import Button, Collapsible, DataTable, Input, Label, RadioButton, RadioSet, Static
 
 from tui.screens.base import StepScreen
 from tui.widgets.run_panel import RunFactory, RunPanel
@@ -65,6 +65,7 @@ class DeployPlan:
     name: str
     template: PromptTemplate
     config: ModelConfig
+    template_source: str = "preset"  # "model": keep the folder's own chat template
 
 
 def describe_result(route: str, event: Finished) -> Group:
@@ -121,6 +122,7 @@ class DeployScreen(StepScreen):
         self.deployed: list[DeployedModel] | None = None
         self.result: Finished | None = None
         self.running_plan: DeployPlan | None = None
+        self.template_choice = False  # the folder's own chat template differs from the chosen one
 
     @property
     def panel(self) -> RunPanel:
@@ -142,6 +144,11 @@ class DeployScreen(StepScreen):
         yield Label("", id="deploy-name-error", classes="error-line")
         with Collapsible(title="inference_model.json", id="deploy-json-box"):
             yield Static("", id="deploy-json")
+        with Vertical(id="deploy-template-box"):
+            yield Static("", id="deploy-template-note")
+            with RadioSet(id="deploy-template-source"):
+                yield RadioButton("", id="deploy-template-preset")
+                yield RadioButton(_("Keep the model's own chat template"), id="deploy-template-model")
         yield RunPanel("deploy", prepare=self.prepare_run, start_label=_("Deploy"),
                        cancel_label=_("Cancel"))
         yield Label(_("Deployed models"), classes="section-title")
@@ -187,7 +194,40 @@ class DeployScreen(StepScreen):
             route.append(str(paths.foundry_cache_dir()), style="bold")
         if self.setup_error:
             route.append(f"\n{self.setup_error}", style="bold red")
+        self.show_template_choice()
         self.query_one("#deploy-route", Static).update(route)
+
+    def show_template_choice(self) -> None:
+        """Where the model's own chat template and the chosen one build different prompts: say how in
+        plain words, and let the user keep either (Foundry Local builds prompts from the folder's)."""
+        from wizard_steps import template_diff
+
+        box = self.query_one("#deploy-template-box")
+        difference = None
+        if self.template is not None and not self.setup_error:
+            try:
+                difference = template_diff.compare_with_folder(self.template, Path(self.state.converted_dir or ""))
+            except (OSError, ValueError, WizardError):
+                difference = None
+        self.template_choice = difference is not None and not difference.agrees
+        box.display = self.template_choice
+        if not self.template_choice or self.template is None or difference is None:
+            return
+        folder = Path(self.state.converted_dir or "")
+        label = template_diff.template_label(self.template, folder)
+        said = " ".join(template_diff.explain(difference, label))
+        self.query_one("#deploy-template-note", Static).update(
+            Text(said + " " + _("Answers may differ. Which should Foundry Local use?"), style="yellow"))
+        preset = self.query_one("#deploy-template-preset", RadioButton)
+        preset.label = _("Use {label}").format(label=label)
+        keep = self.state.template_source == "model"
+        self.query_one("#deploy-template-model", RadioButton).value = keep
+        preset.value = not keep
+
+    @on(RadioSet.Changed, "#deploy-template-source")
+    def template_source_changed(self, event: RadioSet.Changed) -> None:
+        self.state.template_source = "model" if event.pressed.id == "deploy-template-model" else "preset"
+        self.state.save()
 
     @on(Input.Changed, "#deploy-name")
     def name_changed(self) -> None:
@@ -222,7 +262,8 @@ class DeployScreen(StepScreen):
         if self.template is None or self.config is None:
             return None
         return DeployPlan(self.route, Path(self.state.converted_dir or ""),
-                          self.query_one("#deploy-name", Input).value, self.template, self.config)
+                          self.query_one("#deploy-name", Input).value, self.template, self.config,
+                          self.state.template_source if self.template_choice else "preset")
 
     # --- navigation ---------------------------------------------------------------------------
 
@@ -245,6 +286,7 @@ class DeployScreen(StepScreen):
     def show_controls(self) -> None:
         self.panel.set_ready(self.plan() is not None)
         self.query_one("#deploy-name", Input).disabled = self.running
+        self.query_one("#deploy-template-source", RadioSet).disabled = self.running
         self.refresh_bindings()
         self.refresh_nav()
 
@@ -298,7 +340,8 @@ class DeployScreen(StepScreen):
             return None
         self.result, self.running_plan = None, plan
         route = deploy_with_cli if plan.route == "cli" else deploy
-        return lambda stop: route(plan.folder, plan.name, plan.template, plan.config, cancel=stop)
+        return lambda stop: route(plan.folder, plan.name, plan.template, plan.config, cancel=stop,
+                                  template_source=plan.template_source)
 
     @on(RunPanel.RunningChanged, "#deploy-run")
     def running_changed(self) -> None:
