@@ -136,7 +136,7 @@ def state_answers(state: WizardState) -> Answers:
         precision=state.precision, int4_block_size=state.int4_block_size,
         int4_symmetric=state.int4_symmetric, int4_accuracy_level=state.int4_accuracy_level,
         int4_algorithm=state.int4_algorithm, int4_quantize_embeddings=state.int4_quantize_embeddings,
-        template=preset, max_length=int(config.get("max_length", 2048)),
+        template=preset, template_source=state.template_source, max_length=int(config.get("max_length", 2048)),
         temperature=float(config.get("temperature", 0.7)), top_p=float(config.get("top_p", 0.9)),
         repetition_penalty=float(config.get("repetition_penalty", 1.1)),
         deploy_name=state.deploy_name or "", bench_lengths=list(state.bench_lengths),
