@@ -207,19 +207,19 @@ def test_cancelled_gptq_leaves_nothing(tiny_llama: Path, tmp_path: Path) -> None
     assert [p.name for p in tmp_path.iterdir()] == []
 
 
-def test_recommended_int4_loses_less_perplexity_than_plain_rtn(
+def test_recommended_int4_stays_within_ten_percent_of_the_source_perplexity(
         demo_model: Path, demo_int4: Path, tmp_path: Path) -> None:
-    """Judged against the source model run on this same machine (the words do not travel, the
-    ratios do): the recommended INT4 keeps closer to the source than RTN with embeddings."""
+    """Issue 14's goal, judged against the source model run on this same machine (the words do not
+    travel, the ratios do); and it keeps closer to the source than RTN with embeddings."""
     from wizard_steps.fidelity import check_fidelity, source_reference
     from wizard_steps.precision import RECOMMENDED_INT4, Int4Settings
     from wizard_steps.quality import fidelity_text
 
     plan = convert.make_plan(demo_model, tmp_path / "recommended", Precision.INT4, int4=Int4Settings())
-    assert plan.int4.algorithm is RECOMMENDED_INT4
+    assert (plan.int4.algorithm, plan.int4.block_size) == (RECOMMENDED_INT4, 16)
     final = list(convert.convert(plan))[-1]
     assert isinstance(final, Finished), final
     reference = source_reference(demo_model, fidelity_text())
     ratios = [check_fidelity(demo_model, folder, questions=(), reference=reference).details["ratio"]
               for folder in (final.path, demo_int4)]
-    assert 1.0 <= ratios[0] < ratios[1], ratios
+    assert ratios[0] <= 1.10 and ratios[0] < ratios[1], ratios

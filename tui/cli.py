@@ -81,7 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
     conv.add_argument("--precision", required=True, choices=["fp32", "fp16", "int8", "int4"])
     conv.add_argument("--out", help=_("output folder (must not exist unless --replace)"))
     conv.add_argument("--method", default="config", choices=["config", "auto-opt"])
-    conv.add_argument("--block-size", type=int, default=32, choices=[16, 32, 64, 128, 256])
+    conv.add_argument("--block-size", type=int, default=16, choices=[16, 32, 64, 128, 256],
+                      help=_("INT4 block size (16: the recommended INT4, closest to the source)"))
     conv.add_argument("--asymmetric", action="store_true", help=_("asymmetric INT4"))
     conv.add_argument("--accuracy-level", type=int, default=4, choices=[1, 2, 3, 4])
     conv.add_argument("--int4-algo", default="k_quant_mixed", choices=["k_quant_mixed", "rtn", "gptq"],

@@ -44,7 +44,7 @@ class Answers:
     base: str = ""  # a LoRA adapter's base folder, when its adapter_config.json names none found here
     precision: str = "int4"
     method: str = "config"
-    int4_block_size: int = 32
+    int4_block_size: int = 16  # with k_quant_mixed: the recommended INT4
     int4_symmetric: bool = True
     int4_accuracy_level: int = 4
     int4_algorithm: str = "k_quant_mixed"  # precision.RECOMMENDED_INT4

@@ -47,14 +47,15 @@ class Int4Algorithm(str, Enum):
         return self is Int4Algorithm.GPTQ
 
 
-RECOMMENDED_INT4 = Int4Algorithm.K_QUANT_MIXED  # best measured (benchmarks/quant_frontier.py)
+RECOMMENDED_INT4 = Int4Algorithm.K_QUANT_MIXED  # at block 16: best measured (quant_frontier.py)
 
 # Each algorithm's measured trade-off on the demo (benchmarks/quant_frontier.py, README; perplexity
-# on the fidelity text against the source's 22.89, block 32, symmetric).
+# on the fidelity text against the source's 22.89).
 _ALGORITHM_NOTES = {
-    Int4Algorithm.K_QUANT_MIXED: N_("recommended: 230 MB, perplexity +18.8 %, every demo query the "
-                                    "source answers; converts in about a minute"),
-    Int4Algorithm.RTN: N_("plain rounding: smaller and a little faster, perplexity about +30 %"),
+    Int4Algorithm.K_QUANT_MIXED: N_("recommended at block 16: 250 MB, perplexity +8.1 % (at block 32: "
+                                    "230 MB, +18.8 %); LM head and some layers at 8 bits"),
+    Int4Algorithm.RTN: N_("plain rounding: smallest and fastest, perplexity about +30 % at block 32 "
+                          "(+13 % with the LM head left fp32, 299 MB)"),
     Int4Algorithm.GPTQ: N_("Olive's GPTQ on a calibration text (torch, layer by layer): several "
                            "minutes on a CPU; its run on the demo did not finish on the loaded "
                            "test machine, so it is not measured there yet"),
@@ -72,9 +73,9 @@ ACCURACY_LEVELS = {1: "fp32", 2: "fp16", 3: "bf16", 4: "int8"}
 
 @dataclass(frozen=True)
 class Int4Settings:
-    """INT4 quantization settings of the model builder; defaults are the builder's own."""
+    """INT4 quantization settings; the defaults are the recommended INT4 (k_quant_mixed, block 16)."""
 
-    block_size: int = 32
+    block_size: int = 16  # with k_quant_mixed: the recommended INT4 (benchmarks/quant_frontier.py)
     symmetric: bool = True
     accuracy_level: int = 4
     algorithm: Int4Algorithm = RECOMMENDED_INT4
