@@ -27,7 +27,8 @@ async def settle(app, pilot, timeout: float = 300.0, until=None) -> None:
     while waited < timeout:
         await pilot.pause(0.5)
         waited += 0.5
-        busy = any(w.is_running for w in app.screen.workers)
+        screen = app.screen
+        busy = screen.is_busy() if hasattr(screen, "is_busy") else any(w.is_running for w in screen.workers)
         if not busy and (until is None or until()):
             await pilot.pause(0.5)
             return
@@ -54,6 +55,16 @@ def make_lora(base: Path, folder: Path) -> None:
     model = AutoModelForCausalLM.from_pretrained(str(base))
     config = LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM")
     get_peft_model(model, config).save_pretrained(str(folder))
+
+
+def compare_run(model: Path, names: str) -> None:
+    """A real comparison of a few precisions on this machine (saved where the precision step reads it)."""
+    from wizard_steps import compare
+    from wizard_steps.events import Failed
+
+    for event in compare.compare(model, compare.parse_candidates(names)):
+        if isinstance(event, Failed):
+            raise SystemExit(f"the comparison failed: {event.reason}")
 
 
 async def main_async(size: tuple[int, int], folder: Path) -> None:
@@ -96,6 +107,8 @@ async def main_async(size: tuple[int, int], folder: Path) -> None:
     await shoot("model", WizardState(model_dir=str(lora), completed=["welcome", "prereqs"]),
                 folder / "03b-model-adapter.svg", (80, 24))
     await shoot("precision", state, folder / "04-precision.svg", size)
+    compare_run(demo, "int4-rtn,int8")  # measured here, so the precision step shows a real table
+    await shoot("precision", state, folder / "04b-precision-compared.svg", (80, 24))
     await shoot("template", state, folder / "05-template.svg", size)
     if not (Path(state.output_dir) / "genai_config.json").is_file():
         await shoot("convert", state, folder / "06-convert.svg", size, start)

@@ -223,3 +223,21 @@ def test_recommended_int4_stays_within_ten_percent_of_the_source_perplexity(
     ratios = [check_fidelity(demo_model, folder, questions=(), reference=reference).details["ratio"]
               for folder in (final.path, demo_int4)]
     assert ratios[0] <= 1.10 and ratios[0] < ratios[1], ratios
+
+
+def test_the_quantizers_progress_bar_moves_the_progress_and_is_drawn_live() -> None:
+    """k-quant draws its own bar with carriage returns while the builder saves: read as progress of
+    that stage, never piled up in the log, and the log line glued to its last draw kept apart."""
+    from wizard_steps.convert_log import LogProgress, is_live, split_live
+
+    tracker = LogProgress(30, quantizer=True)
+    lines = ["Running pass builder", "Reading layer 29", "Saving ONNX model",
+             "Progress: [#                   ] 5.00%", "Progress: [##########          ] 50.00%",
+             "Progress: [####################] 100.00%2026-11-26 08:25:24,799 neural_compressor INFO done"]
+    fractions = [tracker.update(split_live(line)[0] or line).fraction for line in lines]
+    assert fractions == sorted(fractions) and len(set(fractions)) == len(fractions)  # it moves
+    assert fractions[3] < fractions[5] - 0.3  # the bar spans a real share of the run
+    assert [is_live(line) for line in lines] == [False] * 3 + [True] * 3
+    bar, rest = split_live(lines[-1])
+    assert bar == "Progress: [####################] 100.00%"
+    assert rest.startswith("2026-11-26") and split_live("Reading layer 3") == ("", "Reading layer 3")

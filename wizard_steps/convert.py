@@ -22,7 +22,7 @@ from pathlib import Path
 from wizard_steps import child_result, paths
 from wizard_steps.adapter import MergeProgress, inspect_model_or_adapter, merge_pass, olive_input_model
 from wizard_steps.calibration import check_text, olive_data_config
-from wizard_steps.convert_log import CalibratedProgress, LogProgress, failure_reason, is_live
+from wizard_steps.convert_log import CalibratedProgress, LogProgress, failure_reason, split_live
 from wizard_steps.errors import PlanError
 from wizard_steps.events import Event, Failed, Finished, LogLine, Progress
 from wizard_steps.i18n import _
@@ -293,10 +293,14 @@ def convert(plan: ConvertPlan, cancel: threading.Event | None = None) -> Iterato
                 if child_result.is_result(text):
                     yield Progress(_("Validated: the model loads and generates"), 0.98)
                     continue
-                yield LogLine(text, live=is_live(text))
-                step = tracker.update(text)
-                if step is not None:
-                    yield step
+                bar, rest = split_live(text)
+                for part, live in ((bar, True), (rest, False)):
+                    if not part.strip():
+                        continue
+                    yield LogLine(part, live=live)
+                    step = tracker.update(part)
+                    if step is not None:
+                        yield step
         result = _result(lines)
         if not (staging / "genai_config.json").is_file() or result is None:
             olive_lines = [text for text in lines if not child_result.is_result(text)]

@@ -20,6 +20,16 @@ def is_live(line: str) -> bool:
     return _QUANTIZER.match(line.strip()) is not None
 
 
+def split_live(line: str) -> tuple[str, str]:
+    """The progress bar at the start of a line and what follows it on the same line (the bar's
+    last draw ends with no line break, so the next log line is glued to it); ("", line) when the
+    line holds no bar."""
+    match = _QUANTIZER.match(line.strip())
+    if match is None:
+        return "", line
+    return match.group(0), line.strip()[match.end():]
+
+
 class LogProgress:
     """Turns the ModelBuilder's "Reading layer N" lines, and the weight quantizer's own
     "Progress: [###   ] N%" bar, into a fraction of the whole run."""

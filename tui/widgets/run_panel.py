@@ -114,13 +114,11 @@ class RunPanel(Vertical):
         yield Static("", id=f"{p}-result", classes="run-result")
         if self.log_title is not None:
             yield Log(max_lines=MAX_LOG_LINES, id=f"{p}-log", classes="run-log")
-            yield Static("", id=f"{p}-log-live", classes="run-log-live")
 
     def on_mount(self) -> None:
         self.query_one(f"#{self.prefix}-result").display = False
         if self.log_title is not None:
             self.query_one(f"#{self.prefix}-log", Log).border_title = self.log_title
-            self.query_one(f"#{self.prefix}-log-live").display = False
         self.show_controls()
 
     def on_unmount(self) -> None:
@@ -203,9 +201,8 @@ class RunPanel(Vertical):
             _("elapsed {time}").format(time=elapsed(time.monotonic() - self.started)))
 
     def show_live(self, text: str) -> None:
-        live = self.query_one(f"#{self.prefix}-log-live", Static)
-        live.update(Text(text))
-        live.display = bool(text)
+        """A carriage-return progress line, drawn over the one before it on the log's lower border."""
+        self.log.border_subtitle = Text(text.strip())
 
     @work(thread=True, exclusive=True, group="run", exit_on_error=False)
     def drive(self, factory: RunFactory, stop: threading.Event) -> None:
