@@ -16,6 +16,7 @@ from textual.widgets import Button, Label
 
 from tui.widgets.footer import KeyFooter
 from tui.widgets.help import HelpScreen
+from tui.widgets.run_panel import RunPanel
 from tui.widgets.step_indicator import StepIndicator, step_title
 from wizard_steps.i18n import N_, _
 from wizard_steps.state import save_answers
@@ -111,18 +112,34 @@ class StepScreen(Screen[None]):
         self.app.push_screen(HelpScreen(f"# {step_title(self.STEP)}\n\n{_(self.HELP)}\n\n"
                                         + _(KEYS_HELP)))
 
+    # --- a long step's run (tui/widgets/run_panel.py) -------------------------------------------
+
+    @property
+    def panel(self) -> RunPanel:
+        """The screen's run panel (screens with a long step have one)."""
+        return self.query_one(RunPanel)
+
+    @property
+    def running(self) -> bool:
+        return any(panel.running for panel in self.query(RunPanel))
+
+    def show_controls(self) -> None:
+        """Enable what can be used now; screens with more controls extend it."""
+        self.refresh_bindings()
+        self.refresh_nav()
+
+    @on(RunPanel.RunningChanged)
+    def running_changed(self) -> None:
+        self.show_controls()
+
     def is_busy(self) -> bool:
         """True while long work started by this screen is running (quitting asks first); quick
         look-ups run in the worker group "quick" and do not count."""
-        from tui.widgets.run_panel import RunPanel
-
         return (any(panel.running for panel in self.query(RunPanel))
                 or any(worker.is_running and worker.group != "quick" for worker in self.workers))
 
     def stop_work(self) -> None:
         """The screen is left (or stays, inert, under the next one): its long work stops."""
-        from tui.widgets.run_panel import RunPanel
-
         self.cancel.set()
         for panel in self.query(RunPanel):
             panel.cancel()

@@ -153,14 +153,6 @@ class BenchmarkScreen(StepScreen):
         self.query_one("#bench-start", Button).focus()
         self.set_interval(1.0, self.tick)
 
-    @property
-    def panel(self) -> RunPanel:
-        return self.query_one(RunPanel)
-
-    @property
-    def running(self) -> bool:
-        return self.panel.running
-
     def on_resize(self) -> None:
         # a tall terminal gives the chart its height; the cards and the chart stay on screen together
         self.query_one("#bench-chart").styles.height = max(10, min(30, self.size.height - 26))
@@ -357,10 +349,6 @@ class BenchmarkScreen(StepScreen):
                 yield check
         finally:
             backend.close()
-
-    @on(RunPanel.RunningChanged, "#bench-run")
-    def running_changed(self) -> None:
-        self.show_controls()
 
     @on(RunPanel.Event, "#bench-run")
     def show_event(self, message: RunPanel.Event) -> None:

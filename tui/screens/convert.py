@@ -117,14 +117,6 @@ class ConvertScreen(StepScreen):
         yield RunPanel("convert", prepare=self.prepare_run, start_label=_("Start"),
                        cancel_label=_("Cancel"), log_title=_("Olive log"))
 
-    @property
-    def panel(self) -> RunPanel:
-        return self.query_one(RunPanel)
-
-    @property
-    def running(self) -> bool:
-        return self.panel.running
-
     def on_mount(self) -> None:
         super().on_mount()
         self.query_one("#convert-output", Input).value = self.initial_output_dir()
@@ -263,10 +255,6 @@ class ConvertScreen(StepScreen):
         self.result = None
         self.set_notice("")
         return partial(convert.convert, plan)
-
-    @on(RunPanel.RunningChanged, "#convert-run")
-    def running_changed(self) -> None:
-        self.show_controls()
 
     @on(RunPanel.Ended, "#convert-run")
     def run_ended(self, message: RunPanel.Ended) -> None:

@@ -124,14 +124,6 @@ class DeployScreen(StepScreen):
         self.running_plan: DeployPlan | None = None
         self.template_choice = False  # the folder's own chat template differs from the chosen one
 
-    @property
-    def panel(self) -> RunPanel:
-        return self.query_one(RunPanel)
-
-    @property
-    def running(self) -> bool:
-        return self.panel.running
-
     def compose_body(self) -> ComposeResult:
         yield Label(_("Deploy to Foundry Local"), classes="step-title")
         yield Static("", id="deploy-route", classes="hint")
@@ -342,10 +334,6 @@ class DeployScreen(StepScreen):
         route = deploy_with_cli if plan.route == "cli" else deploy
         return lambda stop: route(plan.folder, plan.name, plan.template, plan.config, cancel=stop,
                                   template_source=plan.template_source)
-
-    @on(RunPanel.RunningChanged, "#deploy-run")
-    def running_changed(self) -> None:
-        self.show_controls()
 
     @on(RunPanel.Ended, "#deploy-run")
     def run_ended(self, message: RunPanel.Ended) -> None:
