@@ -124,12 +124,12 @@ _TABLE = {  # translated where the options are made (N_ marks them for extractio
                      N_("not measured: FP16 needs a GPU execution provider")),
     Precision.INT8: ("INT8", N_("~1/4 of FP32 here"), N_("~1.8x FP32 on CPU"), N_("close to the source"),
                      N_("CPU deployment where quality matters most"),
-                     N_("181 MB, perplexity 25.11 (+1.4 %)")),
+                     N_("189 MB, perplexity 23.09 (+0.9 %)")),
     Precision.INT4: ("INT4", N_("~1/3 to 1/6"), N_("fastest on CPU (~2.5-3x FP32)"),
                      N_("visible loss on small models; k_quant_mixed recovers half"),
                      N_("laptops and workshops: smallest and fastest"),
-                     N_("220 MB k_quant_mixed: perplexity 28.13 (+13.6 %); "
-                        "194 MB RTN: 32.22 (+30 %)")),
+                     N_("250 MB k_quant_mixed block 16: +8.1 % perplexity; "
+                        "230 MB at block 32: +18.8 %; 203 MB RTN: +23.7 %")),
 }
 
 # Execution providers on which Olive's ModelBuilder accepts each precision.

@@ -30,7 +30,7 @@ class WizardState:
     model_dir: str | None = None
     use_demo: bool = False
     precision: str = "int4"
-    int4_block_size: int = 32
+    int4_block_size: int = 16  # the recommended INT4 (precision.Int4Settings)
     int4_symmetric: bool = True
     int4_accuracy_level: int = 4
     int4_algorithm: str = "k_quant_mixed"

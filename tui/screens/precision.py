@@ -27,6 +27,7 @@ from wizard_steps.precision import (
     Int4Settings,
     Precision,
     PrecisionOption,
+    algorithm_note,
     human_size,
     options,
     recommended,
@@ -35,7 +36,8 @@ from wizard_steps.state import WizardState
 
 PROVIDER = ExecutionProvider.CPU  # the wizard converts for CPU; GPU providers are not offered yet
 ALGORITHMS = ((N_("k_quant_mixed: quality ★"), Int4Algorithm.K_QUANT_MIXED),
-              (N_("rtn: fastest"), Int4Algorithm.RTN))
+              (N_("rtn: fastest"), Int4Algorithm.RTN),
+              (N_("gptq: calibrated, slow"), Int4Algorithm.GPTQ))
 # (key, header, wraps); "quality" and "use" are shown as columns only when the screen is wide.
 COLUMNS = (("precision", N_("precision"), False), ("ratio", N_("size ratio"), True),
            ("speed", N_("speed (estimate)"), True), ("quality", N_("quality"), True),
@@ -333,9 +335,10 @@ class PrecisionScreen(StepScreen):
         if self.info is None:
             return
         size = human_size(self.option(Precision.INT4).estimated_bytes)
+        algorithm = Int4Algorithm(self.query_one("#int4-algorithm", Select).value)
         self.query_one("#int4-estimate", Static).update(
             _("INT4 with these settings: about {size} (source folder {source})").format(
-                size=size, source=human_size(self.info.size_bytes)))
+                size=size, source=human_size(self.info.size_bytes)) + "\n" + algorithm_note(algorithm))
 
     # --- the comparison on this machine -------------------------------------------------------
 
