@@ -66,6 +66,14 @@ def _resolve_model(value: str, printer: ProgressPrinter) -> Path:
     return final.path
 
 
+def _config_stamp(folder: Path) -> float | None:
+    """When the folder's genai_config.json was last written (None: there is none)."""
+    try:
+        return (Path(folder) / "genai_config.json").stat().st_mtime_ns
+    except OSError:
+        return None
+
+
 def cmd_convert(args: argparse.Namespace) -> int:
     from wizard_steps import convert as conversion
     from wizard_steps.precision import (
@@ -94,10 +102,15 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
         plan = replace(plan, tune=False)
     stop = threading.Event()
+    before = _config_stamp(plan.output_dir)
     try:
         final = drive(conversion.convert(plan, cancel=stop), printer)
     except KeyboardInterrupt:
         stop.set()
+        if _config_stamp(plan.output_dir) not in (None, before):  # stopped in the short tuning
+            return _fail(_("interrupted after the conversion: {folder} is in place, converted and checked, "
+                           "but not tuned for this machine (slmops tune {folder} does it).").format(
+                               folder=plan.output_dir), exit_codes.INTERRUPTED)
         return _fail(_("conversion interrupted; nothing was written."), exit_codes.INTERRUPTED)
     if isinstance(final, Failed):
         log = _(" (full log: {path})").format(path=final.log_path) if final.log_path else ""
