@@ -66,7 +66,7 @@ def _resolve_model(value: str, printer: ProgressPrinter) -> Path:
     return final.path
 
 
-def _config_stamp(folder: Path) -> float | None:
+def _config_stamp(folder: Path) -> int | None:
     """When the folder's genai_config.json was last written (None: there is none)."""
     try:
         return (Path(folder) / "genai_config.json").stat().st_mtime_ns
