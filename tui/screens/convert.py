@@ -7,7 +7,9 @@ import json
 from functools import partial
 from pathlib import Path
 
+from rich.console import Group
 from rich.syntax import Syntax
+from rich.table import Table
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
@@ -60,27 +62,27 @@ def tuned_line(details: dict[str, object]) -> str:
     return describe(tuned)
 
 
-def describe_result(result: Finished) -> Text:
-    """The figures of a finished conversion and the command that repeats it."""
+def describe_result(result: Finished) -> Group:
+    """The figures of a finished conversion and the command that repeats it, as label/value rows
+    (a long value wraps under itself, not under the labels)."""
     details = result.details
     size, source = int(details["size_bytes"]), int(details["source_bytes"])  # type: ignore[call-overload]
     reduction = float(details["reduction"]) * 100  # type: ignore[arg-type]
     change = (_("{percent} smaller").format(percent=percent(reduction)) if reduction >= 0 else
               _("{percent} larger").format(percent=percent(-reduction)))
-    text = Text()
-    text.append(_("✓ Converted in {seconds} s and checked by generating text.").format(
-        seconds=number(details["duration_s"], None)) + "\n", style="bold green")
-    labels = [_(label) for label in RESULT_LABELS]
-    width = max(len(label) for label in labels) + 3  # the values line up in every language
+    heading = Text(_("✓ Converted in {seconds} s and checked by generating text.").format(
+        seconds=number(details["duration_s"], None)), style="bold green")
     values = [f"{result.path}",
               _("{size} (source {source}, {change})").format(size=human_size(size), source=human_size(source),
                                                              change=change),
               f"{str(details.get('sample_text', '')).strip()!r}", tuned_line(details),
               str(details.get("rerun", ""))]
-    for index, (label, value) in enumerate(zip(labels, values, strict=True)):
-        text.append(("\n" if index else "") + label.ljust(width), style="dim")
-        text.append(value)
-    return text
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="dim", no_wrap=True)
+    grid.add_column(ratio=1)
+    for label, value in zip(RESULT_LABELS, values, strict=True):
+        grid.add_row(_(label), value)
+    return Group(heading, grid)
 
 
 class ConvertScreen(StepScreen):
