@@ -121,6 +121,7 @@ def soak(demo_int4: Path, turns: int, runs: int, new_tokens: int,
                 system="You are a helpful assistant. Answer briefly.")
     chat_turns(chat, RESET_EVERY)  # warm-up: one whole conversation and both prompt lengths
     bench_runs(backend, 4, new_tokens)
+    bench_runs(backend, 10, new_tokens, lengths)  # and the measured shapes again: the allocator settles
     start, started = Usage.now(), time.monotonic()
     chat_turns(chat, turns)
     summary = bench_runs(backend, runs, new_tokens, lengths)
