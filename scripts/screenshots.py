@@ -84,6 +84,10 @@ async def main_async(size: tuple[int, int], folder: Path) -> None:
         await app.screen.run_action("start")
         await settle(app, pilot)
 
+    async def show_comparison(app, pilot) -> None:
+        app.screen.query_one("#compare-table").scroll_visible(top=True, animate=False, immediate=True)
+        await pilot.pause(0.5)
+
     async def deploy(app, pilot) -> None:
         await app.screen.run_action("deploy")
         await settle(app, pilot)
@@ -108,7 +112,7 @@ async def main_async(size: tuple[int, int], folder: Path) -> None:
                 folder / "03b-model-adapter.svg", (80, 24))
     await shoot("precision", state, folder / "04-precision.svg", size)
     compare_run(demo, "int4-rtn,int8")  # measured here, so the precision step shows a real table
-    await shoot("precision", state, folder / "04b-precision-compared.svg", (80, 24))
+    await shoot("precision", state, folder / "04b-precision-compared.svg", (80, 24), show_comparison)
     await shoot("template", state, folder / "05-template.svg", size)
     if not (Path(state.output_dir) / "genai_config.json").is_file():
         await shoot("convert", state, folder / "06-convert.svg", size, start)
