@@ -149,6 +149,47 @@ def test_tuned_folder_deployed_to_foundry_loads_and_answers(folder: Path, tmp_pa
     assert str(done.details["proof_reply"]).strip()
 
 
+def test_deploying_a_folder_never_tuned_tunes_its_copy_and_not_the_folder(folder: Path, tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    from wizard_steps.deploy import deploy, finish
+    from wizard_steps.generation import ModelConfig
+
+    assert tune_quick.needs_tuning(folder)  # as Olive wrote it: onnxruntime's default threads
+    before = {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file() and p.stat().st_size < 10**7}
+    monkeypatch.setattr(tune, "KEEP_MARGIN", -1.0)  # any measured speed counts as faster
+    events = list(deploy(folder, "untuned", CHATML, ModelConfig(temperature=0.0), cache_dir=tmp_path / "foundry"))
+    done = events[-1]
+    assert isinstance(done, Finished), done
+    copy = Path(done.details["path"])
+    tuned = done.details["tuned"]
+    assert tuned["applied"] is True and tuned["threads"] == tune.usable_cpus()
+    assert tune.current_candidate(copy) == tune.Candidate(tune.usable_cpus())
+    assert not tune_quick.needs_tuning(copy) and str(done.details["proof_reply"]).strip()
+    assert any("deployed copy is tuned for this machine" in e.text for e in events if isinstance(e, LogLine))
+    after = {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file() and p.stat().st_size < 10**7}
+    assert after == before  # the user's folder: not a byte changed, no backup or record added
+    # with the tuning turned off, the copy keeps the folder's setting and nothing is measured
+    off = finish(deploy(folder, "untuned", CHATML, ModelConfig(temperature=0.0), cache_dir=tmp_path / "foundry",
+                        tune=False))
+    assert "tuned" not in off.details
+    assert tune.current_candidate(Path(off.details["path"])) == tune.current_candidate(folder)
+
+
+def test_a_measurement_that_kept_the_setting_is_recorded_so_it_is_not_repeated(
+        folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    original = (folder / "genai_config.json").read_bytes()
+    monkeypatch.setattr(tune, "KEEP_MARGIN", 100.0)  # nothing is x101 faster: the setting is kept
+    result = drain(tune_quick.quick(folder))
+    assert result["applied"] is False and result["tuned_tokens_per_s"] > 0
+    assert (folder / "genai_config.json").read_bytes() == original and not (folder / tune.BACKUP_NAME).exists()
+    assert not tune_quick.needs_tuning(folder)
+    note = json.loads((folder / tune.RECORD_NAME).read_text())
+    assert note["cpus"] == tune.usable_cpus() and note["threads"] is None
+    note["cpus"] = tune.usable_cpus() + 6  # measured on another machine: measure again here
+    (folder / tune.RECORD_NAME).write_text(json.dumps(note))
+    assert tune_quick.needs_tuning(folder)
+
+
 def drain(events) -> dict:
     """Run a generator of events to its end; its return value."""
     while True:

@@ -189,6 +189,9 @@ def add_later_commands(sub) -> None:
                      help=_("the chat template the deployed model uses: the preset (default) or "
                             "the model's own"))
     dep.add_argument("--description", default="Deployed with slmops")  # written into the model's files
+    dep.add_argument("--no-tune", action="store_true",
+                     help=_("deploy the folder's thread setting as it is (a folder never tuned on "
+                            "this machine is otherwise tuned on its deployed copy, in a few seconds)"))
     _generation_flags(dep)
     dep.add_argument("--json", action="store_true")
     dep.set_defaults(func=commands.cmd_deploy)

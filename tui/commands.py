@@ -182,7 +182,8 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     deploy.check_request(folder, args.name, template, settings, args.template_source)  # bad input: exit 2
     with i18n.using("en") if args.json else contextlib.nullcontext():  # --json values are English
         final = drive(deploy.deploy(folder, args.name, template, settings, description=args.description,
-                                    template_source=args.template_source), ProgressPrinter())
+                                    template_source=args.template_source, tune=not args.no_tune),
+                      ProgressPrinter())
     if isinstance(final, Failed):
         return _step_failed(final)
     details = final.details
@@ -196,6 +197,10 @@ def cmd_deploy(args: argparse.Namespace) -> int:
             seconds=i18n.number(details["load_s"], 2), reply=details["proof_reply"]))
         for note in details.get("template_notes") or []:
             print("  " + _("note: {note}").format(note=note))
+        if "tuned" in details:
+            from wizard_steps.tune_quick import describe
+
+            print("  " + _("the deployed copy: {line}").format(line=describe(details["tuned"])))
     return exit_codes.OK
 
 

@@ -116,7 +116,7 @@ def execute(answers: Answers, json_output: bool = False) -> dict[str, object]:
 
     name = answers.deploy_name or f"{info.name.lower()}-{precision.value}"
     final = drive(deploy.deploy(converted, name, preset.template, settings,
-                                template_source=answers.template_source), printer)
+                                template_source=answers.template_source, tune=answers.tune), printer)
     if isinstance(final, Failed):
         raise StepFailed(final.reason)
     model_id = str(final.details["model_id"])

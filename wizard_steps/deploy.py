@@ -19,7 +19,7 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -195,10 +195,13 @@ def check_request(folder: Path | str, name: str, template: PromptTemplate, model
 def deploy(folder: Path | str, name: str, template: PromptTemplate, model_config: ModelConfig,
            cache_dir: Path | str | None = None, description: str = "",
            cancel: threading.Event | None = None, display_name: str | None = None,
-           keep_loaded: bool = False, template_source: str = "preset") -> Iterator[Event]:
+           keep_loaded: bool = False, template_source: str = "preset",
+           tune: bool = True) -> Iterator[Event]:
     """Deploy a converted folder through the Foundry Local SDK as the next version of ``name``.
     ``template_source`` "preset" writes ``template`` as the copy's chat template, "model" keeps the
-    folder's own. Yields Progress and LogLine, then Finished(path, details) or Failed."""
+    folder's own. With ``tune``, a folder never tuned on this machine gets the default road's short
+    tuning on its copy (the user's folder stays as it is). Yields Progress and LogLine, then
+    Finished(path, details) or Failed."""
     started = time.monotonic()
     try:
         source = check_request(folder, name, template, model_config, template_source)
@@ -227,6 +230,8 @@ def deploy(folder: Path | str, name: str, template: PromptTemplate, model_config
         report = apply_template_and_settings(staging, template, model_config, template_source)
         for note in report.notes:
             yield LogLine(note)
+        tuned = (yield from _tune_copy(staging, template, cancel)) if tune else {}
+        _raise_if(cancel)
         try:
             os.rename(staging, target)  # fails if another deploy took this version meanwhile
         except OSError:
@@ -273,8 +278,23 @@ def deploy(folder: Path | str, name: str, template: PromptTemplate, model_config
         "first_reply_s": round(proof.first_token_s or proof.total_s, 3),
         "proof_usage": proof.usage, "template_agrees": report.agrees,
         "template_notes": list(report.notes), "template_source": template_source,
-        "duration_s": round(time.monotonic() - started, 1),
+        "duration_s": round(time.monotonic() - started, 1), **({"tuned": tuned} if tuned else {}),
     })
+
+
+def _tune_copy(staging: Path, template: PromptTemplate,
+               cancel: threading.Event | None) -> Generator[Event, None, dict[str, object]]:
+    """The default road's short tuning on the deployed copy of a folder that was never tuned
+    here (converted with --no-tune, elsewhere, or by hand); returns its details, {} if not run."""
+    from wizard_steps.tune_quick import describe, needs_tuning, quick
+
+    if not needs_tuning(staging):
+        return {}
+    tuned = yield from quick(staging, cancel=cancel, template=template, at=0.65)
+    if not tuned.get("cancelled"):
+        yield LogLine(_("The deployed copy is {line}; your converted folder is left as it was.").format(
+            line=describe(tuned)))
+    return tuned
 
 
 def _failure(exc: Exception) -> Failed:

@@ -153,7 +153,8 @@ def undo(folder: Path) -> bool:
 def record(folder: Path, candidate: Candidate, gain: float) -> None:
     """Note what was chosen and its measured gain beside the file (read by ``recorded``)."""
     tmp = folder / (RECORD_NAME + ".tmp")
-    tmp.write_text(json.dumps({"threads": candidate.threads, "gain": round(gain, 2)}) + "\n", encoding="utf-8")
+    note = {"threads": candidate.threads, "gain": round(gain, 2), "cpus": usable_cpus()}
+    tmp.write_text(json.dumps(note) + "\n", encoding="utf-8")
     os.replace(tmp, folder / RECORD_NAME)
 
 

@@ -5,16 +5,22 @@ few seconds of the folder's thread setting against the usable core count, the fa
 
 from __future__ import annotations
 
+import contextlib
+import json
 import statistics
 import threading
 from collections.abc import Generator, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from wizard_steps import tune
 from wizard_steps.events import LogLine, Progress
 from wizard_steps.i18n import _, percent
 from wizard_steps.i18n import number as _number
 from wizard_steps.tune import Candidate, apply, check_writable, current_candidate, record, usable_cpus
+
+if TYPE_CHECKING:
+    from wizard_steps.templates import PromptTemplate
 
 QUICK_PROMPT, QUICK_TOKENS, QUICK_ROUNDS, QUICK_BUDGET_S = 64, 24, (3, 7), 6.0
 
@@ -26,11 +32,32 @@ def _speed(backend, conversation, options, cancel: threading.Event | None) -> fl
     return done.stats.tokens_per_s
 
 
-def quick(folder: Path, source: Path | None = None,
-          cancel: threading.Event | None = None) -> Generator[Progress | LogLine, None, dict[str, object]]:
+def needs_tuning(folder: Path) -> bool:
+    """True for a folder no tuning has measured on a machine like this one: no record of a
+    measurement beside genai_config.json, and a thread setting other than the usable core count.
+    (A deploy of such a folder runs ``quick`` on its copy first.)"""
+    folder = Path(folder)
+    try:
+        note = json.loads((folder / tune.RECORD_NAME).read_text(encoding="utf-8"))
+        if note.get("cpus") in (None, usable_cpus()):  # records before "cpus" count as this machine's
+            return False
+    except (OSError, ValueError, AttributeError):
+        pass
+    try:
+        return current_candidate(folder) != Candidate(usable_cpus())
+    except tune.TuneError:
+        return False  # nothing to tune: the deploy's own checks say what is wrong
+
+
+def quick(folder: Path, source: Path | None = None, cancel: threading.Event | None = None,
+          template: PromptTemplate | None = None,
+          at: float = 0.99) -> Generator[Progress | LogLine, None, dict[str, object]]:
     """The default road's short tuning (a few seconds): the folder's setting against the usable
     core count, alternating, generation speed compared; the faster is kept under the 5 % rule.
-    Returns the details (threads now in the file, tried, gain, applied, speeds, cancelled).
+    The measurement is recorded beside the file either way (``needs_tuning`` reads it). Returns
+    the details (threads now in the file, tried, gain, applied, speeds, cancelled). ``template``
+    (else the one detected in ``source``, else ChatML) shapes the timed prompt; ``at`` is the
+    progress fraction to report.
 
     A folder it cannot measure or write is left as it is: the conversion stays good."""
     import time
@@ -45,12 +72,13 @@ def quick(folder: Path, source: Path | None = None,
                                  "applied": False, "cancelled": False}
     if current == tried:
         return result
-    try:
-        template = templates.get_preset(templates.detect(source).preset_key if source else "chatml").template
-    except Exception:  # any prompt works to time the threads
-        template = templates.get_preset("chatml").template
+    if template is None:
+        try:
+            template = templates.get_preset(templates.detect(source).preset_key if source else "chatml").template
+        except Exception:  # any prompt works to time the threads
+            template = templates.get_preset("chatml").template
     yield Progress(_("Tuning for this machine: {current} against {tried}").format(
-        current=current.label, tried=tried.label), 0.99)
+        current=current.label, tried=tried.label), at)
     backends: dict[Candidate, object] = {}
     speeds: dict[Candidate, list[float]] = {current: [], tried: []}
 
@@ -88,6 +116,9 @@ def quick(folder: Path, source: Path | None = None,
         apply(folder, tried)
         record(folder, tried, gain)
         result.update(threads=tried.threads, applied=True)
+    else:  # measured and kept: noted, so a deploy of this folder does not measure it again
+        with contextlib.suppress(OSError):
+            record(folder, current, gain)
     yield LogLine(_("Tuning: {current} {before} tok/s, {tried} {after} tok/s: kept {kept}.").format(
         current=current.label, before=_number(before), tried=tried.label, after=_number(after),
         kept=(tried if result["applied"] else current).label))

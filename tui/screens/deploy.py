@@ -90,6 +90,10 @@ def describe_result(route: str, event: Finished) -> Group:
                 (_("Proof"), f"{details['proof_prompt']} → “{details['proof_reply']}”"),
                 (_("Template"), Text(" ".join(notes) or (_("agrees") if agrees else _("differs")),
                                      style="green" if agrees else "yellow"))]
+        if isinstance(details.get("tuned"), dict):  # a folder never tuned here, tuned on its copy
+            from wizard_steps.tune_quick import describe
+
+            rows.append((_("Tuned"), describe(details["tuned"])))  # type: ignore[arg-type]
     for label, value in [*rows, (_("Folder"), str(event.path))]:
         grid.add_row(label, value)
     return Group(Text(heading, style="bold green"), grid)
