@@ -3,7 +3,11 @@ prompt lengths, same number of new tokens, greedy, same thread count, alternatin
 Prints prompt and generation tokens/s and the ratio per length.
 
 llama.cpp comes from the optional `peer` extra (llama-cpp-python builds from source, about 4
-minutes): pip install -e ".[peer]"
+minutes): pip install -e ".[peer]". Where its native build dies with SIGILL (a VM that lists AMX
+but does not allow it), build it for the CPU's other features instead, e.g. on AVX-512:
+CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
+-DGGML_AVX512=ON -DGGML_AVX512_VBMI=ON -DGGML_AVX512_VNNI=ON -DGGML_AVX512_BF16=ON -DGGML_AVX_VNNI=ON".
+The run prints the kernels llama.cpp was built with, so a comparison with a weaker build shows.
 
     .venv/bin/python benchmarks/peer_llamacpp.py [FOLDER] [--lengths 16,128,512,1024] [--runs 3]
 
@@ -49,7 +53,7 @@ def main() -> int:
         print("llama_cpp is not installed, so there is nothing to compare against.")
         print('Install the optional peer extra (builds llama.cpp, ~4 min): pip install -e ".[peer]"')
         return 0
-    from llama_cpp import Llama
+    from llama_cpp import Llama, llama_print_system_info
 
     from benchmarks.bandwidth_bound import cpu_line
     from benchmarks.engine_overhead import make_demo_int4
@@ -65,6 +69,7 @@ def main() -> int:
     llm = Llama(str(model_source.demo_gguf_path()), n_threads=threads, n_ctx=2048, verbose=False)
     options = ReplyOptions(max_new_tokens=args.tokens, min_new_tokens=args.tokens)
     print(cpu_line())
+    print("llama.cpp " + llama_print_system_info().decode().strip())
     print(f"{folder}; GGUF {model_source.demo_gguf_path().name}")
     print(f"{threads} threads, {args.tokens} new tokens, greedy, {args.runs} runs per length")
     for length in (int(n) for n in args.lengths.split(",")):

@@ -3,6 +3,13 @@ one row each (folder size, conversion time, perplexity and greedy agreement agai
 domain queries answered against the source, generation tok/s at a 128-token prompt, 2 threads).
 
     nice -n 10 .venv/bin/python benchmarks/quant_frontier.py [--routes a,b] [--work DIR]
+    .venv/bin/python benchmarks/quant_frontier.py --speed int8,int8_al1,int4_kqm_b16
+
+--margins shows, for kept routes, where each greedy answer leaves the source's and how sure the source
+was there (its top-1 minus top-2 logit): a flip at a near-tie is a coin toss, not a lost answer.
+--speed times kept route folders against each other (alternating in one run, 2 threads, the
+levers benchmark's method) and prints the ratios to the first: the table's tok/s column is measured
+one route at a time and is only a rough guide on a shared machine.
 
 Results are cached in WORK/results.json, so routes can be measured a few at a time and the
 table is printed from everything measured so far. A route counts only once its perplexity
@@ -40,7 +47,7 @@ def _int4(**options: object) -> dict[str, object]:
 
 def _rtn8(**options: object) -> dict[str, object]:
     return {"type": "OnnxBlockWiseRtnQuantization", "bits": 8, "block_size": options.pop("block", 32),
-            "accuracy_level": 4, **options}
+            "accuracy_level": options.pop("level", 4), **options}
 
 
 def _calibration() -> dict[str, object]:
@@ -55,6 +62,10 @@ def _gptq(**options: object) -> dict[str, object]:
 
 
 _LM = ["/lm_head/MatMul"]
+_LAYERS = range(30)  # the demo's decoder layers
+_DOWN = [f"/model/layers.{i}/mlp/down_proj/MatMul" for i in _LAYERS]
+_EDGES = [f"/model/layers.{i}/{part}/MatMul" for i in (0, 1, 28, 29)
+          for part in ("attn/qkv_proj", "attn/o_proj", "mlp/gate_proj", "mlp/up_proj", "mlp/down_proj")]
 # name -> (what it is, a function giving the Olive passes)
 ROUTES: dict[str, tuple[str, Callable[[], dict[str, dict[str, object]]]]] = {
     "fp32": ("ModelBuilder fp32", lambda: {"b": _builder("fp32")}),
@@ -82,6 +93,10 @@ ROUTES: dict[str, tuple[str, Callable[[], dict[str, dict[str, object]]]]] = {
     "int4_hqq": ("ModelBuilder fp32, then OnnxHqqQuantization block 32",
                  lambda: {"b": _builder("fp32"),
                           "q": {"type": "OnnxHqqQuantization", "block_size": 32, "accuracy_level": 4}}),
+    "int4_hqq_lmfp32": ("ModelBuilder fp32, then OnnxHqqQuantization block 32, LM head left fp32",
+                        lambda: {"b": _builder("fp32"),
+                                 "q": {"type": "OnnxHqqQuantization", "block_size": 32, "accuracy_level": 4,
+                                       "nodes_to_exclude": _LM}}),
     "int4_gptq": ("Gptq 4 bit sym, group 32, local calibration text, then ModelBuilder int4",
                   lambda: {"g": _gptq(), "b": _int4(int4_algo_config="rtn_last")}),
     "int4_gptq_asym": ("Gptq 4 bit asym, group 32, then ModelBuilder int4 (LM head 8 bits)",
@@ -90,6 +105,21 @@ ROUTES: dict[str, tuple[str, Callable[[], dict[str, dict[str, object]]]]] = {
     "int4_quarot_gptq": ("QuaRot (hadamard), then Gptq 4 bit sym group 32, then ModelBuilder int4",
                          lambda: {"r": {"type": "QuaRot"}, "g": _gptq(),
                                   "b": _int4(int4_algo_config="rtn_last")}),
+    "int4_quarot_gptq_b16": ("QuaRot, then Gptq 4 bit sym group 16, then ModelBuilder int4 block 16",
+                             lambda: {"r": {"type": "QuaRot"}, "g": _gptq(group_size=16),
+                                      "b": _int4(int4_algo_config="rtn_last", block=16)}),
+    "int4_quarot_gptq_asym": ("QuaRot, then Gptq 4 bit asym group 32, then ModelBuilder int4",
+                              lambda: {"r": {"type": "QuaRot"}, "g": _gptq(sym=False),
+                                       "b": _int4(int4_algo_config="rtn_last", int4_is_symmetric=False)}),
+    "int4_quarot_gptq_b16_asym": ("QuaRot, then Gptq 4 bit asym group 16, then ModelBuilder int4 block 16",
+                                  lambda: {"r": {"type": "QuaRot"}, "g": _gptq(group_size=16, sym=False),
+                                           "b": _int4(int4_algo_config="rtn_last", block=16,
+                                                      int4_is_symmetric=False)}),
+    "int4_quarot_rtn": ("QuaRot, then ModelBuilder int4 RTN (LM head 8 bits), no calibration",
+                        lambda: {"r": {"type": "QuaRot"}, "b": _int4(int4_algo_config="rtn_last")}),
+    "int4_quarot_kqm_b16": ("QuaRot, then ModelBuilder int4 k_quant_mixed block 16",
+                            lambda: {"r": {"type": "QuaRot"},
+                                     "b": _int4(int4_algo_config="k_quant_mixed", block=16)}),
     "int8": ("ModelBuilder fp32, then RTN 8 bit block 32, all MatMuls (the old INT8)",
              lambda: {"b": _builder("fp32"), "q": _rtn8()}),
     "int8_lmfp32": ("fp32, then RTN 8 bit block 32, LM head and embeddings left fp32",
@@ -98,6 +128,19 @@ ROUTES: dict[str, tuple[str, Callable[[], dict[str, dict[str, object]]]]] = {
     "int8_b128_lmfp32": ("fp32, then RTN 8 bit block 128, LM head fp32",
                          lambda: {"b": _builder("fp32"), "q": _rtn8(block=128, nodes_to_exclude=_LM)}),
     "int8_b16": ("fp32, then RTN 8 bit block 16", lambda: {"b": _builder("fp32"), "q": _rtn8(block=16)}),
+    "int8_al1": ("fp32, then RTN 8 bit block 32, accuracy level 1 (fp32 compute, no int8 activations)",
+                 lambda: {"b": _builder("fp32"), "q": _rtn8(level=1)}),
+    "int8_al0": ("fp32, then RTN 8 bit block 32, accuracy level 0 (the kernel's own choice)",
+                 lambda: {"b": _builder("fp32"), "q": _rtn8(level=0)}),
+    "int8_b16_al1": ("fp32, then RTN 8 bit block 16, accuracy level 1",
+                     lambda: {"b": _builder("fp32"), "q": _rtn8(block=16, level=1)}),
+    "int4_kqm_b16_al1": ("int4 k_quant_mixed, block 16, accuracy level 1 (fp32 compute)",
+                         lambda: {"b": {**_int4(int4_algo_config="k_quant_mixed", block=16),
+                                        "int4_accuracy_level": 1}}),
+    "int8_down_fp32": ("fp32, then RTN 8 bit block 32, every MLP down projection left fp32",
+                       lambda: {"b": _builder("fp32"), "q": _rtn8(nodes_to_exclude=_DOWN)}),
+    "int8_edges_fp32": ("fp32, then RTN 8 bit block 32, the first two and last two layers left fp32",
+                        lambda: {"b": _builder("fp32"), "q": _rtn8(nodes_to_exclude=_EDGES)}),
     "int8_dynamic": ("fp32, then dynamic quantization (MatMulInteger, reduce_range), LM head fp32",
                      lambda: {"b": _builder("fp32"),
                               "q": {"type": "OnnxDynamicQuantization", "precision": "int8",
@@ -218,6 +261,56 @@ def fidelity_only(folder: Path, work: Path) -> dict[str, object]:
             "france": check.details["answers"][0]["converted"]}  # type: ignore[index]
 
 
+def divergence_margins(names: list[str], work: Path) -> None:
+    """Per fidelity question: the source's greedy answer, its top-1 minus top-2 logit margin at
+    every token, and where each kept route's greedy answer first differs."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from wizard_steps.fidelity import _Onnx, prefix_agreement
+
+    facts = source_facts(work)
+    tokenizer = AutoTokenizer.from_pretrained(DEMO)
+    model = AutoModelForCausalLM.from_pretrained(DEMO, dtype=torch.float32).eval()
+    answers: dict[str, list[list[int]]] = {}
+    for name in names:
+        onnx = _Onnx(work / name)
+        answers[name] = [onnx.greedy(prompt, 16) for prompt in facts["prompts"]]  # type: ignore[union-attr]
+        onnx.close()
+    for index, (prompt, source) in enumerate(zip(facts["prompts"], facts["answers"], strict=True)):  # type: ignore[call-overload]
+        ids = tokenizer(prompt, return_tensors="pt", add_special_tokens=False).input_ids
+        with torch.inference_mode():
+            logits = model(torch.cat([ids, torch.tensor([source])], 1)).logits[0, ids.shape[1] - 1:-1]
+        top = logits.topk(2).values
+        margins = (top[:, 0] - top[:, 1]).tolist()
+        print(f"Q{index + 1} source: {facts['texts'][index]!r}")  # type: ignore[index]
+        print("   margins: " + " ".join(f"{m:.2f}" for m in margins))
+        for name in names:
+            got = answers[name][index]
+            at = next((i for i, (a, b) in enumerate(zip(got, source, strict=False)) if a != b), None)
+            where = "agrees" if at is None else f"leaves it at token {at + 1} (margin {margins[at]:.3f})"
+            print(f"   {name:18s} {prefix_agreement(got, source):.2f} {where}: {tokenizer.decode(got)!r}")
+
+
+def side_by_side(names: list[str], work: Path, lengths: list[int]) -> None:
+    """Generation and prompt tok/s of kept route folders, alternating in one run."""
+    from benchmarks.levers import measure as alternate
+    from benchmarks.levers import print_table
+    from wizard_steps import tune
+    from wizard_steps.engine import GenaiBackend
+    from wizard_steps.templates import get_preset
+
+    missing = [n for n in names if not (work / n / "genai_config.json").is_file()]
+    if missing:
+        raise SystemExit(f"not kept in {work}: {', '.join(missing)} (convert them without --clean)")
+    overlay = tune.Candidate(tune.usable_cpus()).overlay()
+    backends = {n: GenaiBackend(work / n, get_preset("chatml").template, overlay=overlay) for n in names}
+    table = alternate(backends, lengths, 3, 64)
+    for backend in backends.values():
+        backend.close()
+    print_table(f"Routes at {tune.usable_cpus()} threads", table, names[0], {})
+
+
 def emulated_avx2(folder: Path, work: Path) -> dict[str, object]:
     """The same fidelity check on an emulated AVX2-only CPU (qemu-user, -cpu Haswell: no AVX-512,
     no VNNI), where onnxruntime picks its AVX2 kernels: the CPUs on which INT8 drifted."""
@@ -238,22 +331,27 @@ def _avx2(row: dict[str, object]) -> str:
 
 
 def table(results: dict[str, dict[str, object]], facts: dict[str, object]) -> str:
+    emulated = any(isinstance(row.get("avx2"), dict) for row in results.values())
     lines = [f"Source (HF fp32): perplexity {facts['perplexity']:.2f}, answers "
              f"{sum(facts['domain_passed'])}/{len(facts['domain_passed'])} domain queries.", "",  # type: ignore[arg-type]
              "| route | how | folder | convert | perplexity | vs source | greedy agreement "
-             "| domain (of source's) | gen tok/s | AVX2 (emulated): vs source, agreement |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "| domain (of source's) |" + (" AVX2 (emulated): vs source, agreement |" if emulated else ""),
+             "|---|---|---|---|---|---|---|---|" + ("---|" if emulated else "")]
     for name in ROUTES:
         row = results.get(name)
         if not row:
             continue
         if row.get("error"):
             lines.append(f"| {name} | {ROUTES[name][0]} | - | {row['seconds']:.0f} s | failed: "
-                         f"{row['error']} | | | | | |")
+                         f"{row['error']} | | | |" + (" |" if emulated else ""))
             continue
+        broken = row["ratio"] > 100  # type: ignore[operator]
+        change = "broken output" if broken else f"{(row['ratio'] - 1) * 100:+.1f} %"  # type: ignore[operator]
         lines.append(f"| {name} | {ROUTES[name][0]} | {row['size'] / 1e6:.0f} MB | {row['seconds']:.0f} s | "
-                     f"{row['perplexity']:.2f} | {(row['ratio'] - 1) * 100:+.1f} % | {row['agreement']:.2f} | "
-                     f"{row['domain_both']}/{row['domain_source']} | {row['tok_s']:.0f} | {_avx2(row)} |")
+                     f"{row['perplexity']:.3g} | {change} | {row['agreement']:.2f} | "
+                     f"{row['domain_both']}/{row['domain_source']} |" + (f" {_avx2(row)} |" if emulated else ""))
+    lines += ["", "Speed: `--speed ROUTE,ROUTE,...` times kept folders side by side (each row's tok/s in "
+              "results.json was measured alone and is only a rough guide on a shared machine)."]
     return "\n".join(lines)
 
 
@@ -265,10 +363,19 @@ def main() -> None:
     parser.add_argument("--clean", action="store_true", help="delete each converted folder once measured")
     parser.add_argument("--avx2", action="store_true",
                         help="also judge kept folders on an emulated AVX2-only CPU (needs qemu-user)")
+    parser.add_argument("--speed", default="", help="kept routes to time side by side, the first as the base")
+    parser.add_argument("--lengths", default="16,128,512", help="prompt lengths for --speed")
+    parser.add_argument("--margins", default="", help="kept routes whose divergences from the source to explain")
     parser.add_argument("--fidelity-only", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.fidelity_only:
         print(json.dumps(fidelity_only(args.fidelity_only, args.work)))
+        return
+    if args.margins:
+        divergence_margins(args.margins.split(","), args.work)
+        return
+    if args.speed:
+        side_by_side(args.speed.split(","), args.work, [int(n) for n in args.lengths.split(",")])
         return
     args.work.mkdir(parents=True, exist_ok=True)
     results_path = args.work / "results.json"

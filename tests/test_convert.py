@@ -145,31 +145,34 @@ def tiny_llama(tmp_path_factory: pytest.TempPathFactory, demo_model: Path) -> Pa
     return out
 
 
-def _gptq_plan(model: Path, out: Path, text: Path | None = None) -> convert.ConvertPlan:
+def _gptq_plan(model: Path, out: Path, text: Path | None = None, algorithm: str = "gptq") -> convert.ConvertPlan:
     from wizard_steps.precision import Int4Algorithm, Int4Settings
 
-    return convert.make_plan(model, out, Precision.INT4, int4=Int4Settings(algorithm=Int4Algorithm.GPTQ),
+    return convert.make_plan(model, out, Precision.INT4, int4=Int4Settings(algorithm=Int4Algorithm(algorithm)),
                              calibration_text=text)
 
 
+@pytest.mark.parametrize(("algorithm", "passes"), [("gptq", ["gptq", "builder"]),
+                                                   ("quarot_gptq", ["quarot", "gptq", "builder"])])
 def test_gptq_counts_its_layers_and_its_saved_config_reruns_with_olive(
-        tiny_llama: Path, tmp_path: Path) -> None:
+        tiny_llama: Path, tmp_path: Path, algorithm: str, passes: list[str]) -> None:
     import os
     import subprocess
     import sys
 
     from wizard_steps.calibration import default_text
 
-    out = tmp_path / "gptq"
-    events = list(convert.convert(_gptq_plan(tiny_llama, out)))
+    out = tmp_path / algorithm
+    events = list(convert.convert(_gptq_plan(tiny_llama, out, algorithm=algorithm)))
     assert isinstance(events[-1], Finished), events[-1]
     stages = [e.stage for e in events if isinstance(e, Progress)]
     assert "GPTQ: layer 2/2 quantized" in stages
+    assert ("Rotating the weights (QuaRot)" in stages) is (algorithm == "quarot_gptq")
     fractions = [e.fraction for e in events if isinstance(e, Progress) and e.fraction is not None]
     assert fractions == sorted(fractions)
     assert generate(out, new_tokens=8)[0] == 8
     config = json.loads((out / convert.OLIVE_CONFIG_NAME).read_text())
-    assert list(config["passes"]) == ["gptq", "builder"]
+    assert list(config["passes"]) == passes
     params = config["passes"]["gptq"]["data_config"]["load_dataset_config"]["params"]
     assert params["text_path"] == str(default_text())
     (out / "genai_config.json").unlink()  # the rerun must write it again
@@ -177,7 +180,7 @@ def test_gptq_counts_its_layers_and_its_saved_config_reruns_with_olive(
     rerun = subprocess.run(command, capture_output=True, text=True, timeout=1800,
                            env={**os.environ, **convert.OLIVE_ENV})
     assert rerun.returncode == 0, rerun.stdout[-2000:] + rerun.stderr[-2000:]
-    assert "Running pass gptq" in rerun.stdout + rerun.stderr
+    assert all(f"Running pass {name}" in rerun.stdout + rerun.stderr for name in passes)
     assert generate(out, new_tokens=8)[0] == 8
 
 

@@ -35,7 +35,11 @@ def test_estimates_match_the_demo_measurements_within_ten_percent() -> None:
         (Precision.INT8, None): 181e6,
         (Precision.INT4, Int4Settings(32, algorithm=Int4Algorithm.RTN)): 194e6,
         (Precision.INT4, Int4Settings(32, algorithm=Int4Algorithm.RTN, quantize_embeddings=True)): 103e6,
-        (Precision.INT4, Int4Settings()): 250e6,  # the recommended INT4 (benchmarks/quant_frontier.py)
+        (Precision.INT4, Int4Settings(16, algorithm=Int4Algorithm.K_QUANT_MIXED)): 250e6,
+        # benchmarks/quant_frontier.py: QuaRot + GPTQ, block 16 and block 32
+        (Precision.INT4, Int4Settings(16, algorithm=Int4Algorithm.QUAROT_GPTQ)): 234e6,
+        (Precision.INT4, Int4Settings(32, algorithm=Int4Algorithm.QUAROT_GPTQ)): 217e6,
+        (Precision.INT4, Int4Settings(32, symmetric=False, algorithm=Int4Algorithm.QUAROT_GPTQ)): 220e6,
     }
     for (precision, int4), size in measured.items():
         estimate = estimate_bytes(precision, **DEMO, int4=int4)
@@ -54,10 +58,11 @@ def test_int4_settings_out_of_range_are_refused(settings: Int4Settings) -> None:
         settings.validate()
 
 
-def test_only_gptq_needs_calibration_text() -> None:
+def test_only_the_gptq_routes_need_calibration_text() -> None:
     from wizard_steps.precision import RECOMMENDED_INT4
 
-    assert [a for a in Int4Algorithm if a.calibrated] == [Int4Algorithm.GPTQ]
+    assert [a for a in Int4Algorithm if a.calibrated] == [Int4Algorithm.GPTQ, Int4Algorithm.QUAROT_GPTQ]
+    assert [a for a in Int4Algorithm if a.rotated] == [Int4Algorithm.QUAROT_GPTQ]
     assert Int4Settings().algorithm is RECOMMENDED_INT4 and not RECOMMENDED_INT4.calibrated
 
 

@@ -85,9 +85,11 @@ def build_parser() -> argparse.ArgumentParser:
                       help=_("INT4 block size (16: the recommended INT4, closest to the source)"))
     conv.add_argument("--asymmetric", action="store_true", help=_("asymmetric INT4"))
     conv.add_argument("--accuracy-level", type=int, default=4, choices=[1, 2, 3, 4])
-    conv.add_argument("--int4-algo", default="k_quant_mixed", choices=["k_quant_mixed", "rtn", "gptq"],
+    conv.add_argument("--int4-algo", default="k_quant_mixed",
+                      choices=["k_quant_mixed", "rtn", "gptq", "quarot_gptq"],
                       help=_("k_quant_mixed: LM head and some layers at 8 bits (default); rtn: plain "
-                             "rounding; gptq: Olive's GPTQ calibrated on a text, minutes on a CPU"))
+                             "rounding; gptq: Olive's GPTQ calibrated on a text, minutes on a CPU; "
+                             "quarot_gptq: the weights rotated (QuaRot) before GPTQ, closest to the source"))
     conv.add_argument("--calibration-text", metavar="FILE",
                       help=_("plain text that GPTQ calibrates on (default: the shipped text); "
                              "a few hundred words like your model's use"))

@@ -24,7 +24,7 @@ _CHOICES: dict[str, tuple[object, ...]] = {
     "precision": ("fp32", "fp16", "int8", "int4"),
     "int4_block_size": (16, 32, 64, 128, 256),
     "int4_accuracy_level": (1, 2, 3, 4),
-    "int4_algorithm": ("rtn", "k_quant_mixed", "gptq"),
+    "int4_algorithm": ("rtn", "k_quant_mixed", "gptq", "quarot_gptq"),
     "template": ("chatml", "phi3", "llama3", "mistral", "gemma", "auto"),
     "template_source": ("preset", "model"),
     "method": ("config", "auto-opt"),

@@ -100,7 +100,8 @@ def make_plan(
     settings = (int4 or Int4Settings()).validate()
     calibrated = precision is Precision.INT4 and settings.algorithm.calibrated
     if calibrated and method == "auto-opt":
-        raise PlanError(_("GPTQ runs as a pass of the Olive config; auto-opt cannot run it."),
+        raise PlanError(_("{algorithm} runs as passes of the Olive config; auto-opt cannot run it.").format(
+                            algorithm=settings.algorithm.value),
                         _("Use --method config, or another INT4 algorithm."))
     text = check_text(calibration_text) if calibrated else None  # before anything is written
     out = Path(output_dir).expanduser() if output_dir else default_output_dir(model, precision)
@@ -131,7 +132,7 @@ def _builder_pass(plan: ConvertPlan, precision: Precision) -> dict[str, object]:
         # code path that keeps the tied embeddings in fp32 (194 MB instead of 103 MB on the demo).
         # After Gptq the builder packs its weights as they are and quantizes only the LM head:
         # "rtn_last" puts it (and the tied embeddings) at 8 bits.
-        if plan.int4.algorithm is Int4Algorithm.GPTQ:
+        if plan.int4.algorithm.calibrated:
             builder["int4_algo_config"] = "rtn_last"
         elif plan.int4.algorithm is not Int4Algorithm.RTN:
             builder["int4_algo_config"] = plan.int4.algorithm.value
@@ -143,6 +144,7 @@ def _builder_pass(plan: ConvertPlan, precision: Precision) -> dict[str, object]:
 
 
 GPTQ_PASS = "gptq"
+ROTATE_PASS = "quarot"  # Olive's QuaRot: Hadamard rotations folded into the weights, no data needed
 
 
 def gptq_pass(plan: ConvertPlan) -> dict[str, object]:
@@ -164,7 +166,8 @@ def olive_config(plan: ConvertPlan, output_dir: Path, cache_dir: Path) -> dict[s
                               "block_size": 32, "accuracy_level": 4},
         }
     elif plan.calibration_text is not None:
-        passes = {GPTQ_PASS: gptq_pass(plan), "builder": _builder_pass(plan, plan.precision)}
+        rotate = {ROTATE_PASS: {"type": "QuaRot"}} if plan.int4.algorithm.rotated else {}
+        passes = {**rotate, GPTQ_PASS: gptq_pass(plan), "builder": _builder_pass(plan, plan.precision)}
     else:
         passes = {"builder": _builder_pass(plan, plan.precision)}
     input_model: dict[str, object] = {"type": "HfModel", "model_path": str(plan.model.path)}
@@ -269,7 +272,7 @@ def convert(plan: ConvertPlan, cancel: threading.Event | None = None) -> Iterato
     tracker = LogProgress(plan.model.num_layers, two_passes=plan.precision is Precision.INT8,
                           quantizer=plan.precision is Precision.INT4 and plan.int4.algorithm.value != "rtn")
     if plan.calibration_text is not None:
-        tracker = CalibratedProgress(tracker, GPTQ_PASS)
+        tracker = CalibratedProgress(tracker, GPTQ_PASS, ROTATE_PASS if plan.int4.algorithm.rotated else None)
     if plan.model.adapter is not None:
         tracker = MergeProgress(tracker)
     lines: list[str] = []

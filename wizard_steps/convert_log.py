@@ -92,12 +92,20 @@ class CalibratedProgress:
 
     SPAN = 0.6  # GPTQ takes most of the run: minutes, against the builder's tens of seconds
 
-    def __init__(self, inner: LogProgress, pass_name: str) -> None:
+    def __init__(self, inner: LogProgress, pass_name: str, rotate_pass: str | None = None) -> None:
         self.inner, self.pass_name, self.quantizing = inner, pass_name, False
+        self.rotate_pass = rotate_pass  # QuaRot before GPTQ: seconds, shown as its own stage
+        self.rotating = False
 
     def update(self, line: str) -> Progress | None:
         text = line.strip()
+        if self.rotate_pass and f"Running pass {self.rotate_pass}:" in text:
+            self.rotating = True
+            return Progress(_("Rotating the weights (QuaRot)"), 0.01)
+        if self.rotating and f"Running pass {self.pass_name}:" not in text:
+            return None  # its own log lines say nothing about the builder's progress
         if f"Running pass {self.pass_name}:" in text:
+            self.rotating = False
             self.quantizing = True
             return Progress(_("Calibrating and quantizing with GPTQ (torch)"), 0.02)
         if self.quantizing:

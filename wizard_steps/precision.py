@@ -35,19 +35,29 @@ class ExecutionProvider(str, Enum):
 
 class Int4Algorithm(str, Enum):
     """How the INT4 weights are chosen: RTN and k_quant_mixed by the model builder alone; GPTQ by
-    Olive's Gptq pass (layer by layer, from a calibration text) before the builder."""
+    Olive's Gptq pass (layer by layer, from a calibration text) before the builder; QuaRot + GPTQ
+    rotates the weights with Olive's QuaRot pass (Hadamard, no data) first, which spreads the
+    outliers GPTQ would otherwise round badly."""
 
     RTN = "rtn"
     K_QUANT_MIXED = "k_quant_mixed"
     GPTQ = "gptq"
+    QUAROT_GPTQ = "quarot_gptq"
 
     @property
     def calibrated(self) -> bool:
         """Whether it learns from a calibration text (and takes minutes rather than seconds)."""
-        return self is Int4Algorithm.GPTQ
+        return self in (Int4Algorithm.GPTQ, Int4Algorithm.QUAROT_GPTQ)
+
+    @property
+    def rotated(self) -> bool:
+        """Whether Olive's QuaRot pass rotates the model before it is quantized."""
+        return self is Int4Algorithm.QUAROT_GPTQ
 
 
-RECOMMENDED_INT4 = Int4Algorithm.K_QUANT_MIXED  # at block 16: best measured (quant_frontier.py)
+RECOMMENDED_INT4 = Int4Algorithm.K_QUANT_MIXED  # at block 16, the default road: +8.1 % and a minute on the
+# demo. QuaRot + GPTQ is closer (+5.5 %) at the same speed, but calibrates layer by layer on a CPU:
+# twice as long on the demo and far longer on bigger models (quant_frontier.py, README).
 
 # Each algorithm's measured trade-off on the demo (benchmarks/quant_frontier.py, README; perplexity
 # on the fidelity text against the source's 22.89).
@@ -56,9 +66,12 @@ _ALGORITHM_NOTES = {
                                     "230 MB, +18.8 %); LM head and some layers at 8 bits"),
     Int4Algorithm.RTN: N_("plain rounding: smallest and fastest, perplexity about +30 % at block 32 "
                           "(+13 % with the LM head left fp32, 299 MB)"),
-    Int4Algorithm.GPTQ: N_("Olive's GPTQ on a calibration text (torch, layer by layer): several "
-                           "minutes on a CPU; its run on the demo did not finish on the loaded "
-                           "test machine, so it is not measured there yet"),
+    Int4Algorithm.GPTQ: N_("Olive's GPTQ on a calibration text (torch, layer by layer), no rotation: "
+                           "on the demo 217 MB and perplexity +27 %, worse than k_quant_mixed"),
+    Int4Algorithm.QUAROT_GPTQ: N_("closest to the source: QuaRot rotations, then GPTQ on a calibration "
+                                  "text; on the demo at block 16, 234 MB and perplexity +5.5 % at "
+                                  "k_quant_mixed's speed (block 32: 217 MB, +11.4 %, x1.4 faster); the "
+                                  "conversion takes about twice as long, more for bigger models"),
 }
 
 
@@ -173,8 +186,8 @@ def estimate_bytes(
     per_param = 0.5 + 4 / settings.block_size + (0 if settings.symmetric else 0.5 / settings.block_size)
     if settings.quantize_embeddings:
         return int(total * per_param)
-    if settings.algorithm is Int4Algorithm.GPTQ:  # LM head at 8 bits, shared with the embeddings
-        return int((total - 2 * embed) * per_param + embed * (1 + 4 / 32))
+    if settings.algorithm.calibrated:  # LM head at 8 bits; the embeddings stay fp32 (measured)
+        return int((total - 2 * embed) * per_param + embed * (1 + 4 / 32) + embed * 4)
     size = (total - embed) * per_param + embed * 4
     if settings.algorithm is Int4Algorithm.K_QUANT_MIXED:  # LM head and some layers at 8 bits
         size += embed * (1 + 4 / 32 - per_param) + (total - 2 * embed) * 0.06
