@@ -58,6 +58,14 @@ def test_tuning_writes_a_setting_that_loads_and_never_exceeds_the_cpus(folder: P
     assert count == 20 and text.strip()
 
 
+def test_a_near_tie_goes_to_the_usable_core_count(folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tune, "KEEP_MARGIN", 100.0)  # no setting is x101 faster: every result is a tie
+    result = run(folder)
+    assert result.best == tune.Candidate(tune.usable_cpus()) and result.current == tune.Candidate(None)
+    assert result.changed and tune.current_candidate(folder) == tune.Candidate(tune.usable_cpus())
+    assert run(folder).changed is False  # already there: nothing to write
+
+
 def test_undo_restores_the_original_bytes(folder: Path) -> None:
     original = (folder / "genai_config.json").read_bytes()
     tune.apply(folder, tune.Candidate(1))
