@@ -70,7 +70,7 @@ def collect() -> Answers:
         model = _ask(questionary.path(_("Model folder:"), only_directories=True,
                                       validate=_model_folder))
     precision = _ask(_select(_("Precision?"), default="int4", choices=[
-        questionary.Choice(_("INT4: smallest and fastest on CPU (recommended)"), "int4"),
+        questionary.Choice(_("INT4: smallest on CPU (recommended)"), "int4"),
         questionary.Choice(_("INT8: close to the source, ~1/4 of FP32"), "int8"),
         questionary.Choice(_("FP32: exact, largest"), "fp32"),
         questionary.Choice(_("FP16: needs a GPU execution provider"), "fp16", disabled=_("not on CPU"))]))

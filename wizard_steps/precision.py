@@ -135,14 +135,14 @@ _TABLE = {  # translated where the options are made (N_ marks them for extractio
     Precision.FP16: ("FP16", "~1/2", N_("fast on GPUs"), N_("practically lossless"),
                      N_("GPU deployment (CUDA, DirectML, WebGPU)"),
                      N_("not measured: FP16 needs a GPU execution provider")),
-    Precision.INT8: ("INT8", N_("~1/4 of FP32 here"), N_("~1.8x FP32 on CPU"), N_("close to the source"),
+    Precision.INT8: ("INT8", N_("~1/4 of FP32 here"), N_("~2x FP32 on CPU"), N_("close to the source"),
                      N_("CPU deployment where quality matters most"),
                      N_("189 MB, perplexity 23.09 (+0.9 %)")),
-    Precision.INT4: ("INT4", N_("~1/3 to 1/6"), N_("fastest on CPU (~2.5-3x FP32)"),
+    Precision.INT4: ("INT4", N_("~1/3 to 1/6"), N_("~2x FP32 on CPU; ~3x at block 32"),
                      N_("visible loss on small models; k_quant_mixed recovers half"),
-                     N_("laptops and workshops: smallest and fastest"),
+                     N_("laptops and workshops: smallest"),
                      N_("250 MB k_quant_mixed block 16: +8.1 % perplexity; "
-                        "230 MB at block 32: +18.8 %; 203 MB RTN: +23.7 %")),
+                        "234 MB QuaRot + GPTQ block 16: +5.5 %; 203 MB RTN: +23.7 %")),
 }
 
 # Execution providers on which Olive's ModelBuilder accepts each precision.

@@ -38,7 +38,7 @@ PROVIDER = ExecutionProvider.CPU  # the wizard converts for CPU; GPU providers a
 ALGORITHMS = ((N_("k_quant_mixed: quality ★"), Int4Algorithm.K_QUANT_MIXED),
               (N_("rtn: fastest"), Int4Algorithm.RTN),
               (N_("gptq: calibrated, slow"), Int4Algorithm.GPTQ),
-              (N_("quarot_gptq: rotated + GPTQ, slow"), Int4Algorithm.QUAROT_GPTQ))
+              (N_("quarot_gptq: closest, slow"), Int4Algorithm.QUAROT_GPTQ))
 # (key, header, wraps); "quality" and "use" are shown as columns only when the screen is wide.
 COLUMNS = (("precision", N_("precision"), False), ("ratio", N_("size ratio"), True),
            ("speed", N_("speed (estimate)"), True), ("quality", N_("quality"), True),
