@@ -55,9 +55,9 @@ class Int4Algorithm(str, Enum):
         return self is Int4Algorithm.QUAROT_GPTQ
 
 
-RECOMMENDED_INT4 = Int4Algorithm.K_QUANT_MIXED  # at block 16, the default road: +8.1 % and a minute on the
-# demo. QuaRot + GPTQ is closer (+5.5 %) at the same speed, but calibrates layer by layer on a CPU:
-# twice as long on the demo and far longer on bigger models (quant_frontier.py, README).
+RECOMMENDED_INT4 = Int4Algorithm.K_QUANT_MIXED  # at block 16, the default road: +8.1 % on the demo and
+# any architecture the builder knows. QuaRot + GPTQ is closer (+5.5 %) at the same speed, but Olive
+# rotates only RMSNorm models of known layouts, and it misses a domain answer too (README).
 
 # Each algorithm's measured trade-off on the demo (benchmarks/quant_frontier.py, README; perplexity
 # on the fidelity text against the source's 22.89).
@@ -70,8 +70,8 @@ _ALGORITHM_NOTES = {
                            "on the demo 217 MB and perplexity +27 %, worse than k_quant_mixed"),
     Int4Algorithm.QUAROT_GPTQ: N_("closest to the source: QuaRot rotations, then GPTQ on a calibration "
                                   "text; on the demo at block 16, 234 MB and perplexity +5.5 % at "
-                                  "k_quant_mixed's speed (block 32: 217 MB, +11.4 %, x1.4 faster); the "
-                                  "conversion takes about twice as long, more for bigger models"),
+                                  "k_quant_mixed's speed (block 32: 217 MB, +11.4 %, x1.4 faster); needs a "
+                                  "model QuaRot can rotate (RMSNorm, Llama-like layers)"),
 }
 
 
