@@ -23,7 +23,7 @@ from wizard_steps.i18n import number as _number
 
 BACKUP_NAME = ".genai_config.slmops-original.json"
 RECORD_NAME = ".slmops-tuning.json"  # what the last tuning measured, for the summary; undo removes it
-KEEP_MARGIN = 0.05  # a new setting must beat the current one by 5 % to be written
+KEEP_MARGIN = 0.05  # how much faster a setting must be to win over the usable core count (and the current one)
 
 
 class TuneError(WizardError):
