@@ -20,21 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-
-def random_llama(demo: Path, target: Path, layers: int, hidden: int, intermediate: int, heads: int,
-                 kv_heads: int) -> Path:
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    config = LlamaConfig.from_pretrained(demo)
-    config.update({"hidden_size": hidden, "intermediate_size": intermediate, "num_hidden_layers": layers,
-                   "num_attention_heads": heads, "num_key_value_heads": kv_heads, "head_dim": hidden // heads})
-    torch.manual_seed(0)
-    LlamaForCausalLM(config).save_pretrained(target)
-    for item in demo.iterdir():
-        if item.is_file() and item.name not in ("config.json", "model.safetensors"):
-            shutil.copy(item, target / item.name)
-    return target
+from tests.reliability.helpers import make_tiny_model  # the test suite's random Llama, any shape
 
 
 def main() -> None:
@@ -52,8 +38,10 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="slmops-quant-time-"))
     try:
-        model = random_llama(model_source.ensure_demo(), work / "model", args.layers, args.hidden,
-                             args.intermediate, args.heads, args.kv_heads)
+        model = make_tiny_model(model_source.ensure_demo(), work / "model", shape={
+            "num_hidden_layers": args.layers, "hidden_size": args.hidden, "intermediate_size": args.intermediate,
+            "num_attention_heads": args.heads, "num_key_value_heads": args.kv_heads,
+            "head_dim": args.hidden // args.heads})
         params = model_source.inspect_model(model).num_parameters
         print(f"random Llama: {args.layers} layers, {args.hidden} / {args.intermediate}"
               + f", {params / 1e6:.0f} M parameters", flush=True)

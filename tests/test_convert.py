@@ -128,21 +128,9 @@ def test_olive_failure_is_one_sentence_and_leaves_nothing(demo_model: Path, tmp_
 @pytest.fixture(scope="module")
 def tiny_llama(tmp_path_factory: pytest.TempPathFactory, demo_model: Path) -> Path:
     """A 2-layer random Llama with the demo's tokenizer: GPTQ on it takes seconds, not minutes."""
-    import shutil
+    from tests.reliability.helpers import make_tiny_model
 
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    out = tmp_path_factory.mktemp("tiny") / "tiny-llama"
-    config = LlamaConfig.from_pretrained(demo_model)
-    config.update({"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
-                   "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16})
-    torch.manual_seed(0)
-    LlamaForCausalLM(config).save_pretrained(out)
-    for item in demo_model.iterdir():
-        if item.is_file() and item.name not in ("config.json", "model.safetensors"):
-            shutil.copy(item, out / item.name)
-    return out
+    return make_tiny_model(demo_model, tmp_path_factory.mktemp("tiny") / "tiny-llama")
 
 
 def _gptq_plan(model: Path, out: Path, text: Path | None = None, algorithm: str = "gptq") -> convert.ConvertPlan:

@@ -19,24 +19,26 @@ TINY = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
         "max_position_embeddings": 2048}
 
 
-def make_tiny_model(demo: Path, target: Path, seed: int = 0) -> Path:
+def make_tiny_model(demo: Path, target: Path, seed: int = 0, shape: dict[str, int] | None = None) -> Path:
     """A real Llama folder (config, safetensors, tokenizer) small enough to convert in seconds:
-    the demo's config and tokenizer with 2 layers of width 64 and random weights."""
+    the demo's config and tokenizer with 2 layers of width 64 and random weights. ``shape``
+    overrides those sizes (benchmarks/quant_time.py builds a 0.4 B one the same way)."""
     import numpy as np
     from safetensors.numpy import save_file
 
+    shape = {**TINY, **(shape or {})}
     config = json.loads((demo / "config.json").read_text(encoding="utf-8"))
-    config.update(TINY)
-    hidden, inter, vocab = TINY["hidden_size"], TINY["intermediate_size"], config["vocab_size"]
-    kv = TINY["num_key_value_heads"] * TINY["head_dim"]
+    config.update(shape)
+    hidden, inter, vocab = shape["hidden_size"], shape["intermediate_size"], config["vocab_size"]
+    kv = shape["num_key_value_heads"] * shape["head_dim"]
     rng = np.random.default_rng(seed)
 
-    def weight(*shape: int) -> np.ndarray:
-        return (rng.standard_normal(shape) * 0.02).astype(np.float32)
+    def weight(*dims: int) -> np.ndarray:
+        return (rng.standard_normal(dims) * 0.02).astype(np.float32)
 
     tensors = {"model.embed_tokens.weight": weight(vocab, hidden),
                "model.norm.weight": np.ones(hidden, np.float32)}
-    for layer in range(TINY["num_hidden_layers"]):
+    for layer in range(shape["num_hidden_layers"]):
         prefix = f"model.layers.{layer}."
         tensors.update({
             prefix + "self_attn.q_proj.weight": weight(hidden, hidden),
