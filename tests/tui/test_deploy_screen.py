@@ -174,3 +174,27 @@ async def test_a_template_that_differs_is_explained_and_the_models_own_can_be_ke
         assert screen.result.details["template_source"] == "model"
         assert (deployed / "chat_template.jinja").read_text(encoding="utf-8") == own
         assert_fits(app)
+
+
+def test_the_result_says_when_the_deployed_copy_was_tuned(tmp_path: Path) -> None:
+    """A folder never tuned on this machine is tuned on its deployed copy: the result says so in
+    one row at 80 columns; a folder tuned already gets no such row."""
+    from tui.screens.deploy import describe_result
+    from wizard_steps.events import Finished
+    from wizard_steps.tune_quick import describe
+
+    details = {"model_id": "m:1", "name": "m", "version": 1, "duration_s": 2.1, "load_s": 0.7,
+               "precision": "int4", "size_bytes": 250_000_000, "proof_prompt": "Say hello.",
+               "proof_reply": "Hello!", "template_notes": [], "template_agrees": True}
+    tuned = {"threads": 2, "tried": 2, "gain": 1.4, "applied": True, "cancelled": False}
+
+    def render(extra: dict) -> str:
+        console = Console(width=80, file=io.StringIO(), record=True)
+        console.print(describe_result("sdk", Finished(tmp_path, {**details, **extra})))
+        return console.export_text()
+
+    shown = render({"tuned": tuned})
+    row = next(line for line in shown.splitlines() if line.startswith("Tuned"))
+    assert describe(tuned) in row and describe(tuned) == "tuned for this machine: 2 threads, x1.40"
+    assert all(len(line) <= 80 for line in shown.splitlines())
+    assert "Tuned" not in render({})
