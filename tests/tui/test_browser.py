@@ -136,11 +136,13 @@ def wait_text(page, *needles: str) -> dict:
 
 def wait_full_page(page, *needles: str) -> dict:
     """The wizard fills the page: its header on the first row, its footer on the last, the
-    terminal within one cell of the page's size."""
+    terminal within one cell of the page's size, from below and from above (after the page
+    shrinks, the old, larger terminal must not count as filling it)."""
     view = page.viewport_size
     return wait_for(page, "s.lines[0].includes(arg.top) && s.lines[s.rows - 1].includes('palette')"
                     " && arg.needles.every(n => s.text.includes(n))"
-                    " && s.width > arg.w - s.width / s.cols && s.height > arg.h - s.height / s.rows",
+                    " && s.width > arg.w - s.width / s.cols && s.height > arg.h - s.height / s.rows"
+                    " && s.width <= arg.w + 1 && s.height <= arg.h + 1",
                     {"top": "step 1/10", "needles": list(needles), "w": view["width"], "h": view["height"]},
                     f"the wizard filling a {view['width']}x{view['height']} page")
 
