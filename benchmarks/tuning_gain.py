@@ -32,6 +32,15 @@ def speed(backend, conversation, tokens: int) -> tuple[float, float]:
     return done.stats.tokens_per_s, done.stats.prompt_tokens_per_s
 
 
+def drain(events):
+    """Run a generator of events to its end; its return value."""
+    while True:
+        try:
+            next(events)
+        except StopIteration as done:
+            return done.value
+
+
 def road_against_search(untuned: Path, work: Path, template, lengths, runs: int, tokens: int) -> None:
     """The default road's choice and the full search's, each on its own copy, alternating."""
     from wizard_steps.tune_quick import quick
@@ -39,13 +48,7 @@ def road_against_search(untuned: Path, work: Path, template, lengths, runs: int,
     road, search = work / "road", work / "search"
     for folder in (road, search):
         shutil.copytree(untuned, folder)
-    events = quick(road)
-    while True:
-        try:
-            next(events)
-        except StopIteration as done:
-            print(f"road: {done.value}")
-            break
+    print(f"road: {drain(quick(road))}")
     result = [e for e in tune.measure(search, template) if isinstance(e, tune.TuneResult)][-1]
     print(f"search: {result.reason}")
     backends = {"road": GenaiBackend(road, template), "search": GenaiBackend(search, template)}

@@ -165,6 +165,7 @@ def test_deploying_a_folder_never_tuned_tunes_its_copy_and_not_the_folder(folder
     assert tune_quick.needs_tuning(folder)  # as Olive wrote it: onnxruntime's default threads
     before = {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file() and p.stat().st_size < 10**7}
     monkeypatch.setattr(tune, "KEEP_MARGIN", 1.0)  # any measured speed is enough for the core count
+    monkeypatch.setattr(tune, "SLEEP_MARGIN", 100.0)  # and sleeping threads never x101 faster
     events = list(deploy(folder, "untuned", CHATML, ModelConfig(temperature=0.0), cache_dir=tmp_path / "foundry"))
     done = events[-1]
     assert isinstance(done, Finished), done
@@ -187,6 +188,7 @@ def test_a_measurement_that_kept_the_setting_is_recorded_so_it_is_not_repeated(
         folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     original = (folder / "genai_config.json").read_bytes()
     monkeypatch.setattr(tune, "KEEP_MARGIN", -100.0)  # the core count would need x101: the setting is kept
+    monkeypatch.setattr(tune, "SLEEP_MARGIN", 100.0)  # and so would sleeping threads
     result = drain(tune_quick.quick(folder))
     assert result["applied"] is False and result["tuned_tokens_per_s"] > 0
     assert (folder / "genai_config.json").read_bytes() == original and not (folder / tune.BACKUP_NAME).exists()
@@ -198,6 +200,34 @@ def test_a_measurement_that_kept_the_setting_is_recorded_so_it_is_not_repeated(
     assert tune_quick.needs_tuning(folder)
 
 
+def test_sleeping_threads_are_written_where_they_win_and_foundry_local_runs_them(
+        folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from wizard_steps.deploy import deploy, finish
+    from wizard_steps.generation import ModelConfig
+
+    original = (folder / "genai_config.json").read_bytes()
+    monkeypatch.setattr(tune, "SLEEP_MARGIN", -100.0)  # any measured speed is enough for sleeping threads
+    result = drain(tune_quick.quick(folder))
+    assert result["applied"] is True and result["spinning"] is False and result["threads"] == tune.usable_cpus()
+    options = json.loads((folder / "genai_config.json").read_text())["model"]["decoder"]["session_options"]
+    assert options[tune.SPIN_KEY] == "0" and options["intra_op_num_threads"] == tune.usable_cpus()
+    assert tune.current_candidate(folder) == tune.Candidate(tune.usable_cpus(), spinning=False)
+    assert tune.recorded(folder) == {"threads": tune.usable_cpus(), "spinning": False, "gain": result["gain"]}
+    assert not tune_quick.needs_tuning(folder)
+    assert tune_quick.describe(result).startswith(
+        f"tuned for this machine: {tune.Candidate(tune.usable_cpus()).label}, no spin-wait")
+    count, text = generate(folder, new_tokens=12)
+    assert count == 12 and text.strip()
+    # Foundry Local's own runtime (onnxruntime-genai-core) takes the key too: the deployed copy loads and answers
+    done = finish(deploy(folder, "sleeping", CHATML, ModelConfig(temperature=0.0), cache_dir=tmp_path / "foundry"))
+    deployed = json.loads((Path(done.details["path"]) / "genai_config.json").read_text())
+    assert deployed["model"]["decoder"]["session_options"][tune.SPIN_KEY] == "0"
+    assert str(done.details["proof_reply"]).strip()
+    # a full search knows the setting as one of its candidates and undo takes it away
+    assert tune.Candidate(tune.usable_cpus(), spinning=False) in tune.candidates()
+    assert tune.undo(folder) is True and (folder / "genai_config.json").read_bytes() == original
+
+
 def drain(events) -> dict:
     """Run a generator of events to its end; its return value."""
     while True:
@@ -207,7 +237,7 @@ def drain(events) -> dict:
             return done.value
 
 
-DETAIL_KEYS = {"threads", "tried", "gain", "applied", "cancelled"}
+DETAIL_KEYS = {"threads", "spinning", "tried", "gain", "applied", "cancelled"}
 
 
 def test_short_tuning_keeps_the_faster_under_the_5_percent_rule(folder: Path) -> None:
@@ -217,10 +247,12 @@ def test_short_tuning_keeps_the_faster_under_the_5_percent_rule(folder: Path) ->
     assert result["default_tokens_per_s"] > 0 and result["tuned_tokens_per_s"] > 0
     assert result["gain"] == pytest.approx(result["tuned_tokens_per_s"] / result["default_tokens_per_s"], rel=0.02)
     assert result["applied"] is (result["gain"] >= 1 - tune.KEEP_MARGIN)  # unless the default is 5 % faster
-    if result["applied"]:
-        assert tune.current_candidate(folder).threads == result["threads"] == tune.usable_cpus()
+    if result["applied"]:  # the core count, its idle threads spin-waiting or (5 % faster still) sleeping
+        assert tune.current_candidate(folder) == tune.Candidate(tune.usable_cpus(), result["spinning"])
+        assert result["threads"] == tune.usable_cpus()
         assert (folder / tune.BACKUP_NAME).read_bytes() == original
-        assert tune.recorded(folder) == {"threads": result["threads"], "gain": result["gain"]}
+        assert tune.recorded(folder) == {"threads": result["threads"], "spinning": result["spinning"],
+                                         "gain": result["gain"]}
     else:
         assert (folder / "genai_config.json").read_bytes() == original and result["threads"] is None
     count, text = generate(folder, new_tokens=12)
@@ -264,6 +296,7 @@ def tiny_conversions(demo_model: Path, tmp_path_factory: pytest.TempPathFactory)
         assert plan.tune is (name == "road")  # the default road tunes
         with pytest.MonkeyPatch.context() as patch:
             patch.setattr(tune, "KEEP_MARGIN", 1.0)  # the core count whatever the measurement
+            patch.setattr(tune, "SLEEP_MARGIN", 100.0)  # its threads spin-waiting
             events = list(convert.convert(plan))
         assert isinstance(events[-1], Finished), events[-1]
         finished[name] = events[-1]
@@ -279,7 +312,7 @@ def test_default_road_leaves_a_tuned_config_that_loads_and_generates(tiny_conver
     assert tune.current_candidate(done.path) == tune.Candidate(tune.usable_cpus())
     # the undo backup is Olive's own file: the same bytes as the conversion without tuning
     assert (done.path / tune.BACKUP_NAME).read_bytes() == (plain.path / "genai_config.json").read_bytes()
-    assert tune.recorded(done.path) == {"threads": tuned["threads"], "gain": tuned["gain"]}
+    assert tune.recorded(done.path) == {"threads": tuned["threads"], "spinning": True, "gain": tuned["gain"]}
     assert any("Tuning:" in line.text for line in tiny_conversions["road-logs"])
     assert tune_quick.describe(tuned).startswith("tuned for this machine: ")
     count, _text = generate(done.path, new_tokens=8)
@@ -328,6 +361,8 @@ def test_describe_says_the_setting_and_the_gain() -> None:
     kept = tune_quick.describe({"threads": None, "tried": 2, "gain": 0.9, "applied": False,
                                 "tuned_tokens_per_s": 45.0, "default_tokens_per_s": 50.0})
     assert "onnxruntime's default threads kept" in kept and "2 threads was x0.90, more than 5 % slower" in kept
+    sleeping = tune_quick.describe({"threads": 2, "spinning": False, "tried": 2, "gain": 1.6, "applied": True})
+    assert sleeping == "tuned for this machine: 2 threads, no spin-wait, x1.60"
     tie = tune_quick.describe({"threads": 2, "tried": 2, "gain": 0.98, "applied": True})
     assert tie == "tuned for this machine: 2 threads (x0.98 here, within noise of onnxruntime's default)"
     assert "not tuned" in tune_quick.describe({"threads": None, "tried": 2, "gain": 1.0, "applied": False,

@@ -96,12 +96,15 @@ class Source:
         return self._reference
 
 
-def threads_for(folder: Path) -> int:
-    """The folder's own tuned thread count, else every usable core (onnxruntime's default ran the
-    demo as if on one thread; see wizard_steps.tune)."""
+def setting_for(folder: Path):
+    """The folder's own tuned setting, with every usable core where it leaves the thread count to
+    onnxruntime (whose default ran the demo as if on one thread; see wizard_steps.tune)."""
+    from dataclasses import replace
+
     from wizard_steps import tune
 
-    return tune.current_candidate(folder).threads or tune.usable_cpus()
+    setting = tune.current_candidate(folder)
+    return setting if setting.threads else replace(setting, threads=tune.usable_cpus())
 
 
 def speeds(backend, lengths: tuple[int, ...], new_tokens: int, runs: int,
@@ -134,13 +137,14 @@ def measure(folder: Path, source: Source, lengths: tuple[int, ...] = (128, 512),
             runs: int = 2, cancel: threading.Event | None = None,
             queries: Sequence[DomainQuery] | None = None) -> Measurement:
     """Every figure of one converted folder; raises WizardError when it cannot be measured."""
-    from wizard_steps import domain, fidelity, templates, tune
+    from wizard_steps import domain, fidelity, templates
     from wizard_steps.engine import GenaiBackend, ReplyOptions
 
     folder = Path(folder)
     preset = templates.get_preset(templates.detect(folder).preset_key)
-    threads = threads_for(folder)
-    backend = GenaiBackend(folder, preset.template, overlay=tune.Candidate(threads).overlay())
+    setting = setting_for(folder)
+    threads = setting.threads
+    backend = GenaiBackend(folder, preset.template, overlay=setting.overlay())
     try:
         prompt_tps, gen_tps = speeds(backend, lengths, new_tokens, runs, cancel)
         options = ReplyOptions(max_new_tokens=64, temperature=0.0, stop=preset.stop)

@@ -1,5 +1,6 @@
 """Tune a converted folder for the machine it runs on: measure onnxruntime's thread setting
-(``model.decoder.session_options.intra_op_num_threads`` in genai_config.json) and keep the best.
+(``model.decoder.session_options.intra_op_num_threads`` in genai_config.json) and whether its
+idle threads spin-wait (``session.intra_op.allow_spinning``), and keep the best.
 
 onnxruntime's default ran the demo as if on one thread on a 2-core machine; Foundry Local reads
 the same file, so a tuned folder is faster there too. The original file is kept byte for byte
@@ -24,6 +25,12 @@ from wizard_steps.i18n import number as _number
 BACKUP_NAME = ".genai_config.slmops-original.json"
 RECORD_NAME = ".slmops-tuning.json"  # what the last tuning measured, for the summary; undo removes it
 KEEP_MARGIN = 0.05  # how much faster a setting must be to win over the usable core count (and the current one)
+# onnxruntime-genai passes a string-valued session option it does not know to onnxruntime as a
+# session config entry (Foundry Local's runtime too). Spinning off: idle intra-op threads sleep
+# instead of spin-waiting; x1.6 where the cores are shared, 4-8 % slower on an idle machine
+# (benchmarks/levers.py), so only a measurement on the machine can choose it.
+SPIN_KEY = "session.intra_op.allow_spinning"
+SLEEP_MARGIN = 0.05  # how much faster sleeping threads must be than the setting chosen without them
 
 
 class TuneError(WizardError):
@@ -33,15 +40,19 @@ class TuneError(WizardError):
 @dataclass(frozen=True)
 class Candidate:
     threads: int | None  # None: onnxruntime's own choice (the key is absent)
+    spinning: bool = True  # False: idle threads sleep (SPIN_KEY "0"); True: onnxruntime's default
 
     @property
     def label(self) -> str:
         if self.threads is None:
-            return _("default")
-        return ngettext("{count} thread", "{count} threads", self.threads).format(count=self.threads)
+            label = _("default")
+        else:
+            label = ngettext("{count} thread", "{count} threads", self.threads).format(count=self.threads)
+        return label if self.spinning else _("{threads}, no spin-wait").format(threads=label)
 
     def overlay(self) -> dict:
-        return {"model": {"decoder": {"session_options": {"intra_op_num_threads": self.threads or 0}}}}
+        return {"model": {"decoder": {"session_options": {"intra_op_num_threads": self.threads or 0,
+                                                          SPIN_KEY: "1" if self.spinning else "0"}}}}
 
 
 @dataclass(frozen=True)
@@ -77,7 +88,10 @@ def usable_cpus() -> int:
 
 
 def candidates() -> list[Candidate]:
-    return [Candidate(None), *(Candidate(n) for n in range(1, usable_cpus() + 1))]
+    """onnxruntime's default, each thread count up to the usable cores, and the core count with
+    idle threads sleeping (the one that wins on a shared machine)."""
+    cores = usable_cpus()
+    return [Candidate(None), *(Candidate(n) for n in range(1, cores + 1)), Candidate(cores, spinning=False)]
 
 
 def _config_path(folder: Path) -> Path:
@@ -101,7 +115,7 @@ def read_config(folder: Path) -> dict:
 def current_candidate(folder: Path) -> Candidate:
     options = read_config(folder)["model"]["decoder"].get("session_options", {})
     threads = options.get("intra_op_num_threads")
-    return Candidate(int(threads) if threads else None)
+    return Candidate(int(threads) if threads else None, str(options.get(SPIN_KEY, "1")) != "0")
 
 
 def check_writable(folder: Path) -> None:
@@ -133,6 +147,10 @@ def apply(folder: Path, candidate: Candidate) -> None:
         options.pop("intra_op_num_threads", None)
     else:
         options["intra_op_num_threads"] = candidate.threads
+    if candidate.spinning:
+        options.pop(SPIN_KEY, None)
+    else:
+        options[SPIN_KEY] = "0"
     tmp = path.with_name(".genai_config.json.tmp")
     tmp.write_text(json.dumps(config, indent=4) + "\n", encoding="utf-8")
     os.replace(tmp, path)
@@ -153,24 +171,26 @@ def undo(folder: Path) -> bool:
 def record(folder: Path, candidate: Candidate, gain: float) -> None:
     """Note what was chosen and its measured gain beside the file (read by ``recorded``)."""
     tmp = folder / (RECORD_NAME + ".tmp")
-    note = {"threads": candidate.threads, "gain": round(gain, 2), "cpus": usable_cpus()}
+    note = {"threads": candidate.threads, "spinning": candidate.spinning, "gain": round(gain, 2),
+            "cpus": usable_cpus()}
     tmp.write_text(json.dumps(note) + "\n", encoding="utf-8")
     os.replace(tmp, folder / RECORD_NAME)
 
 
 def recorded(folder: str | os.PathLike[str]) -> dict | None:
-    """The setting in the folder's genai_config.json and the gain measured when it was chosen;
-    None when the folder was never tuned (or the file cannot be read)."""
+    """The setting in the folder's genai_config.json (threads, spinning) and the gain measured when
+    it was chosen; None when the folder was never tuned (or the file cannot be read)."""
     folder = Path(folder)
     if not (folder / BACKUP_NAME).exists():
         return None
     try:
-        threads = current_candidate(folder).threads
+        now = current_candidate(folder)
         note = json.loads((folder / RECORD_NAME).read_text(encoding="utf-8"))
-        gain = float(note["gain"]) if note.get("threads") == threads else None
+        same = note.get("threads") == now.threads and note.get("spinning", True) == now.spinning
+        gain = float(note["gain"]) if same else None
     except (TuneError, OSError, ValueError, KeyError, TypeError):
         return None
-    return {"threads": threads, "gain": gain}
+    return {"threads": now.threads, "spinning": now.spinning, "gain": gain}
 
 
 def measure(folder: Path, template, lengths: tuple[int, ...] = (128, 512), new_tokens: int = 64,

@@ -90,7 +90,7 @@ def _tuned(value: str | None) -> Text:
     note = recorded(value)
     if note is None:
         return Text(_("onnxruntime's default threads (not tuned)"), style="dim")
-    return Text(describe({"threads": note["threads"], "gain": note["gain"], "applied": note["gain"] is not None}))
+    return Text(describe({**note, "applied": note["gain"] is not None}))
 
 
 def _benchmark(state: WizardState) -> Text:

@@ -1,0 +1,100 @@
+"""Spin-waiting or sleeping intra-op threads, with other work on the CPU. The same converted folder
+at the usable core count, its idle threads spin-waiting (onnxruntime's default) and sleeping
+(``session.intra_op.allow_spinning`` "0"), alternating in one run, with 0, 1, ... N busy
+processes beside it (N = usable cores); then, at each load, what the default road's short
+tuning (``tune_quick.quick``) writes on a fresh copy of the untuned folder.
+
+    .venv/bin/python benchmarks/spin_load.py [FOLDER] [--loads 0,1,2] [--length 128] [--runs 5]
+
+The busy processes are plain Python loops, the kind of neighbour a shared classroom server or a
+laptop running a browser gives the model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import shutil
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.engine_overhead import make_demo_int4
+from benchmarks.tuning_gain import drain
+from wizard_steps import tune
+from wizard_steps.benchmark import prompt_of_length
+from wizard_steps.engine import GenaiBackend, ReplyDone, ReplyOptions
+from wizard_steps.templates import get_preset
+
+
+def busy() -> None:
+    while True:
+        pass
+
+
+def speed(backend, conversation, tokens: int) -> float:
+    options = ReplyOptions(max_new_tokens=tokens, min_new_tokens=tokens)
+    return next(e for e in backend.stream(conversation, options) if isinstance(e, ReplyDone)).stats.tokens_per_s
+
+
+def road_choice(untuned: Path, work: Path) -> dict:
+    from wizard_steps.tune_quick import quick
+
+    copy = work / "road"
+    shutil.rmtree(copy, ignore_errors=True)
+    shutil.copytree(untuned, copy)
+    return drain(quick(copy))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("folder", nargs="?")
+    parser.add_argument("--loads", default=",".join(str(n) for n in range(tune.usable_cpus() + 1)))
+    parser.add_argument("--length", type=int, default=128)
+    parser.add_argument("--tokens", type=int, default=64)
+    parser.add_argument("--runs", type=int, default=5)
+    args = parser.parse_args()
+    template = get_preset("chatml").template
+    work = Path(tempfile.mkdtemp(prefix="slmops-spin-"))
+    untuned = work / "untuned"
+    shutil.copytree(Path(args.folder) if args.folder else make_demo_int4(), untuned)
+    tune.undo(untuned)
+    cores = tune.usable_cpus()
+    settings = {"spinning": tune.Candidate(cores), "sleeping": tune.Candidate(cores, spinning=False)}
+    backends = {name: GenaiBackend(untuned, template, overlay=c.overlay()) for name, c in settings.items()}
+    prompt = prompt_of_length(backends["spinning"], args.length)
+    print(f"{cores} threads, {args.length}-token prompt, {args.tokens} new tokens, {args.runs} runs alternating")
+    try:
+        for load in (int(n) for n in args.loads.split(",")):
+            neighbours = [multiprocessing.Process(target=busy, daemon=True) for _ in range(load)]
+            for process in neighbours:
+                process.start()
+            try:
+                results: dict[str, list[float]] = {name: [] for name in settings}
+                for run in range(args.runs + 1):
+                    for name in (("spinning", "sleeping") if run % 2 == 0 else ("sleeping", "spinning")):
+                        value = speed(backends[name], prompt, args.tokens)
+                        if run:  # the first round warms up
+                            results[name].append(value)
+                gen = {name: statistics.median(v) for name, v in results.items()}
+                chosen = road_choice(untuned, work)
+            finally:
+                for process in neighbours:
+                    process.terminate()
+                    process.join()
+            label = tune.Candidate(chosen["threads"], chosen.get("spinning", True)).label \
+                if chosen.get("threads") else "default"
+            print(f"{load} busy process(es): spinning {gen['spinning']:6.1f} tok/s, sleeping "
+                  f"{gen['sleeping']:6.1f} tok/s (sleeping x{gen['sleeping'] / gen['spinning']:.2f}); "
+                  f"the short tuning wrote: {label} (gain x{chosen['gain']})", flush=True)
+    finally:
+        for backend in backends.values():
+            backend.close()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
