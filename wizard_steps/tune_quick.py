@@ -84,8 +84,12 @@ def quick(folder: Path, source: Path | None = None, cancel: threading.Event | No
             template = templates.get_preset(templates.detect(source).preset_key if source else "chatml").template
         except Exception:  # any prompt works to time the threads
             template = templates.get_preset("chatml").template
-    yield Progress(_("Tuning for this machine: {current} against {tried}").format(
-        current=current.label, tried=tried.label), at)
+    if calm in trials:
+        yield Progress(_("Tuning for this machine: {current} against {tried} and {sleeping}").format(
+            current=current.label, tried=tried.label, sleeping=calm.label), at)
+    else:
+        yield Progress(_("Tuning for this machine: {current} against {tried}").format(
+            current=current.label, tried=tried.label), at)
     backends: dict[Candidate, object] = {}
     speeds: dict[Candidate, list[float]] = {candidate: [] for candidate in trials}
 
@@ -140,7 +144,7 @@ def quick(folder: Path, source: Path | None = None, cancel: threading.Event | No
     else:  # measured and kept: noted, so a deploy of this folder does not measure it again
         with contextlib.suppress(OSError):
             record(folder, current, gain)
-    measured = ", ".join(_("{setting} {speed} tok/s").format(setting=c.label, speed=_number(speed[c]))
+    measured = "; ".join(_("{setting} {speed} tok/s").format(setting=c.label, speed=_number(speed[c]))
                          for c in trials)
     yield LogLine(_("Tuning: {measured}: kept {kept}.").format(measured=measured, kept=chosen.label))
     return result
