@@ -32,6 +32,7 @@ from wizard_steps.precision import (
     Int4Algorithm,
     Int4Settings,
     Precision,
+    rotation_refusal,
     unavailable_reason,
 )
 from wizard_steps.subprocess_stream import stream_process
@@ -103,6 +104,10 @@ def make_plan(
         raise PlanError(_("{algorithm} runs as passes of the Olive config; auto-opt cannot run it.").format(
                             algorithm=settings.algorithm.value),
                         _("Use --method config, or another INT4 algorithm."))
+    refusal = rotation_refusal(model.architecture) if precision is Precision.INT4 and settings.algorithm.rotated \
+        else None
+    if refusal:
+        raise PlanError(*refusal)
     text = check_text(calibration_text) if calibrated else None  # before anything is written
     out = Path(output_dir).expanduser() if output_dir else default_output_dir(model, precision)
     out = out.resolve()
@@ -145,6 +150,7 @@ def _builder_pass(plan: ConvertPlan, precision: Precision) -> dict[str, object]:
 
 GPTQ_PASS = "gptq"
 ROTATE_PASS = "quarot"  # Olive's QuaRot: Hadamard rotations folded into the weights, no data needed
+ROTATE_CONFIG = {"type": "QuaRot"}  # (tests/test_quarot_reach.py runs it alone on each architecture)
 
 
 def gptq_pass(plan: ConvertPlan) -> dict[str, object]:
@@ -166,7 +172,7 @@ def olive_config(plan: ConvertPlan, output_dir: Path, cache_dir: Path) -> dict[s
                               "block_size": 32, "accuracy_level": 4},
         }
     elif plan.calibration_text is not None:
-        rotate = {ROTATE_PASS: {"type": "QuaRot"}} if plan.int4.algorithm.rotated else {}
+        rotate = {ROTATE_PASS: dict(ROTATE_CONFIG)} if plan.int4.algorithm.rotated else {}
         passes = {**rotate, GPTQ_PASS: gptq_pass(plan), "builder": _builder_pass(plan, plan.precision)}
     else:
         passes = {"builder": _builder_pass(plan, plan.precision)}

@@ -55,9 +55,31 @@ class Int4Algorithm(str, Enum):
         return self is Int4Algorithm.QUAROT_GPTQ
 
 
+# Architectures for which Olive's QuaRot keeps what the model computes (a random model of each,
+# rotated, gives the source's logits to 1e-6) and whose rotated, GPTQ-quantized model the builder
+# converts and onnxruntime-genai runs: tests/test_quarot_reach.py checks both. Olive rotates the
+# Gemma family without an error but wrongly (Gemma's norms scale by 1 + weight; Gemma 2 and 3 also
+# normalise after attention and MLP): the top token changed at every position. It refuses Phi (no
+# model.norm), OLMo and Nemotron (LayerNorm). Architectures not probed are refused too.
+QUAROT_ARCHITECTURES = frozenset({
+    "LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM", "Phi3ForCausalLM",
+    "GraniteForCausalLM", "SmolLM3ForCausalLM", "Ernie4_5ForCausalLM",
+})
+
+
+def rotation_refusal(architecture: str) -> tuple[str, str] | None:
+    """Why QuaRot + GPTQ cannot take a model of this architecture (message, hint); None if it can."""
+    if architecture in QUAROT_ARCHITECTURES:
+        return None
+    return (_("QuaRot + GPTQ is checked only for Llama, Mistral, Qwen2, Qwen3, Phi-3, Granite, SmolLM3 and "
+              "ERNIE 4.5 models; on {architecture} Olive's rotation would change what the model computes "
+              "or refuse it.").format(architecture=architecture),
+            _("Choose k_quant_mixed (recommended) or gptq for this model."))
+
+
 RECOMMENDED_INT4 = Int4Algorithm.K_QUANT_MIXED  # at block 16, the default road: +8.1 % on the demo and
-# any architecture the builder knows. QuaRot + GPTQ is closer (+5.5 %) at the same speed, but Olive
-# rotates only RMSNorm models of known layouts, and it misses a domain answer too (README).
+# any architecture the builder knows. QuaRot + GPTQ is closer (+5.5 %) at the same speed, but it
+# fits only QUAROT_ARCHITECTURES, and it misses a domain answer too (README).
 
 # Each algorithm's measured trade-off on the demo (benchmarks/quant_frontier.py, README; perplexity
 # on the fidelity text against the source's 22.89).
@@ -70,8 +92,8 @@ _ALGORITHM_NOTES = {
                            "on the demo 217 MB and perplexity +27 %, worse than k_quant_mixed"),
     Int4Algorithm.QUAROT_GPTQ: N_("closest to the source: QuaRot rotations, then GPTQ on a calibration "
                                   "text; on the demo at block 16, 234 MB and perplexity +5.5 % at "
-                                  "k_quant_mixed's speed (block 32: 217 MB, +11.4 %, x1.4 faster); needs a "
-                                  "model QuaRot can rotate (RMSNorm, Llama-like layers)"),
+                                  "k_quant_mixed's speed (block 32: 217 MB, +11.4 %, x1.4 faster); for Llama, "
+                                  "Mistral, Qwen2, Qwen3, Phi-3, Granite, SmolLM3 and ERNIE 4.5 models"),
 }
 
 

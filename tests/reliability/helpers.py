@@ -59,6 +59,30 @@ def make_tiny_model(demo: Path, target: Path, seed: int = 0, shape: dict[str, in
     return target
 
 
+def make_tiny_hf_model(demo: Path, target: Path, model_type: str, **config: object) -> Path:
+    """A real folder of another architecture (transformers' own config and model classes, the
+    ``TINY`` shape, random weights; norm weights and biases random too, so that a transform that
+    mishandles them shows), with the demo's tokenizer. ``config`` overrides config keys."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    settings = {**TINY, "vocab_size": 49152, "bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 0,
+                "tie_word_embeddings": True, **config}
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(AutoConfig.for_model(model_type, **settings), dtype=torch.float32)
+    gemma_norm = model_type.startswith("gemma")  # Gemma's norms scale by 1 + weight: weights around 0
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if "norm" in name and parameter.dim() == 1:
+                parameter.copy_((0.0 if gemma_norm else 1.0) + 0.3 * torch.randn_like(parameter))
+            elif name.endswith(".bias"):
+                parameter.copy_(0.1 * torch.randn_like(parameter))
+    model.save_pretrained(target)
+    for name in TOKENIZER_FILES:
+        shutil.copy2(demo / name, target / name)
+    return target
+
+
 def snapshot(*roots: Path) -> dict[str, tuple[int, int] | str]:
     """Every file's size and mtime and every folder's name under ``roots``: what "nothing was
     written or changed" is checked against."""

@@ -223,3 +223,24 @@ async def test_the_compare_button_measures_here_and_preselects_the_winner(
             assert screen.choice.value == compare.candidates()[saved.candidate].precision.value
         assert not app.screen.query_one("#next").disabled
 
+
+
+async def test_quarot_on_a_model_it_cannot_rotate_holds_next_and_says_why(demo_model: Path, tmp_path: Path) -> None:
+    from tests.reliability.helpers import make_tiny_hf_model
+
+    gemma = make_tiny_hf_model(demo_model, tmp_path / "gemma2", "gemma2")
+    app = SlmopsApp(WizardState(model_dir=str(gemma), precision="int4"), start="precision")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await loaded(app, pilot)
+        algorithm = app.screen.query_one("#int4-algorithm", Select)
+        assert algorithm.value == "k_quant_mixed" and not app.screen.query_one("#next", Button).disabled
+        algorithm.value = "quarot_gptq"
+        await pilot.pause()
+        assert app.screen.query_one("#next", Button).disabled
+        assert "QuaRot + GPTQ does not fit this model" in str(app.screen.query_one("#nav-reason").render())
+        assert "on Gemma2ForCausalLM Olive's rotation would change" in text(app, "#int4-estimate")
+        assert app.screen.query_one("#int4-estimate").has_class("error-line")
+        algorithm.value = "gptq"
+        await pilot.pause()
+        assert not app.screen.query_one("#next", Button).disabled
+        assert not app.screen.query_one("#int4-estimate").has_class("error-line")

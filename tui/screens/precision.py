@@ -31,6 +31,7 @@ from wizard_steps.precision import (
     human_size,
     options,
     recommended,
+    rotation_refusal,
 )
 from wizard_steps.state import WizardState
 
@@ -168,7 +169,12 @@ class PrecisionScreen(StepScreen):
         if self.query_one(RunPanel).running:
             return _("Wait for the comparison, or cancel it.")
         option = self.option(self.choice)
-        return None if option.available else option.unavailable_reason
+        if not option.available:
+            return option.unavailable_reason
+        if self.choice is Precision.INT4 and self.int4_settings().algorithm.rotated \
+                and rotation_refusal(self.info.architecture):
+            return _("QuaRot + GPTQ does not fit this model: choose another algorithm.")
+        return None
 
     def before_next(self) -> bool:
         settings = self.int4_settings()
@@ -331,15 +337,20 @@ class PrecisionScreen(StepScreen):
         self.rows = self.compute_rows()
         self.refresh_cells()
         self.show_estimate()
+        self.refresh_nav()
 
     def show_estimate(self) -> None:
         if self.info is None:
             return
         size = human_size(self.option(Precision.INT4).estimated_bytes)
         algorithm = Int4Algorithm(self.query_one("#int4-algorithm", Select).value)
-        self.query_one("#int4-estimate", Static).update(
+        refusal = rotation_refusal(self.info.architecture) if algorithm.rotated else None
+        estimate = self.query_one("#int4-estimate", Static)
+        estimate.set_class(refusal is None, "ok-line").set_class(refusal is not None, "error-line")
+        estimate.update(
             _("INT4 with these settings: about {size} (source folder {source})").format(
-                size=size, source=human_size(self.info.size_bytes)) + "\n" + algorithm_note(algorithm))
+                size=size, source=human_size(self.info.size_bytes)) + "\n"
+            + (" ".join(refusal) if refusal else algorithm_note(algorithm)))
 
     # --- the comparison on this machine -------------------------------------------------------
 
