@@ -225,7 +225,8 @@ async def test_the_compare_button_measures_here_and_preselects_the_winner(
 
 
 
-async def test_quarot_on_a_model_it_cannot_rotate_holds_next_and_says_why(demo_model: Path, tmp_path: Path) -> None:
+async def test_quarot_on_a_model_it_cannot_rotate_holds_next_and_says_why(
+        demo_model: Path, tmp_path: Path) -> None:
     from tests.reliability.helpers import make_tiny_hf_model
 
     gemma = make_tiny_hf_model(demo_model, tmp_path / "gemma2", "gemma2")
