@@ -373,10 +373,11 @@ def cmd_tune(args: argparse.Namespace) -> int:
     printer = ProgressPrinter()
     result = None
     with i18n.using("en") if args.json else contextlib.nullcontext():  # --json values are English
+        width = max(len(c.label) for c in tune.candidates())  # the labels line up in a column
         for event in tune.measure(folder, template, focus_length=args.focus):
             if isinstance(event, tune.TuneSample):
                 printer.line(_("{candidate} {length} tokens run {run}: {speed} tok/s").format(
-                    candidate=f"{event.candidate.label:10s}", length=f"{event.length:4d}", run=event.run,
+                    candidate=event.candidate.label.ljust(width), length=f"{event.length:4d}", run=event.run,
                     speed=i18n.number(event.tokens_per_s, 1).rjust(6)))
             elif isinstance(event, tune.TuneResult):
                 result = event
@@ -393,7 +394,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     for label, speeds in result.speeds.items():
         cells = "  ".join(_("{length} tokens {speed} tok/s").format(length=n, speed=i18n.number(v, 1).rjust(6))
                           for n, v in sorted(speeds.items()))
-        print(f"  {label:10s} {cells}")
+        print(f"  {label.ljust(width)} {cells}")
     if result.changed and deployed:
         print(_("Foundry Local reads the tuned file the next time it loads the model."))
     return exit_codes.OK
