@@ -12,79 +12,17 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import threading
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-ROW_READERS = {"Gather", "GatherBlockQuantized", "GroupQueryAttention"}  # read a row per token (cos/sin caches)
-ONNX_BYTES = {1: 4, 10: 2, 16: 2, 2: 1, 3: 1, 6: 4, 7: 8, 11: 8}  # elem_type -> bytes (float, fp16, ...)
+from wizard_steps.machine import bytes_per_token, cpu_flags, read_bandwidth
 
 
 def cpu_line() -> str:
     """The CPU model name and the flags that decide which kernels run."""
-    info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    fields = [line.split(":", 1) for line in info.splitlines() if ":" in line]
-    name = next((value.strip() for key, value in fields if key.strip() == "model name"), "?")
-    flags = next((value.split() for key, value in fields if key.strip() == "flags"), [])
-    wanted = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8")
-    return f"{name}; flags: " + " ".join(f for f in wanted if f in flags)
-
-
-def read_bandwidth(n_bytes: int, threads: int, runs: int = 7) -> float:
-    """Best bytes/s of summing an array of ``n_bytes`` split over ``threads`` threads (numpy
-    releases the GIL in the sum), after one pass that brings it in."""
-    import numpy as np
-
-    data = np.ones(n_bytes // 8, dtype=np.float64)
-    parts = np.array_split(data, threads)
-
-    def one_pass() -> float:
-        workers = [threading.Thread(target=np.sum, args=(part,)) for part in parts]
-        started = time.perf_counter()
-        for worker in workers:
-            worker.start()
-        for worker in workers:
-            worker.join()
-        return data.nbytes / (time.perf_counter() - started)
-
-    one_pass()
-    return max(one_pass() for _ in range(runs))
-
-
-def bytes_per_token(folder: Path) -> tuple[int, int, int]:
-    """(weight bytes a token reads, all weight bytes, KV cache bytes per cached token) from the
-    graph: initializers feeding anything but a Gather count whole, Gather tables one row."""
-    import onnx
-    from onnx.external_data_helper import ExternalDataInfo, uses_external_data
-
-    model = onnx.load(str(folder / "model.onnx"), load_external_data=False)
-    graph = model.graph
-    sizes: dict[str, tuple[int, int]] = {}  # name -> (bytes, rows)
-    for init in graph.initializer:
-        size = ExternalDataInfo(init).length if uses_external_data(init) else len(init.raw_data)
-        if not size:
-            count = 1
-            for dim in init.dims:
-                count *= dim
-            size = count * ONNX_BYTES.get(init.data_type, 4)
-        sizes[init.name] = (int(size), int(init.dims[0]) if init.dims else 1)
-    users: dict[str, set[str]] = {}
-    for node in graph.node:
-        for name in node.input:
-            if name in sizes:
-                users.setdefault(name, set()).add(node.op_type)
-    read = 0
-    for name, (size, rows) in sizes.items():
-        ops = users.get(name, set())
-        read += size // max(rows, 1) if ops and ops <= ROW_READERS else size
-    kv = 0
-    for value in graph.input:
-        if value.name.startswith("past_key_values."):
-            shape = value.type.tensor_type.shape.dim
-            kv += shape[1].dim_value * shape[3].dim_value * ONNX_BYTES.get(value.type.tensor_type.elem_type, 4)
-    return read, sum(s for s, _ in sizes.values()), kv
+    name, flags = cpu_flags()
+    return f"{name}; flags: " + " ".join(flags)
 
 
 def main() -> None:

@@ -229,7 +229,9 @@ def cmd_remove(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from wizard_steps import benchmark
+    import dataclasses
+
+    from wizard_steps import benchmark, machine
 
     lengths = benchmark.parse_lengths(args.lengths, "--lengths")
     plan = benchmark.BenchPlan(lengths, args.new_tokens, args.runs, args.warmup).validate()
@@ -255,7 +257,18 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.export:
         path = benchmark.export(summary, Path(args.export))
         printer.line(_("Report written to {path}").format(path=path))
-    print(benchmark.to_json(summary) if args.json else benchmark.to_markdown(summary))
+    found = machine.measure(getattr(backend, "folder", None))  # what limits the speed here
+    medians = {r.length: r.tps_median for r in summary.per_length}
+    if args.json:
+        data = json.loads(benchmark.to_json(summary))
+        data["machine"] = {**dataclasses.asdict(found), "kernels": found.kernels,
+                           "memory_bound_tok_s": {str(n): round(found.bound(n + plan.new_tokens // 2) or 0, 1)
+                                                  for n in medians}}
+        print(json.dumps(data, indent=2))
+    else:
+        print(benchmark.to_markdown(summary))
+        print(found.describe())
+        print(found.against(medians, plan.new_tokens))
     return exit_codes.OK
 
 

@@ -101,6 +101,11 @@ async def test_a_run_fills_the_cards_the_chart_and_the_summary(demo_int4: Path, 
         assert "Done" in str(screen.query_one("#bench-stage", Label).render())
         assert str(screen.query_one("#next", Button).label) == "Next ›"
         assert app.state.bench_lengths == [16, 64] and app.state.bench_runs == 2
+        # what limits the speed here: the CPU, its bandwidth, the medians against the memory bound
+        await wait_for(pilot, lambda: "This machine:" in shown(screen, "#bench-machine"), "the machine line")
+        line = shown(screen, "#bench-machine")
+        line = " ".join(line.split())  # as drawn: wrapped at 80 columns
+        assert "memory read" in line and "(16 tokens)" in line and "(64 tokens)" in line, line
         assert_fits(app)
 
 

@@ -28,6 +28,7 @@ from wizard_steps.engine import Backend
 from wizard_steps.errors import WizardError
 from wizard_steps.events import Failed
 from wizard_steps.i18n import N_, _, number
+from wizard_steps.machine import Machine
 from wizard_steps.quality import QualityCheck
 from wizard_steps.state import state_template
 from wizard_steps.templates import PromptTemplate
@@ -125,6 +126,7 @@ class BenchmarkScreen(StepScreen):
                          classes="hint")
             yield DataTable(id="bench-summary", cursor_type="row", zebra_stripes=True)
             yield Static("", id="bench-summary-note")
+            yield Static("", id="bench-machine", classes="hint")
         with Vertical(id="bench-quality-box"):
             yield Label(_("Quality checklist"), classes="section-title")
             yield Static("", id="bench-quality-table")
@@ -286,6 +288,7 @@ class BenchmarkScreen(StepScreen):
         self.checks, self.check_running = {}, None
         self.query_one("#bench-quality-box").display = False
         self.query_one("#bench-export-result", Static).update("")
+        self.query_one("#bench-machine", Static).update("")
         backend = self.open_backend  # opened in the worker: loading a model takes a while
         return lambda stop: self.measure(job, backend, stop)
 
@@ -333,6 +336,10 @@ class BenchmarkScreen(StepScreen):
                         summary = event
             if stop.is_set():
                 return
+            if summary is not None and summary.per_length:  # what limits the speed here (~1 s)
+                from wizard_steps import machine
+
+                yield machine.measure(getattr(backend, "folder", None))
             yield CheckStarted(CHECKS[0])
             measured = {} if summary is None else {
                 "rss_samples": [s.rss_bytes for s in summary.samples],
@@ -357,6 +364,8 @@ class BenchmarkScreen(StepScreen):
             self.show_sample(event)
         elif isinstance(event, BenchSummary):
             self.show_summary(event)
+        elif isinstance(event, Machine):
+            self.show_machine(event)
         elif isinstance(event, CheckStarted):
             self.query_one("#bench-quality-box").display = True
             self.check_running, self.check_started = event.name, time.monotonic()
@@ -392,6 +401,14 @@ class BenchmarkScreen(StepScreen):
             + f" · {summary.backend} · {summary.leak.note}")
         self.query_one("#bench-results").display = bool(summary.per_length)
         self.refresh_nav()
+
+    def show_machine(self, machine: Machine) -> None:
+        """The CPU, its kernels and bandwidth, and the medians as fractions of the memory bound."""
+        lines = [machine.describe()]
+        if self.summary is not None:
+            lines.append(machine.against({r.length: r.tps_median for r in self.summary.per_length},
+                                         self.summary.plan.new_tokens))
+        self.query_one("#bench-machine", Static).update(Text("\n".join(line for line in lines if line)))
 
     def show_checks(self) -> None:
         if self.check_running and not self.panel.stop.is_set():
