@@ -16,7 +16,7 @@ from wizard_steps.i18n import _, number, percent
 
 ROW_READERS = {"Gather", "GatherBlockQuantized", "GroupQueryAttention"}  # a row per token (cos/sin caches too)
 ONNX_BYTES = {1: 4, 10: 2, 16: 2, 2: 1, 3: 1, 6: 4, 7: 8, 11: 8}  # elem_type -> bytes (float, fp16, ...)
-BANDWIDTH_BYTES = 512 << 20  # more than the last-level cache of the CPUs this runs on
+BANDWIDTH_BYTES = 256 << 20  # more than the last-level cache of the CPUs this runs on (96 MB at most)
 
 
 @dataclass(frozen=True)
@@ -48,8 +48,10 @@ class Machine:
 
     def describe(self) -> str:
         """One line: the CPU, its kernels, the bandwidth (and why an older CPU is slower)."""
-        line = _("This machine: {cpu} · {cores} cores · {kernels} · memory read {bandwidth} GB/s").format(
-            cpu=self.cpu, cores=self.cores, kernels=self.kernels, bandwidth=number(self.read_gb_s, 1))
+        line = _("This machine: {cpu} · {cores} cores · {kernels}").format(
+            cpu=self.cpu, cores=self.cores, kernels=self.kernels)
+        if self.read_gb_s > 0:
+            line += " · " + _("memory read {bandwidth} GB/s").format(bandwidth=number(self.read_gb_s, 1))
         if self.kernels not in ("AVX-512 VNNI", "AVX-VNNI"):
             line += " " + _("(no VNNI: onnxruntime's 4- and 8-bit kernels run slower here than on CPUs "
                             "with AVX-512 VNNI or AVX-VNNI, so figures from such machines do not apply)")
@@ -141,8 +143,9 @@ def bytes_per_token(folder: Path) -> tuple[int, int, int]:
 
 
 def measure(folder: Path | None = None, threads: int | None = None) -> Machine:
-    """This machine's CPU, kernels and read bandwidth (about a second), and the bytes a token of
-    the converted ``folder`` reads (None where its graph cannot be read)."""
+    """This machine's CPU, kernels and read bandwidth (under a second; 0 where there is no memory
+    for the probe), and the bytes a token of the converted ``folder`` reads (None where its graph
+    cannot be read)."""
     from wizard_steps.tune import usable_cpus
 
     cores = threads or usable_cpus()
@@ -153,5 +156,8 @@ def measure(folder: Path | None = None, threads: int | None = None) -> Machine:
             weights, _total, kv = bytes_per_token(Path(folder))
         except Exception:  # a graph onnx cannot parse: the bandwidth still stands
             weights = kv = None
-    gb_s = read_bandwidth(BANDWIDTH_BYTES, cores) / 1e9
+    try:
+        gb_s = read_bandwidth(BANDWIDTH_BYTES, cores) / 1e9
+    except MemoryError:  # no room for the probe beside the model: no bound rather than a failed run
+        gb_s = 0.0
     return Machine(name, cores, flags, round(gb_s, 2), weights, kv)
