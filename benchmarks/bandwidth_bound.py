@@ -22,7 +22,7 @@ from wizard_steps.machine import bytes_per_token, cpu_flags, read_bandwidth
 def cpu_line() -> str:
     """The CPU model name and the flags that decide which kernels run."""
     name, flags = cpu_flags()
-    return f"{name}; flags: " + " ".join(flags)
+    return f"{name}; flags: " + (" ".join(flags) if flags is not None else "not known")
 
 
 def main() -> None:

@@ -21,19 +21,18 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_the_cpu_is_named_and_its_flags_are_the_kernel_deciding_ones() -> None:
     name, flags = machine.cpu_flags()
     assert name and name != "?"
-    assert set(flags) <= {"avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8"}
     cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():  # the flags are the ones the kernel reports, not guessed
+    if cpuinfo.is_file() and "flags" in cpuinfo.read_text():  # x86 Linux: the kernel's own flags, not guessed
+        assert flags is not None and set(flags) <= set(machine.KERNEL_FLAGS)
         reported = next(line.split(":", 1)[1].split() for line in cpuinfo.read_text().splitlines()
                         if line.startswith("flags"))
         assert all(flag in reported for flag in flags)
         assert ("avx2" in flags) is ("avx2" in reported)
 
 
-def test_read_bandwidth_is_measured_and_grows_with_threads_no_slower_than_one() -> None:
-    one = machine.read_bandwidth(64 << 20, 1, runs=3)
-    assert one > 1e8  # any machine reads more than 0.1 GB/s
-    assert machine.read_bandwidth(64 << 20, 2, runs=3) > 0
+def test_read_bandwidth_is_measured_with_one_thread_and_with_two() -> None:
+    for threads in (1, 2):
+        assert machine.read_bandwidth(64 << 20, threads, runs=3) > 1e8  # any machine reads over 0.1 GB/s
 
 
 def test_a_token_reads_every_matmul_weight_but_one_row_of_a_gathered_table(tmp_path: Path) -> None:
@@ -74,6 +73,10 @@ def test_the_bound_and_what_the_lines_say() -> None:
     assert f"{share} % (16 tokens)" in line and "at most 100 tok/s" in line and "120 MB read per token" in line
     unknown = Machine("Some CPU", 2, ("avx2",), 12.0)
     assert unknown.bound(0) is None and unknown.against({16: 50.0}, 64) == ""
+    arm = Machine("Apple M2", 8, None, 60.0, arch="arm64")  # no /proc/cpuinfo, and no x86 flags to lack
+    assert arm.kernels == "Arm NEON" and "no VNNI" not in arm.describe()
+    windows = Machine("Intel64 Family 6", 4, None, 20.0, arch="AMD64")
+    assert windows.kernels == "kernels not known" and "no VNNI" not in windows.describe()
 
 
 @pytest.mark.slow

@@ -23,14 +23,19 @@ BANDWIDTH_BYTES = 256 << 20  # more than the last-level cache of the CPUs this r
 class Machine:
     cpu: str
     cores: int
-    flags: tuple[str, ...]  # the ones that decide the kernels: avx2, avx512f, avx512_vnni, avx_vnni, amx_int8
+    flags: tuple[str, ...] | None  # the kernel-deciding ones (KERNEL_FLAGS); None: not known here
     read_gb_s: float  # memory read bandwidth over ``cores`` threads
     weight_bytes_per_token: int | None = None  # None: the folder's graph could not be read
     kv_bytes_per_cached_token: int | None = None
+    arch: str = "x86_64"  # platform.machine()
 
     @property
     def kernels(self) -> str:
         """The fastest integer kernels this CPU can run, as onnxruntime's MLAS picks them."""
+        if self.arch.lower() in ("arm64", "aarch64"):
+            return "Arm NEON"
+        if self.flags is None:
+            return _("kernels not known")
         if "avx512_vnni" in self.flags:
             return "AVX-512 VNNI"
         if "avx_vnni" in self.flags:
@@ -52,7 +57,7 @@ class Machine:
             cpu=self.cpu, cores=self.cores, kernels=self.kernels)
         if self.read_gb_s > 0:
             line += " · " + _("memory read {bandwidth} GB/s").format(bandwidth=number(self.read_gb_s, 1))
-        if self.kernels not in ("AVX-512 VNNI", "AVX-VNNI"):
+        if self.kernels in ("AVX2", _("no AVX2")):
             line += " " + _("(no VNNI: onnxruntime's 4- and 8-bit kernels run slower here than on CPUs "
                             "with AVX-512 VNNI or AVX-VNNI, so figures from such machines do not apply)")
         return line
@@ -73,19 +78,23 @@ class Machine:
             bound=number(self.bound(0) or 0))
 
 
-def cpu_flags() -> tuple[str, tuple[str, ...]]:
-    """The CPU's model name and its kernel-deciding flags (from /proc/cpuinfo where there is one)."""
+KERNEL_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8")
+
+
+def cpu_flags() -> tuple[str, tuple[str, ...] | None]:
+    """The CPU's model name and its kernel-deciding flags, from /proc/cpuinfo (Linux); elsewhere
+    the flags are not known (None)."""
     import platform
 
-    wanted = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8")
+    fallback = platform.processor() or platform.machine() or "?"
     try:
         info = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
     except OSError:
-        return platform.processor() or platform.machine() or "?", ()
+        return fallback, None
     fields = [line.split(":", 1) for line in info.splitlines() if ":" in line]
     name = next((value.strip() for key, value in fields if key.strip() == "model name"), "")
-    flags = next((value.split() for key, value in fields if key.strip() == "flags"), [])
-    return name or platform.machine() or "?", tuple(f for f in wanted if f in flags)
+    flags = next((value.split() for key, value in fields if key.strip() == "flags"), None)
+    return name or fallback, None if flags is None else tuple(f for f in KERNEL_FLAGS if f in flags)
 
 
 def read_bandwidth(n_bytes: int, threads: int, runs: int = 5) -> float:
@@ -160,4 +169,6 @@ def measure(folder: Path | None = None, threads: int | None = None) -> Machine:
         gb_s = read_bandwidth(BANDWIDTH_BYTES, cores) / 1e9
     except MemoryError:  # no room for the probe beside the model: no bound rather than a failed run
         gb_s = 0.0
-    return Machine(name, cores, flags, round(gb_s, 2), weights, kv)
+    import platform
+
+    return Machine(name, cores, flags, round(gb_s, 2), weights, kv, platform.machine())
