@@ -198,6 +198,12 @@ def test_a_measurement_that_kept_the_setting_is_recorded_so_it_is_not_repeated(
     note["cpus"] = tune.usable_cpus() + 6  # measured on another machine: measure again here
     (folder / tune.RECORD_NAME).write_text(json.dumps(note))
     assert tune_quick.needs_tuning(folder)
+    note["cpus"] = tune.usable_cpus()
+    (folder / tune.RECORD_NAME).write_text(json.dumps(note))
+    assert not tune_quick.needs_tuning(folder)
+    # undo forgets a measurement that changed nothing: the folder is as Olive wrote it again
+    assert tune.undo(folder) is False and not (folder / tune.RECORD_NAME).exists()
+    assert (folder / "genai_config.json").read_bytes() == original and tune_quick.needs_tuning(folder)
 
 
 def test_sleeping_threads_are_written_where_they_win_and_foundry_local_runs_them(

@@ -9,6 +9,7 @@ so that ``undo`` restores it exactly.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import statistics
@@ -157,10 +158,13 @@ def apply(folder: Path, candidate: Candidate) -> None:
 
 
 def undo(folder: Path) -> bool:
-    """Restore the original genai_config.json byte for byte; False when nothing was tuned."""
+    """Restore the original genai_config.json byte for byte and forget any measurement (the folder
+    is then as Olive wrote it, and a deploy measures it again); False when nothing was changed."""
     folder = Path(folder)
     backup = folder / BACKUP_NAME
-    if not backup.exists():
+    if not backup.exists():  # measured and kept, or never measured: only the record to forget
+        with contextlib.suppress(OSError):
+            (folder / RECORD_NAME).unlink(missing_ok=True)
         return False
     check_writable(folder)
     os.replace(backup, _config_path(folder))
