@@ -23,11 +23,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.engine_overhead import make_demo_int4
-from benchmarks.tuning_gain import drain
+from benchmarks.tuning_gain import speed
+from tests.genai_helpers import drain
 from wizard_steps import tune
 from wizard_steps.benchmark import prompt_of_length
-from wizard_steps.engine import GenaiBackend, ReplyDone, ReplyOptions
+from wizard_steps.engine import GenaiBackend
 from wizard_steps.templates import get_preset
+from wizard_steps.tune_quick import describe, quick
 
 
 def busy() -> None:
@@ -35,14 +37,7 @@ def busy() -> None:
         pass
 
 
-def speed(backend, conversation, tokens: int) -> float:
-    options = ReplyOptions(max_new_tokens=tokens, min_new_tokens=tokens)
-    return next(e for e in backend.stream(conversation, options) if isinstance(e, ReplyDone)).stats.tokens_per_s
-
-
 def road_choice(untuned: Path, work: Path) -> dict:
-    from wizard_steps.tune_quick import quick
-
     copy = work / "road"
     shutil.rmtree(copy, ignore_errors=True)
     shutil.copytree(untuned, copy)
@@ -76,7 +71,7 @@ def main() -> None:
                 results: dict[str, list[float]] = {name: [] for name in settings}
                 for run in range(args.runs + 1):
                     for name in (("spinning", "sleeping") if run % 2 == 0 else ("sleeping", "spinning")):
-                        value = speed(backends[name], prompt, args.tokens)
+                        value = speed(backends[name], prompt, args.tokens)[0]  # generation tok/s
                         if run:  # the first round warms up
                             results[name].append(value)
                 gen = {name: statistics.median(v) for name, v in results.items()}
@@ -85,11 +80,9 @@ def main() -> None:
                 for process in neighbours:
                     process.terminate()
                     process.join()
-            label = tune.Candidate(chosen["threads"], chosen.get("spinning", True)).label \
-                if chosen.get("threads") else "default"
             print(f"{load} busy process(es): spinning {gen['spinning']:6.1f} tok/s, sleeping "
                   f"{gen['sleeping']:6.1f} tok/s (sleeping x{gen['sleeping'] / gen['spinning']:.2f}); "
-                  f"the short tuning wrote: {label} (gain x{chosen['gain']})", flush=True)
+                  f"the short tuning: {describe(chosen)}", flush=True)
     finally:
         for backend in backends.values():
             backend.close()

@@ -20,6 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.engine_overhead import make_demo_int4
+from tests.genai_helpers import drain
 from wizard_steps import tune
 from wizard_steps.benchmark import prompt_of_length
 from wizard_steps.engine import GenaiBackend, ReplyDone, ReplyOptions
@@ -30,15 +31,6 @@ def speed(backend, conversation, tokens: int) -> tuple[float, float]:
     options = ReplyOptions(max_new_tokens=tokens, min_new_tokens=tokens)
     done = next(e for e in backend.stream(conversation, options) if isinstance(e, ReplyDone))
     return done.stats.tokens_per_s, done.stats.prompt_tokens_per_s
-
-
-def drain(events):
-    """Run a generator of events to its end; its return value."""
-    while True:
-        try:
-            next(events)
-        except StopIteration as done:
-            return done.value
 
 
 def road_against_search(untuned: Path, work: Path, template, lengths, runs: int, tokens: int) -> None:

@@ -1,4 +1,5 @@
-"""A bare onnxruntime-genai generation loop for tests to check converted folders with."""
+"""A bare onnxruntime-genai generation loop for tests (and benchmarks) to check converted folders
+with, and a way to run a step's event generator to its end for its return value."""
 
 from __future__ import annotations
 
@@ -27,3 +28,12 @@ def generate(folder: Path, prompt: str = CHATML_QUESTION, new_tokens: int = 24) 
         generator.generate_next_token()
         tokens.append(int(generator.get_next_tokens()[0]))
     return len(tokens), tokenizer.decode(tokens)
+
+
+def drain(events):
+    """Run a generator of events to its end; its return value."""
+    while True:
+        try:
+            next(events)
+        except StopIteration as done:
+            return done.value

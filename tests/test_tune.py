@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.genai_helpers import generate
+from tests.genai_helpers import drain, generate
 from tests.reliability.helpers import make_tiny_model
 from wizard_steps import tune, tune_quick
 from wizard_steps.events import Finished, LogLine, Progress
@@ -232,15 +232,6 @@ def test_sleeping_threads_are_written_where_they_win_and_foundry_local_runs_them
     # a full search knows the setting as one of its candidates and undo takes it away
     assert tune.Candidate(tune.usable_cpus(), spinning=False) in tune.candidates()
     assert tune.undo(folder) is True and (folder / "genai_config.json").read_bytes() == original
-
-
-def drain(events) -> dict:
-    """Run a generator of events to its end; its return value."""
-    while True:
-        try:
-            next(events)
-        except StopIteration as done:
-            return done.value
 
 
 DETAIL_KEYS = {"threads", "spinning", "tried", "gain", "applied", "cancelled"}
