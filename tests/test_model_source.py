@@ -141,20 +141,11 @@ def test_a_folder_with_no_end_of_text_token_anywhere_is_refused_with_the_fix(tmp
 
 
 def _tiny_qwen2(demo: Path, target: Path, generation_config: bool) -> Path:
-    """A real Qwen2 folder (transformers' Qwen2Config, 2 layers of width 64, random weights, the
+    """A real Qwen2 folder (transformers' own classes, 2 layers of width 64, random weights, the
     demo's tokenizer) saved the way many fine-tunes are: config.json without eos_token_id."""
-    import shutil
+    from tests.reliability.helpers import make_tiny_hf_model
 
-    import torch
-    from transformers import Qwen2Config, Qwen2ForCausalLM
-
-    torch.manual_seed(0)
-    config = Qwen2Config(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-                         num_key_value_heads=2, vocab_size=49152, max_position_embeddings=2048,
-                         tie_word_embeddings=True)
-    Qwen2ForCausalLM(config).save_pretrained(target)
-    for name in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja"):
-        shutil.copy2(demo / name, target / name)
+    make_tiny_hf_model(demo, target, "qwen2")
     saved = json.loads((target / "config.json").read_text())
     for key in ("eos_token_id", "bos_token_id", "pad_token_id"):
         saved.pop(key, None)
