@@ -262,7 +262,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.json:
         data = json.loads(benchmark.to_json(summary))
         data["machine"] = {**dataclasses.asdict(found), "kernels": found.kernels,
-                           "memory_bound_tok_s": {str(n): round(found.bound(n + plan.new_tokens // 2) or 0, 1)
+                           "memory_bound_tok_s": {str(n): round(found.bound_for_run(n, plan.new_tokens) or 0, 1)
                                                   for n in medians}}
         print(json.dumps(data, indent=2))
     else:

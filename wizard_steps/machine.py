@@ -7,6 +7,7 @@ a fraction of that bound, so a slow machine is explained by numbers, not only re
 
 from __future__ import annotations
 
+import platform
 import threading
 import time
 from dataclasses import dataclass
@@ -62,11 +63,16 @@ class Machine:
                             "with AVX-512 VNNI or AVX-VNNI, so figures from such machines do not apply)")
         return line
 
+    def bound_for_run(self, length: int, new_tokens: int) -> float | None:
+        """The bound over a benchmark run of ``length`` prompt tokens and ``new_tokens`` generated:
+        on average half the new tokens are in the cache beside the prompt."""
+        return self.bound(length + new_tokens // 2)
+
     def against(self, medians: dict[int, float], new_tokens: int) -> str:
         """Measured generation medians (prompt length -> tok/s) as fractions of the memory bound."""
         shares = []
         for length, speed in sorted(medians.items()):
-            bound = self.bound(length + new_tokens // 2)
+            bound = self.bound_for_run(length, new_tokens)
             if bound:
                 shares.append(_("{fraction} ({length} tokens)").format(
                     fraction=percent(100 * speed / bound), length=length))
@@ -84,8 +90,6 @@ KERNEL_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8")
 def cpu_flags() -> tuple[str, tuple[str, ...] | None]:
     """The CPU's model name and its kernel-deciding flags, from /proc/cpuinfo (Linux); elsewhere
     the flags are not known (None)."""
-    import platform
-
     fallback = platform.processor() or platform.machine() or "?"
     try:
         info = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
@@ -169,6 +173,4 @@ def measure(folder: Path | None = None, threads: int | None = None) -> Machine:
         gb_s = read_bandwidth(BANDWIDTH_BYTES, cores) / 1e9
     except MemoryError:  # no room for the probe beside the model: no bound rather than a failed run
         gb_s = 0.0
-    import platform
-
     return Machine(name, cores, flags, round(gb_s, 2), weights, kv, platform.machine())
