@@ -104,9 +104,8 @@ def make_plan(
         raise PlanError(_("{algorithm} runs as passes of the Olive config; auto-opt cannot run it.").format(
                             algorithm=settings.algorithm.value),
                         _("Use --method config, or another INT4 algorithm."))
-    refusal = rotation_refusal(model.architecture) if precision is Precision.INT4 and settings.algorithm.rotated \
-        else None
-    if refusal:
+    if precision is Precision.INT4 and settings.algorithm.rotated and (
+            refusal := rotation_refusal(model.architecture)):
         raise PlanError(*refusal)
     text = check_text(calibration_text) if calibrated else None  # before anything is written
     out = Path(output_dir).expanduser() if output_dir else default_output_dir(model, precision)

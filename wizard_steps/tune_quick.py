@@ -134,9 +134,9 @@ def quick(folder: Path, source: Path | None = None, cancel: threading.Event | No
     # Sleeping threads must beat that choice clearly: they cost 4-8 % on an idle machine.
     if calm in speed and calm != chosen and ratio(calm) >= round(ratio(chosen) * (1 + tune.SLEEP_MARGIN), 2):
         chosen = calm
-    gain = ratio(chosen) if chosen != current else ratio(tried)
-    result.update(gain=gain, default_tokens_per_s=round(before, 1),
-                  tuned_tokens_per_s=round(speed[chosen if chosen != current else tried], 1))
+    reported = chosen if chosen != current else tried  # kept: the report says how the core count did
+    gain = ratio(reported)
+    result.update(gain=gain, default_tokens_per_s=round(before, 1), tuned_tokens_per_s=round(speed[reported], 1))
     if chosen != current:
         apply(folder, chosen)
         record(folder, chosen, gain)
