@@ -114,4 +114,9 @@ async def click(pilot: Pilot, selector: str) -> None:
     widget = pilot.app.screen.query_one(selector)
     widget.scroll_visible(animate=False, immediate=True)
     await pilot.pause()
-    await pilot.click(selector)
+    if not await pilot.click(selector):
+        app = pilot.app
+        region = widget.region
+        under, _ = app.get_widget_at(region.x, region.y)
+        raise AssertionError(f"the click on {selector} at {region} landed on {under!r} instead "
+                             f"(screen scrolled? covered?)")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from rich.console import Console
-from textual.widgets import Button, Collapsible, DataTable, Input, Label, Static
+from textual.widgets import Button, Collapsible, DataTable, Input, Label, RadioButton, Static
 
 from tests.tui.helpers import assert_fits, click, wait_for
 from tui.app import SlmopsApp
@@ -174,6 +174,21 @@ async def test_a_template_that_differs_is_explained_and_the_models_own_can_be_ke
         assert screen.result.details["template_source"] == "model"
         assert (deployed / "chat_template.jinja").read_text(encoding="utf-8") == own
         assert_fits(app)
+
+
+async def test_the_saved_template_choice_comes_back_pressed_and_can_be_changed(
+        demo_int4: Path, tmp_home: Path) -> None:
+    app = deploy_app(demo_int4, template_source="model")
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = app.screen
+        await pilot.pause()
+        assert screen.query_one("#deploy-template-model", RadioButton).value
+        assert not screen.query_one("#deploy-template-preset", RadioButton).value
+        await click(pilot, "#deploy-template-preset")
+        await wait_for(pilot, lambda: app.state.template_source == "preset", "the choice to be saved")
+        assert not screen.query_one("#deploy-template-model", RadioButton).value
+        saved = WizardState.load()
+        assert saved is not None and saved.template_source == "preset"
 
 
 def test_the_result_says_when_the_deployed_copy_was_tuned(tmp_path: Path) -> None:

@@ -142,9 +142,13 @@ class DeployScreen(StepScreen):
             yield Static("", id="deploy-json")
         with Vertical(id="deploy-template-box"):
             yield Static("", id="deploy-template-note")
+            # The saved choice is pressed as the buttons are made: a value set later posts a
+            # change that could arrive after the user's own click and undo it.
+            keep = self.state.template_source == "model"
             with RadioSet(id="deploy-template-source"):
-                yield RadioButton("", id="deploy-template-preset")
-                yield RadioButton(_("Keep the model's own chat template"), id="deploy-template-model")
+                yield RadioButton("", value=not keep, id="deploy-template-preset")
+                yield RadioButton(_("Keep the model's own chat template"), value=keep,
+                                  id="deploy-template-model")
         yield RunPanel("deploy", prepare=self.prepare_run, start_label=_("Deploy"),
                        cancel_label=_("Cancel"))
         yield Label(_("Deployed models"), classes="section-title")
@@ -216,9 +220,6 @@ class DeployScreen(StepScreen):
             Text(said + " " + _("Answers may differ. Which should Foundry Local use?"), style="yellow"))
         preset = self.query_one("#deploy-template-preset", RadioButton)
         preset.label = _("Use {label}").format(label=label)
-        keep = self.state.template_source == "model"
-        self.query_one("#deploy-template-model", RadioButton).value = keep
-        preset.value = not keep
 
     @on(RadioSet.Changed, "#deploy-template-source")
     def template_source_changed(self, event: RadioSet.Changed) -> None:
