@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from textual.widgets import Button
 
+from tests.tui.helpers import click
 from tui.app import SlmopsApp
 from tui.steps import STEPS_BY_KEY
 from wizard_steps import paths
@@ -88,7 +89,7 @@ async def test_after_a_crash_the_wizard_offers_to_resume_after_the_last_complete
     async with app.run_test(size=(80, 24)) as pilot:
         label = str(app.screen.query_one("#resume", Button).label)
         assert label.endswith(STEPS_BY_KEY[expected].title), label
-        await pilot.click("#resume")
+        await click(pilot, "#resume")
         await pilot.pause()
         assert app.screen.STEP == expected
         assert app.state.completed == saved.completed

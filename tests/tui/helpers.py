@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 from textual.app import App
 from textual.containers import ScrollableContainer
+from textual.errors import NoWidget
 from textual.geometry import Region
 from textual.pilot import Pilot
 from textual.screen import Screen
@@ -108,15 +109,46 @@ def assert_fits(app: App) -> None:
     assert not problems, f"{app.screen!r} at {app.size.width}x{app.size.height}: " + "; ".join(problems)
 
 
+def _layout_pending(app: App) -> bool:
+    """A layout, scroll, repaint or after-refresh callback (a focus scrolls its widget into view
+    that way) the screen has been asked for and not yet done: until they are, widget.region is
+    where the widget was, not where it will be when a click arrives."""
+    screen = app.screen
+    return bool(screen._layout_required or screen._scroll_required or screen._recompose_required
+                or screen._repaint_required or screen._callbacks)
+
+
+def _under_its_corner(app: App, widget: Widget) -> bool:
+    region = widget.region
+    if not region.area:
+        return False
+    try:
+        under, _ = app.get_widget_at(region.x, region.y)
+    except NoWidget:
+        return False
+    return under is widget or widget in under.ancestors
+
+
 async def click(pilot: Pilot, selector: str) -> None:
     """Click a widget as a user does: scrolled into view first (a small terminal hides the lower
-    part of a screen)."""
-    widget = pilot.app.screen.query_one(selector)
+    part of a screen), and only once it stays where it is drawn. On a busy CPU the layout and the
+    scroll that follow a screen's mount (its focused widget brought into view) come late, and a
+    click aimed by the old layout lands on another widget."""
+    app = pilot.app
+    widget = app.screen.query_one(selector)
     widget.scroll_visible(animate=False, immediate=True)
-    await pilot.pause()
+    seen: list[Region] = []
+
+    def still() -> bool:
+        if _layout_pending(app) or not _under_its_corner(app, widget):
+            seen.clear()
+            return False
+        seen.append(widget.region)
+        return len(seen) >= 3 and len(set(seen[-3:])) == 1
+
+    await wait_for(pilot, still, f"{selector} to stay where it is drawn", interval=0.05)
     if not await pilot.click(selector):
-        app = pilot.app
         region = widget.region
         under, _ = app.get_widget_at(region.x, region.y)
-        raise AssertionError(f"the click on {selector} at {region} landed on {under!r} instead "
-                             f"(screen scrolled? covered?)")
+        raise AssertionError(f"the click on {selector} at {region} landed on another widget (now there: "
+                             f"{under!r})")

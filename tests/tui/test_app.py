@@ -8,7 +8,7 @@ from pathlib import Path
 
 from textual.widgets import Button, DataTable, Input, Label, Static
 
-from tests.tui.helpers import wait_for, wait_idle
+from tests.tui.helpers import click, wait_for, wait_idle
 from tui.app import SlmopsApp
 from wizard_steps import prereqs
 from wizard_steps.i18n import _
@@ -41,7 +41,7 @@ async def test_welcome_offers_the_demo_and_own_model() -> None:
     app = SlmopsApp(WizardState())
     async with app.run_test(size=(80, 24)) as pilot:
         assert app.screen.query_one("#start-demo", Button)
-        await pilot.click("#start-own")
+        await click(pilot, "#start-own")
         await pilot.pause()
         assert app.screen.STEP == "prereqs"
         assert app.state.use_demo is False and "welcome" in app.state.completed
@@ -65,7 +65,7 @@ async def test_prereqs_show_every_check_and_back_returns(tmp_home: Path) -> None
 async def test_model_path_is_validated_as_you_type(tmp_path: Path) -> None:
     app = SlmopsApp(WizardState(), start="model")
     async with app.run_test(size=(80, 24)) as pilot:
-        await pilot.click("#model-path")
+        await click(pilot, "#model-path")
         await pilot.press(*str(tmp_path / "missing"))
         await app.workers.wait_for_complete()
         await pilot.pause()
@@ -112,7 +112,7 @@ async def test_resume_is_offered_after_a_saved_run(tmp_home: Path) -> None:
     async with app.run_test(size=(80, 24)) as pilot:
         button = app.screen.query_one("#resume", Button)
         assert "Precision" in str(button.label)
-        await pilot.click("#resume")
+        await click(pilot, "#resume")
         await pilot.pause()
         assert app.state.step == "precision"
 
@@ -122,7 +122,7 @@ async def test_model_path_completes_folder_names(tmp_path: Path) -> None:
     (tmp_path / "notes.txt").write_text("x")
     app = SlmopsApp(WizardState(), start="model")
     async with app.run_test(size=(80, 24)) as pilot:
-        await pilot.click("#model-path")
+        await click(pilot, "#model-path")
         await pilot.press(*f"{tmp_path}/my")
         field = app.screen.query_one("#model-path", Input)
         await wait_for(pilot, lambda: field._suggestion == f"{tmp_path}/my-finetune",  # drawn dimmed

@@ -85,7 +85,7 @@ async def test_a_run_fills_the_cards_the_chart_and_the_summary(demo_int4: Path, 
     app = bench_app(demo_int4, demo_model)
     async with app.run_test(size=(80, 24)) as pilot:
         screen = await opened(pilot)
-        await pilot.click("#bench-start")
+        await click(pilot, "#bench-start")
         await pilot.pause()
         assert screen.is_busy()
         assert screen.query_one("#bench-start", Button).disabled
@@ -143,7 +143,7 @@ async def test_quality_checks_run_alone(demo_int4: Path, demo_model: Path, how: 
         if how == "key":
             await pilot.press("q")
         else:
-            await pilot.click("#bench-quality")
+            await click(pilot, "#bench-quality")
         await wait_for(pilot, lambda: not screen.running and screen.checks, "the checklist to end")
 
         assert screen.summary is None and not screen.samples
@@ -181,7 +181,7 @@ async def test_stop_ends_a_run_and_the_screen_stays_responsive(demo_int4: Path, 
         await pilot.press("s")
         await wait_for(pilot, lambda: len(screen.samples) >= 2, "two samples")
         if how == "button":
-            await pilot.click("#bench-stop")
+            await click(pilot, "#bench-stop")
         else:
             await pilot.press("escape")
         await wait_for(pilot, lambda: not screen.is_busy(), "the stopped run to end")

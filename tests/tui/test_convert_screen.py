@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from textual.widgets import Button, Collapsible, Input, Log, ProgressBar, Static, Switch
 
-from tests.tui.helpers import assert_fits, text_of, wait_for
+from tests.tui.helpers import assert_fits, click, text_of, wait_for
 from tui.app import SlmopsApp
 from tui.screens.convert import ConvertScreen
 from tui.widgets.help import HelpScreen
@@ -42,7 +42,7 @@ async def test_screen_shows_the_plan_and_the_olive_config(demo_model: Path, tmp_
         assert '"type": "ModelBuilder"' in screen.config_json
         assert '"int4_op_types_to_quantize"' in screen.config_json
         assert '"do_sample": true' in screen.config_json  # the template step's ModelConfig
-        await pilot.click("#convert-config-box CollapsibleTitle")
+        await click(pilot, "#convert-config-box CollapsibleTitle")
         await pilot.pause()
         assert not screen.query_one("#convert-config-box", Collapsible).collapsed
         config = screen.query_one("#convert-config", Static)
@@ -57,7 +57,7 @@ async def test_conversion_runs_in_a_worker_and_succeeds(demo_model: Path, tmp_pa
     async with app.run_test(size=(80, 24)) as pilot:
         screen = app.screen
         assert isinstance(screen, ConvertScreen)
-        await pilot.click("#convert-start")
+        await click(pilot, "#convert-start")
         await pilot.pause()
         assert screen.is_busy() and screen.running
         assert screen.query_one("#convert-start", Button).disabled
@@ -96,7 +96,7 @@ async def test_cancelling_leaves_no_output_folder(demo_model: Path, tmp_path: Pa
         await wait_for(pilot, lambda: any(line.startswith("Reading layer") for line in log.lines),
                        "Olive to read the first layer")
         if how == "button":
-            await pilot.click("#convert-cancel")
+            await click(pilot, "#convert-cancel")
         else:
             await pilot.press("escape")
         await wait_for(pilot, lambda: not screen.is_busy(), "the cancelled run to end")
@@ -125,7 +125,7 @@ async def test_existing_output_is_refused_until_replace_is_on(demo_model: Path,
         assert screen.query_one("#convert-output", Input).value == str(out)  # no "s" typed in
         assert '"type": "ModelBuilder"' in screen.config_json  # the config is still shown
 
-        await pilot.click("#convert-replace")
+        await click(pilot, "#convert-replace")
         await pilot.pause()
         assert screen.query_one("#convert-replace", Switch).value
         assert screen.plan is not None and screen.plan.replace_existing

@@ -11,7 +11,7 @@ from textual.pilot import Pilot
 from textual.widgets import Button, DataTable, Select, Static, Switch
 from textual.widgets._toast import Toast
 
-from tests.tui.helpers import assert_fits, text_of, wait_for
+from tests.tui.helpers import assert_fits, click, text_of, wait_for
 from tui.app import SlmopsApp
 from tui.screens.precision import PrecisionScreen
 from tui.widgets.run_panel import RunPanel
@@ -211,7 +211,7 @@ async def test_the_compare_button_measures_here_and_preselects_the_winner(
         panel = app.screen.query_one("#compare-run", RunPanel)
         app.screen.query_one("#compare-start").scroll_visible(animate=False)
         await pilot.pause()
-        await pilot.click("#compare-start")
+        await click(pilot, "#compare-start")
         await wait_for(pilot, lambda: panel.running, "the comparison to start")
         await wait_for(pilot, lambda: not panel.running, lambda: f"the comparison to end ({text_of(panel)})")
         screen = app.screen

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from textual.widgets import Button, Static, TextArea
 
+from tests.tui.helpers import click
 from tui.app import SlmopsApp
 from tui.screens.summary import SummaryScreen, headless_commands
 from wizard_steps.state import WizardState
@@ -108,7 +109,7 @@ async def test_next_writes_the_answers_file_as_the_wizard_goes(tmp_path: Path, t
     state = summary_state(tmp_path, step="benchmark", precision="int8")
     app = SlmopsApp(state, start="benchmark")
     async with app.run_test(size=(80, 24)) as pilot:
-        await pilot.click("#next")  # Skip ›
+        await click(pilot, "#next")  # Skip ›
         await pilot.pause()
     assert answers.load(paths.config_dir() / "wizard.toml").precision == "int8"
 
@@ -123,7 +124,7 @@ async def test_finish_exits_the_app(tmp_path: Path) -> None:
     app = SlmopsApp(summary_state(tmp_path), start="summary")
     async with app.run_test(size=(80, 24)) as pilot:
         assert str(app.screen.query_one("#next", Button).label) == "Finish"
-        await pilot.click("#next")
+        await click(pilot, "#next")
         await pilot.pause()
         assert not app.is_running
     assert "summary" in app.state.completed
