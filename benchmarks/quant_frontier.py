@@ -66,6 +66,11 @@ _LAYERS = range(30)  # the demo's decoder layers
 _DOWN = [f"/model/layers.{i}/mlp/down_proj/MatMul" for i in _LAYERS]
 _EDGES = [f"/model/layers.{i}/{part}/MatMul" for i in (0, 1, 28, 29)
           for part in ("attn/qkv_proj", "attn/o_proj", "mlp/gate_proj", "mlp/up_proj", "mlp/down_proj")]
+# The first two and last two decoder layers at 8 bits in GPTQ (the builder reads per-module bits)
+_EDGES8 = {f"model.layers.{i}.{part}": {"bits": 8}
+           for i in (0, 1, 28, 29)
+           for part in ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
+                        "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj")}
 # name -> (what it is, a function giving the Olive passes)
 ROUTES: dict[str, tuple[str, Callable[[], dict[str, dict[str, object]]]]] = {
     "fp32": ("ModelBuilder fp32", lambda: {"b": _builder("fp32")}),
@@ -115,6 +120,32 @@ ROUTES: dict[str, tuple[str, Callable[[], dict[str, dict[str, object]]]]] = {
                                   lambda: {"r": {"type": "QuaRot"}, "g": _gptq(group_size=16, sym=False),
                                            "b": _int4(int4_algo_config="rtn_last", block=16,
                                                       int4_is_symmetric=False)}),
+    "int4_quarot_gptq_edges8": ("QuaRot, then Gptq 4 bit sym group 32, first two and last two layers at 8 bits",
+                                lambda: {"r": {"type": "QuaRot"}, "g": _gptq(overrides=_EDGES8),
+                                         "b": _int4(int4_algo_config="rtn_last")}),
+    "int4_quarot_gptq_asym_edges8": ("QuaRot, then Gptq 4 bit asym group 32, first two and last two layers "
+                                     "at 8 bits",
+                                     lambda: {"r": {"type": "QuaRot"}, "g": _gptq(sym=False, overrides=_EDGES8),
+                                              "b": _int4(int4_algo_config="rtn_last", int4_is_symmetric=False)}),
+    "int4_quarot_gptq_b16_edges8": ("QuaRot, then Gptq 4 bit sym group 16, first two and last two layers "
+                                    "at 8 bits",
+                                    lambda: {"r": {"type": "QuaRot"}, "g": _gptq(group_size=16, overrides=_EDGES8),
+                                             "b": _int4(int4_algo_config="rtn_last", block=16)}),
+    "int4_quarot_gptq_asym_damp": ("QuaRot, then Gptq 4 bit asym group 32, damping 0.1",
+                                   lambda: {"r": {"type": "QuaRot"}, "g": _gptq(sym=False, damp_percent=0.1),
+                                            "b": _int4(int4_algo_config="rtn_last", int4_is_symmetric=False)}),
+    "int4_quarot_gptq_damp": ("QuaRot, then Gptq 4 bit sym group 32, damping 0.1",
+                              lambda: {"r": {"type": "QuaRot"}, "g": _gptq(damp_percent=0.1),
+                                       "b": _int4(int4_algo_config="rtn_last")}),
+    "int4_quarot_gptq_b16_asym_damp": ("QuaRot, then Gptq 4 bit asym group 16, damping 0.1, then ModelBuilder "
+                                       "int4 block 16",
+                                       lambda: {"r": {"type": "QuaRot"},
+                                                "g": _gptq(group_size=16, sym=False, damp_percent=0.1),
+                                                "b": _int4(int4_algo_config="rtn_last", block=16,
+                                                           int4_is_symmetric=False)}),
+    "int4_gptq_asym_damp": ("Gptq 4 bit asym group 32, damping 0.1, no rotation",
+                            lambda: {"g": _gptq(sym=False, damp_percent=0.1),
+                                     "b": _int4(int4_algo_config="rtn_last", int4_is_symmetric=False)}),
     "int4_quarot_rtn": ("QuaRot, then ModelBuilder int4 RTN (LM head 8 bits), no calibration",
                         lambda: {"r": {"type": "QuaRot"}, "b": _int4(int4_algo_config="rtn_last")}),
     "int4_quarot_kqm_b16": ("QuaRot, then ModelBuilder int4 k_quant_mixed block 16",

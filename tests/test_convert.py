@@ -161,6 +161,7 @@ def test_gptq_counts_its_layers_and_its_saved_config_reruns_with_olive(
     assert generate(out, new_tokens=8)[0] == 8
     config = json.loads((out / convert.OLIVE_CONFIG_NAME).read_text())
     assert list(config["passes"]) == passes
+    assert config["passes"]["gptq"]["damp_percent"] == convert.GPTQ_DAMPING == 0.1
     params = config["passes"]["gptq"]["data_config"]["load_dataset_config"]["params"]
     assert params["text_path"] == str(default_text())
     (out / "genai_config.json").unlink()  # the rerun must write it again

@@ -77,3 +77,18 @@ def test_every_int4_algorithm_has_its_trade_off_note() -> None:
 
     notes = [algorithm_note(a) for a in Int4Algorithm]
     assert all(notes) and len(set(notes)) == len(notes)
+
+
+def test_quarot_gptq_is_compared_at_its_best_measured_settings() -> None:
+    """QuaRot + GPTQ measured closest to the source asymmetric at block 32 (README's frontier):
+    `slmops compare` converts it so, says so in its note, and the others keep the defaults."""
+    from wizard_steps import compare
+    from wizard_steps.precision import best_settings
+
+    found = compare.candidates()
+    quarot = found["int4-quarot-gptq"]
+    assert (quarot.int4.algorithm, quarot.int4.block_size, quarot.int4.symmetric) == \
+        (Int4Algorithm.QUAROT_GPTQ, 32, False)
+    assert quarot.int4 == best_settings(Int4Algorithm.QUAROT_GPTQ).validate()
+    assert "block 32, asymmetric" in quarot.note
+    assert found["int4"].int4 == Int4Settings() and found["int4-k-quant-mixed"].int4.block_size == 16

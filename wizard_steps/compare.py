@@ -24,7 +24,7 @@ from wizard_steps.errors import WizardError
 from wizard_steps.events import Event, Failed, Finished, Progress
 from wizard_steps.i18n import _
 from wizard_steps.model_source import ModelInfo, inspect_model
-from wizard_steps.precision import Int4Algorithm, Int4Settings, Precision
+from wizard_steps.precision import Int4Algorithm, Int4Settings, Precision, best_settings
 
 RESULT_NAME = "comparison.json"
 
@@ -51,8 +51,13 @@ def candidates() -> dict[str, Candidate]:
                                _("the wizard's INT4 ({algorithm})").format(algorithm=default))}
     for algorithm in Int4Algorithm:
         name = f"int4-{algorithm.value.replace('_', '-')}"
-        found[name] = Candidate(name, Precision.INT4, Int4Settings(algorithm=algorithm),
-                                _("INT4, {algorithm}").format(algorithm=algorithm.value))
+        settings = best_settings(algorithm)
+        found[name] = Candidate(name, Precision.INT4, settings,
+                                _("INT4, {algorithm}").format(algorithm=algorithm.value)
+                                if settings == Int4Settings(algorithm=algorithm) else
+                                _("INT4, {algorithm}, block {block}, {symmetry}").format(
+                                    algorithm=algorithm.value, block=settings.block_size,
+                                    symmetry=_("symmetric") if settings.symmetric else _("asymmetric")))
     found["int4-rtn-emb"] = Candidate("int4-rtn-emb", Precision.INT4,
                                       Int4Settings(algorithm=Int4Algorithm.RTN, quantize_embeddings=True),
                                       _("INT4, RTN, embeddings quantized too (the smallest)"))

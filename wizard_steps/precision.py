@@ -78,8 +78,9 @@ def rotation_refusal(architecture: str) -> tuple[str, str] | None:
 
 
 RECOMMENDED_INT4 = Int4Algorithm.K_QUANT_MIXED  # at block 16, the default road: +8.1 % on the demo and
-# any architecture the builder knows. QuaRot + GPTQ is closer (+5.5 %) at the same speed, but it
-# fits only QUAROT_ARCHITECTURES, and it misses a domain answer too (README).
+# any architecture the builder knows. QuaRot + GPTQ asymmetric at block 32 is closer (+2.2 %, every
+# domain answer, faster), but it fits only QUAROT_ARCHITECTURES: a default chosen by architecture is
+# the step after this one (README).
 
 # Each algorithm's measured trade-off on the demo (benchmarks/quant_frontier.py, README; perplexity
 # on the fidelity text against the source's 22.89).
@@ -91,10 +92,19 @@ _ALGORITHM_NOTES = {
     Int4Algorithm.GPTQ: N_("Olive's GPTQ on a calibration text (torch, layer by layer), no rotation: "
                            "on the demo 217 MB and perplexity +27 %, worse than k_quant_mixed"),
     Int4Algorithm.QUAROT_GPTQ: N_("closest to the source: QuaRot rotations, then GPTQ on a calibration "
-                                  "text; on the demo at block 16, 234 MB and perplexity +5.5 % at "
-                                  "k_quant_mixed's speed (block 32: 217 MB, +11.4 %, x1.4 faster); for Llama, "
-                                  "Mistral, Qwen2, Qwen3, Phi-3, Granite, SmolLM3 and ERNIE 4.5 models"),
+                                  "text; best asymmetric at block 32: on the demo 220 MB, perplexity +2.2 % "
+                                  "and faster than k_quant_mixed (symmetric: +9.5 %); for Llama, Mistral, "
+                                  "Qwen2, Qwen3, Phi-3, Granite, SmolLM3 and ERNIE 4.5 models"),
 }
+
+
+def best_settings(algorithm: Int4Algorithm) -> Int4Settings:
+    """The block size and symmetry that measured closest to the source for an algorithm on the
+    demo (benchmarks/quant_frontier.py): QuaRot + GPTQ asymmetric at block 32 (+2.2 %, against
+    +4.0 % asymmetric at block 16 and +9.5 % symmetric at 32); the others at the defaults."""
+    if algorithm is Int4Algorithm.QUAROT_GPTQ:
+        return Int4Settings(block_size=32, symmetric=False, algorithm=algorithm)
+    return Int4Settings(algorithm=algorithm)
 
 
 def algorithm_note(algorithm: Int4Algorithm) -> str:
@@ -163,8 +173,8 @@ _TABLE = {  # translated where the options are made (N_ marks them for extractio
     Precision.INT4: ("INT4", N_("~1/3 to 1/6"), N_("~2x FP32 on CPU; ~3x at block 32"),
                      N_("visible loss on small models; k_quant_mixed recovers half"),
                      N_("laptops and workshops: smallest"),
-                     N_("250 MB k_quant_mixed block 16: +8.1 % perplexity; "
-                        "234 MB QuaRot + GPTQ block 16: +5.5 %; 203 MB RTN: +23.7 %")),
+                     N_("250 MB k_quant_mixed block 16: +8.1 % perplexity; 220 MB QuaRot + GPTQ "
+                        "asymmetric block 32: +2.2 %; 203 MB RTN: +23.7 %")),
 }
 
 # Execution providers on which Olive's ModelBuilder accepts each precision.
