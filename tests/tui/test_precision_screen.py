@@ -245,3 +245,10 @@ async def test_quarot_on_a_model_it_cannot_rotate_holds_next_and_says_why(
         await pilot.pause()
         assert not app.screen.query_one("#next", Button).disabled
         assert not app.screen.query_one("#int4-estimate").has_class("error-line")
+
+
+def test_measured_percentages_are_never_split_from_their_sign() -> None:
+    from tui.screens.precision import unbroken
+
+    assert unbroken("250 MB: +8.1 % perplexity; 220 MB: +2.2 %") == "250 MB: +8.1% perplexity; 220 MB: +2.2%"
+    assert unbroken("+%2,2 (tr)") == "+%2,2 (tr)"

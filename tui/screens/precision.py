@@ -4,6 +4,8 @@ fastest precision that passes the quality checklist."""
 
 from __future__ import annotations
 
+import re
+
 from rich.text import Text
 from textual import events, on, work
 from textual.app import ComposeResult
@@ -47,6 +49,12 @@ COLUMNS = (("precision", N_("precision"), False), ("ratio", N_("size ratio"), Tr
 WIDE_ONLY = ("quality", "use")
 WIDE = 110
 MARKS = {"chosen": "● ", "free": "○ ", "unavailable": "✗ "}
+
+
+def unbroken(figures: str) -> str:
+    """Measured figures with the space before % dropped: "+2.2 %" wraps into "+2.2" and a lone
+    "%" on the next line (a no-break space does not help: the wrapper splits at any whitespace)."""
+    return re.sub(r"(\d) %", r"\1%", figures)
 
 
 def column_widths(table_width: int, texts: dict[str, list[str]]) -> dict[str, int]:
@@ -305,7 +313,7 @@ class PrecisionScreen(StepScreen):
             return
         option = self.rows[row]
         lines = [Text.assemble((_("{label} on the demo model, measured on another machine: ").format(
-            label=option.label), "bold"), option.demo_measured)]
+            label=option.label), "bold"), unbroken(option.demo_measured))]
         if len(self.query_one("#precision-table", DataTable).columns) < len(COLUMNS):
             lines += [Text.assemble((_("quality: "), "bold"), option.quality),
                       Text.assemble((_("use: "), "bold"), option.use)]
@@ -350,7 +358,7 @@ class PrecisionScreen(StepScreen):
         estimate.update(
             _("INT4 with these settings: about {size} (source folder {source})").format(
                 size=size, source=human_size(self.info.size_bytes)) + "\n"
-            + (" ".join(refusal) if refusal else algorithm_note(algorithm)))
+            + (" ".join(refusal) if refusal else unbroken(algorithm_note(algorithm))))
 
     # --- the comparison on this machine -------------------------------------------------------
 
