@@ -79,8 +79,8 @@ def collect() -> Answers:
         int4["int4_algorithm"] = _ask(_select(_("INT4 algorithm?"), choices=[
             questionary.Choice(_("k_quant_mixed: better quality (recommended)"), "k_quant_mixed"),
             questionary.Choice(_("rtn: fastest"), "rtn"),
-            questionary.Choice(_("gptq: calibrated on a shipped text, slow"), "gptq"),
-            questionary.Choice(_("quarot_gptq: rotated, then GPTQ: closest to the source, slow"),
+            questionary.Choice(_("gptq: calibrated on a shipped text"), "gptq"),
+            questionary.Choice(_("quarot_gptq: rotated, then GPTQ: closest to the source"),
                                "quarot_gptq")]))
         int4["int4_block_size"] = int(_ask(_select(
             _("INT4 block size?"), default="16", choices=["16", "32", "64", "128", "256"])))

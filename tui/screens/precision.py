@@ -40,8 +40,8 @@ from wizard_steps.state import WizardState
 PROVIDER = ExecutionProvider.CPU  # the wizard converts for CPU; GPU providers are not offered yet
 ALGORITHMS = ((N_("k_quant_mixed: quality ★"), Int4Algorithm.K_QUANT_MIXED),
               (N_("rtn: fastest"), Int4Algorithm.RTN),
-              (N_("gptq: calibrated, slow"), Int4Algorithm.GPTQ),
-              (N_("quarot_gptq: closest, slow"), Int4Algorithm.QUAROT_GPTQ))
+              (N_("gptq: calibrated"), Int4Algorithm.GPTQ),
+              (N_("quarot_gptq: closest"), Int4Algorithm.QUAROT_GPTQ))
 # (key, header, wraps); "quality" and "use" are shown as columns only when the screen is wide.
 COLUMNS = (("precision", N_("precision"), False), ("ratio", N_("size ratio"), True),
            ("speed", N_("speed (estimate)"), True), ("quality", N_("quality"), True),
