@@ -92,3 +92,38 @@ def test_quarot_gptq_is_compared_at_its_best_measured_settings() -> None:
     assert quarot.int4 == best_settings(Int4Algorithm.QUAROT_GPTQ).validate()
     assert "block 32, asymmetric" in quarot.note
     assert found["int4"].int4 == Int4Settings() and found["int4-k-quant-mixed"].int4.block_size == 16
+
+
+def test_the_automatic_int4_is_chosen_by_architecture() -> None:
+    """QuaRot + GPTQ asymmetric at block 32 where QuaRot keeps the model; k_quant_mixed at block 16
+    where it does not (the Gemma family) or was never checked; the accuracy level and embeddings
+    stay as chosen, and a named algorithm is kept as it is."""
+    from wizard_steps.precision import QUAROT_ARCHITECTURES
+
+    for architecture in QUAROT_ARCHITECTURES:
+        chosen = Int4Settings().resolve(architecture)
+        assert (chosen.algorithm, chosen.block_size, chosen.symmetric) == (Int4Algorithm.QUAROT_GPTQ, 32, False)
+    for architecture in ("Gemma2ForCausalLM", "PhiForCausalLM", "SomethingNewForCausalLM", None):
+        chosen = Int4Settings().resolve(architecture)
+        assert (chosen.algorithm, chosen.block_size, chosen.symmetric) == (Int4Algorithm.K_QUANT_MIXED, 16, True)
+    kept = Int4Settings(accuracy_level=1, quantize_embeddings=True).resolve("LlamaForCausalLM")
+    assert (kept.accuracy_level, kept.quantize_embeddings) == (1, True)
+    named = Int4Settings(block_size=64, algorithm=Int4Algorithm.RTN)
+    assert named.resolve("LlamaForCausalLM") is named
+
+
+def test_command_line_int4_settings_count_only_with_a_named_algorithm() -> None:
+    from wizard_steps.precision import chosen_int4
+
+    assert chosen_int4().algorithm is Int4Algorithm.AUTO
+    with pytest.raises(PlanError, match="automatic choice brings its own") as error:
+        chosen_int4("auto", block_size=32)
+    assert "--int4-algo" in error.value.hint
+    with pytest.raises(PlanError):
+        chosen_int4("auto", symmetric=False)
+    quarot = chosen_int4("quarot_gptq")  # a named algorithm starts from its best measured settings
+    assert (quarot.block_size, quarot.symmetric) == (32, False)
+    assert chosen_int4("quarot_gptq", block_size=16, symmetric=True).block_size == 16
+    assert (chosen_int4("k_quant_mixed").block_size, chosen_int4("rtn", symmetric=False).symmetric) == (16, False)
+    with pytest.raises(PlanError, match="'awq' is unknown"):
+        chosen_int4("awq")

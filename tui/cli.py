@@ -81,14 +81,20 @@ def build_parser() -> argparse.ArgumentParser:
     conv.add_argument("--precision", required=True, choices=["fp32", "fp16", "int8", "int4"])
     conv.add_argument("--out", help=_("output folder (must not exist unless --replace)"))
     conv.add_argument("--method", default="config", choices=["config", "auto-opt"])
-    conv.add_argument("--block-size", type=int, default=16, choices=[16, 32, 64, 128, 256],
-                      help=_("INT4 block size (16: the recommended INT4, closest to the source)"))
-    conv.add_argument("--asymmetric", action="store_true", help=_("asymmetric INT4"))
+    conv.add_argument("--block-size", type=int, choices=[16, 32, 64, 128, 256],
+                      help=_("INT4 block size, with a named --int4-algo (default: its best measured)"))
+    symmetry = conv.add_mutually_exclusive_group()
+    symmetry.add_argument("--asymmetric", dest="symmetric", action="store_const", const=False,
+                          help=_("asymmetric INT4, with a named --int4-algo"))
+    symmetry.add_argument("--symmetric", dest="symmetric", action="store_const", const=True,
+                          help=_("symmetric INT4, with a named --int4-algo"))
     conv.add_argument("--accuracy-level", type=int, default=4, choices=[1, 2, 3, 4])
-    conv.add_argument("--int4-algo", default="k_quant_mixed",
-                      choices=["k_quant_mixed", "rtn", "gptq", "quarot_gptq"],
-                      help=_("k_quant_mixed: LM head and some layers at 8 bits (default); rtn: plain "
-                             "rounding; gptq: Olive's GPTQ calibrated on a text, minutes on a CPU; "
+    conv.add_argument("--int4-algo", default="auto",
+                      choices=["auto", "k_quant_mixed", "rtn", "gptq", "quarot_gptq"],
+                      help=_("auto (default): quarot_gptq asymmetric at block 32 where QuaRot fits the "
+                             "architecture (Llama, Mistral, Qwen2/3, Phi-3, Granite, SmolLM3, ERNIE 4.5), "
+                             "else k_quant_mixed at block 16; k_quant_mixed: LM head and some layers at 8 "
+                             "bits; rtn: plain rounding; gptq: Olive's GPTQ calibrated on a text; "
                              "quarot_gptq: the weights rotated (QuaRot) before GPTQ, closest to the source"))
     conv.add_argument("--calibration-text", metavar="FILE",
                       help=_("plain text that GPTQ calibrates on (default: the shipped text); "

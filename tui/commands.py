@@ -76,19 +76,12 @@ def _config_stamp(folder: Path) -> int | None:
 
 def cmd_convert(args: argparse.Namespace) -> int:
     from wizard_steps import convert as conversion
-    from wizard_steps.precision import (
-        ExecutionProvider,
-        Int4Algorithm,
-        Int4Settings,
-        parse_precision,
-    )
+    from wizard_steps.precision import ExecutionProvider, chosen_int4, parse_precision
 
     printer = ProgressPrinter(verbose=args.verbose)
     precision = parse_precision(args.precision)
-    int4 = Int4Settings(block_size=args.block_size, symmetric=not args.asymmetric,
-                        accuracy_level=args.accuracy_level,
-                        algorithm=Int4Algorithm(args.int4_algo),
-                        quantize_embeddings=args.quantize_embeddings)
+    int4 = chosen_int4(args.int4_algo, args.block_size, args.symmetric, args.accuracy_level,
+                       args.quantize_embeddings)
     provider = ExecutionProvider(args.provider)
     model_dir = _resolve_model(args.model, printer)
     plan = conversion.make_plan(model_dir, args.out, precision, provider, int4,

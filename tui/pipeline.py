@@ -87,7 +87,7 @@ def execute(answers: Answers, json_output: bool = False) -> dict[str, object]:
     default_out = convert.default_output_dir(info, precision)
     plan = convert.make_plan(
         info.path, out, precision,
-        int4=Int4Settings(answers.int4_block_size, answers.int4_symmetric,
+        int4=Int4Settings(answers.int4_block_size, answers.int4_symmetric,  # "auto": resolved by the plan
                           answers.int4_accuracy_level, Int4Algorithm(answers.int4_algorithm),
                           answers.int4_quantize_embeddings),
         search=settings.to_genai_search(), method=answers.method,

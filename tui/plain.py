@@ -17,6 +17,7 @@ from wizard_steps.answers import Answers
 from wizard_steps.errors import WizardError
 from wizard_steps.generation import GenerationError, model_config
 from wizard_steps.i18n import N_, _
+from wizard_steps.precision import Int4Algorithm, best_settings
 
 STATUS = {"ok": N_("ok"), "warn": N_("warn"), "fail": N_("fail")}
 CONFIDENCE = {"high": N_("high"), "medium": N_("medium"), "low": N_("low")}
@@ -77,14 +78,18 @@ def collect() -> Answers:
     int4: dict[str, object] = {}
     if precision == "int4":
         int4["int4_algorithm"] = _ask(_select(_("INT4 algorithm?"), choices=[
-            questionary.Choice(_("k_quant_mixed: better quality (recommended)"), "k_quant_mixed"),
+            questionary.Choice(_("auto: the closest for this model's architecture (recommended)"), "auto"),
+            questionary.Choice(_("k_quant_mixed: fits every model"), "k_quant_mixed"),
             questionary.Choice(_("rtn: fastest"), "rtn"),
             questionary.Choice(_("gptq: calibrated on a shipped text"), "gptq"),
             questionary.Choice(_("quarot_gptq: rotated, then GPTQ: closest to the source"),
                                "quarot_gptq")]))
-        int4["int4_block_size"] = int(_ask(_select(
-            _("INT4 block size?"), default="16", choices=["16", "32", "64", "128", "256"])))
-        int4["int4_symmetric"] = _ask(questionary.confirm(_("Symmetric quantization?"), default=True))
+        if int4["int4_algorithm"] != "auto":  # the automatic choice brings its own
+            best = best_settings(Int4Algorithm(str(int4["int4_algorithm"])))
+            int4["int4_block_size"] = int(_ask(_select(
+                _("INT4 block size?"), default=str(best.block_size), choices=["16", "32", "64", "128", "256"])))
+            int4["int4_symmetric"] = _ask(questionary.confirm(_("Symmetric quantization?"),
+                                                              default=best.symmetric))
     folder = model_source.ensure_demo() if model == "demo" else Path(model)
     detection = templates.detect(folder)
     print(_("Prompt template detected: {preset} ({confidence}): {reason}").format(

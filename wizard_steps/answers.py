@@ -24,7 +24,7 @@ _CHOICES: dict[str, tuple[object, ...]] = {
     "precision": ("fp32", "fp16", "int8", "int4"),
     "int4_block_size": (16, 32, 64, 128, 256),
     "int4_accuracy_level": (1, 2, 3, 4),
-    "int4_algorithm": ("rtn", "k_quant_mixed", "gptq", "quarot_gptq"),
+    "int4_algorithm": ("auto", "rtn", "k_quant_mixed", "gptq", "quarot_gptq"),
     "template": ("chatml", "phi3", "llama3", "mistral", "gemma", "auto"),
     "template_source": ("preset", "model"),
     "method": ("config", "auto-opt"),
@@ -44,10 +44,10 @@ class Answers:
     base: str = ""  # a LoRA adapter's base folder, when its adapter_config.json names none found here
     precision: str = "int4"
     method: str = "config"
-    int4_block_size: int = 16  # with k_quant_mixed: the recommended INT4
+    int4_block_size: int = 16  # these two count with a named algorithm; "auto" brings its own
     int4_symmetric: bool = True
     int4_accuracy_level: int = 4
-    int4_algorithm: str = "k_quant_mixed"  # precision.RECOMMENDED_INT4
+    int4_algorithm: str = "auto"  # precision.RECOMMENDED_INT4: chosen by the model's architecture
     int4_quantize_embeddings: bool = False
     template: str = "auto"
     template_source: str = "preset"  # the deployed chat template: the preset, or the model's own

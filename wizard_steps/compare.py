@@ -46,10 +46,9 @@ class Candidate:
 def candidates() -> dict[str, Candidate]:
     """Every candidate by name: int4 (the wizard's default INT4), int4-<algorithm> for each INT4
     algorithm, int4-rtn-emb (RTN with the embeddings quantized: the smallest), int8, fp32."""
-    default = Int4Settings().algorithm.value
     found = {"int4": Candidate("int4", Precision.INT4, Int4Settings(),
-                               _("the wizard's INT4 ({algorithm})").format(algorithm=default))}
-    for algorithm in Int4Algorithm:
+                               _("the wizard's INT4 (chosen by the model's architecture)"))}
+    for algorithm in (a for a in Int4Algorithm if a is not Int4Algorithm.AUTO):
         name = f"int4-{algorithm.value.replace('_', '-')}"
         settings = best_settings(algorithm)
         found[name] = Candidate(name, Precision.INT4, settings,

@@ -98,7 +98,7 @@ def make_plan(
     if method == "auto-opt" and precision is Precision.INT8:
         raise PlanError(_("INT8 needs the two-pass Olive config; auto-opt cannot produce it."),
                         _("Use --method config for INT8."))
-    settings = (int4 or Int4Settings()).validate()
+    settings = (int4 or Int4Settings()).validate().resolve(model.architecture)
     calibrated = precision is Precision.INT4 and settings.algorithm.calibrated
     if calibrated and method == "auto-opt":
         raise PlanError(_("{algorithm} runs as passes of the Olive config; auto-opt cannot run it.").format(

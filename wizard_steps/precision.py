@@ -8,7 +8,7 @@ notes carry the demo model's sizes and perplexities, which travel between machin
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 
 from wizard_steps.errors import PlanError
@@ -39,6 +39,7 @@ class Int4Algorithm(str, Enum):
     rotates the weights with Olive's QuaRot pass (Hadamard, no data) first, which spreads the
     outliers GPTQ would otherwise round badly."""
 
+    AUTO = "auto"  # the closest measured that fits the model's architecture (recommended_int4)
     RTN = "rtn"
     K_QUANT_MIXED = "k_quant_mixed"
     GPTQ = "gptq"
@@ -77,14 +78,16 @@ def rotation_refusal(architecture: str) -> tuple[str, str] | None:
             _("Choose k_quant_mixed (recommended) or gptq for this model."))
 
 
-RECOMMENDED_INT4 = Int4Algorithm.K_QUANT_MIXED  # at block 16, the default road: +8.1 % on the demo and
-# any architecture the builder knows. QuaRot + GPTQ asymmetric at block 32 is closer (+2.2 %, every
-# domain answer, faster), but it fits only QUAROT_ARCHITECTURES: a default chosen by architecture is
-# the step after this one (README).
+# The default: chosen by the model's architecture when the plan is made (recommended_int4).
+RECOMMENDED_INT4 = Int4Algorithm.AUTO
 
 # Each algorithm's measured trade-off on the demo (benchmarks/quant_frontier.py, README; perplexity
 # on the fidelity text against the source's 22.89).
 _ALGORITHM_NOTES = {
+    Int4Algorithm.AUTO: N_("the closest INT4 measured that fits this model: QuaRot + GPTQ, asymmetric, "
+                           "block 32 for Llama, Mistral, Qwen2, Qwen3, Phi-3, Granite, SmolLM3 and ERNIE 4.5 "
+                           "models (on the demo +2.2 %, every domain answer); k_quant_mixed at block 16 for "
+                           "the others (on the demo +8.1 %)"),
     Int4Algorithm.K_QUANT_MIXED: N_("recommended at block 16: 250 MB, perplexity +8.1 % (at block 32: "
                                     "230 MB, +18.8 %); LM head and some layers at 8 bits"),
     Int4Algorithm.RTN: N_("plain rounding: smallest and fastest, perplexity about +30 % at block 32 "
@@ -107,6 +110,41 @@ def best_settings(algorithm: Int4Algorithm) -> Int4Settings:
     return Int4Settings(algorithm=algorithm)
 
 
+def recommended_int4(architecture: str | None) -> Int4Settings:
+    """The closest INT4 measured that fits the architecture: QuaRot + GPTQ asymmetric at block 32
+    where QuaRot keeps what the model computes (on the demo +2.2 %, every domain answer, x1.7
+    the generation of k_quant_mixed at block 16), k_quant_mixed at block 16 elsewhere (+8.1 %):
+    the builder's k-quant takes every architecture, QuaRot breaks the Gemma family silently."""
+    if architecture in QUAROT_ARCHITECTURES:
+        return best_settings(Int4Algorithm.QUAROT_GPTQ)
+    return best_settings(Int4Algorithm.K_QUANT_MIXED)
+
+
+def chosen_int4(algorithm: str = "auto", block_size: int | None = None, symmetric: bool | None = None,
+                accuracy_level: int = 4, quantize_embeddings: bool = False) -> Int4Settings:
+    """INT4 settings from what a command line gave: with AUTO the block size and symmetry come
+    with the recommendation, so giving either is an error; a named algorithm starts from its best
+    measured settings and takes what was given."""
+    try:
+        chosen = Int4Algorithm(algorithm)
+    except ValueError:
+        raise PlanError(_("INT4 algorithm {algorithm} is unknown.").format(algorithm=repr(algorithm)),
+                        _("Choose one of {choices}.").format(
+                            choices=", ".join(a.value for a in Int4Algorithm))) from None
+    if chosen is Int4Algorithm.AUTO:
+        if block_size is not None or symmetric is not None:
+            raise PlanError(_("A block size or symmetry applies only to a named INT4 algorithm; the automatic "
+                              "choice brings its own."),
+                            _("Add --int4-algo (k_quant_mixed, quarot_gptq, gptq or rtn), or drop "
+                              "--block-size and --symmetric/--asymmetric."))
+        return Int4Settings(accuracy_level=accuracy_level, quantize_embeddings=quantize_embeddings)
+    best = best_settings(chosen)
+    return Int4Settings(block_size=best.block_size if block_size is None else block_size,
+                        symmetric=best.symmetric if symmetric is None else symmetric,
+                        accuracy_level=accuracy_level, algorithm=chosen,
+                        quantize_embeddings=quantize_embeddings)
+
+
 def algorithm_note(algorithm: Int4Algorithm) -> str:
     """The measured trade-off of an INT4 algorithm, for the precision step to show beside it."""
     return _(_ALGORITHM_NOTES[algorithm])
@@ -118,13 +156,23 @@ ACCURACY_LEVELS = {1: "fp32", 2: "fp16", 3: "bf16", 4: "int8"}
 
 @dataclass(frozen=True)
 class Int4Settings:
-    """INT4 quantization settings; the defaults are the recommended INT4 (k_quant_mixed, block 16)."""
+    """INT4 quantization settings. The default algorithm, AUTO, is resolved by the model's
+    architecture when the plan is made (``resolve``), and brings its own block size and symmetry:
+    those fields count only with a named algorithm."""
 
-    block_size: int = 16  # with k_quant_mixed: the recommended INT4 (benchmarks/quant_frontier.py)
+    block_size: int = 16
     symmetric: bool = True
     accuracy_level: int = 4
     algorithm: Int4Algorithm = RECOMMENDED_INT4
     quantize_embeddings: bool = False
+
+    def resolve(self, architecture: str | None) -> Int4Settings:
+        """With AUTO, the recommended settings for this architecture (the accuracy level and the
+        embeddings as chosen); a named algorithm as it is."""
+        if self.algorithm is not Int4Algorithm.AUTO:
+            return self
+        return replace(recommended_int4(architecture), accuracy_level=self.accuracy_level,
+                       quantize_embeddings=self.quantize_embeddings)
 
     def validate(self) -> Int4Settings:
         if self.block_size not in BLOCK_SIZES:
@@ -214,7 +262,7 @@ def estimate_bytes(
         return total * 2
     if precision is Precision.INT8:  # 8-bit blocks of 32 with an fp32 scale, embeddings included
         return int(total * (1 + 4 / 32))
-    settings = int4 or Int4Settings()
+    settings = (int4 or Int4Settings()).resolve(None)  # callers resolve by architecture first
     per_param = 0.5 + 4 / settings.block_size + (0 if settings.symmetric else 0.5 / settings.block_size)
     if settings.quantize_embeddings:
         return int(total * per_param)

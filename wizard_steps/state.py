@@ -30,10 +30,10 @@ class WizardState:
     model_dir: str | None = None
     use_demo: bool = False
     precision: str = "int4"
-    int4_block_size: int = 16  # the recommended INT4 (precision.Int4Settings)
+    int4_block_size: int = 16  # with a named algorithm; "auto" brings its own (precision.recommended_int4)
     int4_symmetric: bool = True
     int4_accuracy_level: int = 4
-    int4_algorithm: str = "k_quant_mixed"
+    int4_algorithm: str = "auto"
     int4_quantize_embeddings: bool = False
     template_key: str | None = None
     template_source: str = "preset"  # deploy: "preset" (the chosen template) or "model" (the folder's own)

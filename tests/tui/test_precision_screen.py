@@ -79,8 +79,9 @@ async def test_next_stores_the_choice_and_moves_to_the_template_step(demo_model:
     app = SlmopsApp(WizardState(model_dir=str(demo_model)), start="precision")
     async with app.run_test(size=(80, 24)) as pilot:
         await loaded(app, pilot)
+        app.screen.query_one("#int4-algorithm", Select).value = "rtn"  # a named algorithm frees the block size
+        await pilot.pause()
         app.screen.query_one("#int4-block-size", Select).value = 64
-        app.screen.query_one("#int4-algorithm", Select).value = "rtn"
         app.screen.query_one("#int4-embeddings", Switch).value = True
         app.screen.query_one("#int4-symmetric", Switch).value = False
         await pilot.pause()
@@ -234,7 +235,10 @@ async def test_quarot_on_a_model_it_cannot_rotate_holds_next_and_says_why(
     async with app.run_test(size=(80, 24)) as pilot:
         await loaded(app, pilot)
         algorithm = app.screen.query_one("#int4-algorithm", Select)
-        assert algorithm.value == "k_quant_mixed" and not app.screen.query_one("#next", Button).disabled
+        assert algorithm.value == "auto" and not app.screen.query_one("#next", Button).disabled
+        estimate = " ".join(text_of(app.screen.query_one("#int4-estimate")).split())
+        assert "For this model (Gemma2ForCausalLM): k_quant_mixed." in estimate  # QuaRot does not fit
+        assert app.screen.query_one("#int4-block-size", Select).value == 16
         algorithm.value = "quarot_gptq"
         await pilot.pause()
         assert app.screen.query_one("#next", Button).disabled
@@ -252,3 +256,32 @@ def test_measured_percentages_are_never_split_from_their_sign() -> None:
 
     assert unbroken("250 MB: +8.1 % perplexity; 220 MB: +2.2 %") == "250 MB: +8.1% perplexity; 220 MB: +2.2%"
     assert unbroken("+%2,2 (tr)") == "+%2,2 (tr)"
+
+
+async def test_auto_shows_what_it_chose_for_the_model_and_a_named_algorithm_frees_the_settings(
+        demo_model: Path) -> None:
+    """The demo is a Llama: the automatic choice is QuaRot + GPTQ, asymmetric, block 32, shown in
+    the controls (not editable) and the note; choosing k_quant_mixed makes them the user's again,
+    and Next stores what the controls show."""
+    app = SlmopsApp(WizardState(model_dir=str(demo_model)), start="precision")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await loaded(app, pilot)
+        screen = app.screen
+        block = screen.query_one("#int4-block-size", Select)
+        symmetric = screen.query_one("#int4-symmetric", Switch)
+        assert screen.query_one("#int4-algorithm", Select).value == "auto"
+        assert (block.value, symmetric.value, block.disabled, symmetric.disabled) == (32, False, True, True)
+        estimate = " ".join(text_of(screen.query_one("#int4-estimate")).split())
+        assert "For this model (LlamaForCausalLM): quarot_gptq." in estimate
+        screen.query_one("#int4-algorithm", Select).value = "k_quant_mixed"
+        await pilot.pause()
+        assert not block.disabled and not symmetric.disabled
+        block.value = 16
+        await pilot.pause()
+        screen.query_one("#int4-algorithm", Select).value = "auto"
+        await pilot.pause()
+        assert (block.value, symmetric.value, block.disabled) == (32, False, True)
+        await pilot.press("ctrl+n")
+        await pilot.pause()
+        state = app.state
+        assert (state.int4_algorithm, state.int4_block_size, state.int4_symmetric) == ("auto", 32, False)

@@ -33,12 +33,14 @@ from wizard_steps.precision import (
     human_size,
     options,
     recommended,
+    recommended_int4,
     rotation_refusal,
 )
 from wizard_steps.state import WizardState
 
 PROVIDER = ExecutionProvider.CPU  # the wizard converts for CPU; GPU providers are not offered yet
-ALGORITHMS = ((N_("k_quant_mixed: quality ★"), Int4Algorithm.K_QUANT_MIXED),
+ALGORITHMS = ((N_("auto: closest for this model ★"), Int4Algorithm.AUTO),
+              (N_("k_quant_mixed: fits every model"), Int4Algorithm.K_QUANT_MIXED),
               (N_("rtn: fastest"), Int4Algorithm.RTN),
               (N_("gptq: calibrated"), Int4Algorithm.GPTQ),
               (N_("quarot_gptq: closest"), Int4Algorithm.QUAROT_GPTQ))
@@ -179,7 +181,8 @@ class PrecisionScreen(StepScreen):
         option = self.option(self.choice)
         if not option.available:
             return option.unavailable_reason
-        if self.choice is Precision.INT4 and self.int4_settings().algorithm.rotated \
+        resolved = self.int4_settings().resolve(self.info.architecture)
+        if self.choice is Precision.INT4 and resolved.algorithm.rotated \
                 and rotation_refusal(self.info.architecture):
             return _("QuaRot + GPTQ does not fit this model: choose another algorithm.")
         return None
@@ -225,6 +228,7 @@ class PrecisionScreen(StepScreen):
             _("{name}: {parameters} M parameters, {size} on disk ({dtype}); target: {target}").format(
                 name=result.name, parameters=number(result.num_parameters / 1e6, 1),
                 size=human_size(result.size_bytes), dtype=result.weights_dtype, target=PROVIDER.device.upper())))
+        self.follow_auto()
         self.rows = self.compute_rows()
         if not self.option(self.choice).available:
             self.choice = recommended(PROVIDER)
@@ -247,11 +251,25 @@ class PrecisionScreen(StepScreen):
             quantize_embeddings=self.query_one("#int4-embeddings", Switch).value,
         )
 
+    def follow_auto(self) -> None:
+        """With the automatic algorithm, the block size and symmetry are its choice for this model:
+        shown, not editable; with a named one, the user's."""
+        auto = self.query_one("#int4-algorithm", Select).value == Int4Algorithm.AUTO
+        block = self.query_one("#int4-block-size", Select)
+        symmetric = self.query_one("#int4-symmetric", Switch)
+        block.disabled = symmetric.disabled = auto
+        if auto and self.info is not None:
+            chosen = recommended_int4(self.info.architecture)
+            if block.value != chosen.block_size:
+                block.value = chosen.block_size
+            if symmetric.value != chosen.symmetric:
+                symmetric.value = chosen.symmetric
+
     def compute_rows(self) -> list[PrecisionOption]:
         assert self.info is not None
         return options(self.info.num_parameters, self.info.vocab_size, self.info.hidden_size,
                        PROVIDER, tied_embeddings=self.info.tied_embeddings,
-                       int4=self.int4_settings())
+                       int4=self.int4_settings().resolve(self.info.architecture))
 
     def recommended_precision(self) -> Precision:
         """The comparison's recommendation once one has run here, else the general one."""
@@ -342,6 +360,7 @@ class PrecisionScreen(StepScreen):
     def int4_changed(self) -> None:
         if self.info is None:
             return
+        self.follow_auto()
         self.rows = self.compute_rows()
         self.refresh_cells()
         self.show_estimate()
@@ -352,13 +371,17 @@ class PrecisionScreen(StepScreen):
             return
         size = human_size(self.option(Precision.INT4).estimated_bytes)
         algorithm = Int4Algorithm(self.query_one("#int4-algorithm", Select).value)
-        refusal = rotation_refusal(self.info.architecture) if algorithm.rotated else None
+        resolved = self.int4_settings().resolve(self.info.architecture).algorithm
+        refusal = rotation_refusal(self.info.architecture) if resolved.rotated else None
         estimate = self.query_one("#int4-estimate", Static)
         estimate.set_class(refusal is None, "ok-line").set_class(refusal is not None, "error-line")
         estimate.update(
             _("INT4 with these settings: about {size} (source folder {source})").format(
                 size=size, source=human_size(self.info.size_bytes)) + "\n"
-            + (" ".join(refusal) if refusal else unbroken(algorithm_note(algorithm))))
+            + (" ".join(refusal) if refusal else unbroken(algorithm_note(algorithm)))
+            + ("\n" + _("For this model ({architecture}): {algorithm}.").format(
+                architecture=self.info.architecture, algorithm=resolved.value)
+               if algorithm is Int4Algorithm.AUTO else ""))
 
     # --- the comparison on this machine -------------------------------------------------------
 

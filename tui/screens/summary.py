@@ -17,7 +17,7 @@ from wizard_steps.adapter import is_adapter_folder, tokenizer_folder
 from wizard_steps.errors import WizardError
 from wizard_steps.i18n import N_, _, number
 from wizard_steps.model_source import folder_size
-from wizard_steps.precision import Int4Settings, human_size
+from wizard_steps.precision import Int4Algorithm, human_size
 from wizard_steps.state import WizardState, save_answers
 
 NOT_DONE = N_("not done")  # shown with _()
@@ -34,10 +34,9 @@ def precision_flags(state: WizardState) -> list[str]:
     flags = ["--precision", state.precision]
     if state.precision == "int4":
         flags += ["--int4-algo", state.int4_algorithm]
-        if state.int4_block_size != Int4Settings().block_size:
-            flags += ["--block-size", str(state.int4_block_size)]
-        if not state.int4_symmetric:
-            flags.append("--asymmetric")
+        if state.int4_algorithm != Int4Algorithm.AUTO.value:  # "auto" brings its own
+            flags += ["--block-size", str(state.int4_block_size),
+                      "--symmetric" if state.int4_symmetric else "--asymmetric"]
         if state.int4_accuracy_level != 4:
             flags += ["--accuracy-level", str(state.int4_accuracy_level)]
         if state.int4_quantize_embeddings:
