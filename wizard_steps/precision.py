@@ -219,7 +219,7 @@ _TABLE = {  # translated where the options are made (N_ marks them for extractio
                      N_("CPU deployment where quality matters most"),
                      N_("189 MB, perplexity 23.09 (+0.9 %)")),
     Precision.INT4: ("INT4", N_("~1/3 to 1/6"), N_("~2x FP32 on CPU; ~3x at block 32"),
-                     N_("visible loss on small models; k_quant_mixed recovers half"),
+                     N_("some loss; the auto algorithm keeps it small"),
                      N_("laptops and workshops: smallest"),
                      N_("250 MB k_quant_mixed block 16: +8.1 % perplexity; 220 MB QuaRot + GPTQ "
                         "asymmetric block 32: +2.2 %; 203 MB RTN: +23.7 %")),

@@ -67,6 +67,8 @@ async def test_int4_settings_show_only_for_int4_and_block_size_changes_the_estim
         await pilot.press("down", "enter")  # from INT8 to INT4
         await pilot.pause()
         assert settings.display
+        app.screen.query_one("#int4-algorithm", Select).value = "k_quant_mixed"  # frees the block size
+        await pilot.pause()
         table = app.screen.query_one("#precision-table", DataTable)
         before, size_before = text(app, "#int4-estimate"), str(table.get_cell("int4", "size"))
         app.screen.query_one("#int4-block-size", Select).value = 128

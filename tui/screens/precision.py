@@ -39,7 +39,7 @@ from wizard_steps.precision import (
 from wizard_steps.state import WizardState
 
 PROVIDER = ExecutionProvider.CPU  # the wizard converts for CPU; GPU providers are not offered yet
-ALGORITHMS = ((N_("auto: closest for this model ★"), Int4Algorithm.AUTO),
+ALGORITHMS = ((N_("auto: closest fit ★"), Int4Algorithm.AUTO),
               (N_("k_quant_mixed: fits every model"), Int4Algorithm.K_QUANT_MIXED),
               (N_("rtn: fastest"), Int4Algorithm.RTN),
               (N_("gptq: calibrated"), Int4Algorithm.GPTQ),
