@@ -95,6 +95,8 @@ def test_cancelled_conversion_leaves_no_output_folder(demo_model: Path, tmp_path
 
 def test_progress_follows_the_builder_log(demo_model: Path, tmp_path: Path) -> None:
     plan = convert.make_plan(demo_model, tmp_path / "auto", Precision.INT4, method="auto-opt")
+    # auto-opt cannot run Olive's QuaRot and Gptq passes: "auto" is k_quant_mixed there
+    assert (plan.int4.algorithm.value, plan.int4.block_size) == ("k_quant_mixed", 16)
     events = list(convert.convert(plan))
     fractions = [e.fraction for e in events if isinstance(e, Progress) and e.fraction is not None]
     assert fractions == sorted(fractions)

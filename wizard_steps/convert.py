@@ -98,7 +98,9 @@ def make_plan(
     if method == "auto-opt" and precision is Precision.INT8:
         raise PlanError(_("INT8 needs the two-pass Olive config; auto-opt cannot produce it."),
                         _("Use --method config for INT8."))
-    settings = (int4 or Int4Settings()).validate().resolve(model.architecture)
+    # auto-opt runs the builder alone, without Olive's passes: there "auto" is the recommendation
+    # for architectures QuaRot does not fit (k_quant_mixed at block 16), not QuaRot + GPTQ.
+    settings = (int4 or Int4Settings()).validate().resolve(None if method == "auto-opt" else model.architecture)
     calibrated = precision is Precision.INT4 and settings.algorithm.calibrated
     if calibrated and method == "auto-opt":
         raise PlanError(_("{algorithm} runs as passes of the Olive config; auto-opt cannot run it.").format(
