@@ -160,6 +160,23 @@ ROTATE_CONFIG = {"type": "QuaRot"}  # (tests/test_quarot_reach.py runs it alone 
 GPTQ_DAMPING = 0.1
 
 
+def int4_in_config(folder: str | os.PathLike[str] | None) -> tuple[str, int, bool] | None:
+    """The INT4 a converted folder was made with (algorithm, block size, symmetric), read from its
+    saved olive_config.json; None when the folder, the config or an INT4 builder pass is missing.
+    This is what "auto" turned into for that model."""
+    try:
+        passes = json.loads((Path(folder or "") / OLIVE_CONFIG_NAME).read_text(encoding="utf-8"))["passes"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    builder = next((p for p in passes.values() if isinstance(p, dict) and p.get("type") == "ModelBuilder"), None)
+    if builder is None or builder.get("precision") != Precision.INT4.value:
+        return None
+    algorithm = (Int4Algorithm.QUAROT_GPTQ.value if ROTATE_PASS in passes else
+                 Int4Algorithm.GPTQ.value if GPTQ_PASS in passes else
+                 str(builder.get("int4_algo_config", Int4Algorithm.RTN.value)))
+    return algorithm, int(builder.get("int4_block_size", 32)), bool(builder.get("int4_is_symmetric", True))
+
+
 def gptq_pass(plan: ConvertPlan) -> dict[str, object]:
     """Olive's Gptq pass, calibrated on the plan's local text through our user script (no hub)."""
     assert plan.calibration_text is not None

@@ -136,3 +136,26 @@ async def test_summary_fits_80_columns(tmp_path: Path) -> None:
         for widget in app.screen.walk_children():
             assert widget.region.right <= 80, widget
         assert app.screen.query_one("#step-body").max_scroll_x == 0
+
+
+def test_the_summary_says_what_auto_chose_from_the_converted_folders_config(tmp_path: Path) -> None:
+    """"auto" is resolved when the plan is made; the summary reads what it became from the saved
+    olive_config.json (the state's block size may be stale), and says only "auto" before that."""
+    import json
+
+    from tui.screens.summary import done_text
+
+    folder = tmp_path / "demo-int4"
+    folder.mkdir()
+    passes = {"quarot": {"type": "QuaRot"}, "gptq": {"type": "Gptq"},
+              "builder": {"type": "ModelBuilder", "precision": "int4", "int4_block_size": 32,
+                          "int4_is_symmetric": False, "int4_algo_config": "rtn_last"}}
+    (folder / "olive_config.json").write_text(json.dumps({"passes": passes}))
+    state = WizardState(precision="int4", int4_algorithm="auto", int4_block_size=16, int4_symmetric=True)
+    assert "INT4 · auto · embeddings FP32" in done_text(state).plain
+    state.converted_dir = str(folder)
+    assert "INT4 · auto: quarot_gptq · block 32 · asymmetric · embeddings FP32" in done_text(state).plain
+    passes["builder"].update(int4_block_size=16, int4_is_symmetric=True, int4_algo_config="k_quant_mixed")
+    del passes["quarot"], passes["gptq"]
+    (folder / "olive_config.json").write_text(json.dumps({"passes": passes}))
+    assert "auto: k_quant_mixed · block 16 · symmetric" in done_text(state).plain

@@ -14,6 +14,7 @@ from textual.widgets import Button, Label, Static, TextArea
 
 from tui.screens.base import StepScreen
 from wizard_steps.adapter import is_adapter_folder, tokenizer_folder
+from wizard_steps.convert import int4_in_config
 from wizard_steps.errors import WizardError
 from wizard_steps.i18n import N_, _, number
 from wizard_steps.model_source import folder_size
@@ -125,9 +126,16 @@ def done_text(state: WizardState) -> Text:
     """One line per part of the run: what it produced and where, or "not done"."""
     precision = state.precision.upper()
     if state.precision == "int4":
-        precision += " · " + _("{algorithm} · block {size} · {symmetry} · embeddings {embeddings}").format(
-            algorithm=state.int4_algorithm, size=state.int4_block_size,
-            symmetry=_("symmetric") if state.int4_symmetric else _("asymmetric"),
+        algorithm, size, symmetric = state.int4_algorithm, state.int4_block_size, state.int4_symmetric
+        if algorithm == Int4Algorithm.AUTO.value:  # what it chose for this model, once converted
+            used = int4_in_config(state.converted_dir)
+            algorithm, size, symmetric = ((f"auto: {used[0]}", used[1], used[2]) if used
+                                          else (algorithm, None, None))
+        precision += " · " + algorithm
+        if size is not None:
+            precision += " · " + _("block {size}").format(size=size) + " · " + (
+                _("symmetric") if symmetric else _("asymmetric"))
+        precision += " · " + _("embeddings {embeddings}").format(
             embeddings="INT4" if state.int4_quantize_embeddings else "FP32")
     rows = [
         (_("Model"), _folder(state.model_dir)),
