@@ -85,6 +85,19 @@ def test_answers_round_trip() -> None:
     original = answers.Answers(model="/m", precision="int8", bench_lengths=[16, 64],
                                temperature=0.0, deploy_name='a "quoted" name')
     assert answers.parse(answers.dump(original)) == original
+    named = answers.Answers(int4_algorithm="quarot_gptq", int4_block_size=64, int4_symmetric=True)
+    assert answers.parse(answers.dump(named)) == named  # written settings are kept as written
+
+
+def test_answers_name_an_int4_algorithm_and_get_its_best_settings() -> None:
+    """As on the command line: "auto" (the default) brings its own block size and symmetry; a named
+    algorithm without them starts from its best measured ones."""
+    assert answers.parse("").int4_algorithm == "auto"
+    quarot = answers.parse('int4_algorithm = "quarot_gptq"\n')
+    assert (quarot.int4_block_size, quarot.int4_symmetric) == (32, False)
+    given = answers.parse('int4_algorithm = "quarot_gptq"\nint4_block_size = 16\n')
+    assert (given.int4_block_size, given.int4_symmetric) == (16, False)
+    assert answers.parse('int4_algorithm = "rtn"\n').int4_block_size == 16
 
 
 @pytest.mark.slow

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from wizard_steps.errors import WizardError
 from wizard_steps.i18n import _, current_language
+from wizard_steps.precision import Int4Algorithm, best_settings
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -108,6 +109,11 @@ def parse(text: str, source: str | None = None) -> Answers:
             raise AnswersError(_("Unknown key '{key}' in {source}.").format(key=key, source=source),
                                _("Known keys: {keys}.").format(keys=", ".join(known)))
         values[key] = _check(key, value, known[key])
+    algorithm = values.get("int4_algorithm", "auto")
+    if algorithm != "auto":  # a named algorithm starts from its best measured settings, as on the CLI
+        best = best_settings(Int4Algorithm(algorithm))
+        values.setdefault("int4_block_size", best.block_size)
+        values.setdefault("int4_symmetric", best.symmetric)
     return Answers(**values)  # type: ignore[arg-type]
 
 
