@@ -148,8 +148,17 @@ def wait_full_page(page, *needles: str) -> dict:
 
 
 def wizard_processes(served: Served) -> list[psutil.Process]:
-    return [p for p in psutil.Process(served.process.pid).children(recursive=True)
-            if "tui.serve" in " ".join(p.cmdline())]
+    """The server's wizard processes. A child that has just ended (a prerequisite check's
+    subprocess not yet reaped by its thread) has no command line to read and is no wizard."""
+    found = []
+    for child in psutil.Process(served.process.pid).children(recursive=True):
+        try:
+            command = " ".join(child.cmdline())
+        except (psutil.ZombieProcess, psutil.NoSuchProcess):
+            continue
+        if "tui.serve" in command:
+            found.append(child)
+    return found
 
 
 def click_title_row(page) -> None:
