@@ -30,9 +30,12 @@ def test_int8_folder_loads_and_generates_twenty_tokens(demo_int8: Path) -> None:
     assert text.strip()
 
 
-def test_int8_genai_config_names_the_renamed_logits_output(demo_int8: Path) -> None:
+def test_int8_graph_output_is_named_back_to_logits_by_olive_itself(demo_int8: Path) -> None:
+    import onnx
+
     genai = json.loads((demo_int8 / "genai_config.json").read_text())
-    assert genai["model"]["decoder"]["outputs"]["logits"] != "logits"
+    graph = onnx.load(str(demo_int8 / genai["model"]["decoder"]["filename"]), load_external_data=False).graph
+    assert genai["model"]["decoder"]["outputs"]["logits"] == "logits" == graph.output[0].name
 
 
 def test_int4_is_smaller_than_int8_which_is_smaller_than_the_source(
@@ -44,6 +47,7 @@ def test_int4_is_smaller_than_int8_which_is_smaller_than_the_source(
 def test_output_holds_the_olive_config_to_rerun_by_hand(demo_int8: Path) -> None:
     config = json.loads((demo_int8 / convert.OLIVE_CONFIG_NAME).read_text())
     assert config["output_dir"] == str(demo_int8)
+    assert list(config["passes"]) == ["quarot", "builder", "quantize_int8", "rename_logits"]  # a Llama
     assert config["passes"]["quantize_int8"]["bits"] == 8
     assert not (demo_int8 / "footprint.json").exists()
 
@@ -237,3 +241,35 @@ def test_the_quantizers_progress_bar_moves_the_progress_and_is_drawn_live() -> N
     bar, rest = split_live(lines[-1])
     assert bar == "Progress: [####################] 100.00%"
     assert rest.startswith("2026-11-26") and split_live("Reading layer 3") == ("", "Reading layer 3")
+
+
+def test_int8_of_a_llama_is_rotated_first_and_its_saved_config_reruns_with_olive(
+        tiny_llama: Path, tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "int8"
+    plan = convert.make_plan(tiny_llama, out, Precision.INT8)
+    assert plan.rotated
+    events = list(convert.convert(plan))
+    assert isinstance(events[-1], Finished), events[-1]
+    assert events[-1].details["rotated"] is True and "int4" not in events[-1].details
+    stages = [e.stage for e in events if isinstance(e, Progress)]
+    assert stages.index("Rotating the weights (QuaRot)") < stages.index("Weights rotated") < stages.index(
+        "Reading layer 2/2")
+    fractions = [e.fraction for e in events if isinstance(e, Progress) and e.fraction is not None]
+    assert fractions == sorted(fractions)
+    assert generate(out, new_tokens=8)[0] == 8
+    config = json.loads((out / convert.OLIVE_CONFIG_NAME).read_text())
+    assert list(config["passes"]) == ["quarot", "builder", "quantize_int8", "rename_logits"]
+    assert config["passes"]["builder"]["precision"] == "fp32" and config["passes"]["quantize_int8"]["bits"] == 8
+    assert convert.rotated_in_config(out) and convert.int4_in_config(out) is None
+    (out / "genai_config.json").unlink()  # the rerun must write it again
+    command = [sys.executable, "-m", "olive", "run", "--config", str(out / convert.OLIVE_CONFIG_NAME)]
+    rerun = subprocess.run(command, capture_output=True, text=True, timeout=1800,
+                           env={**os.environ, **convert.OLIVE_ENV})
+    assert rerun.returncode == 0, rerun.stdout[-2000:] + rerun.stderr[-2000:]
+    assert "Running pass quarot" in rerun.stdout + rerun.stderr
+    assert generate(out, new_tokens=8)[0] == 8
+

@@ -325,12 +325,15 @@ def test_greedy_agreement_counts_the_shared_prefix() -> None:
 
 
 @pytest.mark.slow
-def test_int4_perplexity_is_higher_than_the_source(source_ref: fidelity.SourceReference,
-                                                   demo_int4: Path, demo_int8: Path) -> None:
+def test_int4_perplexity_is_higher_than_the_source_and_int8_within_one_percent(
+        source_ref: fidelity.SourceReference, demo_int4: Path, demo_int8: Path) -> None:
     int4 = fidelity.perplexity_onnx(demo_int4, quality.fidelity_text())
     int8 = fidelity.perplexity_onnx(demo_int8, quality.fidelity_text())
     assert source_ref.perplexity is not None
-    assert 10 < source_ref.perplexity < int8 < int4 < 2 * source_ref.perplexity
+    assert 10 < source_ref.perplexity < int4 < 2 * source_ref.perplexity
+    # issue 14's INT8 goal; rotated first (the demo is a Llama), it may land on either side
+    assert abs(int8 / source_ref.perplexity - 1) <= 0.01, (int8, source_ref.perplexity)
+    assert int8 < int4
 
 
 @pytest.mark.slow

@@ -108,8 +108,12 @@ def test_an_architecture_quarot_breaks_is_refused_in_one_sentence_before_anythin
         convert.make_plan(source, out, Precision.INT4, int4=Int4Settings(algorithm=Int4Algorithm.QUAROT_GPTQ))
     assert "\n" not in error.value.message and "k_quant_mixed" in error.value.hint
     assert not out.exists()
-    # the model itself is fine: the recommended INT4 takes it
+    # the model itself is fine: the recommended INT4 takes it, and INT8 goes unrotated
     assert convert.make_plan(source, out, Precision.INT4).int4.algorithm is Int4Algorithm.K_QUANT_MIXED
+    int8 = convert.make_plan(source, out, Precision.INT8)
+    assert not int8.rotated
+    assert list(convert.olive_config(int8, out, tmp_path / "cache")["passes"]) == [
+        "builder", "quantize_int8", "rename_logits"]
     command = [sys.executable, "-m", "tui", "convert", str(source), "--precision", "int4",
                "--int4-algo", "quarot_gptq", "--out", str(out)]
     done = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=ROOT, stdin=subprocess.DEVNULL,

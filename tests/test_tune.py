@@ -336,6 +336,13 @@ def test_cli_no_tune_flag_and_the_tuning_line(demo_model: Path, tmp_path: Path) 
                          text=True, env=env, timeout=900, stdin=subprocess.DEVNULL)
     assert off.returncode == 0, off.stderr
     assert "tuned" not in json.loads(off.stdout) and not (tmp_path / "off" / tune.BACKUP_NAME).exists()
+    # what the conversion was made with, read back from the saved config
+    from wizard_steps.precision import Int4Algorithm, best_settings
+
+    chosen = best_settings(Int4Algorithm.RTN)  # a named algorithm starts from its best settings
+    assert json.loads(off.stdout)["int4"] == {"algorithm": "rtn", "block_size": chosen.block_size,
+                                              "symmetric": chosen.symmetric}
+    assert json.loads(off.stdout)["rotated"] is False
     on = subprocess.run([*base, "--out", str(tmp_path / "on")], capture_output=True, text=True, env=env,
                         timeout=900, stdin=subprocess.DEVNULL)
     assert on.returncode == 0, on.stderr
@@ -343,6 +350,7 @@ def test_cli_no_tune_flag_and_the_tuning_line(demo_model: Path, tmp_path: Path) 
                 if text.strip().startswith(("tuned for", "not tuned")))
     applied = (tmp_path / "on" / tune.BACKUP_NAME).exists()
     assert line.startswith("tuned for this machine: ") and (" kept (" not in line) is applied, on.stdout
+    assert f"INT4: rtn · block {chosen.block_size} · symmetric" in on.stdout and "rotated first" not in on.stdout
 
 
 def test_answers_key_turns_the_tuning_off() -> None:

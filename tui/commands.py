@@ -120,6 +120,13 @@ def cmd_convert(args: argparse.Namespace) -> int:
         print("  " + _("size {size} (source {source}, {percent} smaller)").format(
             size=human_size(details["size_bytes"]), source=human_size(details["source_bytes"]),
             percent=i18n.percent(details["reduction"] * 100)))
+        if "int4" in details:
+            used = details["int4"]
+            print("  " + _("INT4: {algorithm} · block {size} · {symmetry}").format(
+                algorithm=used["algorithm"], size=used["block_size"],
+                symmetry=_("symmetric") if used["symmetric"] else _("asymmetric")))
+        if details.get("rotated"):
+            print("  " + _("rotated first (QuaRot): the same model, with outliers spread before quantizing"))
         if "adapter" in details:
             print("  " + _("LoRA adapter {adapter} merged into the base {base}").format(
                 adapter=details["adapter"], base=details["base"]))

@@ -22,7 +22,7 @@ from pathlib import Path
 from wizard_steps import child_result, paths
 from wizard_steps.adapter import MergeProgress, inspect_model_or_adapter, merge_pass, olive_input_model
 from wizard_steps.calibration import check_text, olive_data_config
-from wizard_steps.convert_log import CalibratedProgress, LogProgress, failure_reason, split_live
+from wizard_steps.convert_log import CalibratedProgress, LogProgress, RotateProgress, failure_reason, split_live
 from wizard_steps.errors import PlanError
 from wizard_steps.events import Event, Failed, Finished, LogLine, Progress
 from wizard_steps.i18n import _
@@ -32,6 +32,7 @@ from wizard_steps.precision import (
     Int4Algorithm,
     Int4Settings,
     Precision,
+    int8_rotated,
     rotation_refusal,
     unavailable_reason,
 )
@@ -65,6 +66,14 @@ class ConvertPlan:
     replace_existing: bool = False
     calibration_text: Path | None = None  # checked, for an INT4 algorithm that calibrates (GPTQ)
     tune: bool = True  # after validation, a few seconds' thread measurement (tune.quick)
+
+    @property
+    def rotated(self) -> bool:
+        """Whether Olive's QuaRot rotates the model before it is quantized: QuaRot + GPTQ at INT4,
+        and every INT8 of an architecture the rotation keeps exact (int8_rotated)."""
+        if self.precision is Precision.INT8:
+            return int8_rotated(self.model.architecture)
+        return self.precision is Precision.INT4 and self.int4.algorithm.rotated
 
 
 def default_output_dir(model: ModelInfo, precision: Precision) -> Path:
@@ -160,13 +169,26 @@ ROTATE_CONFIG = {"type": "QuaRot"}  # (tests/test_quarot_reach.py runs it alone 
 GPTQ_DAMPING = 0.1
 
 
+def _saved_passes(folder: str | os.PathLike[str] | None) -> dict[str, object] | None:
+    """The passes of a converted folder's saved olive_config.json, or None."""
+    try:
+        passes = json.loads((Path(folder or "") / OLIVE_CONFIG_NAME).read_text(encoding="utf-8"))["passes"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return passes if isinstance(passes, dict) else None
+
+
+def rotated_in_config(folder: str | os.PathLike[str] | None) -> bool:
+    """Whether a converted folder was rotated (QuaRot) before it was quantized."""
+    return ROTATE_PASS in (_saved_passes(folder) or {})
+
+
 def int4_in_config(folder: str | os.PathLike[str] | None) -> tuple[str, int, bool] | None:
     """The INT4 a converted folder was made with (algorithm, block size, symmetric), read from its
     saved olive_config.json; None when the folder, the config or an INT4 builder pass is missing.
     This is what "auto" turned into for that model."""
-    try:
-        passes = json.loads((Path(folder or "") / OLIVE_CONFIG_NAME).read_text(encoding="utf-8"))["passes"]
-    except (OSError, ValueError, KeyError, TypeError):
+    passes = _saved_passes(folder)
+    if passes is None:
         return None
     builder = next((p for p in passes.values() if isinstance(p, dict) and p.get("type") == "ModelBuilder"), None)
     if builder is None or builder.get("precision") != Precision.INT4.value:
@@ -189,14 +211,20 @@ def olive_config(plan: ConvertPlan, output_dir: Path, cache_dir: Path) -> dict[s
     """The tutorial's method 2: an Olive workflow config that ``olive run --config`` accepts."""
     if plan.precision is Precision.INT8:
         # ModelBuilder's own int8 fails in onnxruntime-genai 0.14 while Olive exits 0; the
-        # working route is fp32 from the builder, then 8-bit block-wise RTN.
+        # working route is fp32 from the builder, then 8-bit block-wise RTN; rotated first where
+        # QuaRot is exact, so that the int8 activations keep the source's greedy answers.
         passes = {
+            **({ROTATE_PASS: dict(ROTATE_CONFIG)} if plan.rotated else {}),
             "builder": _builder_pass(plan, Precision.FP32),
             "quantize_int8": {"type": "OnnxBlockWiseRtnQuantization", "bits": 8,
                               "block_size": 32, "accuracy_level": 4},
+            # that pass renames the graph output "logits" (onnxruntime-genai then refuses the
+            # folder): named back by Olive itself, so that `olive run --config` alone repeats it
+            "rename_logits": {"type": "GraphSurgeries", "surgeries": [
+                {"surgeon": "RenameOutputs", "old_names": ["logits_Q8"], "new_names": ["logits"]}]},
         }
     elif plan.calibration_text is not None:
-        rotate = {ROTATE_PASS: dict(ROTATE_CONFIG)} if plan.int4.algorithm.rotated else {}
+        rotate = {ROTATE_PASS: dict(ROTATE_CONFIG)} if plan.rotated else {}
         passes = {**rotate, GPTQ_PASS: gptq_pass(plan), "builder": _builder_pass(plan, plan.precision)}
     else:
         passes = {"builder": _builder_pass(plan, plan.precision)}
@@ -302,7 +330,9 @@ def convert(plan: ConvertPlan, cancel: threading.Event | None = None) -> Iterato
     tracker = LogProgress(plan.model.num_layers, two_passes=plan.precision is Precision.INT8,
                           quantizer=plan.precision is Precision.INT4 and plan.int4.algorithm.value != "rtn")
     if plan.calibration_text is not None:
-        tracker = CalibratedProgress(tracker, GPTQ_PASS, ROTATE_PASS if plan.int4.algorithm.rotated else None)
+        tracker = CalibratedProgress(tracker, GPTQ_PASS)
+    if plan.rotated:
+        tracker = RotateProgress(tracker, ROTATE_PASS)
     if plan.model.adapter is not None:
         tracker = MergeProgress(tracker)
     lines: list[str] = []
@@ -383,6 +413,9 @@ def convert(plan: ConvertPlan, cancel: threading.Event | None = None) -> Iterato
         "sample_text": result.get("text", ""),
         "log_path": str(log_path),
         "rerun": shell_command(plan),
+        "rotated": plan.rotated,
+        **({"int4": dict(zip(("algorithm", "block_size", "symmetric"), used, strict=True))}
+           if (used := int4_in_config(out)) else {}),
         **({"tuned": tuned} if tuned else {}),
         **({"adapter": str(plan.model.path), "base": str(plan.model.adapter.base.path)}
            if plan.model.adapter is not None else {}),

@@ -58,12 +58,13 @@ class LogProgress:
         if match := _RUNNING_PASS.search(text):
             self.passes_seen += 1
             name = match.group(1).split(":")[0]
-            if self.passes_seen == 1:
-                return Progress(_("Running pass {name}").format(name=name), 0.02)
-            return Progress(_("Running pass {name}").format(name=name), self.builder_span + 0.02)
+            # the builder, the quantizer after it, then short passes (renaming an output)
+            fraction = {1: 0.02, 2: self.builder_span + 0.02}.get(self.passes_seen, 0.93)
+            return Progress(_("Running pass {name}").format(name=name), fraction)
         if self.passes_seen > 1:
             if match := _PASS_DONE.search(text):
-                return Progress(_("Pass {name} finished").format(name=match.group(1).split(":")[0]), 0.92)
+                return Progress(_("Pass {name} finished").format(name=match.group(1).split(":")[0]),
+                                0.92 if self.passes_seen == 2 else 0.94)
             return None
         if text.startswith("Reading embedding layer"):
             return Progress(_("Reading embedding layer"), self._builder(0.05))
@@ -92,20 +93,12 @@ class CalibratedProgress:
 
     SPAN = 0.6  # GPTQ takes most of the run: minutes, against the builder's tens of seconds
 
-    def __init__(self, inner: LogProgress, pass_name: str, rotate_pass: str | None = None) -> None:
+    def __init__(self, inner: LogProgress, pass_name: str) -> None:
         self.inner, self.pass_name, self.quantizing = inner, pass_name, False
-        self.rotate_pass = rotate_pass  # QuaRot before GPTQ: seconds, shown as its own stage
-        self.rotating = False
 
     def update(self, line: str) -> Progress | None:
         text = line.strip()
-        if self.rotate_pass and f"Running pass {self.rotate_pass}:" in text:
-            self.rotating = True
-            return Progress(_("Rotating the weights (QuaRot)"), 0.01)
-        if self.rotating and f"Running pass {self.pass_name}:" not in text:
-            return None  # its own log lines say nothing about the builder's progress
         if f"Running pass {self.pass_name}:" in text:
-            self.rotating = False
             self.quantizing = True
             return Progress(_("Calibrating and quantizing with GPTQ (torch)"), 0.02)
         if self.quantizing:
@@ -121,6 +114,25 @@ class CalibratedProgress:
         if step is None or step.fraction is None:
             return step
         return Progress(step.stage, self.SPAN + step.fraction * (1 - self.SPAN))
+
+
+class RotateProgress:
+    """Olive's log with QuaRot before the quantizer (seconds, no data): its own stage, and its
+    log lines kept from the tracker after it, which counts passes and reads layer numbers."""
+
+    def __init__(self, inner: LogProgress | CalibratedProgress, pass_name: str) -> None:
+        self.inner, self.pass_name, self.rotating = inner, pass_name, False
+
+    def update(self, line: str) -> Progress | None:
+        if f"Running pass {self.pass_name}:" in line:
+            self.rotating = True
+            return Progress(_("Rotating the weights (QuaRot)"), 0.01)
+        if self.rotating:
+            if f"Pass {self.pass_name}:" in line and "finished" in line:
+                self.rotating = False
+                return Progress(_("Weights rotated"), 0.02)
+            return None
+        return self.inner.update(line)
 
 
 def failure_reason(lines: list[str]) -> str:

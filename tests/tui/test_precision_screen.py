@@ -18,6 +18,7 @@ from tui.widgets.run_panel import RunPanel
 from wizard_steps import compare
 from wizard_steps.compare_measure import Measurement
 from wizard_steps.model_source import inspect_model
+from wizard_steps.precision import Precision
 from wizard_steps.state import WizardState
 
 
@@ -287,3 +288,16 @@ async def test_auto_shows_what_it_chose_for_the_model_and_a_named_algorithm_free
         await pilot.pause()
         state = app.state
         assert (state.int4_algorithm, state.int4_block_size, state.int4_symmetric) == ("auto", 32, False)
+
+
+async def test_the_int8_row_says_whether_this_model_is_rotated_first(demo_model: Path, tmp_path: Path) -> None:
+    from tests.reliability.helpers import make_tiny_hf_model
+
+    gemma = make_tiny_hf_model(demo_model, tmp_path / "gemma2", "gemma2")
+    for model, said in ((demo_model, "For this model (LlamaForCausalLM): rotated first (QuaRot)"),
+                        (gemma, "For this model (Gemma2ForCausalLM): not rotated")):
+        app = SlmopsApp(WizardState(model_dir=str(model), precision="int8"), start="precision")
+        async with app.run_test(size=(120, 40)) as pilot:
+            await loaded(app, pilot)
+            assert app.screen.choice is Precision.INT8
+            assert said in " ".join(text_of(app.screen.query_one("#precision-measured")).split())

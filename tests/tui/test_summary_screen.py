@@ -159,3 +159,12 @@ def test_the_summary_says_what_auto_chose_from_the_converted_folders_config(tmp_
     del passes["quarot"], passes["gptq"]
     (folder / "olive_config.json").write_text(json.dumps({"passes": passes}))
     assert "auto: k_quant_mixed · block 16 · symmetric" in done_text(state).plain
+
+
+def test_the_summary_says_the_int8_was_rotated_once_converted(demo_int8: Path) -> None:
+    from tui.screens.summary import done_text
+
+    state = WizardState(precision="int8")
+    assert "INT8 · rotated" not in done_text(state).plain  # not converted yet: nothing to tell
+    state.converted_dir = str(demo_int8)  # the demo is a Llama: its INT8 is rotated first
+    assert "INT8 · rotated first (QuaRot)" in done_text(state).plain

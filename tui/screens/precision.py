@@ -31,6 +31,7 @@ from wizard_steps.precision import (
     PrecisionOption,
     algorithm_note,
     human_size,
+    int8_rotated,
     options,
     recommended,
     recommended_int4,
@@ -332,6 +333,12 @@ class PrecisionScreen(StepScreen):
         option = self.rows[row]
         lines = [Text.assemble((_("{label} on the demo model, measured on another machine: ").format(
             label=option.label), "bold"), unbroken(option.demo_measured))]
+        if option.precision is Precision.INT8 and self.info is not None:
+            lines.append(Text(_("For this model ({architecture}): rotated first (QuaRot), which keeps the "
+                                "greedy answers closer to the source.").format(architecture=self.info.architecture)
+                              if int8_rotated(self.info.architecture) else
+                              _("For this model ({architecture}): not rotated (QuaRot is checked only for "
+                                "Llama-like models).").format(architecture=self.info.architecture)))
         if len(self.query_one("#precision-table", DataTable).columns) < len(COLUMNS):
             lines += [Text.assemble((_("quality: "), "bold"), option.quality),
                       Text.assemble((_("use: "), "bold"), option.use)]

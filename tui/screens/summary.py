@@ -14,7 +14,7 @@ from textual.widgets import Button, Label, Static, TextArea
 
 from tui.screens.base import StepScreen
 from wizard_steps.adapter import is_adapter_folder, tokenizer_folder
-from wizard_steps.convert import int4_in_config
+from wizard_steps.convert import int4_in_config, rotated_in_config
 from wizard_steps.errors import WizardError
 from wizard_steps.i18n import N_, _, number
 from wizard_steps.model_source import folder_size
@@ -137,6 +137,8 @@ def done_text(state: WizardState) -> Text:
                 _("symmetric") if symmetric else _("asymmetric"))
         precision += " · " + _("embeddings {embeddings}").format(
             embeddings="INT4" if state.int4_quantize_embeddings else "FP32")
+    elif state.precision == "int8" and rotated_in_config(state.converted_dir):
+        precision += " · " + _("rotated first (QuaRot)")
     rows = [
         (_("Model"), _folder(state.model_dir)),
         *([(_("Base model"), _folder(str(tokenizer_folder(state.model_dir))))]  # a LoRA adapter: its base
