@@ -225,8 +225,7 @@ _TABLE = {  # translated where the options are made (N_ marks them for extractio
                      N_("not measured: FP16 needs a GPU execution provider")),
     Precision.INT8: ("INT8", N_("~1/4 of FP32 here"), N_("~2x FP32 on CPU"), N_("close to the source"),
                      N_("CPU deployment where quality matters most"),
-                     N_("189 MB, perplexity 22.84 (-0.2 %), rotated first (QuaRot) for Llama-like "
-                        "models; 23.09 (+0.9 %) without")),
+                     N_("189 MB, perplexity 22.84 (-0.2 %) rotated first; 23.09 (+0.9 %) unrotated")),
     Precision.INT4: ("INT4", N_("~1/3 to 1/6"), N_("~2x FP32 on CPU; ~3x at block 32"),
                      N_("some loss; the auto algorithm keeps it small"),
                      N_("laptops and workshops: smallest"),

@@ -334,8 +334,8 @@ class PrecisionScreen(StepScreen):
         lines = [Text.assemble((_("{label} on the demo model, measured on another machine: ").format(
             label=option.label), "bold"), unbroken(option.demo_measured))]
         if option.precision is Precision.INT8 and self.info is not None:
-            lines.append(Text(_("For this model ({architecture}): rotated first (QuaRot), which keeps the "
-                                "greedy answers closer to the source.").format(architecture=self.info.architecture)
+            lines.append(Text(_("For this model ({architecture}): rotated first (QuaRot), closer to the "
+                                "source's answers.").format(architecture=self.info.architecture)
                               if int8_rotated(self.info.architecture) else
                               _("For this model ({architecture}): not rotated (QuaRot is checked only for "
                                 "Llama-like models).").format(architecture=self.info.architecture)))
