@@ -5,11 +5,17 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 from pathlib import Path
 
 import pytest
 
 from tests.foundry_standin import fake_foundry  # noqa: F401  (a shared fixture)
+
+# Several tests press Ctrl+C on a child (SIGINT). A suite started in the background by a shell
+# without job control (nohup cmd &) inherits SIGINT ignored, and so would every child: they would
+# finish instead of stopping. A handler here is reset to the default in each child it starts.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 _SESSION_HOME: Path | None = None
 
