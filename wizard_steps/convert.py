@@ -169,8 +169,8 @@ ROTATE_CONFIG = {"type": "QuaRot"}  # (tests/test_quarot_reach.py runs it alone 
 GPTQ_DAMPING = 0.1
 
 
-def _saved_passes(folder: str | os.PathLike[str] | None) -> dict[str, object] | None:
-    """The passes of a converted folder's saved olive_config.json, or None."""
+def saved_passes(folder: str | os.PathLike[str] | None) -> dict[str, object] | None:
+    """The passes of a converted folder's saved olive_config.json (what it was made with), or None."""
     try:
         passes = json.loads((Path(folder or "") / OLIVE_CONFIG_NAME).read_text(encoding="utf-8"))["passes"]
     except (OSError, ValueError, KeyError, TypeError):
@@ -180,14 +180,14 @@ def _saved_passes(folder: str | os.PathLike[str] | None) -> dict[str, object] | 
 
 def rotated_in_config(folder: str | os.PathLike[str] | None) -> bool:
     """Whether a converted folder was rotated (QuaRot) before it was quantized."""
-    return ROTATE_PASS in (_saved_passes(folder) or {})
+    return ROTATE_PASS in (saved_passes(folder) or {})
 
 
 def int4_in_config(folder: str | os.PathLike[str] | None) -> tuple[str, int, bool] | None:
     """The INT4 a converted folder was made with (algorithm, block size, symmetric), read from its
     saved olive_config.json; None when the folder, the config or an INT4 builder pass is missing.
     This is what "auto" turned into for that model."""
-    passes = _saved_passes(folder)
+    passes = saved_passes(folder)
     if passes is None:
         return None
     builder = next((p for p in passes.values() if isinstance(p, dict) and p.get("type") == "ModelBuilder"), None)
@@ -211,10 +211,8 @@ def olive_config(plan: ConvertPlan, output_dir: Path, cache_dir: Path) -> dict[s
     """The tutorial's method 2: an Olive workflow config that ``olive run --config`` accepts."""
     if plan.precision is Precision.INT8:
         # ModelBuilder's own int8 fails in onnxruntime-genai 0.14 while Olive exits 0; the
-        # working route is fp32 from the builder, then 8-bit block-wise RTN; rotated first where
-        # QuaRot is exact, so that the int8 activations keep the source's greedy answers.
+        # working route is fp32 from the builder, then 8-bit block-wise RTN.
         passes = {
-            **({ROTATE_PASS: dict(ROTATE_CONFIG)} if plan.rotated else {}),
             "builder": _builder_pass(plan, Precision.FP32),
             "quantize_int8": {"type": "OnnxBlockWiseRtnQuantization", "bits": 8,
                               "block_size": 32, "accuracy_level": 4},
@@ -224,10 +222,11 @@ def olive_config(plan: ConvertPlan, output_dir: Path, cache_dir: Path) -> dict[s
                 {"surgeon": "RenameOutputs", "old_names": ["logits_Q8"], "new_names": ["logits"]}]},
         }
     elif plan.calibration_text is not None:
-        rotate = {ROTATE_PASS: dict(ROTATE_CONFIG)} if plan.rotated else {}
-        passes = {**rotate, GPTQ_PASS: gptq_pass(plan), "builder": _builder_pass(plan, plan.precision)}
+        passes = {GPTQ_PASS: gptq_pass(plan), "builder": _builder_pass(plan, plan.precision)}
     else:
         passes = {"builder": _builder_pass(plan, plan.precision)}
+    if plan.rotated:  # before GPTQ, or before INT8's int8 activations (so they keep the source's answers)
+        passes = {ROTATE_PASS: dict(ROTATE_CONFIG), **passes}
     input_model: dict[str, object] = {"type": "HfModel", "model_path": str(plan.model.path)}
     if plan.model.adapter is not None:  # Olive's own pass merges it first, so a rerun repeats it
         input_model, passes = olive_input_model(plan.model.adapter), {**merge_pass(), **passes}

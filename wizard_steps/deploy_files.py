@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from wizard_steps.convert import saved_passes
 from wizard_steps.errors import Cancelled, DeployError
 from wizard_steps.events import Progress
 from wizard_steps.i18n import N_, _
@@ -222,12 +223,7 @@ _PRECISION_IN_NAME = re.compile(r"(?:^|[-_.])(fp32|fp16|bf16|int8|int4)(?:$|[-_.
 
 def detect_precision(folder: Path) -> str | None:
     """int4/int8/fp16/fp32 from the Olive config kept in the folder, else from folder names."""
-    try:
-        passes = json.loads((folder / "olive_config.json").read_text(encoding="utf-8"))["passes"]
-        values = list(passes.values()) if isinstance(passes, dict) else []
-    except (OSError, ValueError, KeyError, TypeError):
-        values = []
-    for step in reversed(values):
+    for step in reversed(list((saved_passes(folder) or {}).values())):
         if isinstance(step, dict) and "Quantization" in str(step.get("type")) and step.get("bits"):
             return f"int{step['bits']}"
         if isinstance(step, dict) and step.get("type") == "ModelBuilder" and step.get("precision"):
