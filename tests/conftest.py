@@ -1,5 +1,7 @@
-"""Shared fixtures: one temporary SLMOPS_HOME per test run, the demo model prepared once, and the
-demo converted to INT4 and INT8 once, for every test that needs them."""
+"""Shared fixtures: one temporary SLMOPS_HOME per test run, the demo model prepared once, the demo
+converted to INT4 (the default road) and INT8 once, and one tiny Llama built once, for every test
+that needs them. A run converts the demo in full three times: these two, and the keys-only
+walkthrough; everything else converts the tiny model, reuses these folders, or cancels early."""
 
 from __future__ import annotations
 
@@ -68,15 +70,14 @@ def tmp_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return home
 
 
-def _convert_once(demo: Path, name: str, precision: str, **int4: object) -> Path:
+def _convert_once(demo: Path, name: str, precision: str) -> Path:
     from wizard_steps import convert
     from wizard_steps.events import Failed, Finished
-    from wizard_steps.precision import Int4Algorithm, Int4Settings, Precision
+    from wizard_steps.precision import Int4Settings, Precision
 
-    settings = Int4Settings(**int4) if int4 else Int4Settings(algorithm=Int4Algorithm.RTN)
     assert _SESSION_HOME is not None
     out = _SESSION_HOME / "data" / "models" / name
-    plan = convert.make_plan(demo, out, Precision(precision), int4=settings)
+    plan = convert.make_plan(demo, out, Precision(precision), int4=Int4Settings())
     final = None
     for event in convert.convert(plan):
         if isinstance(event, (Finished, Failed)):
@@ -87,14 +88,21 @@ def _convert_once(demo: Path, name: str, precision: str, **int4: object) -> Path
 
 @pytest.fixture(scope="session")
 def demo_int4(demo_model: Path) -> Path:
-    """The demo converted to INT4 once per run (RTN, embeddings quantized too: the smallest)."""
-    from wizard_steps.precision import Int4Algorithm
-
-    return _convert_once(demo_model, "demo-int4", "int4", algorithm=Int4Algorithm.RTN,
-                         quantize_embeddings=True)
+    """The demo converted to INT4 once per run, by the default road ("auto": QuaRot + GPTQ on a
+    Llama), as the wizard and ``slmops demo`` convert it. Shared: tests copy it before writing."""
+    return _convert_once(demo_model, "demo-int4", "int4")
 
 
 @pytest.fixture(scope="session")
 def demo_int8(demo_model: Path) -> Path:
-    """The demo converted to INT8 once per run (ModelBuilder fp32, then 8-bit RTN)."""
+    """The demo converted to INT8 once per run (rotated, ModelBuilder fp32, then 8-bit RTN)."""
     return _convert_once(demo_model, "demo-int8", "int8")
+
+
+@pytest.fixture(scope="session")
+def tiny_llama(demo_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2-layer random Llama with the demo's tokenizer, built once per run: Olive converts it in
+    seconds. Its path has spaces and non-ASCII letters, as users' paths do."""
+    from tests.reliability.helpers import make_tiny_model
+
+    return make_tiny_model(demo_model, tmp_path_factory.mktemp("tiny") / "modèle ünïcode" / "with space")

@@ -12,7 +12,7 @@ import pytest
 from tests.test_model_source import write_safetensors
 from tui.cli import main
 from wizard_steps import adapter, convert
-from wizard_steps.errors import ModelFolderError
+from wizard_steps.errors import ModelFolderError, PlanError
 from wizard_steps.events import Finished, Progress
 from wizard_steps.model_source import inspect_model
 from wizard_steps.precision import Precision
@@ -184,8 +184,11 @@ def test_base_for_a_whole_model_is_refused(tiny: tuple[Path, Path], tmp_path: Pa
 
 
 def test_output_inside_the_base_folder_is_refused(tiny: tuple[Path, Path]) -> None:
-    with pytest.raises(Exception, match="inside the model folder"):
+    with pytest.raises(PlanError) as refused:
         convert.make_plan(tiny[1], tiny[0] / "onnx", Precision.FP32)
+    assert refused.value.message == "The output folder must not be inside the model folder."
+    assert "elsewhere" in refused.value.hint
+    assert not (tiny[0] / "onnx").exists()
 
 
 def test_the_saved_olive_config_merges_with_olives_own_pass(tiny: tuple[Path, Path], tmp_path: Path) -> None:

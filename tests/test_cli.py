@@ -101,14 +101,23 @@ def test_answers_name_an_int4_algorithm_and_get_its_best_settings() -> None:
 
 
 @pytest.mark.slow
-def test_demo_runs_the_whole_road_and_reports_json(demo_model: Path, tmp_path: Path) -> None:
+def test_demo_runs_the_whole_road_and_reports_json(demo_model: Path, demo_int4: Path, tmp_path: Path) -> None:
+    """The whole road in a fresh home. Its conversion was made before with the same settings (the
+    session's default INT4, copied where the demo puts it): the demo uses it rather than paying for
+    Olive again, and says so; deploy, benchmark and chat run for real."""
+    import shutil
+
     home = tmp_path / "home"
     (home / "cache" / "demo").mkdir(parents=True)
     os.symlink(demo_model, home / "cache" / "demo" / demo_model.name)
+    converted = home / "data" / "models" / f"{demo_model.name}-int4-onnx"
+    shutil.copytree(demo_int4, converted)
     done = slmops("demo", "--json", home=home, timeout=900)
     assert done.returncode == 0, done.stderr[-2000:]
     report = json.loads(done.stdout)
     assert report["converted"]["precision"] == "int4"
+    assert report["converted"]["reused"] is True and Path(report["converted"]["path"]) == converted
+    assert "Converted earlier with the same settings" in done.stderr
     assert Path(report["converted"]["path"], "genai_config.json").is_file()
     assert report["deployed"]["id"] == "smollm2-demo:1"
     assert [row["length"] for row in report["benchmark"]] == [16, 128]

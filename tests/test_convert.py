@@ -38,10 +38,29 @@ def test_int8_graph_output_is_named_back_to_logits_by_olive_itself(demo_int8: Pa
     assert genai["model"]["decoder"]["outputs"]["logits"] == "logits" == graph.output[0].name
 
 
-def test_int4_is_smaller_than_int8_which_is_smaller_than_the_source(
-    demo_model: Path, demo_int4: Path, demo_int8: Path
-) -> None:
-    assert folder_size(demo_int4) < folder_size(demo_int8) < folder_size(demo_model)
+def test_int8_and_the_default_int4_are_well_under_the_source(demo_model: Path, demo_int4: Path,
+                                                           demo_int8: Path) -> None:
+    source = folder_size(demo_model)
+    assert folder_size(demo_int8) < source / 2 and folder_size(demo_int4) < source / 2
+
+
+def test_int4_with_embeddings_is_smaller_than_int8_which_is_smaller_than_fp32(
+        tiny_llama: Path, tmp_path: Path) -> None:
+    """The smallest needs the embeddings quantized too (the default INT4 keeps them at fp32 and
+    ends up larger than INT8 on the demo); the tiny Llama, whose embeddings are most of it, shows it."""
+    from dataclasses import replace
+
+    from wizard_steps.precision import Int4Algorithm, Int4Settings
+
+    smallest = Int4Settings(algorithm=Int4Algorithm.RTN, quantize_embeddings=True)
+    sizes = []
+    for precision, int4 in ((Precision.INT4, smallest), (Precision.INT8, None), (Precision.FP32, None)):
+        plan = replace(convert.make_plan(tiny_llama, tmp_path / precision.value, precision, int4=int4),
+                       tune=False)
+        final = list(convert.convert(plan))[-1]
+        assert isinstance(final, Finished), final
+        sizes.append(folder_size(final.path))
+    assert sizes == sorted(sizes) and len(set(sizes)) == 3, sizes
 
 
 def test_output_holds_the_olive_config_to_rerun_by_hand(demo_int8: Path) -> None:
@@ -50,6 +69,22 @@ def test_output_holds_the_olive_config_to_rerun_by_hand(demo_int8: Path) -> None
     assert list(config["passes"]) == ["quarot", "builder", "quantize_int8", "rename_logits"]  # a Llama
     assert config["passes"]["quantize_int8"]["bits"] == 8
     assert not (demo_int8 / "footprint.json").exists()
+
+
+def test_a_folder_holds_the_same_conversion_only_for_the_same_model_and_passes(
+        demo_model: Path, demo_int4: Path, demo_int8: Path, tiny_llama: Path) -> None:
+    from wizard_steps.precision import Int4Algorithm, Int4Settings
+
+    def plan(model: Path, precision: Precision, int4: Int4Settings | None = None) -> convert.ConvertPlan:
+        return convert.make_plan(model, demo_int4.parent / "not-written", precision, int4=int4)
+
+    assert convert.converted_before(plan(demo_model, Precision.INT4), demo_int4)
+    assert convert.converted_before(plan(demo_model, Precision.INT8), demo_int8)
+    assert not convert.converted_before(plan(demo_model, Precision.INT8), demo_int4)
+    rtn = Int4Settings(algorithm=Int4Algorithm.RTN)
+    assert not convert.converted_before(plan(demo_model, Precision.INT4, rtn), demo_int4)
+    assert not convert.converted_before(plan(tiny_llama, Precision.INT4), demo_int4)  # another model
+    assert not convert.converted_before(plan(demo_model, Precision.INT4), demo_model)  # not converted
 
 
 def test_olive_run_cache_is_cleaned_after_conversion(demo_int4: Path, demo_int8: Path) -> None:
@@ -84,30 +119,35 @@ def test_output_inside_the_model_folder_is_refused(demo_model: Path) -> None:
 
 
 def test_cancelled_conversion_leaves_no_output_folder(demo_model: Path, tmp_path: Path) -> None:
+    """Cancelled as soon as Olive has started on the default road (the demo, QuaRot first): the
+    child is stopped within a second, and nothing stays beside the target."""
     out = tmp_path / "cancelled"
     plan = convert.make_plan(demo_model, out, Precision.INT4)
     stop = threading.Event()
     events = []
     for event in convert.convert(plan, cancel=stop):
         events.append(event)
-        if isinstance(event, Progress) and event.stage.startswith("Reading layer"):
+        if isinstance(event, LogLine):  # Olive's own first line: its process is running
             stop.set()
     assert isinstance(events[-1], Failed) and events[-1].cancelled
+    assert not any(isinstance(e, Progress) and e.stage == "Weights rotated" for e in events)  # stopped early
     assert not out.exists()
     assert [p.name for p in tmp_path.iterdir()] == []
 
 
-def test_progress_follows_the_builder_log(demo_model: Path, tmp_path: Path) -> None:
-    plan = convert.make_plan(demo_model, tmp_path / "auto", Precision.INT4, method="auto-opt")
+def test_auto_opt_progress_follows_the_builder_log(tiny_llama: Path, tmp_path: Path) -> None:
+    plan = convert.make_plan(tiny_llama, tmp_path / "auto", Precision.INT4, method="auto-opt")
     # auto-opt cannot run Olive's QuaRot and Gptq passes: "auto" is k_quant_mixed there
     assert (plan.int4.algorithm.value, plan.int4.block_size) == ("k_quant_mixed", 16)
     events = list(convert.convert(plan))
     fractions = [e.fraction for e in events if isinstance(e, Progress) and e.fraction is not None]
-    assert fractions == sorted(fractions)
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0
+    stages = [e.stage for e in events if isinstance(e, Progress)]
+    assert stages.index("Reading layer 1/2") < stages.index("Reading layer 2/2")
     assert any(isinstance(e, LogLine) and "Reading layer" in e.text for e in events)
     assert isinstance(events[-1], Finished), events[-1]
     assert events[-1].details["method"] == "auto-opt"
-    assert generate(events[-1].path, new_tokens=20)[0] == 20
+    assert generate(events[-1].path, new_tokens=8)[0] == 8
 
 
 def test_olive_failure_is_one_sentence_and_leaves_nothing(demo_model: Path, tmp_path: Path) -> None:
@@ -129,14 +169,6 @@ def test_olive_failure_is_one_sentence_and_leaves_nothing(demo_model: Path, tmp_
 
 
 # --- GPTQ: Olive's Gptq pass on a local calibration text, then the builder --------------------
-
-
-@pytest.fixture(scope="module")
-def tiny_llama(tmp_path_factory: pytest.TempPathFactory, demo_model: Path) -> Path:
-    """A 2-layer random Llama with the demo's tokenizer: GPTQ on it takes seconds, not minutes."""
-    from tests.reliability.helpers import make_tiny_model
-
-    return make_tiny_model(demo_model, tmp_path_factory.mktemp("tiny") / "tiny-llama")
 
 
 def _gptq_plan(model: Path, out: Path, text: Path | None = None, algorithm: str = "gptq") -> convert.ConvertPlan:
@@ -205,24 +237,22 @@ def test_cancelled_gptq_leaves_nothing(tiny_llama: Path, tmp_path: Path) -> None
     assert [p.name for p in tmp_path.iterdir()] == []
 
 
-def test_recommended_int4_stays_within_ten_percent_of_the_source_perplexity(
-        demo_model: Path, demo_int4: Path, tmp_path: Path) -> None:
-    """Issue 14's goal, judged against the source model run on this same machine (the words do not
-    travel, the ratios do); and it keeps closer to the source than RTN with embeddings. The demo is
-    a Llama, so the default road takes QuaRot + GPTQ, asymmetric, block 32, damping 0.1."""
+def test_the_default_int4_is_quarot_gptq_and_stays_within_ten_percent_of_the_source_perplexity(
+        demo_model: Path, demo_int4: Path) -> None:
+    """Judged against the source model run on this same machine (the words do not travel, the
+    ratios do). The demo is a Llama, so the default road takes QuaRot + GPTQ, asymmetric, block 32,
+    damping 0.1; the session's demo_int4 was converted with those defaults."""
     from wizard_steps.fidelity import check_fidelity, source_reference
     from wizard_steps.precision import Int4Algorithm, Int4Settings
     from wizard_steps.quality import fidelity_text
 
-    plan = convert.make_plan(demo_model, tmp_path / "recommended", Precision.INT4, int4=Int4Settings())
+    plan = convert.make_plan(demo_model, demo_int4.parent / "not-written", Precision.INT4, int4=Int4Settings())
     assert (plan.int4.algorithm, plan.int4.block_size, plan.int4.symmetric) == \
         (Int4Algorithm.QUAROT_GPTQ, 32, False)
-    final = list(convert.convert(plan))[-1]
-    assert isinstance(final, Finished), final
+    assert convert.int4_in_config(demo_int4) == ("quarot_gptq", 32, False)
     reference = source_reference(demo_model, fidelity_text())
-    ratios = [check_fidelity(demo_model, folder, questions=(), reference=reference).details["ratio"]
-              for folder in (final.path, demo_int4)]
-    assert ratios[0] <= 1.10 and ratios[0] < ratios[1], ratios
+    ratio = check_fidelity(demo_model, demo_int4, questions=(), reference=reference).details["ratio"]
+    assert 0.9 < ratio <= 1.10, ratio
 
 
 def test_the_quantizers_progress_bar_moves_the_progress_and_is_drawn_live() -> None:

@@ -9,8 +9,15 @@ from pathlib import Path
 import pexpect  # a dev dependency: a broken install fails here instead of skipping the test
 import pytest
 
+from wizard_steps import answers, convert
+from wizard_steps.precision import Int4Algorithm
+
 pytestmark = pytest.mark.slow
 ENTER = "\r"
+DOWN = "\x1b[B"
+ALGORITHMS = [a.value for a in Int4Algorithm]
+# A choice of the INT4 algorithm prompt as questionary draws it: "<value>: what it does".
+CHOICE = r"(?<![\w])(" + "|".join(sorted(ALGORITHMS, key=len, reverse=True)) + r"): "
 HANG = 1200  # seconds: only a hang may fail a step; converting and tuning take minutes on a slow CPU
 
 
@@ -28,7 +35,13 @@ def test_plain_wizard_deploys_the_demo_and_answers_in_the_chat(demo_model: Path,
         child.expect("Precision")
         child.send(ENTER)  # INT4 (the default)
         child.expect("INT4 algorithm")
-        child.send("\x1b[B" + ENTER)  # rtn: the fastest conversion
+        # rtn, the fastest conversion: as many ↓ as choices above it in the list the prompt shows
+        shown: list[str] = []
+        while len(shown) < len(ALGORITHMS):
+            child.expect(CHOICE)
+            if child.match.group(1) not in shown:  # a redraw repeats the list
+                shown.append(child.match.group(1))
+        child.send(DOWN * shown.index("rtn") + ENTER)
         child.expect("INT4 block size")
         child.send(ENTER)
         child.expect("Symmetric")
@@ -44,6 +57,8 @@ def test_plain_wizard_deploys_the_demo_and_answers_in_the_chat(demo_model: Path,
         child.expect("Deploy as")
         child.sendline("")
         child.expect("Answers saved to")
+        child.expect(r"3/6 converted to INT4: (\S+) \(")
+        converted = Path(child.match.group(1))
         child.expect(r"tuned for this machine|not tuned \(")  # the short tuning after converting
         child.expect("4/6 deployed to Foundry Local as smollm2-135m-instruct-int4:1")
         child.expect("Chat with the deployed model now")
@@ -60,4 +75,8 @@ def test_plain_wizard_deploys_the_demo_and_answers_in_the_chat(demo_model: Path,
     finally:
         child.close(force=True)
     assert child.exitstatus == 0
-    assert (home / "config" / "wizard.toml").is_file()
+    saved = answers.load(home / "config" / "wizard.toml")
+    assert saved.int4_algorithm == "rtn"
+    # what was converted, read back from the Olive config saved in the output folder
+    assert converted.parent.resolve() == (home / "data" / "models").resolve()
+    assert convert.int4_in_config(converted) == ("rtn", saved.int4_block_size, saved.int4_symmetric)

@@ -43,19 +43,36 @@ def run(folder: Path, **kwargs) -> tune.TuneResult:
     return events[-1]
 
 
-def test_tuning_writes_a_setting_that_loads_and_never_exceeds_the_cpus(folder: Path) -> None:
+def test_tuning_writes_a_setting_that_loads_and_never_exceeds_the_cpus(
+        folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     original = (folder / "genai_config.json").read_bytes()
+    cpus = tune.usable_cpus()
+    assert all(c.threads is None or 1 <= c.threads <= cpus for c in tune.candidates())
+    # The real search keeps or changes the setting as this CPU measures; either way the file
+    # holds exactly what the result reports.
     result = run(folder)
     assert {c.label for c in tune.candidates()} == set(result.speeds)
-    threads = tune.current_candidate(folder).threads
-    assert threads is None or 1 <= threads <= tune.usable_cpus()
+    assert tune.current_candidate(folder) == result.best
     if result.changed:
-        assert tune.current_candidate(folder) == result.best
         assert (folder / tune.BACKUP_NAME).read_bytes() == original
+        assert tune.recorded(folder) == {"threads": result.best.threads, "spinning": result.best.spinning,
+                                         "gain": round(result.gain, 2)}
     else:
+        assert result.best == result.current == tune.Candidate(None)
         assert (folder / "genai_config.json").read_bytes() == original
-    count, text = generate(folder, new_tokens=20)
-    assert count == 20 and text.strip()
+        assert not (folder / tune.BACKUP_NAME).exists() and tune.recorded(folder) is None
+    # A write that must happen: no setting is x101 faster than another, so the near tie goes to
+    # the usable core count, which the file as Olive wrote it (onnxruntime's default) is not.
+    tune.undo(folder)
+    monkeypatch.setattr(tune, "KEEP_MARGIN", 100.0)
+    written = run(folder)
+    assert written.changed and written.current == tune.Candidate(None)
+    assert tune.current_candidate(folder) == written.best == tune.Candidate(cpus)
+    options = json.loads((folder / "genai_config.json").read_text())["model"]["decoder"]["session_options"]
+    assert options["intra_op_num_threads"] == cpus and tune.SPIN_KEY not in options
+    assert (folder / tune.BACKUP_NAME).read_bytes() == original
+    assert tune.recorded(folder) == {"threads": cpus, "spinning": True, "gain": round(written.gain, 2)}
+    assert generate(folder, new_tokens=20)[0] == 20  # the written file loads and generates
 
 
 def test_a_near_tie_goes_to_the_usable_core_count(folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -12,7 +12,7 @@ from tui.progress import ProgressPrinter, drive
 from wizard_steps import i18n
 from wizard_steps.answers import Answers
 from wizard_steps.errors import WizardError
-from wizard_steps.events import Failed
+from wizard_steps.events import Failed, Finished
 from wizard_steps.i18n import _
 
 QUESTION = "What is the capital of France?"  # asked of the model: stays English
@@ -97,13 +97,24 @@ def execute(answers: Answers, json_output: bool = False) -> dict[str, object]:
         from dataclasses import replace
 
         plan = replace(plan, tune=False)
-    final = drive(convert.convert(plan), printer)
+    if out is None and convert.converted_before(plan):
+        # slmops' own folder already holds this conversion, validated when it was made: a rerun
+        # of the demo in a classroom does not pay for Olive again (the deploy loads it and answers).
+        from wizard_steps.model_source import folder_size
+
+        final = Finished(plan.output_dir, {"size_bytes": folder_size(plan.output_dir), "duration_s": 0.0,
+                                           "reused": True})
+        _say(_("Converted earlier with the same settings: {folder} is used as it is.").format(
+            folder=plan.output_dir), json_output)
+    else:
+        final = drive(convert.convert(plan), printer)
     if isinstance(final, Failed):
         raise StepFailed(_("{reason} (log: {path})").format(reason=final.reason, path=final.log_path))
     converted = final.path
     report["converted"] = {"path": str(converted), "precision": precision.value,
                            "size_bytes": final.details["size_bytes"],
-                           "duration_s": final.details["duration_s"]}
+                           "duration_s": final.details["duration_s"],
+                           "reused": bool(final.details.get("reused", False))}
     _say(_("3/6 converted to {precision}: {folder} ({size})").format(
         precision=precision.value.upper(), folder=converted, size=human_size(int(final.details["size_bytes"]))),
         json_output)

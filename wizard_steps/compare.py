@@ -89,15 +89,6 @@ def compare_root(model: ModelInfo) -> Path:
     return paths.data_dir() / "compare" / model.name
 
 
-def _passes(config: dict) -> str:
-    """A conversion's identity: its Olive passes (generation defaults aside) and its input model."""
-    passes = json.loads(json.dumps(config.get("passes", {})))
-    for spec in passes.values():
-        spec.pop("search", None)
-    model = str(Path(str(config.get("input_model", {}).get("model_path", ""))).resolve())
-    return json.dumps([model, passes], sort_keys=True)
-
-
 def _planned(model: ModelInfo, candidate: Candidate, out: Path):
     from wizard_steps import convert
 
@@ -108,26 +99,21 @@ def identity(model: ModelInfo, candidate: Candidate) -> str:
     from wizard_steps import convert
 
     probe = _planned(model, candidate, compare_root(model) / ".probe-not-written")
-    return _passes(convert.olive_config(probe, probe.output_dir, paths.olive_cache_dir()))
+    return convert.conversion_identity(convert.olive_config(probe, probe.output_dir, paths.olive_cache_dir()))
 
 
 def find_existing(model: ModelInfo, candidate: Candidate) -> Path | None:
     """A converted folder (the wizard's models or an earlier comparison) made with the same passes
     from the same model; it is read, never written."""
-    wanted = identity(model, candidate)
+    from wizard_steps import convert
+
+    probe = _planned(model, candidate, compare_root(model) / ".probe-not-written")
     for parent in (compare_root(model), paths.models_dir()):
         if not parent.is_dir():
             continue
         for folder in sorted(parent.iterdir()):
-            config = folder / "olive_config.json"
-            if folder.name.startswith(".") or not (folder / "genai_config.json").is_file() \
-                    or not config.is_file():
-                continue
-            try:
-                if _passes(json.loads(config.read_text(encoding="utf-8"))) == wanted:
-                    return folder
-            except (OSError, ValueError, AttributeError):
-                continue
+            if not folder.name.startswith(".") and convert.converted_before(probe, folder):
+                return folder
     return None
 
 
@@ -218,7 +204,8 @@ def recommend(rows: Sequence[Row], model: str) -> Recommendation:
 
 def compare(model_dir: str | Path, chosen: Sequence[Candidate], cancel: threading.Event | None = None,
             lengths: tuple[int, ...] = (128, 512), new_tokens: int = 32, runs: int = 2,
-            queries: Sequence[DomainQuery] | None = None) -> Iterator[CompareEvent]:
+            queries: Sequence[DomainQuery] | None = None,
+            eval_windows: int | None = None) -> Iterator[CompareEvent]:
     """Convert (or reuse) and measure each candidate in turn; a Row as each one finishes, then a
     Recommendation (also saved for the precision step). A cancel stops at once with Failed."""
     from wizard_steps import convert
@@ -226,7 +213,7 @@ def compare(model_dir: str | Path, chosen: Sequence[Candidate], cancel: threadin
     model = inspect_model(model_dir)
     root = compare_root(model)
     check_writable(root)
-    source = Source(model.path)
+    source = Source(model.path, eval_windows)
     rows: list[Row] = []
     total = len(chosen)
     for index, candidate in enumerate(chosen):

@@ -165,7 +165,7 @@ ROTATE_CONFIG = {"type": "QuaRot"}  # (tests/test_quarot_reach.py runs it alone 
 
 # GPTQ's damping (added to the Hessian's diagonal, as a fraction of its mean). Olive's default is
 # 0.01; 0.1 measured closer to the source on the demo in each QuaRot + GPTQ setting tried
-# (benchmarks/quant_frontier.py, README): a short calibration text gives a noisy Hessian.
+# (benchmarks/quant_frontier.py, docs/quantization.md): a short calibration text gives a noisy Hessian.
 GPTQ_DAMPING = 0.1
 
 
@@ -176,6 +176,43 @@ def saved_passes(folder: str | os.PathLike[str] | None) -> dict[str, object] | N
     except (OSError, ValueError, KeyError, TypeError):
         return None
     return passes if isinstance(passes, dict) else None
+
+
+def conversion_identity(config: dict) -> str:
+    """What a conversion is, read from its Olive config: its input model and its passes, without
+    the generation defaults (a deploy writes those into its own copy)."""
+    passes = json.loads(json.dumps(config.get("passes", {})))
+    for spec in passes.values():
+        spec.pop("search", None)
+    model = str(Path(str(config.get("input_model", {}).get("model_path", ""))).resolve())
+    return json.dumps([model, passes], sort_keys=True)
+
+
+def converted_before(plan: ConvertPlan, folder: Path | None = None) -> bool:
+    """Whether ``folder`` (the plan's output by default) already holds this very conversion, made
+    and validated by slmops: the same input model and the same passes."""
+    folder = plan.output_dir if folder is None else folder
+    if not (folder / "genai_config.json").is_file():
+        return False
+    try:
+        saved = json.loads((folder / OLIVE_CONFIG_NAME).read_text(encoding="utf-8"))
+        return conversion_identity(saved) == conversion_identity(
+            olive_config(plan, folder, paths.olive_cache_dir()))
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def precision_in_config(folder: str | os.PathLike[str] | None) -> str | None:
+    """The precision a converted folder was made at (fp32, int8, int4), read from its saved config."""
+    passes = saved_passes(folder)
+    if passes is None:
+        return None
+    builder = next((p for p in passes.values() if isinstance(p, dict) and p.get("type") == "ModelBuilder"), None)
+    if builder is None:
+        return None
+    if any(isinstance(p, dict) and p.get("bits") == 8 for p in passes.values()):
+        return Precision.INT8.value
+    return str(builder.get("precision", "")) or None
 
 
 def rotated_in_config(folder: str | os.PathLike[str] | None) -> bool:

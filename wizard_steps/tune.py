@@ -214,6 +214,8 @@ def measure(folder: Path, template, lengths: tuple[int, ...] = (128, 512), new_t
         lengths = (*lengths, focus_length)
     options = ReplyOptions(max_new_tokens=new_tokens, min_new_tokens=new_tokens)
     trials = candidates()
+    if current not in trials:  # set on another machine (more cores): measured too, to compare with
+        trials.append(current)
     speeds: dict[str, dict[int, float]] = {}
     for index, candidate in enumerate(trials):
         yield Progress(_("Trying {candidate}").format(candidate=candidate.label), index / len(trials))
@@ -233,6 +235,8 @@ def measure(folder: Path, template, lengths: tuple[int, ...] = (128, 512), new_t
                                  done.stats.prompt_tokens_per_s)
         backend.close()
         speeds[candidate.label] = {n: statistics.median(v) for n, v in per_length.items()}
+    if cancel is not None and cancel.is_set():  # stopped during the very last run: decide nothing
+        return
     best = max(trials, key=lambda c: speeds[c.label][focus_length])
     # A near-tie goes to the usable core count: runs this short cannot split it, and side by side
     # the explicit count ran up to x1.8 faster than onnxruntime's default where a search had read

@@ -6,10 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from .helpers import make_tiny_model
-
 
 @pytest.fixture(scope="session")
-def tiny_model(demo_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The tiny model under a path with accents and spaces (which must work everywhere)."""
-    return make_tiny_model(demo_model, tmp_path_factory.mktemp("tiny") / "modèle ünïcode" / "with space")
+def tiny_model(tiny_llama: Path) -> Path:
+    """The session's tiny Llama, under a path with accents and spaces (which must work everywhere)."""
+    return tiny_llama

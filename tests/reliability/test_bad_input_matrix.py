@@ -1,7 +1,7 @@
 """Bad input across the steps: each case is refused with one sentence (a WizardError, no newline,
 no traceback) and leaves every file and the Foundry registry exactly as they were.
 
-Cases already covered elsewhere are not repeated here (see the README's reliability section for
+Cases already covered elsewhere are not repeated here (see docs/reliability.md for
 the count): test_model_source (missing folder, a file, symlink loop, no config.json, broken JSON,
 unsupported architecture, truncated safetensors, no weights, no tokenizer), test_convert (output
 exists, FP16 on CPU, output inside the model), test_deploy (12 bad names, 7 refused deploys, a
@@ -315,9 +315,28 @@ def test_bad_input_is_one_sentence_and_changes_nothing(
     assert registry_bytes(paths.foundry_cache_dir()) == registry
 
 
-def test_the_matrix_holds_at_least_thirty_cases() -> None:
-    assert len(CASES) >= 30
-    assert len({case.id for case in CASES}) == len(CASES)
+def test_a_refusal_reaches_the_cli_user_as_exit_2_and_one_line(
+        tmp_home: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the table's refusals become for a user of the command line: a corrupt registry through
+    ``slmops list`` for real, then each kind of refusal the table expects, raised by a command."""
+    from tui import commands, exit_codes
+    from tui.cli import main
+
+    seed_home(tmp_home)
+    (paths.foundry_cache_dir() / REGISTRY_FILE).write_text('{"models": [')
+    registry = registry_bytes(paths.foundry_cache_dir())
+    assert main(["list"]) == exit_codes.BAD_INPUT
+    err = capsys.readouterr().err
+    assert err.startswith("slmops: ") and "cannot be read" in err, err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert registry_bytes(paths.foundry_cache_dir()) == registry
+    for error in sorted({case.values[1] for case in CASES}, key=lambda kind: kind.__name__):
+        def refuse(args: object, kind: type[WizardError] = error) -> int:
+            raise kind("The input is refused.", "Fix it.")
+
+        monkeypatch.setattr(commands, "cmd_list", refuse)
+        assert main(["list"]) == exit_codes.BAD_INPUT, error
+        assert capsys.readouterr().err == "slmops: The input is refused. Fix it.\n", error
 
 
 # --- input that must work ------------------------------------------------------------------------

@@ -18,6 +18,8 @@ from textual.widgets import Footer
 
 # Only guards against a hang: a run that takes minutes on a slow, busy CPU must still pass.
 HANG_LIMIT = 600.0
+# A run told to stop ends within a token or a pass: waiting longer than this is a bug, not a slow CPU.
+STOP_LIMIT = 60.0
 
 
 async def wait_for(pilot: Pilot, condition: Callable[[], object], what: str | Callable[[], str],

@@ -3,13 +3,15 @@ cards, chart and a per-length table, stopping a run, the quality checklist, and 
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from textual.pilot import Pilot
 from textual.widgets import Button, DataTable, Input, Label, Switch
 
-from tests.tui.helpers import assert_fits, click, wait_for
+from tests.tui.helpers import HANG_LIMIT, assert_fits, click, wait_for
 from tests.tui.helpers import text_of as shown
 from tui.app import SlmopsApp
 from tui.screens.benchmark import BenchmarkScreen
@@ -17,7 +19,7 @@ from tui.screens.tune import TuneScreen
 from tui.widgets.help import HelpScreen
 from tui.widgets.metrics import PLACEHOLDER, MetricCard, RunChart
 from tui.widgets.run_panel import RunPanel
-from wizard_steps import quality
+from wizard_steps import benchmark, quality
 from wizard_steps.state import WizardState
 
 
@@ -200,11 +202,44 @@ async def test_stop_ends_a_run_and_the_screen_stays_responsive(demo_int4: Path, 
         assert app.screen is screen
 
 
-async def test_the_tune_button_opens_tuning_only_when_idle(demo_int4: Path) -> None:
+async def test_the_tune_button_opens_tuning_only_when_idle(demo_int4: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    # The real benchmark, its event stream held after its first event until the test lets go:
+    # the run stays busy, however fast this CPU generates, until the key and the click have landed.
+    started, release = threading.Event(), threading.Event()
+    real_run = benchmark.run
+
+    def held_run(*args: object, **kwargs: object) -> Iterator[object]:
+        events = real_run(*args, **kwargs)  # type: ignore[arg-type]
+        yield next(events)
+        started.set()
+        release.wait(HANG_LIMIT)
+        yield from events
+
+    monkeypatch.setattr(benchmark, "run", held_run)
     app = bench_app(demo_int4)
     async with app.run_test(size=(80, 24)) as pilot:
         screen = await opened(pilot)
-        await click(pilot, "#bench-tune")
+        said: list[str] = []
+        notify = screen.notify
+        monkeypatch.setattr(screen, "notify",
+                            lambda message, **how: said.append(str(message)) or notify(message, **how))
+        try:
+            await pilot.press("s")
+            await wait_for(pilot, started.is_set, "the benchmark to start")
+            await click(pilot, "#bench-tune")
+            await pilot.press("t")
+            await pilot.pause()
+            assert screen.is_busy() and not release.is_set()  # both landed while the run was busy
+            assert app.screen is screen and not isinstance(app.screen, TuneScreen)
+            assert said == ["Stop the benchmark first."] * 2
+            await pilot.press("escape")  # stop the run; it sees the stop once let go
+            await wait_for(pilot, lambda: screen.query_one(RunPanel).stop.is_set(), "the stop")
+        finally:
+            release.set()
+        await wait_for(pilot, lambda: not screen.is_busy(), "the stopped run to end")
+
+        await click(pilot, "#bench-tune")  # idle now: it opens
         await wait_for(pilot, lambda: isinstance(app.screen, TuneScreen), "the tune dialog")
         assert app.screen.folder == demo_int4
         app.screen.query_one("#tune-cancel", Button).press()

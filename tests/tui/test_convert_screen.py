@@ -3,19 +3,24 @@ progress and log, cancelling it, and an existing output folder refused until rep
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from textual.widgets import Button, Collapsible, Input, Log, ProgressBar, Static, Switch
 
-from tests.tui.helpers import assert_fits, click, text_of, wait_for
+from tests.tui.helpers import STOP_LIMIT, assert_fits, click, text_of, wait_for
 from tui.app import SlmopsApp
 from tui.screens.convert import ConvertScreen
 from tui.widgets.help import HelpScreen
 from tui.widgets.run_panel import RunPanel
+from wizard_steps import convert
+from wizard_steps.convert import ConvertPlan
+from wizard_steps.events import Progress
 from wizard_steps.state import WizardState
 
-pytestmark = pytest.mark.slow  # every test needs the demo model (prepared once per run)
+pytestmark = pytest.mark.slow  # real conversions of the session's tiny Llama (Olive runs in seconds)
 
 
 def said(screen: ConvertScreen, selector: str) -> str:
@@ -51,9 +56,9 @@ async def test_screen_shows_the_plan_and_the_olive_config(demo_model: Path, tmp_
         assert_fits(app)
 
 
-async def test_conversion_runs_in_a_worker_and_succeeds(demo_model: Path, tmp_path: Path) -> None:
+async def test_conversion_runs_in_a_worker_and_succeeds(tiny_llama: Path, tmp_path: Path) -> None:
     out = tmp_path / "int4"
-    app = convert_app(demo_model, out)
+    app = convert_app(tiny_llama, out)
     async with app.run_test(size=(80, 24)) as pilot:
         screen = app.screen
         assert isinstance(screen, ConvertScreen)
@@ -84,10 +89,26 @@ async def test_conversion_runs_in_a_worker_and_succeeds(demo_model: Path, tmp_pa
         assert_fits(app)
 
 
+def hold_after_the_first_layer(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The real conversion, held once Olive has read a layer until the user's cancel has landed:
+    however fast the CPU, the run cannot end before the key."""
+    real = convert.convert
+
+    def held(plan: ConvertPlan, cancel: threading.Event | None = None) -> Iterator[object]:
+        for event in real(plan, cancel):
+            yield event
+            if isinstance(event, Progress) and event.stage.startswith("Reading layer") and cancel is not None:
+                cancel.wait(STOP_LIMIT)
+
+    monkeypatch.setattr(convert, "convert", held)
+
+
 @pytest.mark.parametrize("how", ["button", "key"])
-async def test_cancelling_leaves_no_output_folder(demo_model: Path, tmp_path: Path, how: str) -> None:
+async def test_cancelling_leaves_no_output_folder(tiny_llama: Path, tmp_path: Path, how: str,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     out = tmp_path / "int4"
-    app = convert_app(demo_model, out)
+    hold_after_the_first_layer(monkeypatch)
+    app = convert_app(tiny_llama, out)
     async with app.run_test(size=(80, 24)) as pilot:
         screen = app.screen
         assert isinstance(screen, ConvertScreen)
@@ -99,7 +120,7 @@ async def test_cancelling_leaves_no_output_folder(demo_model: Path, tmp_path: Pa
             await click(pilot, "#convert-cancel")
         else:
             await pilot.press("escape")
-        await wait_for(pilot, lambda: not screen.is_busy(), "the cancelled run to end")
+        await wait_for(pilot, lambda: not screen.is_busy(), "the cancelled run to end", timeout=STOP_LIMIT)
 
         assert "cancelled" in said(screen, "#convert-result")
         assert screen.query_one(RunPanel).outcome is not None

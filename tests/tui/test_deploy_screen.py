@@ -5,17 +5,21 @@ foundry CLI's route where that command is installed."""
 from __future__ import annotations
 
 import io
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from rich.console import Console
 from textual.widgets import Button, Collapsible, DataTable, Input, Label, RadioButton, Static
 
-from tests.tui.helpers import assert_fits, click, wait_for
+from tests.tui.helpers import HANG_LIMIT, assert_fits, click, wait_for
 from tui.app import SlmopsApp
 from tui.screens.deploy import DeployScreen
 from tui.widgets.run_panel import RunPanel
-from wizard_steps.deploy import list_deployed
+from wizard_steps import paths
+from wizard_steps.deploy import deploy, list_deployed
+from wizard_steps.events import Failed
 from wizard_steps.state import WizardState
 
 pytestmark = pytest.mark.slow  # the demo model converted to INT4 (once per run)
@@ -96,19 +100,39 @@ async def test_d_deploys_for_real_and_lists_the_model(demo_int4: Path, tmp_home:
         assert app.state.step == "benchmark" and "deploy" in app.state.completed
 
 
-async def test_cancel_stops_the_deploy_and_keeps_nothing(demo_int4: Path, tmp_home: Path) -> None:
+async def test_cancel_stops_the_deploy_and_keeps_nothing(demo_int4: Path, tmp_home: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    # The real deploy, held after its first step until the Cancel has landed: it cannot finish
+    # first, however fast this machine copies and loads.
+    held = threading.Event()
+
+    def held_deploy(*args: object, cancel: threading.Event, **kwargs: object) -> Iterator[object]:
+        events = deploy(*args, cancel=cancel, **kwargs)  # type: ignore[arg-type]
+        yield next(events)
+        held.set()
+        cancel.wait(HANG_LIMIT)
+        yield from events
+
+    monkeypatch.setattr("tui.screens.deploy.deploy", held_deploy)
     app = deploy_app(demo_int4)
     async with app.run_test(size=(80, 24)) as pilot:
         screen = app.screen
         assert isinstance(screen, DeployScreen)
-        screen.query_one("#deploy-start", Button).press()  # Cancel right behind Deploy: a deploy
-        await wait_for(pilot, lambda: screen.running, "the deploy to start")  # takes ~2 s here
-        screen.query_one("#deploy-cancel", Button).press()
-        assert screen.running or screen.query_one(RunPanel).outcome is not None
-        await wait_for(pilot, lambda: not screen.running, "the cancelled deploy to end")
+        panel = screen.query_one(RunPanel)
+        try:
+            screen.query_one("#deploy-start", Button).press()
+            await wait_for(pilot, held.is_set, "the deploy to start")
+            assert screen.running and panel.outcome is None
+            screen.query_one("#deploy-cancel", Button).press()
+            await wait_for(pilot, lambda: not screen.running, "the cancelled deploy to end")
+        finally:
+            panel.stop.set()
+        outcome = panel.outcome
+        assert isinstance(outcome, Failed) and outcome.cancelled, outcome  # stopped, not finished
         assert screen.result is None
         assert "cancelled" in " ".join(text_of(screen, "#deploy-result").split())
         assert list_deployed() == []
+        assert not list(paths.foundry_cache_dir().rglob("*demo-int4*"))  # no copy, no staging folder
         assert not screen.query_one("#deploy-start", Button).disabled
         assert screen.query_one("#next", Button).disabled
 

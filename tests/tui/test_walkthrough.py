@@ -9,13 +9,16 @@ from pathlib import Path
 import pytest
 from textual.widgets import Button
 
+from tests.tui.helpers import HANG_LIMIT
 from tui.app import SlmopsApp
 from wizard_steps.state import WizardState
 
 pytestmark = pytest.mark.slow
 
 
-async def until(pilot, condition, timeout: float = 300.0) -> None:
+async def until(pilot, condition, timeout: float = HANG_LIMIT) -> None:
+    """Wait on the app's state; the limit only guards against a hang (a slow, busy CPU converts
+    the demo in minutes)."""
     waited = 0.0
     while not condition():
         await pilot.pause(0.25)
@@ -48,27 +51,27 @@ async def test_the_whole_wizard_with_keys_only(demo_model: Path, tmp_home: Path)
         assert app.state.template_key == "chatml"
         app.screen.set_focus(None)
         await pilot.press("s")
-        await until(pilot, lambda: next_enabled(app), timeout=240)
+        await until(pilot, lambda: next_enabled(app))
         assert (Path(app.state.converted_dir) / "genai_config.json").is_file()
         await pilot.press("ctrl+n")
         await until(pilot, lambda: app.screen.STEP == "deploy")
         app.screen.set_focus(None)
         await pilot.press("d")
-        await until(pilot, lambda: next_enabled(app), timeout=120)
+        await until(pilot, lambda: next_enabled(app))
         assert app.state.deployed_id
         await pilot.press("ctrl+n")
         await until(pilot, lambda: app.screen.STEP == "benchmark")
         app.screen.set_focus(None)
         await pilot.press("s")
-        await until(pilot, lambda: app.screen.query_one("#bench-results").display, timeout=240)
+        await until(pilot, lambda: app.screen.query_one("#bench-results").display)
         await pilot.press("escape")  # stop the quality checklist that follows; the numbers stay
-        await until(pilot, lambda: not app.screen.is_busy(), timeout=120)
+        await until(pilot, lambda: not app.screen.is_busy())
         await pilot.press("ctrl+n")
         await until(pilot, lambda: app.screen.STEP == "chat")
-        await until(pilot, lambda: not app.screen.is_busy(), timeout=60)
+        await until(pilot, lambda: not app.screen.is_busy())
         await pilot.press(*"What is the capital of France?", "enter")
         log = app.screen.query_one(ChatLog)
-        await until(pilot, lambda: not app.screen.is_busy() and replied(log), timeout=60)
+        await until(pilot, lambda: not app.screen.is_busy() and replied(log))
         await pilot.press("ctrl+n")
         await until(pilot, lambda: app.screen.STEP == "summary")
 

@@ -97,6 +97,8 @@ class RunPanel(Vertical):
         self.extra_buttons = list(extra_buttons)
         self.ready = True  # the screen says whether Start can run now
         self.stop = threading.Event()
+        self.finished = threading.Event()  # set by the run's thread once the step has returned
+        self.finished.set()
         self.started = 0.0
         self.timer: Timer | None = None
         self.outcome: Finished | Failed | None = None
@@ -167,6 +169,7 @@ class RunPanel(Vertical):
         if self.running:
             return False
         self.stop, self.outcome = threading.Event(), None
+        self.finished = threading.Event()
         self.started = time.monotonic()
         self.set_progress(0.0)
         self.set_stage(_("Starting…"))
@@ -207,6 +210,7 @@ class RunPanel(Vertical):
     @work(thread=True, exclusive=True, group="run", exit_on_error=False)
     def drive(self, factory: RunFactory, stop: threading.Event) -> None:
         worker = get_current_worker()
+        finished = self.finished
         outcome: Finished | Failed | None = None
         try:
             events = factory(stop)
@@ -228,6 +232,8 @@ class RunPanel(Vertical):
                     close()
         except WizardError as exc:
             outcome = Failed(str(exc))
+        finally:
+            finished.set()
         if outcome is None and stop.is_set():
             outcome = Failed(_("Stopped."), cancelled=True)
         with suppress(RuntimeError):  # the app has gone
@@ -253,6 +259,11 @@ class RunPanel(Vertical):
         if not self.running:
             return
         self.outcome = outcome
+        if not self.is_attached:  # the screen closed mid-run: nothing left to draw
+            if self.timer is not None:
+                self.timer.stop()
+            self.set_reactive(RunPanel.running, False)
+            return
         if self.timer is not None:
             self.timer.stop()
             self.tick()
