@@ -3,21 +3,33 @@ a case that must fail for each, so a green checklist means something."""
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from wizard_steps import fidelity, quality, source_model
+from wizard_steps import evaluation, fidelity, quality, source_model
+from wizard_steps.checks import clip
+from wizard_steps.domain import MAX_SHOWN
 from wizard_steps.engine import GenaiBackend, ReplyDone, ReplyOptions, TextChunk
 from wizard_steps.quality import QualityCheck, QualityError
 from wizard_steps.templates import Conversation, get_preset
 
 CHATML = get_preset("chatml")
 OPTIONS = ReplyOptions(max_new_tokens=64, stop=CHATML.stop)
+# The demo's first five queries (the fp32 source answers all five): the checklist's machinery on a
+# short list; test_the_fp32_source_answers_most_of_the_demo_queries asks all of them.
+QUERIES = quality.demo_queries()[:5]
 SHORT_TEXT = "The baker opens his shop at six and puts the first loaves of bread in the window."
 NO_TEMPLATE_LEAK = r"(?!.*<\|im_).{1,400}"
+# What holds for a quantized model's replies on every CPU, whatever its words and lengths: the
+# engine cuts each reply at a stop string, so none ever reaches the text.
+NO_STOP_STRING = r"(?!.*(<\|im_end\|>|<\|endoftext\|>)).*"
+# A word no reply to these prompts contains, whatever words this CPU's kernels give a model.
+NOBODYS_WORD = "Zorbleton"
 
 
 # --- fixtures: each model loaded once for the module --------------------------------------------
@@ -40,19 +52,48 @@ def int8(demo_int8: Path) -> Iterator[GenaiBackend]:
 @pytest.fixture(scope="module")
 def source_replies(demo_model: Path, int4: GenaiBackend) -> quality.SourceReplies:
     """The fp32 source asked the demo queries once (torch, in its own process), as int4 is asked."""
-    return quality.source_replies(demo_model, int4, quality.demo_queries(), OPTIONS)
+    return quality.source_replies(demo_model, int4, QUERIES, OPTIONS)
 
 
 @pytest.fixture(scope="module")
 def int4_domain(int4: GenaiBackend, source_replies: quality.SourceReplies) -> QualityCheck:
-    return quality.check_domain_queries(int4, quality.demo_queries(), OPTIONS, source=source_replies)
+    return quality.check_domain_queries(int4, QUERIES, OPTIONS, source=source_replies)
 
 
 @pytest.fixture(scope="module")
-def source_ref(demo_model: Path, demo_int8: Path) -> fidelity.SourceReference:
-    """The fp32 source run once (in its own process) for every fidelity test."""
-    prompts = [fidelity.chat_prompt(demo_int8, q) for q in quality.FIDELITY_QUESTIONS]
-    return fidelity.source_reference(demo_model, quality.fidelity_text(), prompts)
+def source_ref(demo_model: Path) -> fidelity.SourceReference:
+    """The fp32 source's perplexity on the fidelity text (torch, in its own process), once."""
+    return fidelity.source_reference(demo_model, quality.fidelity_text())
+
+
+EVAL_WINDOWS = 4  # of the evaluation text's windows of 512 tokens: an interval in seconds
+
+
+@pytest.fixture(scope="module")
+def eval_ref(demo_model: Path, demo_int8: Path) -> evaluation.Reference:
+    """The fp32 source's side of the evaluation (torch, in its own process), once for every
+    fidelity check of the module."""
+    return evaluation.reference(demo_model, evaluation.check_pair(demo_model, demo_int8)[:EVAL_WINDOWS])
+
+
+def fidelity_of(source: Path, converted: Path, reference: evaluation.Reference, **bounds: float) -> QualityCheck:
+    return fidelity.check_fidelity(source, converted, reference=reference, limit=EVAL_WINDOWS, **bounds)
+
+
+def shifted(reference: evaluation.Reference, factor: float) -> evaluation.Reference:
+    """The reference with the source's perplexity multiplied by ``factor`` in every window; its
+    distributions (so the KL divergence and the first tokens) are left as they are."""
+    return replace(reference, nll=reference.nll + math.log(factor))
+
+
+@pytest.fixture(scope="module")
+def int8_fidelity(demo_model: Path, demo_int8: Path, eval_ref: evaluation.Reference) -> QualityCheck:
+    return fidelity_of(demo_model, demo_int8, eval_ref)
+
+
+@pytest.fixture(scope="module")
+def int4_fidelity(demo_model: Path, demo_int4: Path, eval_ref: evaluation.Reference) -> QualityCheck:
+    return fidelity_of(demo_model, demo_int4, eval_ref)
 
 
 class CrashingBackend:
@@ -95,6 +136,19 @@ class ParrotBackend:
         pass
 
 
+class ListBackend(ParrotBackend):
+    """A model whose replies come from a list, one per question asked, in order."""
+
+    def __init__(self, replies: list[str]) -> None:
+        super().__init__("")
+        self.replies = list(replies)
+
+    def stream(self, conversation: Conversation, options: ReplyOptions,
+               cancel: threading.Event | None = None) -> Iterator[TextChunk | ReplyDone]:
+        self.sentence = self.replies.pop(0)
+        return super().stream(conversation, options, cancel)
+
+
 # --- domain queries -----------------------------------------------------------------------------
 
 
@@ -134,18 +188,23 @@ def test_regex_matches_case_insensitively_and_words_must_all_appear_whole() -> N
 
 
 @pytest.mark.slow
-def test_the_fp32_source_answers_every_demo_query(source_replies: quality.SourceReplies) -> None:
+def test_the_fp32_source_answers_the_first_five_demo_queries(source_replies: quality.SourceReplies) -> None:
     # fp32 greedy is the same on every CPU: the one model whose words a test may expect
-    queries = quality.demo_queries()
+    queries = QUERIES
     assert [q.matches(r) for q, r in zip(queries, source_replies.replies, strict=True)] == [True] * 5
     assert "Paris" in source_replies.replies[0]
 
 
 @pytest.mark.slow
-def test_int4_keeps_every_demo_query_its_source_answers(int4_domain: QualityCheck) -> None:
-    assert int4_domain.passed, int4_domain.evidence
-    assert int4_domain.details["relative"] is True and int4_domain.details["losses"] == 0
-    assert "the source answers 5 of 5; 0 lost in conversion" in int4_domain.evidence
+def test_the_fp32_source_answers_most_of_the_demo_queries(demo_model: Path, int4: GenaiBackend) -> None:
+    """Sixty-odd varied queries, so one near-tie cannot decide a model: the source answers more
+    than 30 (the ones in Turkish it cannot), and the rule then allows a tenth of them lost."""
+    queries = quality.demo_queries()
+    assert len(queries) >= 60 and sum("ı" in q.prompt or "ş" in q.prompt for q in queries) >= 5
+    replies = quality.source_replies(demo_model, int4, queries, OPTIONS).replies
+    answered = sum(q.matches(r) for q, r in zip(queries, replies, strict=True))
+    assert answered >= 30
+    assert quality.allowed_losses(answered) == answered // 10
 
 
 def relative_verdict_holds(check: QualityCheck, queries: tuple[quality.DomainQuery, ...]) -> None:
@@ -154,15 +213,33 @@ def relative_verdict_holds(check: QualityCheck, queries: tuple[quality.DomainQue
     lost = [r for r, q in zip(results, queries, strict=True)
             if q.matches(r["source_reply"]) and not q.matches(r["reply"])]
     assert [r["passed"] for r in results] == [q.matches(r["reply"]) for r, q in zip(results, queries, strict=True)]
-    assert check.details["losses"] == len(lost) and check.passed is (not lost)
-    if lost:  # the evidence gives both answers of the first loss
-        assert f"line {lost[0]['line']}" in check.evidence and "source" in check.evidence
+    answered = sum(q.matches(r["source_reply"]) for r, q in zip(results, queries, strict=True))
+    allowed = quality.allowed_losses(answered)
+    assert check.details["losses"] == len(lost) and check.details["allowed_losses"] == allowed
+    assert check.passed is (len(lost) <= allowed)
+    assert [item["line"] for item in check.details["lost"]] == [r["line"] for r in lost]  # every one shown
+    for item in lost[:MAX_SHOWN]:  # the evidence gives both answers of each loss
+        assert f"line {item['line']}" in check.evidence and "source" in check.evidence
+
+
+@pytest.mark.slow
+def test_int4_domain_verdict_counts_only_what_the_source_answered(
+        int4_domain: QualityCheck, source_replies: quality.SourceReplies) -> None:
+    # The INT4's greedy words change with the CPU's 4-bit kernels: its verdict is judged against
+    # the fp32 source's replies (the same on every CPU, and all five right), not its words.
+    queries = QUERIES
+    relative_verdict_holds(int4_domain, queries)
+    details = int4_domain.details
+    assert details["relative"] is True and details["source_answered"] == 5
+    assert [r["source_reply"] for r in details["results"]] == list(source_replies.replies)  # type: ignore[union-attr]
+    assert details["replies"] == [r["reply"] for r in details["results"]]  # type: ignore[union-attr]
+    assert f"the source answers 5 of 5; {details['losses']} lost in conversion" in int4_domain.evidence
 
 
 @pytest.mark.slow
 def test_int8_domain_verdict_counts_only_what_the_source_answered(
         int8: GenaiBackend, source_replies: quality.SourceReplies) -> None:
-    queries = quality.demo_queries()
+    queries = QUERIES
     check = quality.check_domain_queries(int8, queries, OPTIONS, source=source_replies)
     relative_verdict_holds(check, queries)
 
@@ -170,20 +247,24 @@ def test_int8_domain_verdict_counts_only_what_the_source_answered(
 @pytest.mark.slow
 def test_a_query_the_source_also_misses_is_no_conversion_loss(
         int4: GenaiBackend, demo_model: Path) -> None:
-    hard = quality.parse_queries('{"prompt": "What is the capital of France?", "expect": ["Berlin"]}\n'
-                                 '{"prompt": "Say hello.", "expect": "\\\\b(hello|hi)\\\\b"}')
+    # nobody's word: the source and the INT4 both miss it, whatever words this CPU gives the INT4
+    hard = quality.parse_queries(
+        f'{{"prompt": "What is the capital of France?", "expect": ["{NOBODYS_WORD}"]}}')
     source = quality.source_replies(demo_model, int4, hard, OPTIONS)
     check = quality.check_domain_queries(int4, hard, OPTIONS, source=source)
     relative_verdict_holds(check, hard)
-    assert check.details["source_answered"] == 1  # "Berlin" is nobody's answer to France
+    assert check.passed is True  # a miss the source shares is not held against the conversion
+    assert check.details["source_answered"] == 0 and check.details["losses"] == 0
     assert check.details["source_also_missed"] == 1
-    assert "the source misses it too: line 1" in check.evidence or check.details["losses"]
+    assert "the source answers 0 of 1; 0 lost in conversion" in check.evidence
+    assert (f"the source misses it too: line 1 'What is the capital of France?': "
+            f"source {clip(source.replies[0], 40)!r}") in check.evidence
 
 
 @pytest.mark.slow
 def test_a_model_that_lost_its_answers_fails_against_the_source(
         source_replies: quality.SourceReplies) -> None:
-    queries = quality.demo_queries()
+    queries = QUERIES
     check = quality.check_domain_queries(ParrotBackend("Je ne sais pas."), queries, OPTIONS,
                                          source=source_replies)
     assert check.passed is False
@@ -195,21 +276,30 @@ def test_a_model_that_lost_its_answers_fails_against_the_source(
 
 @pytest.mark.slow
 def test_a_wrong_expectation_fails_and_the_evidence_shows_the_reply(int4: GenaiBackend) -> None:
-    wrong = quality.parse_queries('{"prompt": "What is the capital of France?", "expect": ["Berlin"]}')
+    wrong = quality.parse_queries(
+        f'{{"prompt": "What is the capital of France?", "expect": ["{NOBODYS_WORD}"]}}')
     check = quality.check_domain_queries(int4, wrong, OPTIONS)
     assert check.passed is False
-    reply = " ".join(str(check.details["results"][0]["reply"]).split())
-    assert "0 of 1" in check.evidence and reply[:30] in check.evidence
+    reply = str(check.details["results"][0]["reply"])  # type: ignore[index]
+    assert "0 of 1 queries answered as expected" in check.evidence
     assert "absolute verdict: no source model to compare with" in check.evidence
+    assert f"line 1 'What is the capital of France?' got {clip(reply)!r}" in check.evidence
 
 
 # --- response format ----------------------------------------------------------------------------
 
 
 @pytest.mark.slow
-def test_real_replies_fit_a_format_without_template_tokens(int4_domain: QualityCheck) -> None:
-    check = quality.check_response_format(int4_domain.details["replies"], NO_TEMPLATE_LEAK)
-    assert check.passed, check.evidence
+def test_real_replies_fit_a_format_without_template_tokens(
+        int4_domain: QualityCheck, source_replies: quality.SourceReplies) -> None:
+    # The fp32 source's replies are the same on every CPU: 1-400 characters, no template token.
+    source = quality.check_response_format(list(source_replies.replies), NO_TEMPLATE_LEAK)
+    assert source.passed, source.evidence
+    assert source.evidence.startswith("5 of 5 replies fit")
+    # The INT4's words and lengths change with the CPU; that no stop string reaches them does not.
+    converted = quality.check_response_format(int4_domain.details["replies"], NO_STOP_STRING)  # type: ignore[arg-type]
+    assert converted.passed, converted.evidence
+    assert converted.evidence.startswith("5 of 5 replies fit")
 
 
 @pytest.mark.slow
@@ -349,45 +439,66 @@ def test_source_and_int8_perplexities_agree_on_a_short_text(demo_model: Path, de
 
 
 @pytest.mark.slow
-def test_int8_is_faithful_to_its_source(source_ref: fidelity.SourceReference, demo_model: Path,
-                                        demo_int8: Path) -> None:
-    check = fidelity.check_fidelity(demo_model, demo_int8, reference=source_ref)
-    # its greedy words (so its agreement) depend on the CPU's int8 kernels; its perplexity does not
-    assert check.details["ratio"] <= 1 + check.details["tolerance"], check.evidence
-    assert check.passed is (check.details["agreement"] >= check.details["min_agreement"])
-    assert source_ref.texts[0].startswith("The capital of France is Paris")  # the fp32 source
+def test_int8_is_faithful_to_its_source(int8_fidelity: QualityCheck) -> None:
+    # The rotated INT8's perplexity is within 1 % of the source's on every CPU measured. Its KL
+    # divergence and first-token agreement depend on this CPU's int8 kernels: the verdict must
+    # follow from them as measured.
+    d = int8_fidelity.details
+    assert abs(d["ratio"] - 1) <= 0.01, int8_fidelity.evidence  # type: ignore[operator]
+    assert d["ratio_low"] <= d["ratio"] <= d["ratio_high"] <= 1 + d["tolerance"], int8_fidelity.evidence  # type: ignore[operator]
+    assert d["kl_mean"] >= 0 and d["kl_p99"] >= 0 and 0 <= d["agreement"] <= 1  # type: ignore[operator]
+    assert int8_fidelity.passed is (d["kl_mean"] <= d["kl_bound"] and d["agreement"] >= d["min_agreement"])  # type: ignore[operator]
+    assert d["text_tokens"] == EVAL_WINDOWS * (evaluation.WINDOW - 1)
+    assert d["converted_perplexity"] == pytest.approx(d["ratio"] * d["source_perplexity"], rel=1e-6)  # type: ignore[operator]
+
+
+@pytest.mark.slow
+def test_the_default_int4_is_further_from_the_source_than_int8(int4_fidelity: QualityCheck,
+                                                                int8_fidelity: QualityCheck) -> None:
+    # 4-bit weights lose more than 8-bit ones on every CPU (KL divergence 0.10 against 0.003 measured)
+    int4, int8 = int4_fidelity.details, int8_fidelity.details
+    assert int4["ratio"] > 1 and int4["ratio"] > int8["ratio"]  # type: ignore[operator]
+    assert int4["kl_mean"] > int8["kl_mean"]  # type: ignore[operator]
+    assert int4["source_perplexity"] == int8["source_perplexity"]  # one reference for both
 
 
 @pytest.mark.slow
 def test_fidelity_with_no_tolerance_allows_nothing_above_the_source(
-        source_ref: fidelity.SourceReference, demo_model: Path, demo_int4: Path, demo_int8: Path) -> None:
-    int4 = fidelity.check_fidelity(demo_model, demo_int4, tolerance=0.0, reference=source_ref)
-    assert int4.passed is False and int4.details["ratio"] > 1
-    assert "allowed +0%" in int4.evidence
-    # the rotated INT8 may land below the source: then only its agreement decides
-    int8 = fidelity.check_fidelity(demo_model, demo_int8, tolerance=0.0, reference=source_ref)
-    details = int8.details
-    assert int8.passed is (details["ratio"] <= 1 and details["agreement"] >= details["min_agreement"])
+        eval_ref: evaluation.Reference, int8_fidelity: QualityCheck, demo_model: Path, demo_int4: Path,
+        demo_int8: Path) -> None:
+    int4 = fidelity_of(demo_model, demo_int4, eval_ref, tolerance=0.0)
+    assert int4.passed is False and int4.details["ratio"] > 1  # type: ignore[operator]
+    assert "allowed up to ×1.00" in int4.evidence
+    # The rotated INT8's interval lies on either side of 1 depending on the CPU: the source's
+    # perplexity is set so that all of it lies just above 1, then just below.
+    d = int8_fidelity.details
+    lenient = {"tolerance": 0.0, "kl_bound": math.inf, "min_agreement": 0.0}
+    above = fidelity_of(demo_model, demo_int8, shifted(eval_ref, d["ratio_low"] / 1.002), **lenient)  # type: ignore[operator]
+    assert above.details["ratio_low"] == pytest.approx(1.002, abs=2e-4) and above.passed is False
+    below_ref = shifted(eval_ref, d["ratio_high"] * 1.002)  # type: ignore[operator]
+    below = fidelity_of(demo_model, demo_int8, below_ref, **lenient)
+    assert below.details["ratio_high"] == pytest.approx(1 / 1.002, abs=2e-4) and below.passed is True
+    # below the source, the KL divergence and the first-token agreement still decide
+    assert below.details["kl_mean"] == pytest.approx(d["kl_mean"]) and d["kl_mean"] > 0  # type: ignore[operator]
+    tight_kl = fidelity_of(demo_model, demo_int8, below_ref, **{**lenient, "kl_bound": d["kl_mean"] / 2})  # type: ignore[operator]
+    assert tight_kl.passed is False
+    picky = fidelity_of(demo_model, demo_int8, below_ref, **{**lenient, "min_agreement": d["agreement"] + 0.01})  # type: ignore[operator]
+    assert picky.passed is False
 
 
 @pytest.mark.slow
-def test_plain_rtn_int4_misses_the_fifteen_percent_aim(source_ref: fidelity.SourceReference,
-                                                       demo_model: Path, demo_int4: Path) -> None:
-    check = fidelity.check_fidelity(demo_model, demo_int4, reference=source_ref)
-    assert check.passed is False
-    assert check.details["ratio"] > 1.15
-
-
-@pytest.mark.slow
-def test_fidelity_refuses_a_reference_made_for_another_text(source_ref: fidelity.SourceReference,
-                                                            demo_model: Path, demo_int8: Path) -> None:
-    with pytest.raises(QualityError, match="another text"):
-        fidelity.check_fidelity(demo_model, demo_int8, text=SHORT_TEXT, reference=source_ref)
+def test_fidelity_refuses_a_reference_made_for_other_windows(eval_ref: evaluation.Reference,
+                                                             demo_model: Path, demo_int8: Path) -> None:
+    with pytest.raises(QualityError, match="other windows"):
+        fidelity.check_fidelity(demo_model, demo_int8, reference=eval_ref, limit=EVAL_WINDOWS - 1)
+    with pytest.raises(QualityError, match="shorter than one window"):
+        fidelity.check_fidelity(demo_model, demo_int8, text=SHORT_TEXT, reference=eval_ref)
 
 
 def test_fidelity_on_a_folder_that_is_not_a_model_is_one_clear_error(tmp_path: Path) -> None:
-    with pytest.raises(QualityError, match="cannot be loaded"):
+    with pytest.raises(QualityError, match="has no tokenizer.json") as refused:
         fidelity.check_fidelity(tmp_path, tmp_path)
+    assert "\n" not in str(refused.value)
 
 
 def test_fidelity_is_skipped_with_a_note_without_torch(monkeypatch: pytest.MonkeyPatch,
@@ -407,18 +518,26 @@ def test_fidelity_is_skipped_with_a_note_without_torch(monkeypatch: pytest.Monke
 def test_checklist_runs_every_item_and_skips_what_it_was_not_given(int4: GenaiBackend) -> None:
     flat = [400 * MB] * 60
     checks = quality.run_checklist(int4, queries=quality.data_file("quality_demo.jsonl"), options=OPTIONS,
-                                   reply_pattern=NO_TEMPLATE_LEAK, rss_samples=flat,
+                                   reply_pattern=NO_STOP_STRING, rss_samples=flat,
                                    tokens_per_s={16: 200.0, 1024: 150.0})
     assert [c.name for c in checks] == [quality.DOMAIN, quality.FORMAT, quality.MEMORY,
                                         quality.LENGTHS, quality.EDGES, quality.FIDELITY]
     assert [c.status for c in checks[1:]] == ["pass"] * 4 + ["skipped"]
-    assert checks[0].passed is not None and checks[0].details["relative"] is False
+    # the domain queries ran, absolute (no source given): the verdict follows the INT4's replies,
+    # whatever words this CPU gave it, and those replies are the ones the format item judged
+    domain, queries = checks[0], QUERIES
+    results = domain.details["results"]
+    assert domain.details["relative"] is False and "absolute verdict" in domain.evidence
+    assert [r["passed"] for r in results] == [q.matches(r["reply"]) for q, r in zip(queries, results, strict=True)]  # type: ignore[union-attr]
+    assert domain.passed is all(r["passed"] for r in results)  # type: ignore[union-attr]
+    assert checks[1].evidence.startswith(f"{len(queries)} of {len(queries)} replies fit")
+    assert "Needs both the source model folder" in checks[-1].evidence
 
 
 @pytest.mark.slow
 def test_checklist_with_the_source_judges_the_domain_queries_against_it(
         int4: GenaiBackend, demo_model: Path, int4_domain: QualityCheck) -> None:
-    checks = quality.run_checklist(int4, queries=quality.demo_queries(), options=OPTIONS,
+    checks = quality.run_checklist(int4, queries=QUERIES, options=OPTIONS,
                                    source=demo_model, run_fidelity=False)
     domain = checks[0]
     assert domain.details["relative"] is True and domain.details["source"] == str(demo_model)
@@ -429,7 +548,7 @@ def test_checklist_with_the_source_judges_the_domain_queries_against_it(
 def test_checklist_fails_an_item_that_cannot_run_and_still_lists_the_rest(tmp_path: Path) -> None:
     checks = quality.run_checklist(None, source=tmp_path, converted=tmp_path)
     assert [c.status for c in checks] == ["skipped"] * 5 + ["fail"]
-    assert "cannot be loaded" in checks[-1].evidence
+    assert "has no tokenizer.json" in checks[-1].evidence
 
 
 def test_checklist_stops_when_cancelled() -> None:
@@ -453,3 +572,19 @@ def test_no_textual_or_heavy_import_at_module_level() -> None:
     assert not any(name in line for line in top
                    for name in ("textual", "torch", "transformers", "onnxruntime_genai"))
 
+
+
+def test_one_lost_answer_never_fails_a_model_alone_and_a_tenth_does() -> None:
+    assert [quality.allowed_losses(n) for n in (0, 1, 5, 19, 20, 36, 60)] == [0, 1, 1, 1, 2, 3, 6]
+    queries = quality.parse_queries("\n".join(
+        f'{{"prompt": "Q{i}", "expect": ["yes"]}}' for i in range(20)))
+    source = quality.SourceReplies("source", tuple("yes" for _ in queries))
+    for parrot, lost, passed in (("yes", 0, True), ("no", 20, False)):
+        check = quality.check_domain_queries(ParrotBackend(parrot), queries, OPTIONS, source=source)
+        assert (check.details["losses"], check.passed) == (lost, passed)
+    # two of twenty lost: allowed; three: not
+    for wrong, passed in ((2, True), (3, False)):
+        flaky = ListBackend(["no"] * wrong + ["yes"] * (20 - wrong))
+        check = quality.check_domain_queries(flaky, queries, OPTIONS, source=source)
+        assert check.details["losses"] == wrong and check.passed is passed
+        assert f"{wrong} lost in conversion (at most 2 allowed)" in check.evidence

@@ -231,6 +231,8 @@ def add_later_commands(sub) -> None:
     qual.add_argument("--prompts", help=_("JSONL of {\"prompt\": ..., \"expect\": ...}"))
     qual.add_argument("--source", help=_("the Hugging Face folder it came from: domain queries and "
                                          "fidelity judged against it (slower)"))
+    qual.add_argument("--text", help=_("a UTF-8 text of your model's domain (at least 512 tokens) to "
+                                       "measure fidelity on, instead of the shipped evaluation text"))
     qual.add_argument("--json", action="store_true")
     qual.set_defaults(func=commands.cmd_quality)
 

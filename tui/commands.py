@@ -273,8 +273,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_quality(args: argparse.Namespace) -> int:
-    from wizard_steps import quality
+    from wizard_steps import evaluation, models, quality
 
+    text = evaluation.read_text_file(args.text) if args.text else None
+    if args.source:  # the text and the two vocabularies, checked before a model is loaded (exit 2)
+        found = models.resolve(args.target)
+        evaluation.check_pair(Path(args.source).expanduser(), found.folder, text)
     backend, _stop, _name = open_backend(args.target)
     queries = args.prompts or quality.demo_queries()
     checks = []
@@ -282,13 +286,22 @@ def cmd_quality(args: argparse.Namespace) -> int:
     width = max(map(len, marks.values()))
     with i18n.using("en") if args.json else contextlib.nullcontext():  # --json values are English
         for check in quality.iter_checklist(backend, queries=queries, source=args.source,
-                                            converted=getattr(backend, "folder", None)):
+                                            converted=getattr(backend, "folder", None), eval_text=text):
             checks.append(check)
             if not args.json:
                 print(f"[{marks[check.status].ljust(width)}] {_(check.name)}: {check.evidence}", flush=True)
     if args.json:
         print(json.dumps([{"name": c.name, "status": c.status, "evidence": c.evidence}
                           for c in checks], indent=2))
+    elif args.source:
+        from wizard_steps import convert
+        from wizard_steps.remedy import remedy_for
+
+        folder = getattr(backend, "folder", None)
+        fix = remedy_for(checks, convert.precision_in_config(folder), args.source)
+        if fix is not None:
+            print(_("Fix: {reason}").format(reason=fix.reason))
+            print(f"  slmops convert {args.source} --precision {fix.precision.value}")
     return exit_codes.STEP_FAILED if any(c.passed is False for c in checks) else exit_codes.OK
 
 

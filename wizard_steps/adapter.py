@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -295,10 +296,12 @@ def describe(adapter: AdapterInfo) -> str:
                 base=adapter.base.path, how=found[adapter.base_found_by]))
 
 
-def load_causal_lm(folder: str | Path, text: str | None = None) -> tuple[Any, Any, float | None]:
+def load_causal_lm(folder: str | Path, text: str | None = None,
+                   windows: list[list[int]] | None = None) -> tuple[Any, Any, float | None]:
     """Tokenizer and fp32 torch model of a model folder, or of base + adapter merged (the
-    fine-tuned model as trained); for an adapter, also the base's own perplexity on ``text``
-    (what fine-tuning changed). For the fidelity child process: imports torch."""
+    fine-tuned model as trained); for an adapter, also the base's own perplexity on ``text``, or
+    over the token ``windows`` of the evaluation (what fine-tuning changed). For the fidelity child
+    process: imports torch."""
     import torch  # heavy: only in the child process that runs the source model
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -313,8 +316,11 @@ def load_causal_lm(folder: str | Path, text: str | None = None) -> tuple[Any, An
     model = PeftModel.from_pretrained(base, str(adapter.path))
     model.eval()
     base_perplexity = None
-    if text:
-        ids = tokenizer(text, return_tensors="pt").input_ids
-        with torch.inference_mode(), model.disable_adapter():
+    with torch.inference_mode(), model.disable_adapter():
+        if windows:  # the mean of the windows' mean losses, as wizard_steps.evaluation averages them
+            losses = [float(model(torch.tensor([w]), labels=torch.tensor([w])).loss) for w in windows]
+            base_perplexity = math.exp(sum(losses) / len(losses))
+        elif text:
+            ids = tokenizer(text, return_tensors="pt").input_ids
             base_perplexity = float(torch.exp(model(ids, labels=ids).loss))
     return tokenizer, model.merge_and_unload(), base_perplexity

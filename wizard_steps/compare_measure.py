@@ -1,9 +1,10 @@
 """One candidate of a comparison measured on this machine: folder size, prompt and generation
-speed per prompt length (threads set to the usable cores, or the folder's own tuned setting),
-perplexity and greedy agreement against the source, and the domain queries against the source.
+speed per prompt length (threads set to the usable cores, or the folder's own tuned setting), the
+perplexity ratio (with its interval), KL divergence and same-first-token share against the source
+on the evaluation text, and the domain queries against the source.
 
-The source model runs once per comparison (its results are cached, see source_model), so every
-candidate is judged against the same reference.
+The source model runs once per comparison (its results are cached, see source_model and
+evaluation), so every candidate is judged against the same reference.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from wizard_steps.checks import DEFAULT_SYSTEM, FIDELITY_QUESTIONS, QualityCheck, fidelity_text
+from wizard_steps.checks import DEFAULT_SYSTEM, QualityCheck
+from wizard_steps.evaluation import Evaluation
 from wizard_steps.model_source import folder_size
 
 if TYPE_CHECKING:
@@ -45,6 +47,10 @@ class Measurement:
     domain_evidence: str = ""
     fidelity_evidence: str = ""
     lengths: tuple[int, ...] = field(default=())
+    ratio_high: float = 0.0  # the perplexity ratio's 95 % upper end (0.0: saved before it was measured)
+    kl_mean: float = 0.0
+    kl_p99: float = 0.0
+    eval_tokens: int = 0
 
     @property
     def passed(self) -> bool:
@@ -74,8 +80,9 @@ class Measurement:
 class Source:
     """The source model as the comparison's yardstick, asked once and shared by every candidate."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, limit: int | None = None) -> None:
         self.folder = Path(folder)
+        self.limit = limit  # evaluation windows (None: the whole evaluation text)
         self._replies = None
         self._reference = None
 
@@ -87,12 +94,13 @@ class Source:
         return self._replies
 
     def reference(self, converted: Path, cancel):
-        from wizard_steps import fidelity, source_model
+        """The source's side of the evaluation (cached per machine: computed once for all candidates)."""
+        from wizard_steps import evaluation
 
         if self._reference is None:
-            prompts = [fidelity.chat_prompt(converted, q) for q in FIDELITY_QUESTIONS]
-            self._reference = source_model.source_reference(self.folder, fidelity_text(), prompts,
-                                                            cancel=cancel)
+            windows = evaluation.check_pair(self.folder, converted, None)
+            windows = windows[:self.limit] if self.limit is not None else windows
+            self._reference = evaluation.reference(self.folder, windows, cancel=cancel)
         return self._reference
 
 
@@ -155,13 +163,14 @@ def measure(folder: Path, source: Source, lengths: tuple[int, ...] = (128, 512),
     finally:
         backend.close()
     fid = fidelity.check_fidelity(source.folder, folder, reference=source.reference(folder, cancel),
-                                  tolerance=FIDELITY_TOLERANCE, min_agreement=MIN_AGREEMENT, cancel=cancel)
-    details = fid.details
+                                  tolerance=FIDELITY_TOLERANCE, min_agreement=MIN_AGREEMENT,
+                                  limit=source.limit, cancel=cancel)
+    result = fid.details["evaluation"]
+    assert isinstance(result, Evaluation)
     return Measurement(
         size_bytes=folder_size(folder), threads=threads, prompt_tps=prompt_tps, gen_tps=gen_tps,
-        perplexity=float(details["converted_perplexity"]),  # type: ignore[arg-type]
-        source_perplexity=float(details["source_perplexity"]),  # type: ignore[arg-type]
-        agreement=float(details["agreement"]),  # type: ignore[arg-type]
+        perplexity=result.perplexity, source_perplexity=result.source_perplexity, agreement=result.top1,
+        ratio_high=result.ratio.high, kl_mean=result.kl_mean, kl_p99=result.kl_p99, eval_tokens=result.tokens,
         domain_total=len(queries), domain_answered=sum(bool(r["passed"]) for r in checked.details["results"]),  # type: ignore[attr-defined]
         source_answered=int(checked.details["source_answered"]),  # type: ignore[call-overload]
         domain_losses=int(checked.details["losses"]),  # type: ignore[call-overload]

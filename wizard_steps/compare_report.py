@@ -20,9 +20,16 @@ def why_not(row: Row) -> str:
     if m is None:
         return row.error or _("not measured")
     if not m.fidelity_passed:
-        if m.ratio > 1.15:
-            return _("perplexity {change}").format(change=percent((m.ratio - 1) * 100, 1, sign=True, space=False))
-        return _("greedy agreement {value}").format(value=_number(m.agreement, 2))
+        from wizard_steps.compare_measure import FIDELITY_TOLERANCE
+        from wizard_steps.fidelity import KL_BOUND
+
+        if max(m.ratio, m.ratio_high) > 1 + FIDELITY_TOLERANCE:
+            return _("perplexity {change} (up to {high})").format(
+                change=percent((m.ratio - 1) * 100, 1, sign=True, space=False),
+                high=percent((max(m.ratio, m.ratio_high) - 1) * 100, 1, sign=True, space=False))
+        if m.kl_mean > KL_BOUND:
+            return _("KL divergence {value}").format(value=_number(m.kl_mean, 3))
+        return _("same first token {value}").format(value=percent(m.agreement * 100, 0))
     if not m.domain_passed:
         return _("lost {lost} of the source's {answered} answers").format(lost=m.domain_losses,
                                                                          answered=m.source_answered)
@@ -60,24 +67,28 @@ def to_markdown(result: Recommendation, title: str | None = None) -> str:
     lengths = next((r.measurement.lengths for r in result.rows if r.measurement), (128, 512))
     per = "/".join(str(n) for n in lengths)
     lines = [f"## {title or _('Precisions compared on this machine')}", "",
-             _("CPU: {cpu}. Speeds at {lengths}-token prompts; perplexity on the shipped fidelity text; "
+             _("CPU: {cpu}. Speeds at {lengths}-token prompts; perplexity against the source on the "
+               "evaluation text (95 % interval), KL divergence and same first token over the same tokens; "
                "domain queries answered (the source answers).").format(cpu=result.cpu, lengths=per), "",
              _("| precision | size | prompt tok/s ({lengths}) | generation tok/s ({lengths}) | perplexity "
-               "(vs source) | greedy agreement | domain queries | checklist |").format(lengths=per),
-             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
+               "(vs source) | KL divergence | same first token | domain queries | checklist |"
+               ).format(lengths=per),
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
     for row in result.rows:
         m = row.measurement
         star = " ★" if row.candidate == result.candidate else ""
         if m is None:
-            lines.append(f"| {row.candidate}{star} | | | | | | | ❌ {_cell(row.error)} |")
+            lines.append(f"| {row.candidate}{star} | | | | | | | | ❌ {_cell(row.error)} |")
             continue
         verdict = _("✅ pass") if m.passed else "❌ " + _cell(why_not(row))
         lines.append("| " + " | ".join([
             row.candidate + star, human_size(m.size_bytes),
             " / ".join(_number(m.prompt_tps[n]) for n in lengths),
             " / ".join(_number(m.gen_tps[n]) for n in lengths),
-            f"{_number(m.perplexity, 2)} ({percent((m.ratio - 1) * 100, 1, sign=True, space=False)})",
-            _number(m.agreement, 2), f"{m.domain_answered}/{m.domain_total} ({m.source_answered})",
+            f"{_number(m.perplexity, 2)} ({percent((m.ratio - 1) * 100, 1, sign=True, space=False)}, "
+            f"≤ {percent((m.ratio_high - 1) * 100, 1, sign=True, space=False)})",
+            _number(m.kl_mean, 3), percent(m.agreement * 100, 0),
+            f"{m.domain_answered}/{m.domain_total} ({m.source_answered})",
             verdict]) + " |")
     lines += ["", _("**Recommended: {name}.** {reason}").format(name=result.candidate or _("none"),
                                                                reason=result.reason), ""]
@@ -97,7 +108,10 @@ def to_json(result: Recommendation) -> str:
                         prompt_tokens_per_s={str(k): round(v, 1) for k, v in m.prompt_tps.items()},
                         generation_tokens_per_s={str(k): round(v, 1) for k, v in m.gen_tps.items()},
                         perplexity=round(m.perplexity, 3), source_perplexity=round(m.source_perplexity, 3),
-                        perplexity_change=round(m.ratio - 1, 4), greedy_agreement=round(m.agreement, 3),
+                        perplexity_change=round(m.ratio - 1, 4), perplexity_ratio_high=round(m.ratio_high, 4),
+                        kl_mean=round(m.kl_mean, 4), kl_p99=round(m.kl_p99, 4),
+                        top1_agreement=round(m.agreement, 3),
+                        evaluated_tokens=m.eval_tokens,
                         domain_queries=m.domain_total, domain_answered=m.domain_answered,
                         source_answered=m.source_answered, lost_in_conversion=m.domain_losses,
                         domain_passed=m.domain_passed, fidelity_passed=m.fidelity_passed)

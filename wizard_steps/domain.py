@@ -94,7 +94,9 @@ def load_queries(path: str | Path) -> tuple[DomainQuery, ...]:
 
 
 def demo_queries() -> tuple[DomainQuery, ...]:
-    """The example queries shipped for the demo model (its fp32 source answers all five)."""
+    """The queries shipped for the demo model: 62, varied (capitals, arithmetic, facts, opposites,
+    greetings, questions in and about Turkish); its fp32 source answers more than 30 of them (the
+    questions in Turkish it cannot: they show what the source misses, and judge nothing)."""
     return load_queries(data_file("quality_demo.jsonl"))
 
 
@@ -153,13 +155,29 @@ def source_replies(source: str | Path, backend: Backend, queries: Sequence[Domai
 # --- the verdict ----------------------------------------------------------------------------------
 
 
+# Greedy answers flip at near-ties, and which way a near-tie tips depends on the CPU's kernels (the
+# same INT8 keeps or loses "France" from one CPU to the next, at the same perplexity). One flip among
+# many queries is that noise; losing a tenth of the source's answers is a pattern. So a conversion
+# may lose up to a tenth of the answers the source gives, and always one: no single near-tie fails a
+# model alone, while a handful of queries still allow none beyond it. Every lost answer is shown.
+LOST_SHARE = 0.10
+MAX_SHOWN = 3  # lost answers quoted in the evidence; details["lost"] holds them all
+
+
+def allowed_losses(answered: int, share: float = LOST_SHARE) -> int:
+    """How many of the source's answers a conversion may lose: a tenth, and at least one (none when
+    the source answers nothing)."""
+    return max(1, int(answered * share)) if answered else 0
+
+
 def check_domain_queries(backend: Backend, queries: Sequence[DomainQuery],
                          options: ReplyOptions = DEFAULT_OPTIONS, system: str | None = DEFAULT_SYSTEM,
                          min_pass_rate: float = 1.0, cancel: threading.Event | None = None,
-                         source: SourceReplies | None = None, absolute_note: str = "") -> QualityCheck:
+                         source: SourceReplies | None = None, absolute_note: str = "",
+                         lost_share: float = LOST_SHARE) -> QualityCheck:
     """Ask each query (greedy by default) and check its reply. With the source's replies, it
-    passes when the converted model answers at least ``min_pass_rate`` of the queries the source
-    answers (a query the source also misses is no conversion loss); without them the verdict is
+    passes when the converted model loses at most ``allowed_losses`` of the answers the source
+    gives (a query the source also misses is no conversion loss); without them the verdict is
     absolute: ``min_pass_rate`` of all queries."""
     if not queries:
         return skipped(DOMAIN, _("No domain queries were given; supply a JSONL file of prompts."))
@@ -195,21 +213,24 @@ def check_domain_queries(backend: Backend, queries: Sequence[DomainQuery],
     judged = [r for r in results if r["source_passed"]]
     losses = [r for r in judged if not r["passed"]]
     both_miss = [r for r in results if not r["source_passed"] and not r["passed"]]
-    kept = len(judged) - len(losses)
-    passed = kept >= min_pass_rate * len(judged)
+    allowed = allowed_losses(len(judged), lost_share)
+    passed = len(losses) <= allowed
     evidence += _("; the source answers {answered} of {total}; {lost} lost in conversion "
-                  "(needs {needed} of the source's answers kept)").format(
-        answered=len(judged), total=len(results), lost=len(losses),
-        needed=percent(min_pass_rate * 100, space=False))
-    shown = losses[0] if losses else both_miss[0] if both_miss else None
-    if shown is not None:
-        label = (_("; lost: line {line} {prompt!r}: source {source!r}, converted {reply!r}") if losses
-                 else _("; the source misses it too: line {line} {prompt!r}: source {source!r}, "
-                        "converted {reply!r}"))
-        evidence += label.format(line=shown["line"], prompt=_clip(str(shown["prompt"]), 40),
-                                 source=_clip(str(shown["source_reply"]), 40),
-                                 reply=_clip(str(shown["error"] or shown["reply"]), 40))
+                  "(at most {allowed} allowed)").format(
+        answered=len(judged), total=len(results), lost=len(losses), allowed=allowed)
+    shown = losses[:MAX_SHOWN] if losses else both_miss[:1]
+    label = (_("; lost: line {line} {prompt!r}: source {source!r}, converted {reply!r}") if losses
+             else _("; the source misses it too: line {line} {prompt!r}: source {source!r}, "
+                    "converted {reply!r}"))
+    for item in shown:
+        evidence += label.format(line=item["line"], prompt=_clip(str(item["prompt"]), 40),
+                                 source=_clip(str(item["source_reply"]), 40),
+                                 reply=_clip(str(item["error"] or item["reply"]), 40))
+    if len(losses) > MAX_SHOWN:
+        evidence += _("; and {count} more lost").format(count=len(losses) - MAX_SHOWN)
     return QualityCheck(DOMAIN, passed, evidence + ".", {
         "results": results, "replies": [r["reply"] for r in results], "relative": True,
         "source": source.origin, "source_answered": len(judged), "losses": len(losses),
-        "source_also_missed": len(both_miss)})
+        "source_also_missed": len(both_miss), "allowed_losses": allowed,
+        "lost": [{"line": r["line"], "prompt": r["prompt"], "source": r["source_reply"], "converted": r["reply"]}
+                 for r in losses]})

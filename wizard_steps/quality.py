@@ -36,8 +36,10 @@ from wizard_steps.checks import (  # noqa: F401  (re-exported: the checklist's v
 from wizard_steps.checks import clip as _clip
 from wizard_steps.domain import (  # noqa: F401  (re-exported: the checklist's vocabulary)
     DEFAULT_OPTIONS,
+    LOST_SHARE,
     DomainQuery,
     SourceReplies,
+    allowed_losses,
     ask,
     check_domain_queries,
     demo_queries,
@@ -277,7 +279,7 @@ def iter_checklist(backend: Backend | None = None, *, queries: str | Path | Sequ
                    tokens_per_s: Mapping[int, float] | None = None,
                    source: str | Path | None = None, converted: str | Path | None = None,
                    fidelity_tolerance: float = 0.15, min_agreement: float = 0.5,
-                   run_fidelity: bool = True,
+                   run_fidelity: bool = True, eval_text: str | None = None,
                    cancel: threading.Event | None = None) -> Iterator[QualityCheck]:
     """Every checklist item in order, each as soon as it is decided; an item whose input was not
     given comes back skipped with a note saying what it needs, one that cannot run (a folder that
@@ -298,7 +300,7 @@ def iter_checklist(backend: Backend | None = None, *, queries: str | Path | Sequ
         (EDGES, lambda: check_edge_cases(backend, system=system, cancel=cancel)
          if backend is not None else skipped(EDGES, no_model)),
         (FIDELITY, lambda: skipped(FIDELITY, _("Not run: switched off.")) if not run_fidelity else
-         fidelity.check_fidelity(source, converted, tolerance=fidelity_tolerance,
+         fidelity.check_fidelity(source, converted, eval_text, tolerance=fidelity_tolerance,
                                  min_agreement=min_agreement, cancel=cancel)
          if source is not None and converted is not None else
          skipped(FIDELITY, _("Needs both the source model folder and the converted folder."))),

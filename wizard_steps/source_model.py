@@ -96,7 +96,8 @@ def run_here(request: dict[str, Any]) -> dict[str, Any]:
 
     folder = request["folder"]
     if is_adapter_folder(folder):  # a LoRA adapter: the fine-tune is base + adapter, merged in torch
-        tokenizer, model, base_perplexity = load_causal_lm(folder, request.get("text"))
+        tokenizer, model, base_perplexity = load_causal_lm(folder, request.get("text"),
+                                                           request.get("eval_windows"))
     else:
         tokenizer = AutoTokenizer.from_pretrained(folder)
         model, base_perplexity = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32), None
@@ -108,6 +109,8 @@ def run_here(request: dict[str, Any]) -> dict[str, Any]:
     encode = lambda prompt: tokenizer(prompt, return_tensors="pt").input_ids  # noqa: E731
     try:
         with torch.inference_mode():
+            if request.get("eval_windows"):
+                result["eval_out"] = _evaluation_reference(torch, model, request, base_perplexity)
             if request.get("text"):
                 ids = encode(request["text"])
                 result["text_tokens"] = int(ids.shape[1])
@@ -129,6 +132,26 @@ def run_here(request: dict[str, Any]) -> dict[str, Any]:
     finally:
         del model
     return result
+
+
+def _evaluation_reference(torch: Any, model: Any, request: dict[str, Any], base_perplexity: float | None) -> str:
+    """The source's side of wizard_steps.evaluation, window by window, saved where it asks (with,
+    for an adapter, its base's perplexity over the same windows)."""
+    import numpy as np
+
+    from wizard_steps.evaluation import stats_from_logits
+
+    parts = []
+    for window in request["eval_windows"]:
+        logits = model(torch.tensor([window])).logits[0].float().numpy()
+        parts.append(stats_from_logits(logits, window, int(request["top_k"]))[:3])
+    out = Path(request["eval_out"])
+    tmp = out.with_name(out.stem + ".tmp.npz")
+    names = ("nll", "top_ids", "top_logp")
+    np.savez(tmp, base_perplexity=np.float64("nan" if base_perplexity is None else base_perplexity),
+             **{name: np.stack([p[i] for p in parts]) for i, name in enumerate(names)})
+    tmp.replace(out)
+    return str(out)
 
 
 def _main(argv: list[str]) -> int:
@@ -154,9 +177,11 @@ def _cache_file(request: dict[str, Any]) -> Path:
     return paths.cache_dir() / "source-runs" / (hashlib.sha256(key.encode()).hexdigest()[:24] + ".json")
 
 
-def run(request: dict[str, Any], isolate: bool = True, cancel: threading.Event | None = None) -> dict[str, Any]:
-    """One request to the source model: from the cache when this machine answered it before,
-    else in a child process (or here, when ``isolate`` is False)."""
+def run(request: dict[str, Any], isolate: bool = True, cancel: threading.Event | None = None,
+        cache: bool = True) -> dict[str, Any]:
+    """One request to the source model: from the cache when this machine answered it before
+    (unless ``cache`` is False: the caller keeps its own), else in a child process (or here, when
+    ``isolate`` is False)."""
     missing = torch_missing()
     if missing:
         raise QualityError(missing[0].upper() + missing[1:])
@@ -164,6 +189,8 @@ def run(request: dict[str, Any], isolate: bool = True, cancel: threading.Event |
     if not (folder / "config.json").is_file() and not is_adapter_folder(folder):
         raise QualityError(_("The source model folder {folder} has no config.json.").format(folder=folder),
                            _("Point to the Hugging Face folder the model was converted from."))
+    if not cache:
+        return run_here(request) if not isolate else _run_child(request, cancel)
     cached = _cache_file(request)
     try:
         return dict(json.loads(cached.read_text(encoding="utf-8")))

@@ -1,0 +1,104 @@
+"""The demo's precisions judged on the evaluation text (wizard_steps/data/eval, about 22,000
+tokens in windows of 512, used by nothing that chose a route or a setting), against the fp32
+source run on this machine: the perplexity ratio with its 95 % interval, the mean and p99 KL
+divergence, the share of positions where both rank the same token first, the 60 domain queries
+against the source, and the folder's size. One row per route, printed as the README's table.
+
+    .venv/bin/python benchmarks/eval_frontier.py [--routes default,int8] [--work DIR] [--windows N]
+
+Folders are converted once into WORK (product defaults, through wizard_steps.convert) and reused;
+each row names the CPU it was measured on: the figures move from CPU to CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from wizard_steps import convert, domain, evaluation, model_source
+from wizard_steps.engine import GenaiBackend, ReplyOptions
+from wizard_steps.events import Finished
+from wizard_steps.precision import Int4Algorithm, Int4Settings, Precision
+from wizard_steps.templates import get_preset
+
+ROUTES: dict[str, tuple[Precision, Int4Settings | None, str]] = {
+    "default": (Precision.INT4, Int4Settings(), "INT4 default (QuaRot + GPTQ, asymmetric, block 32)"),
+    "kqm16": (Precision.INT4, Int4Settings(16, algorithm=Int4Algorithm.K_QUANT_MIXED),
+              "INT4 k_quant_mixed, block 16"),
+    "rtn16": (Precision.INT4, Int4Settings(16, algorithm=Int4Algorithm.RTN), "INT4 RTN, block 16"),
+    "int8": (Precision.INT8, None, "INT8 (rotated first)"),
+    "fp32": (Precision.FP32, None, "FP32"),
+}
+
+
+def folder_for(demo: Path, work: Path, name: str) -> Path:
+    precision, int4, _label = ROUTES[name]
+    out = work / name
+    plan = replace(convert.make_plan(demo, out, precision, int4=int4), tune=False)
+    if convert.converted_before(plan):
+        return out
+    final = list(convert.convert(plan))[-1]
+    if not isinstance(final, Finished):
+        raise SystemExit(f"{name}: {final}")
+    return final.path
+
+
+def domain_losses(demo: Path, folder: Path, queries_file: str | None) -> tuple[int, int, int]:
+    chatml = get_preset("chatml")
+    options = ReplyOptions(max_new_tokens=64, stop=chatml.stop)
+    queries = domain.load_queries(queries_file) if queries_file else domain.demo_queries()
+    backend = GenaiBackend(folder, chatml.template)
+    try:
+        source = domain.source_replies(demo, backend, queries, options)
+        check = domain.check_domain_queries(backend, queries, options, source=source)
+    finally:
+        backend.close()
+    details = check.details
+    return int(details["source_answered"]), int(details["losses"]), int(details["allowed_losses"])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--routes", default=",".join(ROUTES))
+    parser.add_argument("--work", default=os.environ.get("SLMOPS_FRONTIER_WORK", "/tmp/slmops-eval-frontier"))
+    parser.add_argument("--windows", type=int, default=None, help="only the first N windows (a quick look)")
+    parser.add_argument("--queries", help="a JSONL of domain queries (default: the demo's)")
+    args = parser.parse_args()
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    demo = model_source.ensure_demo()
+    results_file = work / "results.json"
+    results = json.loads(results_file.read_text()) if results_file.is_file() else {}
+    for name in args.routes.split(","):
+        folder = folder_for(demo, work, name)
+        started = time.monotonic()
+        result = evaluation.measure(demo, folder, limit=args.windows)
+        answered, lost, allowed = domain_losses(demo, folder, args.queries)
+        results[name] = {**result.to_dict(), "size_mb": round(model_source.folder_size(folder) / 1e6),
+                         "answered": answered, "lost": lost, "allowed": allowed,
+                         "seconds": round(time.monotonic() - started)}
+        results_file.write_text(json.dumps(results, indent=2))
+        print(f"{name}: {results[name]}", file=sys.stderr, flush=True)
+    print("| precision | folder | perplexity ratio (95 %) | KL divergence mean (p99) | same first token | "
+          "domain answers lost (of the source's) |")
+    print("| --- | ---: | --- | --- | ---: | --- |")
+    for name, row in results.items():
+        print(f"| {ROUTES[name][2]} | {row['size_mb']} MB | {row['perplexity_ratio']:.3f} ({row['ratio_low']:.3f}-"
+              f"{row['ratio_high']:.3f}) | {row['kl_mean']:.3f} ({row['kl_p99']:.2f}) | "
+              f"{row['top1_agreement'] * 100:.1f} % | {row['lost']} of {row['answered']} |")
+    cpus = {row["cpu"] for row in results.values()}
+    tokens = {row["tokens"] for row in results.values()}
+    print(f"\nMeasured on {', '.join(sorted(cpus))}; {', '.join(map(str, sorted(tokens)))} tokens of the "
+          "evaluation text.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
