@@ -30,7 +30,7 @@ def test_fp16_is_available_on_cuda() -> None:
 
 
 def test_estimates_match_the_demo_measurements_within_ten_percent() -> None:
-    measured = {  # shared/DESIGN.md, bytes of the converted demo folders
+    measured = {  # bytes of the converted demo folders (docs/quantization.md)
         (Precision.FP32, None): 627e6,
         (Precision.INT8, None): 181e6,
         (Precision.INT4, Int4Settings(32, algorithm=Int4Algorithm.RTN)): 194e6,

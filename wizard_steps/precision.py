@@ -1,9 +1,10 @@
 """The precision choice: what FP32 / FP16 / INT8 / INT4 give, for this model, on this hardware.
 
 Sizes are estimated from the model's real parameter count with the byte costs of the formats the
-ONNX model builder writes (checked against the demo model, see shared/DESIGN.md); the quality
-notes carry the demo model's sizes and perplexities, which travel between machines. Speeds do not
-(int8/int4 kernels differ by CPU): they are estimates until ``slmops compare`` measures them here.
+ONNX model builder writes (checked against the converted demo folders, docs/quantization.md); the
+quality notes carry the demo model's figures on the evaluation text and the CPU they came from.
+Speeds and quality move between CPUs (int8/int4 kernels differ): they are estimates until
+``slmops compare`` measures them here.
 """
 
 from __future__ import annotations
@@ -75,7 +76,7 @@ def rotation_refusal(architecture: str) -> tuple[str, str] | None:
     return (_("QuaRot + GPTQ is checked only for Llama, Mistral, Qwen2, Qwen3, Phi-3, Granite, SmolLM3 and "
               "ERNIE 4.5 models; on {architecture} Olive's rotation would change what the model computes "
               "or refuse it.").format(architecture=architecture),
-            _("Choose k_quant_mixed (recommended) or gptq for this model."))
+            _("Choose auto, k_quant_mixed or gptq for this model."))
 
 
 def int8_rotated(architecture: str | None) -> bool:
@@ -89,7 +90,7 @@ def int8_rotated(architecture: str | None) -> bool:
 # The default: chosen by the model's architecture when the plan is made (recommended_int4).
 RECOMMENDED_INT4 = Int4Algorithm.AUTO
 
-# Each algorithm's measured trade-off on the demo (benchmarks/quant_frontier.py, README; perplexity
+# Each algorithm's measured trade-off on the demo (benchmarks/quant_frontier.py, docs/quantization.md; perplexity
 # on the fidelity text against the source's 22.89).
 _ALGORITHM_NOTES = {
     Int4Algorithm.AUTO: N_("the closest INT4 measured that fits this model: QuaRot + GPTQ, asymmetric, "

@@ -30,6 +30,7 @@ from wizard_steps.events import Failed
 from wizard_steps.i18n import N_, _, number
 from wizard_steps.machine import Machine
 from wizard_steps.quality import QualityCheck
+from wizard_steps.remedy import Converted, Remedy, convert_and_check, describe_converted, remedy_for
 from wizard_steps.state import state_template
 from wizard_steps.templates import PromptTemplate
 
@@ -52,6 +53,7 @@ class Job:
     fidelity: bool  # False: the user switched the (slow) comparison off
     converted: str | None
     model_name: str
+    queries: tuple[quality.DomainQuery, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -71,18 +73,25 @@ class BenchmarkScreen(StepScreen):
             "tokens given. TTFT is the time to the first token; prompt tok/s is the prompt's "
             "length over TTFT; gen tok/s counts the tokens after the first. The table gives the "
             "median and the 95th percentile per length.\n\n"
-            "The quality checklist follows: the demo domain queries, reply format, memory in long "
-            "use, speed across lengths, edge cases, and fidelity to the source model (torch in a "
-            "child process, about 20 s; switch it off to skip). Export writes report.md, "
-            "report.json and report.csv.\n\n"
-            "Keys: s start, escape stop, q quality checks only, e export.")
+            "The quality checklist follows: the demo domain queries (judged against the source "
+            "model's own answers), reply format, memory in long use, speed across lengths, edge "
+            "cases, and fidelity to the source on the evaluation text (about 22,000 tokens; the "
+            "source runs once per machine with torch in a child process, then the model: a minute or "
+            "two on 2 cores; switch it off to skip). Export writes report.md, report.json and "
+            "report.csv.\n\n"
+            "When the checklist fails on the answers or the fidelity, the screen names the precision "
+            "that keeps closer to the source (or the one a comparison here found to pass) and offers "
+            "to convert to it and check again (key f).\n\n"
+            "Keys: s start, escape stop, q quality checks only, e export, f the fix.")
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-wide")]
+    QUERIES: tuple[quality.DomainQuery, ...] | None = None  # the checklist's queries (None: the demo's)
     BINDINGS = [
         Binding("s", "start", N_("Start")),
         Binding("escape", "stop", N_("Stop")),
         Binding("q", "quality", N_("Quality checks"), show=False),  # the footer fits 80 columns
         Binding("e", "export", N_("Export")),
         Binding("t", "tune", N_("Tune for this machine"), show=False),
+        Binding("f", "fix", N_("Fix"), show=False),
     ]
 
     def __init__(self) -> None:
@@ -94,6 +103,7 @@ class BenchmarkScreen(StepScreen):
         self.checks: dict[str, QualityCheck] = {}
         self.check_running: str | None = None
         self.check_started = 0.0
+        self.remedy: Remedy | None = None
 
     def compose_body(self) -> ComposeResult:
         state = self.state
@@ -130,6 +140,9 @@ class BenchmarkScreen(StepScreen):
         with Vertical(id="bench-quality-box"):
             yield Label(_("Quality checklist"), classes="section-title")
             yield Static("", id="bench-quality-table")
+            with Vertical(id="bench-fix-row"):
+                yield Static("", id="bench-fix-reason", classes="error-line")
+                yield Button("", id="bench-fix", variant="warning")
         with Horizontal(id="bench-export-row"):
             yield Label(_("Reports folder"), classes="bench-field-label")
             yield Input(str(paths.data_dir() / "reports"), id="bench-export-dir")
@@ -148,6 +161,7 @@ class BenchmarkScreen(StepScreen):
             table.add_column(_(label), key=key)
         self.query_one("#bench-results").display = False
         self.query_one("#bench-quality-box").display = False
+        self.query_one("#bench-fix-row").display = False
         self.query_one("#bench-chart", RunChart).redraw()
         self.query_one("#bench-backend", Static).update(self.describe_backend())
         self.query_one("#bench-stage", Label).update(_("Press s to start."))
@@ -241,6 +255,8 @@ class BenchmarkScreen(StepScreen):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action in ("start", "quality"):
             return not self.running
+        if action == "fix":
+            return not self.running and self.remedy is not None
         if action == "stop":
             return self.running
         if action == "export":
@@ -282,15 +298,38 @@ class BenchmarkScreen(StepScreen):
         source = folder if folder and ((Path(folder) / "config.json").is_file()
                                        or is_adapter_folder(folder)) else None  # base + adapter
         return Job(plan, source, self.query_one("#bench-fidelity", Switch).value,
-                   self.state.converted_dir, self.model_name())
+                   self.state.converted_dir, self.model_name(), self.QUERIES or quality.demo_queries())
 
     def begin(self, job: Job) -> RunFactory:
         self.checks, self.check_running = {}, None
+        self.show_remedy(None)
         self.query_one("#bench-quality-box").display = False
         self.query_one("#bench-export-result", Static).update("")
         self.query_one("#bench-machine", Static).update("")
         backend = self.open_backend  # opened in the worker: loading a model takes a while
         return lambda stop: self.measure(job, backend, stop)
+
+    def show_remedy(self, remedy: Remedy | None) -> None:
+        """The fix a failed checklist calls for, as one line and one button (key f)."""
+        self.remedy = remedy
+        self.query_one("#bench-fix-row").display = remedy is not None
+        if remedy is not None:
+            self.query_one("#bench-fix-reason", Static).update(remedy.reason)
+            self.query_one("#bench-fix", Button).label = remedy.action
+        self.refresh_bindings()
+
+    @on(Button.Pressed, "#bench-fix")
+    def action_fix(self) -> None:
+        """Convert to the remedy's precision, then run the checklist again on the new folder."""
+        remedy, model_dir = self.remedy, self.state.model_dir
+        if self.running or remedy is None or not model_dir:
+            return
+        job = self.job(None)
+        self.checks, self.check_running = {}, None
+        self.show_remedy(None)
+        self.query_one("#bench-quality-box").display = False
+        self.panel.run(lambda stop: convert_and_check(model_dir, remedy.precision, self.template(), job.queries,
+                                                      stop, job.source if job.fidelity else None))
 
     @on(Button.Pressed, "#bench-tune")
     def action_tune(self) -> None:
@@ -345,7 +384,7 @@ class BenchmarkScreen(StepScreen):
                 "rss_samples": [s.rss_bytes for s in summary.samples],
                 "tokens_per_s": {r.length: r.tps_median for r in summary.per_length}}
             for check in quality.iter_checklist(
-                    backend, queries=quality.demo_queries(), cancel=stop,
+                    backend, queries=job.queries or quality.demo_queries(), cancel=stop,
                     source=job.source, run_fidelity=job.fidelity,  # domain queries: judged against the source
                     converted=job.converted, **measured):  # type: ignore[arg-type]
                 if check.name == quality.FIDELITY and not job.fidelity:
@@ -366,6 +405,8 @@ class BenchmarkScreen(StepScreen):
             self.show_summary(event)
         elif isinstance(event, Machine):
             self.show_machine(event)
+        elif isinstance(event, Converted):
+            self.use_converted(event)
         elif isinstance(event, CheckStarted):
             self.query_one("#bench-quality-box").display = True
             self.check_running, self.check_started = event.name, time.monotonic()
@@ -377,6 +418,19 @@ class BenchmarkScreen(StepScreen):
             self.check_started = time.monotonic()
             self.panel.set_progress(len(self.checks) / len(CHECKS))
             self.show_checks()
+
+    def use_converted(self, event: Converted) -> None:
+        """The remedy's folder is now the wizard's model; the deployed one is of the old precision,
+        so the next steps use the folder until it is deployed again."""
+        self.state.converted_dir = str(event.path)
+        self.state.precision = event.precision.value
+        self.state.deployed_id = None
+        self.state.save()
+        self.query_one("#bench-backend", Static).update(self.describe_backend())
+        self.set_stage(describe_converted(event))
+        self.query_one("#bench-quality-box").display = True
+        self.check_running, self.check_started = CHECKS[0], time.monotonic()
+        self.show_checks()
 
     def show_sample(self, sample: BenchSample) -> None:
         self.samples.append(sample)
@@ -412,7 +466,8 @@ class BenchmarkScreen(StepScreen):
 
     def show_checks(self) -> None:
         if self.check_running and not self.panel.stop.is_set():
-            self.set_stage(_("Checking fidelity (torch, ~20 s)…") if self.check_running == quality.FIDELITY
+            self.set_stage(_("Checking fidelity on the evaluation text (a minute or two)…")
+                           if self.check_running == quality.FIDELITY
                            else _("Checking: {check}…").format(check=_(self.check_running)))
         table = Table(expand=True, box=None, show_edge=False, pad_edge=False, header_style="bold")
         table.add_column(_("Check"), ratio=2)
@@ -425,7 +480,7 @@ class BenchmarkScreen(StepScreen):
                 table.add_row(_(name), Text(_(mark), style=style), check.evidence)
             elif name == self.check_running:
                 seconds = int(time.monotonic() - self.check_started)
-                note = (_("torch runs the source model in a child process (about 20 s)")
+                note = (_("the source (torch, once per machine) and the model on the evaluation text")
                         if name == quality.FIDELITY else "")
                 table.add_row(_(name), Text(f"… {seconds} s", style="yellow"), Text(note, style="dim"))
             else:
@@ -448,6 +503,8 @@ class BenchmarkScreen(StepScreen):
             self.panel.set_progress(1.0)
         if self.checks or self.query_one("#bench-quality-box").display:
             self.show_checks()
+        if not stopped and self.checks:
+            self.show_remedy(remedy_for(list(self.checks.values()), self.state.precision, self.state.model_dir))
         self.record()
         self.show_controls()
 
@@ -457,6 +514,9 @@ class BenchmarkScreen(StepScreen):
             return
         self.state.bench_result = benchmark.record(self.summary, [self.checks[n] for n in CHECKS
                                                                   if n in self.checks])
+        if self.remedy is not None:  # the summary names the fix too
+            self.state.bench_result["fix"] = {"precision": self.remedy.precision.value,
+                                              "reason": self.remedy.reason}
         self.state.save()
 
     # --- export -----------------------------------------------------------------------------------

@@ -94,14 +94,18 @@ def saved_int4(state: WizardState) -> Int4Settings:
 class PrecisionScreen(StepScreen):
     STEP = "precision"
     HELP = N_("Choose how the weights are stored. Smaller formats load faster and generate faster on "
-            "a CPU but lose some quality; the table shows this model's estimated size and the "
-            "figures measured on the demo model. FP16 needs a GPU execution provider (Olive "
-            "refuses it on CPU). For INT4: smaller blocks keep more quality and cost a little "
-            "size; k_quant_mixed keeps the LM head and some layers at 8 bits and recovers about "
-            "half of INT4's quality loss; quantizing the embeddings gives the smallest folder.\n\n"
-            "Sizes and speeds in the table are estimates. “Compare on this machine” converts the "
-            "model to each precision and measures size, speed, perplexity and answers here, against "
-            "the source model, then preselects the fastest precision that passes the checklist.\n\n"
+            "a CPU but lose some quality. FP16 needs a GPU execution provider (Olive refuses it on "
+            "CPU).\n\n"
+            "INT4 'auto' picks the closest INT4 measured for this model's architecture: QuaRot "
+            "rotations, then GPTQ calibrated on a shipped text (asymmetric, block 32) for Llama-like "
+            "models, k_quant_mixed at block 16 for the others. INT8 is rotated first where QuaRot "
+            "keeps the model exact. Smaller INT4 blocks keep more quality and cost a little size; "
+            "quantizing the embeddings gives the smallest folder.\n\n"
+            "Until you compare here, the sizes and speeds are estimates and the quality notes come "
+            "from the demo model on another CPU; no row is starred. “Compare on this machine” "
+            "converts the model to each precision and measures size, speed, perplexity against the "
+            "source on the evaluation text and the domain answers here, then stars and preselects the "
+            "fastest precision that passes the checklist.\n\n"
             "Keys: up/down move in the table, enter chooses the highlighted option.")
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-wide")]
     COMPARE_CANDIDATES = compare.DEFAULT_CANDIDATES
@@ -235,8 +239,8 @@ class PrecisionScreen(StepScreen):
             self.choice = recommended(PROVIDER)
         self.build_table()
         notes = [f"✗ {o.label}: {o.unavailable_reason}" for o in self.rows if not o.available]
-        notes.append(_("★ recommended for {target}; enter chooses the highlighted row").format(
-            target=PROVIDER.device.upper()))
+        notes.append(_("enter chooses the highlighted row; ★ marks the precision measured best on this "
+                       "machine, once compared here"))
         self.query_one("#precision-unavailable", Static).update(Text("\n".join(notes)))
         self.show_choice()
         self.query_one("#precision-table").focus(scroll_visible=False)
@@ -272,11 +276,12 @@ class PrecisionScreen(StepScreen):
                        PROVIDER, tied_embeddings=self.info.tied_embeddings,
                        int4=self.int4_settings().resolve(self.info.architecture))
 
-    def recommended_precision(self) -> Precision:
-        """The comparison's recommendation once one has run here, else the general one."""
+    def recommended_precision(self) -> Precision | None:
+        """The comparison's recommendation once one has run here; nothing is starred before that
+        (a figure measured on another CPU does not decide for this one)."""
         if self.compared is not None and self.compared.candidate is not None:
             return compare.candidates()[self.compared.candidate].precision
-        return recommended(PROVIDER)
+        return None
 
     def option(self, precision: Precision) -> PrecisionOption:
         return next(o for o in self.rows if o.precision is precision)

@@ -113,6 +113,11 @@ def _benchmark(state: WizardState) -> Text:
                        passed=checks.get("pass", 0), failed=len(failed), names=", ".join(failed))
                    if failed else _("checklist: {passed} passed").format(passed=checks.get("pass", 0)))
         text.append(("\n" if rows else "") + verdict, style="red" if failed else "green")
+    fix = record.get("fix") if isinstance(record.get("fix"), dict) else None
+    if fix and checks.get("failed"):
+        text.append("\n" + _("Fix: {reason}").format(reason=fix.get("reason", "")), style="yellow")
+        model = "demo" if state.use_demo or not state.model_dir else shell_arg(state.model_dir)
+        text.append(f"\n  slmops convert {model} --precision {fix.get('precision')}", style="bold")
     if state.bench_export_path:
         text.append("\n" + str(state.bench_export_path), style="dim")
     return text
