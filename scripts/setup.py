@@ -26,9 +26,14 @@ def venv_python() -> Path:
 
 
 def pip(*args: str) -> None:
+    """pip install, quietly: its output (build back-end notices, index warnings) is shown only when
+    it fails, so that a newcomer sees what happens, not forty lines of warnings."""
     command = [str(venv_python()), "-m", "pip", "install", "--disable-pip-version-check", *args]
     print("+", " ".join(command[3:]), flush=True)
-    subprocess.run(command, check=True, cwd=ROOT)
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+    if done.returncode != 0:
+        sys.stderr.write(done.stdout[-4000:] + done.stderr[-4000:])
+        raise SystemExit(f"setup failed: pip exited with {done.returncode}")
 
 
 def main() -> int:
