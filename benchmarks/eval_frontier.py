@@ -41,7 +41,7 @@ ROUTES: dict[str, tuple[Precision, Int4Settings | None, str]] = {
 def folder_for(demo: Path, work: Path, name: str) -> Path:
     precision, int4, _label = ROUTES[name]
     out = work / name
-    plan = replace(convert.make_plan(demo, out, precision, int4=int4), tune=False)
+    plan = replace(convert.make_plan(demo, out, precision, int4=int4, replace_existing=out.is_dir()), tune=False)
     if convert.converted_before(plan):
         return out
     final = list(convert.convert(plan))[-1]

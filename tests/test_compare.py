@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tui.cli import main
-from wizard_steps import compare, compare_report, evaluation
+from wizard_steps import compare, compare_report, evaluation, quality
 from wizard_steps.compare import CandidateEvent, CompareError, Recommendation, Row
 from wizard_steps.events import Failed, Progress
 from wizard_steps.model_source import folder_size
@@ -71,7 +71,7 @@ def compared(demo_model: Path, demo_int4: Path, demo_int8: Path) -> Iterator[lis
     chosen = compare.parse_candidates("int8,int4")
     before = {p: (p / "genai_config.json").read_bytes() for p in (demo_int4, demo_int8)}
     events = list(compare.compare(demo_model, chosen, lengths=(32, 64), new_tokens=8, runs=1,
-                                  eval_windows=EVAL_WINDOWS))
+                                  eval_windows=EVAL_WINDOWS, queries=quality.demo_queries()[:5]))
     after = {p: (p / "genai_config.json").read_bytes() for p in (demo_int4, demo_int8)}
     assert before == after  # reused folders are read, never written
     yield events

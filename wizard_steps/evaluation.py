@@ -168,7 +168,7 @@ def _onnx_windows(folder: Path, windows: list[list[int]],
             if cancel is not None and cancel.is_set():
                 raise QualityError(_("The measurement was cancelled."))
             params = og.GeneratorParams(model)
-            params.set_search_options(max_length=len(window) + 1, do_sample=False)
+            params.set_search_options(max_length=len(window), do_sample=False)
             generator = og.Generator(model, params)
             generator.append_tokens(window)
             logits = np.asarray(generator.get_output(name))

@@ -23,6 +23,12 @@ from wizard_steps import benchmark, quality
 from wizard_steps.state import WizardState
 
 
+@pytest.fixture(autouse=True)
+def five_queries(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The checklist asks the demo's first five queries: these tests check the screen, not the set."""
+    monkeypatch.setattr(BenchmarkScreen, "QUERIES", quality.demo_queries()[:5])
+
+
 def bench_app(converted: Path | str, model: Path | str | None = None, **state: object) -> SlmopsApp:
     plan = {"bench_lengths": [16, 64], "bench_runs": 2, "bench_new_tokens": 8} | state
     return SlmopsApp(WizardState(converted_dir=str(converted), model_dir=str(model) if model else None,

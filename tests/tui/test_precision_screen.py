@@ -17,6 +17,7 @@ from tui.screens.precision import PrecisionScreen
 from tui.widgets.run_panel import RunPanel
 from wizard_steps import compare
 from wizard_steps.compare_measure import Measurement
+from wizard_steps.domain import demo_queries
 from wizard_steps.model_source import inspect_model
 from wizard_steps.precision import Precision
 from wizard_steps.state import WizardState
@@ -210,8 +211,8 @@ async def test_the_compare_button_measures_here_and_preselects_the_winner(
         demo_model: Path, demo_int4: Path, demo_int8: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # the two candidates the session has converted already: reused, only measured
     monkeypatch.setattr(PrecisionScreen, "COMPARE_CANDIDATES", ("int8", "int4"))
-    monkeypatch.setattr(PrecisionScreen, "COMPARE_SETTINGS", {"lengths": (32, 64), "new_tokens": 8,
-                                                              "runs": 1})
+    monkeypatch.setattr(PrecisionScreen, "COMPARE_SETTINGS", {  # short: what the test checks is the flow
+        "lengths": (32, 64), "new_tokens": 8, "runs": 1, "eval_windows": 2, "queries": demo_queries()[:5]})
     app = SlmopsApp(WizardState(model_dir=str(demo_model)), start="precision")
     async with app.run_test(size=(80, 24)) as pilot:
         await loaded(app, pilot)
