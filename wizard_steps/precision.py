@@ -90,23 +90,23 @@ def int8_rotated(architecture: str | None) -> bool:
 # The default: chosen by the model's architecture when the plan is made (recommended_int4).
 RECOMMENDED_INT4 = Int4Algorithm.AUTO
 
-# Each algorithm's measured trade-off on the demo (benchmarks/quant_frontier.py, docs/quantization.md; perplexity
-# on the fidelity text against the source's 22.89).
+# Each algorithm's measured trade-off on the demo, on the evaluation text against its fp32 source
+# (benchmarks/eval_frontier.py, measured on FIGURES_CPU; the older frontier: docs/quantization.md).
 _ALGORITHM_NOTES = {
-    Int4Algorithm.AUTO: N_("the closest INT4 measured that fits this model: QuaRot + GPTQ, asymmetric, "
+    Int4Algorithm.AUTO: N_("the INT4 this model's architecture takes best: QuaRot + GPTQ, asymmetric, "
                            "block 32 for Llama, Mistral, Qwen2, Qwen3, Phi-3, Granite, SmolLM3 and ERNIE 4.5 "
-                           "models (on the demo +2.2 %, every domain answer); k_quant_mixed at block 16 for "
-                           "the others (on the demo +8.1 %)"),
-    Int4Algorithm.K_QUANT_MIXED: N_("recommended at block 16: 250 MB, perplexity +8.1 % (at block 32: "
-                                    "230 MB, +18.8 %); LM head and some layers at 8 bits"),
-    Int4Algorithm.RTN: N_("plain rounding: smallest and fastest, perplexity about +30 % at block 32 "
-                          "(+13 % with the LM head left fp32, 299 MB)"),
-    Int4Algorithm.GPTQ: N_("Olive's GPTQ on a calibration text (torch, layer by layer), no rotation: "
-                           "on the demo 217 MB and perplexity +27 %, worse than k_quant_mixed"),
-    Int4Algorithm.QUAROT_GPTQ: N_("closest to the source: QuaRot rotations, then GPTQ on a calibration "
-                                  "text; best asymmetric at block 32: on the demo 220 MB, perplexity +2.2 % "
-                                  "and faster than k_quant_mixed (symmetric: +9.5 %); for Llama, Mistral, "
-                                  "Qwen2, Qwen3, Phi-3, Granite, SmolLM3 and ERNIE 4.5 models"),
+                           "models; "
+                           "k_quant_mixed at block 16 for the others. On the demo both lose about as much "
+                           "(perplexity x1.15, KL divergence 0.15-0.16 on the evaluation text)"),
+    Int4Algorithm.K_QUANT_MIXED: N_("at block 16: 250 MB, perplexity x1.16, KL divergence 0.15 on the demo; "
+                                    "LM head and some layers at 8 bits; fits every architecture"),
+    Int4Algorithm.RTN: N_("plain rounding: smallest and fastest to convert; on the demo at block 16 perplexity "
+                          "x1.34, KL divergence 0.30"),
+    Int4Algorithm.GPTQ: N_("Olive's GPTQ on a calibration text (torch, layer by layer), no rotation; on the "
+                           "demo further from the source than k_quant_mixed"),
+    Int4Algorithm.QUAROT_GPTQ: N_("QuaRot rotations, then GPTQ on a calibration text, asymmetric at block 32: "
+                                  "on the demo 220 MB, perplexity x1.15, KL divergence 0.16; for Llama, "
+                                  "Mistral, Qwen2, Qwen3, Phi-3, Granite, SmolLM3 and ERNIE 4.5 models"),
 }
 
 
@@ -217,21 +217,25 @@ class PrecisionOption:
     unavailable_reason: str
 
 
+# The last column: the demo's figures on the evaluation text against its fp32 source, measured on
+# FIGURES_CPU (benchmarks/eval_frontier.py); shown as another machine's until a comparison runs here.
+FIGURES_CPU = "AMD EPYC, AVX-512 VNNI"
 _TABLE = {  # translated where the options are made (N_ marks them for extraction)
     Precision.FP32: ("FP32", N_("1x (reference)"), N_("baseline"), N_("identical to the source"),
                      N_("checking that conversion is exact"),
-                     N_("627 MB, perplexity 24.77 (source 24.77)")),
+                     N_("657 MB, perplexity x1.000 of the source's, KL divergence 0")),
     Precision.FP16: ("FP16", "~1/2", N_("fast on GPUs"), N_("practically lossless"),
                      N_("GPU deployment (CUDA, DirectML, WebGPU)"),
                      N_("not measured: FP16 needs a GPU execution provider")),
     Precision.INT8: ("INT8", N_("~1/4 of FP32 here"), N_("~2x FP32 on CPU"), N_("close to the source"),
                      N_("CPU deployment where quality matters most"),
-                     N_("189 MB, perplexity 22.84 (-0.2 %) rotated first; 23.09 (+0.9 %) unrotated")),
+                     N_("189 MB, rotated first: perplexity x1.004 (its 95-percent interval up to x1.006), "
+                        "KL divergence 0.004")),
     Precision.INT4: ("INT4", N_("~1/3 to 1/6"), N_("~2x FP32 on CPU; ~3x at block 32"),
-                     N_("some loss; the auto algorithm keeps it small"),
-                     N_("laptops and workshops: smallest"),
-                     N_("250 MB k_quant_mixed block 16: +8.1 % perplexity; 220 MB QuaRot + GPTQ "
-                        "asymmetric block 32: +2.2 %; 203 MB RTN: +23.7 %")),
+                     N_("a clear loss on a model this small: compare it here"),
+                     N_("laptops and workshops, once it passes the checklist here"),
+                     N_("220 MB QuaRot + GPTQ (auto): perplexity x1.15 (up to x1.19), KL divergence 0.16; "
+                        "250 MB k_quant_mixed block 16: x1.16, 0.15; 220 MB RTN block 16: x1.34, 0.30")),
 }
 
 # Execution providers on which Olive's ModelBuilder accepts each precision.

@@ -40,7 +40,11 @@ async def test_the_four_options_are_listed_with_this_models_size(demo_model: Pat
         assert list(table.rows) == ["fp32", "fp16", "int8", "int4"]
         assert all(str(table.get_cell(key, "size")).endswith("MB") for key in table.rows)
         assert "134.5 M parameters" in text(app, "#precision-model")
-        assert "measured on another machine: 250 MB k_quant_mixed block 16" in text(app, "#precision-measured")
+        measured = " ".join(text(app, "#precision-measured").split())
+        assert "on the evaluation text, measured on an AMD EPYC, AVX-512 VNNI (not here)" in measured
+        assert "220 MB QuaRot + GPTQ (auto)" in measured
+        stars = " ".join(str(table.get_cell(key, "precision")) for key in table.rows)
+        assert "★" not in stars  # nothing measured here yet
         assert not app.screen.query_one("#next", Button).disabled
 
 

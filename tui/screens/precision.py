@@ -24,6 +24,7 @@ from wizard_steps.model_source import ModelInfo
 from wizard_steps.precision import (
     ACCURACY_LEVELS,
     BLOCK_SIZES,
+    FIGURES_CPU,
     ExecutionProvider,
     Int4Algorithm,
     Int4Settings,
@@ -40,7 +41,7 @@ from wizard_steps.precision import (
 from wizard_steps.state import WizardState
 
 PROVIDER = ExecutionProvider.CPU  # the wizard converts for CPU; GPU providers are not offered yet
-ALGORITHMS = ((N_("auto: closest fit ★"), Int4Algorithm.AUTO),
+ALGORITHMS = ((N_("auto: fits this model"), Int4Algorithm.AUTO),
               (N_("k_quant_mixed: fits every model"), Int4Algorithm.K_QUANT_MIXED),
               (N_("rtn: fastest"), Int4Algorithm.RTN),
               (N_("gptq: calibrated"), Int4Algorithm.GPTQ),
@@ -336,8 +337,9 @@ class PrecisionScreen(StepScreen):
         if not self.rows or row >= len(self.rows):
             return
         option = self.rows[row]
-        lines = [Text.assemble((_("{label} on the demo model, measured on another machine: ").format(
-            label=option.label), "bold"), unbroken(option.demo_measured))]
+        lines = [Text.assemble((_("{label} on the demo model, on the evaluation text, measured on an {cpu} "
+                                  "(not here): ").format(label=option.label, cpu=FIGURES_CPU), "bold"),
+                               unbroken(option.demo_measured))]
         if option.precision is Precision.INT8 and self.info is not None:
             lines.append(Text(_("For this model ({architecture}): rotated first (QuaRot), closer to the "
                                 "source's answers.").format(architecture=self.info.architecture)
