@@ -120,3 +120,8 @@ def test_slmops_bench_reports_the_machine_and_the_bound(demo_int4: Path, tmp_pat
     assert found["weight_bytes_per_token"] == machine.bytes_per_token(demo_int4)[0]
     bounds = found["memory_bound_tok_s"]
     assert set(bounds) == {"16", "64"} and bounds["16"] > bounds["64"] > 0  # a longer context reads more
+    # the model's own memory: more than its folder on disk (the weights are resident, plus the
+    # runtime and the cache), less than the whole process (Python and the CLI come on top)
+    from wizard_steps.model_source import folder_size
+
+    assert folder_size(demo_int4) < data["model_rss_bytes"] < data["peak_rss_bytes"]

@@ -235,11 +235,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     lengths = benchmark.parse_lengths(args.lengths, "--lengths")
     plan = benchmark.BenchPlan(lengths, args.new_tokens, args.runs, args.warmup).validate()
+    before = benchmark.process_rss()
     backend, _stop, name = open_backend(args.target)
     plan.validate(backend.context_length)
     printer = ProgressPrinter()
     summary = None
-    for event in benchmark.run(backend, plan, model_name=name):
+    for event in benchmark.run(backend, plan, model_name=name, base_rss=before):
         if isinstance(event, benchmark.BenchSample):
             if not event.warmup:
                 printer.line(_("{length} tokens  run {run}: TTFT {ttft} ms  prompt {prompt} tok/s  "

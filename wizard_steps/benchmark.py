@@ -102,6 +102,13 @@ class BenchSummary:
     peak_rss_bytes: int
     leak: LeakVerdict
     samples: tuple[BenchSample, ...] = field(repr=False, default=())
+    base_rss_bytes: int = 0  # the process before the model was loaded (0: not known)
+
+    @property
+    def model_rss_bytes(self) -> int | None:
+        """What the model and its runtime take: the process's peak less what it held before the
+        load (the wizard's own Textual, Python and libraries are not the model's)."""
+        return self.peak_rss_bytes - self.base_rss_bytes if self.base_rss_bytes else None
 
 
 @dataclass(frozen=True)
@@ -151,10 +158,17 @@ def prompt_of_length(backend: Backend, length: int) -> Conversation:
     return best
 
 
-def run(backend: Backend, plan: BenchPlan, model_name: str = "",
-        cancel: threading.Event | None = None) -> Iterator[BenchSample | Progress | BenchSummary]:
+def process_rss() -> int:
+    """This process's resident memory now: taken before a model is loaded, it is what the model's
+    figure leaves out."""
+    return int(psutil.Process().memory_info().rss)
+
+
+def run(backend: Backend, plan: BenchPlan, model_name: str = "", cancel: threading.Event | None = None,
+        base_rss: int = 0) -> Iterator[BenchSample | Progress | BenchSummary]:
     """Warm up, then run every length ``plan.runs`` times; yields samples as they come and a
-    summary at the end (also after a cancel, over what was measured)."""
+    summary at the end (also after a cancel, over what was measured). ``base_rss``: the process's
+    RSS before the backend was opened, for the model's own memory."""
     plan.validate(backend.context_length)
     process = psutil.Process()
     options = ReplyOptions(max_new_tokens=plan.new_tokens, min_new_tokens=plan.new_tokens)
@@ -186,10 +200,11 @@ def run(backend: Backend, plan: BenchPlan, model_name: str = "",
                                  process.memory_info().rss, cpu)
             samples.append(sample)
             yield sample
-    yield summarize(backend.name, model_name, plan, samples)
+    yield summarize(backend.name, model_name, plan, samples, base_rss)
 
 
-def summarize(backend: str, model: str, plan: BenchPlan, samples: list[BenchSample]) -> BenchSummary:
+def summarize(backend: str, model: str, plan: BenchPlan, samples: list[BenchSample],
+              base_rss: int = 0) -> BenchSummary:
     measured = [s for s in samples if not s.warmup]
     rows = []
     for length in plan.lengths:
@@ -204,7 +219,7 @@ def summarize(backend: str, model: str, plan: BenchPlan, samples: list[BenchSamp
             statistics.median(s.latency_s for s in mine), p95([s.latency_s for s in mine])))
     return BenchSummary(backend, model, plan, tuple(rows),
                         max((s.rss_bytes for s in samples), default=0),
-                        leak_verdict([s.rss_bytes for s in measured]), tuple(samples))
+                        leak_verdict([s.rss_bytes for s in measured]), tuple(samples), base_rss)
 
 
 # --- exports -------------------------------------------------------------------------------------
@@ -213,6 +228,7 @@ def summarize(backend: str, model: str, plan: BenchPlan, samples: list[BenchSamp
 def to_json(summary: BenchSummary) -> str:
     """Machine output: the leak note is English whatever the language in use."""
     data = asdict(summary)
+    data["model_rss_bytes"] = summary.model_rss_bytes
     with using("en"):
         data["leak"]["note"] = leak_verdict([s.rss_bytes for s in summary.samples if not s.warmup]).note
     return json.dumps(data, indent=2)
@@ -244,7 +260,10 @@ def to_markdown(summary: BenchSummary) -> str:
                      f"{number(row.ttft_p95_s * 1000)} | {number(row.prompt_tps_median)} | "
                      f"{number(row.tps_median, 1)} | {number(row.tps_p95, 1)} | "
                      f"{number(row.latency_median_s, 2)} |")
-    lines += ["", _("Peak RSS: {rss} MB. Memory: {note}").format(
+    if summary.model_rss_bytes is not None:
+        lines += ["", _("The model and its runtime: {model} MB (the process grew by that from before the "
+                        "load).").format(model=number(summary.model_rss_bytes / 1e6))]
+    lines += ["", _("Peak RSS of the whole process: {rss} MB. Memory: {note}").format(
         rss=number(summary.peak_rss_bytes / 1e6), note=summary.leak.note), ""]
     return "\n".join(lines)
 

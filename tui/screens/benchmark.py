@@ -365,11 +365,12 @@ class BenchmarkScreen(StepScreen):
     @staticmethod
     def measure(job: Job, open_backend, stop: threading.Event) -> Iterator[object]:
         """The benchmark's samples and summary, then the checklist, one check at a time."""
+        before = benchmark.process_rss()
         backend: Backend = open_backend()
         try:
             summary = None
             if job.plan is not None:
-                for event in benchmark.run(backend, job.plan, job.model_name, cancel=stop):
+                for event in benchmark.run(backend, job.plan, job.model_name, cancel=stop, base_rss=before):
                     yield event
                     if isinstance(event, BenchSummary):
                         summary = event
@@ -450,9 +451,11 @@ class BenchmarkScreen(StepScreen):
             table.add_row(str(row.length), str(row.runs), pair(row.ttft_median_s * 1000, row.ttft_p95_s * 1000, 0),
                           number(row.prompt_tps_median), pair(row.tps_median, row.tps_p95, 1),
                           pair(row.latency_median_s, row.latency_p95_s, 2), key=str(row.length))
-        self.query_one("#bench-summary-note", Static).update(
-            _("Peak RSS {rss} MB").format(rss=number(summary.peak_rss_bytes / 1e6))
-            + f" · {summary.backend} · {summary.leak.note}")
+        model = summary.model_rss_bytes
+        memory = (_("model and runtime {model} MB (the wizard's process: {rss} MB)").format(
+                      model=number(model / 1e6), rss=number(summary.peak_rss_bytes / 1e6)) if model is not None
+                  else _("Peak RSS {rss} MB").format(rss=number(summary.peak_rss_bytes / 1e6)))
+        self.query_one("#bench-summary-note", Static).update(f"{memory} · {summary.backend} · {summary.leak.note}")
         self.query_one("#bench-results").display = bool(summary.per_length)
         self.refresh_nav()
 
