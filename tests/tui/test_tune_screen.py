@@ -6,6 +6,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from textual.pilot import Pilot
 from textual.widgets import Button, DataTable, Label
 
 from tests.tui.helpers import STOP_LIMIT, click, text_of, wait_for
@@ -47,6 +48,18 @@ async def test_tuning_from_the_benchmark_screen_shows_every_setting(demo_int4: P
         assert app.screen.STEP == "benchmark"
 
 
+async def open_and_stop(pilot: Pilot) -> RunPanel:
+    """Open the tune dialog from the benchmark screen (it starts measuring) and press Stop."""
+    app = pilot.app
+    await pilot.pause()
+    await click(pilot, "#bench-tune")
+    await wait_for(pilot, lambda: type(app.screen).__name__ == "TuneScreen", "the tune dialog")
+    panel = app.screen.query_one(RunPanel)
+    await click(pilot, "#tune-cancel")
+    await wait_for(pilot, lambda: not panel.running, "tuning to stop", timeout=STOP_LIMIT)
+    return panel
+
+
 async def test_stop_ends_tuning_and_leaves_the_file_untouched(demo_int4: Path, tmp_path: Path) -> None:
     folder = tmp_path / "int4"
     shutil.copytree(demo_int4, folder)
@@ -54,12 +67,7 @@ async def test_stop_ends_tuning_and_leaves_the_file_untouched(demo_int4: Path, t
     original = (folder / "genai_config.json").read_bytes()
     app = SlmopsApp(WizardState(converted_dir=str(folder), template_key="chatml"), start="benchmark")
     async with app.run_test(size=(80, 24)) as pilot:
-        await pilot.pause()
-        await click(pilot, "#bench-tune")
-        await wait_for(pilot, lambda: type(app.screen).__name__ == "TuneScreen", "the tune dialog")
-        panel = app.screen.query_one(RunPanel)
-        await click(pilot, "#tune-cancel")
-        await wait_for(pilot, lambda: not panel.running, "tuning to stop", timeout=STOP_LIMIT)
+        panel = await open_and_stop(pilot)
         assert isinstance(panel.outcome, Failed) and panel.outcome.cancelled
         assert app.screen.query_one("#tune-table", DataTable).row_count == 0  # no result came
         assert (folder / "genai_config.json").read_bytes() == original
@@ -84,12 +92,8 @@ async def test_undo_brings_back_the_file_olive_wrote(demo_int4: Path, tmp_path: 
     assert (folder / "genai_config.json").read_bytes() != original
     app = SlmopsApp(WizardState(converted_dir=str(folder), template_key="chatml"), start="benchmark")
     async with app.run_test(size=(80, 24)) as pilot:
-        await pilot.pause()
-        await click(pilot, "#bench-tune")
-        await wait_for(pilot, lambda: type(app.screen).__name__ == "TuneScreen", "the tune dialog")
-        panel = app.screen.query_one(RunPanel)
-        await click(pilot, "#tune-cancel")
-        await wait_for(pilot, lambda: not panel.running, "tuning to stop", timeout=STOP_LIMIT)
+        panel = await open_and_stop(pilot)
+        assert isinstance(panel.outcome, Failed) and panel.outcome.cancelled
         undo = app.screen.query_one("#tune-undo", Button)
         assert not undo.disabled
         await click(pilot, "#tune-undo")
