@@ -515,9 +515,12 @@ def test_fidelity_is_skipped_with_a_note_without_torch(monkeypatch: pytest.Monke
 
 
 @pytest.mark.slow
-def test_checklist_runs_every_item_and_skips_what_it_was_not_given(int4: GenaiBackend) -> None:
+def test_checklist_runs_every_item_and_skips_what_it_was_not_given(int4: GenaiBackend, tmp_path: Path) -> None:
     flat = [400 * MB] * 60
-    checks = quality.run_checklist(int4, queries=quality.data_file("quality_demo.jsonl"), options=OPTIONS,
+    five = tmp_path / "five.jsonl"  # a queries file, as --prompts gives one: the demo's first five
+    five.write_text("".join(quality.data_file("quality_demo.jsonl").read_text(encoding="utf-8")
+                            .splitlines(keepends=True)[:5]), encoding="utf-8")
+    checks = quality.run_checklist(int4, queries=five, options=OPTIONS,
                                    reply_pattern=NO_STOP_STRING, rss_samples=flat,
                                    tokens_per_s={16: 200.0, 1024: 150.0})
     assert [c.name for c in checks] == [quality.DOMAIN, quality.FORMAT, quality.MEMORY,
