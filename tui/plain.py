@@ -71,14 +71,14 @@ def collect() -> Answers:
         model = _ask(questionary.path(_("Model folder:"), only_directories=True,
                                       validate=_model_folder))
     precision = _ask(_select(_("Precision?"), default="int4", choices=[
-        questionary.Choice(_("INT4: smallest on CPU (recommended)"), "int4"),
+        questionary.Choice(_("INT4: fastest on CPU, the most loss (the checklist says if it holds)"), "int4"),
         questionary.Choice(_("INT8: close to the source, ~1/4 of FP32"), "int8"),
         questionary.Choice(_("FP32: exact, largest"), "fp32"),
         questionary.Choice(_("FP16: needs a GPU execution provider"), "fp16", disabled=_("not on CPU"))]))
     int4: dict[str, object] = {}
     if precision == "int4":
         int4["int4_algorithm"] = _ask(_select(_("INT4 algorithm?"), choices=[
-            questionary.Choice(_("auto: the closest for this model's architecture (recommended)"), "auto"),
+            questionary.Choice(_("auto: the INT4 that fits this model's architecture"), "auto"),
             questionary.Choice(_("k_quant_mixed: fits every model"), "k_quant_mixed"),
             questionary.Choice(_("rtn: fastest"), "rtn"),
             questionary.Choice(_("gptq: calibrated on a shipped text"), "gptq"),

@@ -279,7 +279,7 @@ def iter_checklist(backend: Backend | None = None, *, queries: str | Path | Sequ
                    tokens_per_s: Mapping[int, float] | None = None,
                    source: str | Path | None = None, converted: str | Path | None = None,
                    fidelity_tolerance: float = 0.15, min_agreement: float = 0.5,
-                   run_fidelity: bool = True, eval_text: str | None = None,
+                   run_fidelity: bool = True, eval_text: str | None = None, eval_windows: int | None = None,
                    cancel: threading.Event | None = None) -> Iterator[QualityCheck]:
     """Every checklist item in order, each as soon as it is decided; an item whose input was not
     given comes back skipped with a note saying what it needs, one that cannot run (a folder that
@@ -301,7 +301,7 @@ def iter_checklist(backend: Backend | None = None, *, queries: str | Path | Sequ
          if backend is not None else skipped(EDGES, no_model)),
         (FIDELITY, lambda: skipped(FIDELITY, _("Not run: switched off.")) if not run_fidelity else
          fidelity.check_fidelity(source, converted, eval_text, tolerance=fidelity_tolerance,
-                                 min_agreement=min_agreement, cancel=cancel)
+                                 min_agreement=min_agreement, limit=eval_windows, cancel=cancel)
          if source is not None and converted is not None else
          skipped(FIDELITY, _("Needs both the source model folder and the converted folder."))),
     ]

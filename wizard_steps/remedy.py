@@ -74,7 +74,7 @@ def remedy_for(checks: Sequence[QualityCheck], precision: str | None,
 
 def convert_and_check(model_dir: str | Path, precision: Precision, template: PromptTemplate,
                       queries: Sequence[DomainQuery], cancel: threading.Event | None = None,
-                      source: str | Path | None = None) -> Iterator[object]:
+                      source: str | Path | None = None, eval_windows: int | None = None) -> Iterator[object]:
     """Convert the model to ``precision`` (slmops' own folder; an identical earlier conversion is
     used as it is), then run the checklist on the result: the conversion's events, ``Converted``,
     then each QualityCheck. A failed or cancelled conversion ends with its Failed."""
@@ -101,7 +101,8 @@ def convert_and_check(model_dir: str | Path, precision: Precision, template: Pro
         return
     backend = GenaiBackend(folder, template)
     try:
-        yield from quality.iter_checklist(backend, queries=queries, source=source, converted=folder, cancel=cancel)
+        yield from quality.iter_checklist(backend, queries=queries, source=source, converted=folder,
+                                          eval_windows=eval_windows, cancel=cancel)
     finally:
         backend.close()
 

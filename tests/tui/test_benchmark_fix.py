@@ -39,6 +39,7 @@ async def test_a_failing_checklist_offers_the_fix_and_pressing_it_converts_and_r
         tiny_llama: Path, tiny_int4: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(fidelity, "KL_BOUND", 0.0)  # a bound no conversion meets: fidelity fails
     monkeypatch.setattr(BenchmarkScreen, "QUERIES", QUERIES)
+    monkeypatch.setattr(BenchmarkScreen, "EVAL_WINDOWS", 3)
     state = WizardState(model_dir=str(tiny_llama), converted_dir=str(tiny_int4), precision="int4",
                         template_key="chatml", deployed_id=None)
     app = SlmopsApp(state, start="benchmark")

@@ -85,6 +85,7 @@ class BenchmarkScreen(StepScreen):
             "Keys: s start, escape stop, q quality checks only, e export, f the fix.")
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-wide")]
     QUERIES: tuple[quality.DomainQuery, ...] | None = None  # the checklist's queries (None: the demo's)
+    EVAL_WINDOWS: int | None = None  # fidelity on the first windows only (None: the whole evaluation text)
     BINDINGS = [
         Binding("s", "start", N_("Start")),
         Binding("escape", "stop", N_("Stop")),
@@ -329,7 +330,8 @@ class BenchmarkScreen(StepScreen):
         self.show_remedy(None)
         self.query_one("#bench-quality-box").display = False
         self.panel.run(lambda stop: convert_and_check(model_dir, remedy.precision, self.template(), job.queries,
-                                                      stop, job.source if job.fidelity else None))
+                                                      stop, job.source if job.fidelity else None,
+                                                      self.EVAL_WINDOWS))
 
     @on(Button.Pressed, "#bench-tune")
     def action_tune(self) -> None:
@@ -387,7 +389,8 @@ class BenchmarkScreen(StepScreen):
             for check in quality.iter_checklist(
                     backend, queries=job.queries or quality.demo_queries(), cancel=stop,
                     source=job.source, run_fidelity=job.fidelity,  # domain queries: judged against the source
-                    converted=job.converted, **measured):  # type: ignore[arg-type]
+                    converted=job.converted, eval_windows=BenchmarkScreen.EVAL_WINDOWS,
+                    **measured):  # type: ignore[arg-type]
                 if check.name == quality.FIDELITY and not job.fidelity:
                     check = quality.skipped(check.name, _("Not run: “Compare with the source” is "
                                                           "switched off."))
