@@ -237,22 +237,19 @@ def test_cancelled_gptq_leaves_nothing(tiny_llama: Path, tmp_path: Path) -> None
     assert [p.name for p in tmp_path.iterdir()] == []
 
 
-def test_the_default_int4_is_quarot_gptq_and_stays_within_ten_percent_of_the_source_perplexity(
+def test_the_default_int4_of_a_llama_is_quarot_gptq_asymmetric_at_block_32(
         demo_model: Path, demo_int4: Path) -> None:
-    """Judged against the source model run on this same machine (the words do not travel, the
-    ratios do). The demo is a Llama, so the default road takes QuaRot + GPTQ, asymmetric, block 32,
-    damping 0.1; the session's demo_int4 was converted with those defaults."""
-    from wizard_steps.fidelity import check_fidelity, source_reference
+    """The demo is a Llama, so the default road takes QuaRot + GPTQ, asymmetric, block 32, damping
+    0.1, and the session's demo_int4 was converted with exactly that. How far it lands from the
+    source depends on the CPU and the text: test_quality and benchmarks/eval_frontier.py measure it."""
     from wizard_steps.precision import Int4Algorithm, Int4Settings
-    from wizard_steps.quality import fidelity_text
 
     plan = convert.make_plan(demo_model, demo_int4.parent / "not-written", Precision.INT4, int4=Int4Settings())
     assert (plan.int4.algorithm, plan.int4.block_size, plan.int4.symmetric) == \
         (Int4Algorithm.QUAROT_GPTQ, 32, False)
     assert convert.int4_in_config(demo_int4) == ("quarot_gptq", 32, False)
-    reference = source_reference(demo_model, fidelity_text())
-    ratio = check_fidelity(demo_model, demo_int4, questions=(), reference=reference).details["ratio"]
-    assert 0.9 < ratio <= 1.10, ratio
+    passes = convert.saved_passes(demo_int4) or {}
+    assert list(passes) == ["quarot", "gptq", "builder"] and passes["gptq"]["damp_percent"] == 0.1
 
 
 def test_the_quantizers_progress_bar_moves_the_progress_and_is_drawn_live() -> None:
