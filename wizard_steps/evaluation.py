@@ -132,21 +132,29 @@ class Reference:
         return int(self.nll.size)
 
 
-def stats_from_logits(logits: Any, window: list[int], top_k: int = TOP_K) -> tuple[Any, Any, Any, Any]:
-    """From one window's logits (positions x vocabulary): the next token's NLL, the log-softmax's
-    top-k ids and values, and the full log-softmax (for a candidate's side)."""
+def log_softmax(logits: Any, window: list[int]) -> tuple[Any, Any]:
+    """From one window's logits (positions x vocabulary): the true next token's negative
+    log-likelihood at each position, and the whole log-softmax."""
     import numpy as np
 
     rows = np.asarray(logits, dtype=np.float32).reshape(-1, np.asarray(logits).shape[-1])[: len(window) - 1]
     top = rows.max(axis=1, keepdims=True)
     logp = rows - (np.log(np.exp(rows - top).sum(axis=1, keepdims=True)) + top)
     targets = np.asarray(window[1:])
-    nll = -logp[np.arange(len(targets)), targets].astype(np.float64)
+    return -logp[np.arange(len(targets)), targets].astype(np.float64), logp
+
+
+def stats_from_logits(logits: Any, window: list[int], top_k: int = TOP_K) -> tuple[Any, Any, Any]:
+    """The reference's side of one window: the next token's NLL, and the top-k token ids and
+    log-probabilities at each position, highest first."""
+    import numpy as np
+
+    nll, logp = log_softmax(logits, window)
     top_ids = np.argpartition(-logp, top_k, axis=1)[:, :top_k]
     top_vals = np.take_along_axis(logp, top_ids, axis=1)
     order = np.argsort(-top_vals, axis=1)
     return (nll, np.take_along_axis(top_ids, order, axis=1).astype(np.int32),
-            np.take_along_axis(top_vals, order, axis=1).astype(np.float32), logp)
+            np.take_along_axis(top_vals, order, axis=1).astype(np.float32))
 
 
 def _onnx_windows(folder: Path, windows: list[list[int]],
@@ -208,7 +216,7 @@ def reference(folder: str | Path, windows: list[list[int]], top_k: int = TOP_K,
         pass
     paths.ensure(cached.parent)
     if onnx:
-        parts = [stats_from_logits(logits, window, top_k)[:3]
+        parts = [stats_from_logits(logits, window, top_k)
                  for logits, window in zip(_onnx_windows(folder, windows, cancel), windows, strict=True)]
         nll, top_ids, top_logp = (np.stack([p[i] for p in parts]) for i in range(3))
         tmp = cached.with_name(cached.stem + ".tmp.npz")
@@ -303,7 +311,7 @@ def evaluate(converted: str | Path, ref: Reference, windows: list[list[int]],
             raise QualityError(_("The two models have different vocabularies ({size} tokens here)."
                                  ).format(size=logits.shape[-1]),
                                _("Compare a converted model with the folder it was converted from."))
-        nll, _ids, _vals, logp = stats_from_logits(logits, window, 1)
+        nll, logp = log_softmax(logits, window)
         ids = ref.top_ids[index]
         logq_top = np.take_along_axis(logp, ids.astype(np.int64), axis=1)
         kls.append(kl_from_top(ref.top_logp[index], logq_top))

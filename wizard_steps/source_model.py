@@ -144,7 +144,7 @@ def _evaluation_reference(torch: Any, model: Any, request: dict[str, Any], base_
     parts = []
     for window in request["eval_windows"]:
         logits = model(torch.tensor([window])).logits[0].float().numpy()
-        parts.append(stats_from_logits(logits, window, int(request["top_k"]))[:3])
+        parts.append(stats_from_logits(logits, window, int(request["top_k"])))
     out = Path(request["eval_out"])
     tmp = out.with_name(out.stem + ".tmp.npz")
     names = ("nll", "top_ids", "top_logp")
