@@ -54,6 +54,7 @@ class Job:
     converted: str | None
     model_name: str
     queries: tuple[quality.DomainQuery, ...] = ()
+    eval_windows: int | None = None  # fidelity on the first windows of the evaluation text only
 
 
 @dataclass(frozen=True)
@@ -299,7 +300,8 @@ class BenchmarkScreen(StepScreen):
         source = folder if folder and ((Path(folder) / "config.json").is_file()
                                        or is_adapter_folder(folder)) else None  # base + adapter
         return Job(plan, source, self.query_one("#bench-fidelity", Switch).value,
-                   self.state.converted_dir, self.model_name(), self.QUERIES or quality.demo_queries())
+                   self.state.converted_dir, self.model_name(), self.QUERIES or quality.demo_queries(),
+                   self.EVAL_WINDOWS)
 
     def begin(self, job: Job) -> RunFactory:
         self.checks, self.check_running = {}, None
@@ -331,7 +333,7 @@ class BenchmarkScreen(StepScreen):
         self.query_one("#bench-quality-box").display = False
         self.panel.run(lambda stop: convert_and_check(model_dir, remedy.precision, self.template(), job.queries,
                                                       stop, job.source if job.fidelity else None,
-                                                      self.EVAL_WINDOWS))
+                                                      job.eval_windows))
 
     @on(Button.Pressed, "#bench-tune")
     def action_tune(self) -> None:
@@ -389,7 +391,7 @@ class BenchmarkScreen(StepScreen):
             for check in quality.iter_checklist(
                     backend, queries=job.queries or quality.demo_queries(), cancel=stop,
                     source=job.source, run_fidelity=job.fidelity,  # domain queries: judged against the source
-                    converted=job.converted, eval_windows=BenchmarkScreen.EVAL_WINDOWS,
+                    converted=job.converted, eval_windows=job.eval_windows,
                     **measured):  # type: ignore[arg-type]
                 if check.name == quality.FIDELITY and not job.fidelity:
                     check = quality.skipped(check.name, _("Not run: “Compare with the source” is "
