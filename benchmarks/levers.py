@@ -126,8 +126,8 @@ def fidelity(folders: dict[str, Path]) -> dict[str, tuple[float, float]]:
     reference = fid.source_reference(source, fid.fidelity_text(), prompts, 16)
     out = {}
     for name, folder in folders.items():
-        check = fid.check_fidelity(source, folder, reference=reference)
-        out[name] = (float(check.details["ratio"]), float(check.details["agreement"]))
+        figures = fid.tuning_figures(folder, reference)
+        out[name] = (float(figures["ratio"]), float(figures["agreement"]))
     return out
 
 

@@ -255,7 +255,7 @@ def measure(folder: Path, facts: dict[str, object]) -> dict[str, object]:
     from wizard_steps import tune
     from wizard_steps.benchmark import prompt_of_length
     from wizard_steps.engine import GenaiBackend, ReplyDone, ReplyOptions
-    from wizard_steps.fidelity import SourceReference, check_fidelity
+    from wizard_steps.fidelity import SourceReference, tuning_figures
     from wizard_steps.model_source import folder_size
     from wizard_steps.quality import check_domain_queries, demo_queries, fidelity_text
     from wizard_steps.templates import get_preset
@@ -263,7 +263,7 @@ def measure(folder: Path, facts: dict[str, object]) -> dict[str, object]:
     ref = SourceReference(fidelity_text(), facts["perplexity"], facts["text_tokens"],  # type: ignore[arg-type]
                           tuple(facts["prompts"]), tuple(tuple(a) for a in facts["answers"]),  # type: ignore[arg-type]
                           tuple(facts["texts"]))  # type: ignore[arg-type]
-    fidelity = check_fidelity(DEMO, folder, reference=ref)
+    fidelity = tuning_figures(folder, ref)
     template = get_preset("chatml").template
     backend = GenaiBackend(folder, template, overlay=tune.Candidate(2).overlay())
     domain = check_domain_queries(backend, demo_queries())
@@ -277,27 +277,27 @@ def measure(folder: Path, facts: dict[str, object]) -> dict[str, object]:
             speeds.append(done.stats.tokens_per_s)
     backend.close()
     source_ok = facts["domain_passed"]
-    return {"size": folder_size(folder), "perplexity": fidelity.details["converted_perplexity"],
-            "ratio": fidelity.details["ratio"], "agreement": fidelity.details["agreement"],
+    return {"size": folder_size(folder), "perplexity": fidelity["converted_perplexity"],
+            "ratio": fidelity["ratio"], "agreement": fidelity["agreement"],
             "domain_both": sum(a and b for a, b in zip(passed, source_ok, strict=True)),  # type: ignore[arg-type]
             "domain_source": sum(source_ok), "domain_total": len(passed),  # type: ignore[arg-type]
             "domain_misses": [q.prompt for q, a, b in zip(demo_queries(), passed, source_ok, strict=True)
                               if b and not a],  # type: ignore[arg-type]
             "tok_s": statistics.median(speeds),
-            "france": fidelity.details["answers"][0]["converted"]}  # type: ignore[index]
+            "france": fidelity["answers"][0]["converted"]}
 
 
 def fidelity_only(folder: Path, work: Path) -> dict[str, object]:
     """Perplexity ratio and greedy agreement of a converted folder against the cached source."""
-    from wizard_steps.fidelity import SourceReference, check_fidelity
+    from wizard_steps.fidelity import SourceReference, tuning_figures
     from wizard_steps.quality import fidelity_text
 
     facts = json.loads((work / "source.json").read_text())
     ref = SourceReference(fidelity_text(), facts["perplexity"], facts["text_tokens"], tuple(facts["prompts"]),
                           tuple(tuple(a) for a in facts["answers"]), tuple(facts["texts"]))
-    check = check_fidelity(DEMO, folder, reference=ref)
-    return {"ratio": check.details["ratio"], "agreement": check.details["agreement"],
-            "france": check.details["answers"][0]["converted"]}  # type: ignore[index]
+    figures = tuning_figures(folder, ref)
+    return {"ratio": figures["ratio"], "agreement": figures["agreement"],
+            "france": figures["answers"][0]["converted"]}
 
 
 def divergence_margins(names: list[str], work: Path) -> None:

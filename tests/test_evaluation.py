@@ -154,3 +154,17 @@ def test_a_source_of_another_vocabulary_is_refused(tiny_llama: Path, tiny_folder
     done = slmops_quality(str(tiny_folders["fp32"]), "--source", str(other), home=home)
     assert done.returncode == 2, done.stdout + done.stderr
     assert "different tokens" in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
+@pytest.mark.slow
+def test_the_route_benchmarks_tuning_figures_match_the_source_for_an_exact_conversion(
+        tiny_llama: Path, tiny_folders: dict[str, Path]) -> None:
+    """benchmarks/quant_frontier.py and levers.py choose routes on the tuning text: an FP32
+    conversion of the tiny Llama has its source's perplexity there and the same greedy answers."""
+    from wizard_steps import fidelity, quality
+
+    prompts = [fidelity.chat_prompt(tiny_folders["fp32"], q) for q in quality.FIDELITY_QUESTIONS[:2]]
+    reference = fidelity.source_reference(tiny_llama, quality.fidelity_text(), prompts, 16)
+    figures = fidelity.tuning_figures(tiny_folders["fp32"], reference)
+    assert figures["ratio"] == pytest.approx(1.0, abs=1e-3) and figures["agreement"] == 1.0
+    assert len(figures["answers"]) == 2
