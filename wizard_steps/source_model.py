@@ -26,7 +26,7 @@ from wizard_steps.adapter import is_adapter_folder, load_causal_lm
 from wizard_steps.checks import QualityError
 from wizard_steps.i18n import _
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: replies generated in batches
 
 
 def torch_missing() -> str:
@@ -88,6 +88,50 @@ def _generate(torch: Any, model: Any, ids: Any, n_tokens: int, eos: set[int], pe
     return tokens
 
 
+BATCH = 32  # replies generated together: one pass over the weights serves them all
+
+
+def _generate_batch(torch: Any, model: Any, prompts: list[list[int]], n_tokens: int, eos: set[int],
+                    penalty: float) -> list[list[int]]:
+    """``_generate`` for many prompts at once: left-padded, masked, with each row's own positions,
+    so a row computes what it would alone (up to float summation order). Reading the weights once
+    per step for the whole batch, not once per prompt, is what makes sixty replies cheap."""
+    width = max(len(ids) for ids in prompts)
+    pad = next(iter(eos), 0)
+    ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts])
+    mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    seen = torch.zeros((len(prompts), model.config.vocab_size), dtype=torch.bool)
+    if penalty != 1.0:
+        for row, p in enumerate(prompts):
+            seen[row, p] = True
+    out = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True)
+    tokens: list[list[int]] = [[] for _ in prompts]
+    done = [False] * len(prompts)
+    for _step in range(n_tokens):
+        logits = out.logits[:, -1, : seen.shape[1]].float()
+        if penalty != 1.0:
+            penalised = torch.where(logits > 0, logits / penalty, logits * penalty)
+            logits = torch.where(seen, penalised, logits)
+        chosen = logits.argmax(-1)
+        for row, token in enumerate(chosen.tolist()):
+            if done[row]:
+                continue
+            if token in eos:
+                done[row] = True
+            else:
+                tokens[row].append(token)
+        if all(done):
+            break
+        if penalty != 1.0:
+            seen[torch.arange(len(prompts)), chosen] = True
+        mask = torch.cat([mask, torch.ones((len(prompts), 1), dtype=mask.dtype)], dim=1)
+        positions = positions[:, -1:] + 1
+        out = model(input_ids=chosen[:, None], attention_mask=mask, position_ids=positions,
+                    past_key_values=out.past_key_values, use_cache=True)
+    return tokens
+
+
 def run_here(request: dict[str, Any]) -> dict[str, Any]:
     """Answer one request in this process (torch): perplexity of ``text``, greedy ``answers`` to
     ``prompts`` (raw ids, ``n_tokens``), ``replies`` to ``reply_prompts`` (text, cut at stops)."""
@@ -122,13 +166,20 @@ def run_here(request: dict[str, Any]) -> dict[str, Any]:
                 result["answers"].append(answer)
                 result["texts"].append(tokenizer.decode(answer, skip_special_tokens=True))
             settings = request.get("reply_settings") or {}
-            for prompt in request.get("reply_prompts", []):
-                tokens = _generate(torch, model, encode(prompt), int(settings.get("max_new_tokens", 64)),
-                                   eos, float(settings.get("repetition_penalty", 1.0)))
-                text = tokenizer.decode(tokens, skip_special_tokens=False)
-                for stop in settings.get("stop", []):
-                    text = text.split(stop)[0] if stop else text
-                result["replies"].append(text)
+            prompts = [encode(prompt)[0].tolist() for prompt in request.get("reply_prompts", [])]
+            order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))  # little padding per batch
+            replies: dict[int, str] = {}
+            for start in range(0, len(order), BATCH):
+                rows = order[start:start + BATCH]
+                generated = _generate_batch(torch, model, [prompts[i] for i in rows],
+                                            int(settings.get("max_new_tokens", 64)), eos,
+                                            float(settings.get("repetition_penalty", 1.0)))
+                for i, tokens in zip(rows, generated, strict=True):
+                    text = tokenizer.decode(tokens, skip_special_tokens=False)
+                    for stop in settings.get("stop", []):
+                        text = text.split(stop)[0] if stop else text
+                    replies[i] = text
+            result["replies"] = [replies[i] for i in range(len(prompts))]
     finally:
         del model
     return result
