@@ -1,7 +1,14 @@
-"""Shared fixtures: one temporary SLMOPS_HOME per test run, the demo model prepared once, the demo
-converted to INT4 (the default road) and INT8 once, and one tiny Llama built once, for every test
-that needs them. A run converts the demo in full three times: these two, and the keys-only
-walkthrough; everything else converts the tiny model, reuses these folders, or cancels early."""
+"""Shared fixtures: one temporary SLMOPS_HOME per test process, the demo model prepared once, the
+demo converted to INT4 (the default road) and INT8 once, and one tiny Llama built once, for every
+test that needs them. A run converts the demo in full three times: these two, and the keys-only
+walkthrough; everything else converts the tiny model, reuses these folders, or cancels early.
+
+The suite runs in parallel (``-n auto``, pytest-xdist, whole files per worker). Each worker has
+its own home, so no test sees another's state, models or deployments; the demo and its two
+conversions are made once per run in one shared folder, under a file lock, by whichever worker
+asks first. Every home's demo is a link to that one folder (a conversion is identified by the
+resolved path of its input, so a folder converted by one worker is "the same conversion" in
+another), and the converted folders are copied into each home that asks for them."""
 
 from __future__ import annotations
 
@@ -11,6 +18,7 @@ import signal
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
 
 from tests.foundry_standin import fake_foundry  # noqa: F401  (a shared fixture)
 
@@ -20,23 +28,41 @@ from tests.foundry_standin import fake_foundry  # noqa: F401  (a shared fixture)
 signal.signal(signal.SIGINT, signal.default_int_handler)
 
 _SESSION_HOME: Path | None = None
+_SHARED_ENV = "SLMOPS_TEST_SHARED"  # set by the process that starts the run; its workers inherit it
+_OWNS_SHARED = False
+MAX_WORKERS = 4  # each worker converts and generates with all cores: more would only wait
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    # Everything slmops writes goes under one temporary root; the demo preparation is reused from
-    # SLMOPS_TEST_DEMO when set (a developer's speed-up), otherwise made once per run.
-    global _SESSION_HOME
+    # Everything slmops writes goes under one temporary root per process; the demo preparation is
+    # reused from SLMOPS_TEST_DEMO when set (a developer's speed-up), otherwise made once per run.
+    global _SESSION_HOME, _OWNS_SHARED
     import tempfile
 
     _SESSION_HOME = Path(tempfile.mkdtemp(prefix="slmops-test-home-"))
     os.environ["SLMOPS_HOME"] = str(_SESSION_HOME)
     os.environ["OLIVE_DISABLE_TELEMETRY"] = "1"
     os.environ["HF_HUB_OFFLINE"] = "1"
+    if _SHARED_ENV not in os.environ:  # the run's first process: the workers it starts share this
+        os.environ[_SHARED_ENV] = tempfile.mkdtemp(prefix="slmops-test-shared-")
+        _OWNS_SHARED = True
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     if _SESSION_HOME is not None:
         shutil.rmtree(_SESSION_HOME, ignore_errors=True)
+    if _OWNS_SHARED:
+        shutil.rmtree(os.environ[_SHARED_ENV], ignore_errors=True)
+
+
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    return max(1, min(os.cpu_count() or 1, MAX_WORKERS))
+
+
+def _shared(name: str) -> tuple[Path, FileLock]:
+    """A folder made once per run for every worker, and the lock to hold while making it."""
+    root = Path(os.environ[_SHARED_ENV])
+    return root / name, FileLock(str(root / f"{name}.lock"))
 
 
 @pytest.fixture(scope="session")
@@ -51,14 +77,19 @@ def demo_model(session_home: Path) -> Path:
     the session home, whatever home the test that first asks for it has set."""
     from wizard_steps import model_source
 
+    shared, lock = _shared("SmolLM2-135M-Instruct")
+    with lock:
+        reuse = os.environ.get("SLMOPS_TEST_DEMO")
+        if reuse and model_source.demo_is_ready(Path(reuse)) and not shared.exists():
+            shutil.copytree(reuse, shared)
+        final = None
+        for event in model_source.prepare_demo(shared):
+            final = event
+        assert model_source.demo_is_ready(shared), final
     target = session_home / "cache" / "demo" / "SmolLM2-135M-Instruct"
-    reuse = os.environ.get("SLMOPS_TEST_DEMO")
-    if reuse and model_source.demo_is_ready(Path(reuse)) and not target.exists():
+    if not target.exists():
         target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copytree(reuse, target)
-    for event in model_source.prepare_demo(target):
-        final = event
-    assert model_source.demo_is_ready(target), final
+        target.symlink_to(shared, target_is_directory=True)
     return target
 
 
@@ -76,14 +107,19 @@ def _convert_once(demo: Path, name: str, precision: str) -> Path:
     from wizard_steps.precision import Int4Settings, Precision
 
     assert _SESSION_HOME is not None
+    shared, lock = _shared(name)
+    with lock:
+        if not (shared / "genai_config.json").is_file():
+            plan = convert.make_plan(demo, shared, Precision(precision), int4=Int4Settings())
+            final = None
+            for event in convert.convert(plan):
+                if isinstance(event, (Finished, Failed)):
+                    final = event
+            assert isinstance(final, Finished), final
     out = _SESSION_HOME / "data" / "models" / name
-    plan = convert.make_plan(demo, out, Precision(precision), int4=Int4Settings())
-    final = None
-    for event in convert.convert(plan):
-        if isinstance(event, (Finished, Failed)):
-            final = event
-    assert isinstance(final, Finished), final
-    return final.path
+    if not out.exists():  # a copy: a test that writes into its home's folder changes no other worker's
+        shutil.copytree(shared, out)
+    return out
 
 
 @pytest.fixture(scope="session")
