@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from wizard_steps.machine import bytes_per_token, cpu_flags, read_bandwidth
+from wizard_steps.measurement.machine import bytes_per_token, cpu_flags, read_bandwidth
 
 
 def cpu_line() -> str:
@@ -33,10 +33,10 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=64)
     args = parser.parse_args()
     from benchmarks.engine_overhead import make_demo_int4
-    from wizard_steps import tune
-    from wizard_steps.benchmark import prompt_of_length
-    from wizard_steps.engine import GenaiBackend, ReplyDone, ReplyOptions
-    from wizard_steps.templates import get_preset
+    from wizard_steps.measurement import tune
+    from wizard_steps.measurement.benchmark import prompt_of_length
+    from wizard_steps.prompt.templates import get_preset
+    from wizard_steps.runtime.engine import GenaiBackend, ReplyDone, ReplyOptions
 
     threads = tune.usable_cpus()
     folder = Path(args.folder) if args.folder else make_demo_int4()

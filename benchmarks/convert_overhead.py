@@ -1,5 +1,5 @@
 """What slmops adds to a conversion: the same INT4 conversion of the demo model through
-``wizard_steps.convert`` (auto-opt method, with its load-and-generate validation) and through plain
+``wizard_steps.conversion.convert`` (auto-opt method, with its load-and-generate validation) and through plain
 ``olive auto-opt`` from a shell, alternating, in one run. Prints each time and the median ratio.
 
     .venv/bin/python benchmarks/convert_overhead.py [--rounds 3]
@@ -19,9 +19,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from wizard_steps import convert, model_source
-from wizard_steps.events import Failed, Finished
-from wizard_steps.precision import Precision
+from wizard_steps.conversion import convert
+from wizard_steps.conversion.precision import Precision
+from wizard_steps.core.events import Failed, Finished
+from wizard_steps.model import model_source
 
 
 def through_slmops(model: Path, out: Path) -> float:

@@ -1,4 +1,4 @@
-"""What ``wizard_steps.engine`` costs over a bare onnxruntime-genai loop: generation tokens/s of
+"""What ``wizard_steps.runtime.engine`` costs over a bare onnxruntime-genai loop: generation tokens/s of
 the same model, same prompt, alternating runs in one process. Prints the median ratio (target
 at least 0.97) and, with --foundry, the Foundry Local backend's ratio to the bare loop.
 
@@ -17,8 +17,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from wizard_steps.engine import GenaiBackend, ReplyDone, ReplyOptions
-from wizard_steps.templates import Conversation, get_preset, render
+from wizard_steps.prompt.templates import Conversation, get_preset, render
+from wizard_steps.runtime.engine import GenaiBackend, ReplyDone, ReplyOptions
 
 QUESTION = "Tell me a long story about a lighthouse keeper and the sea."
 
@@ -68,7 +68,7 @@ def main() -> None:
     engines = {"bare": lambda: bare_loop(og, backend.model, backend.tokenizer, prompt, args.tokens),
                "engine": lambda: through(backend, conversation, args.tokens)}
     if args.foundry:
-        from wizard_steps.engine_foundry import open_deployed_for_benchmark
+        from wizard_steps.deployment.engine_foundry import open_deployed_for_benchmark
 
         foundry = open_deployed_for_benchmark(folder, template)
         engines["foundry"] = lambda: through(foundry, conversation, args.tokens)
@@ -90,9 +90,10 @@ def main() -> None:
 
 
 def make_demo_int4() -> Path:
-    from wizard_steps import convert, model_source
-    from wizard_steps.events import Finished
-    from wizard_steps.precision import Precision
+    from wizard_steps.conversion import convert
+    from wizard_steps.conversion.precision import Precision
+    from wizard_steps.core.events import Finished
+    from wizard_steps.model import model_source
 
     os.environ.setdefault("SLMOPS_HOME", tempfile.mkdtemp(prefix="slmops-bench-"))
     out = Path(os.environ["SLMOPS_HOME"]) / "bench-int4"

@@ -6,7 +6,7 @@ against the source, and the folder's size. One row per route, printed as the REA
 
     .venv/bin/python benchmarks/eval_frontier.py [--routes default,int8] [--work DIR] [--windows N]
 
-Folders are converted once into WORK (product defaults, through wizard_steps.convert) and reused;
+Folders are converted once into WORK (product defaults, through wizard_steps.conversion.convert) and reused;
 each row names the CPU it was measured on: the figures move from CPU to CPU.
 """
 
@@ -22,11 +22,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from wizard_steps import convert, domain, evaluation, model_source
-from wizard_steps.engine import GenaiBackend, ReplyOptions
-from wizard_steps.events import Finished
-from wizard_steps.precision import Int4Algorithm, Int4Settings, Precision
-from wizard_steps.templates import get_preset
+from wizard_steps.conversion import convert
+from wizard_steps.conversion.precision import Int4Algorithm, Int4Settings, Precision
+from wizard_steps.core.events import Finished
+from wizard_steps.measurement import evaluation
+from wizard_steps.model import model_source
+from wizard_steps.prompt.templates import get_preset
+from wizard_steps.runtime.engine import GenaiBackend, ReplyOptions
+from wizard_steps.verdict import domain
 
 ROUTES: dict[str, tuple[Precision, Int4Settings | None, str]] = {
     "default": (Precision.INT4, Int4Settings(), "INT4 default (QuaRot + GPTQ, asymmetric, block 32)"),

@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from wizard_steps.precision import Int4Algorithm, Int4Settings
+from wizard_steps.conversion.precision import Int4Algorithm, Int4Settings
 
 GPTQ = getattr(Int4Algorithm, "GPTQ", None)  # Olive's calibrated GPTQ pass, where slmops offers it
 
@@ -79,9 +79,10 @@ def with_accuracy_level(source: Path, target: Path, level: int) -> Path:
 
 def convert_variants(work: Path, first_only: bool = False, chosen: set[int] | None = None) -> dict[str, Path]:
     """Every conversion lever as a folder (reused when present); one that Olive fails is reported."""
-    from wizard_steps import convert, model_source
-    from wizard_steps.events import Failed, Finished
-    from wizard_steps.precision import Precision
+    from wizard_steps.conversion import convert
+    from wizard_steps.conversion.precision import Precision
+    from wizard_steps.core.events import Failed, Finished
+    from wizard_steps.model import model_source
 
     folders: dict[str, Path] = {}
     for index, (name, settings) in enumerate(CONVERSIONS.items()):
@@ -116,9 +117,9 @@ def folder_mb(folder: Path) -> float:
 
 def fidelity(folders: dict[str, Path]) -> dict[str, tuple[float, float]]:
     """(perplexity ratio to the source, greedy agreement) per conversion."""
-    from wizard_steps import fidelity as fid
-    from wizard_steps import model_source
-    from wizard_steps.quality import FIDELITY_QUESTIONS
+    from wizard_steps.model import model_source
+    from wizard_steps.verdict import fidelity as fid
+    from wizard_steps.verdict.quality import FIDELITY_QUESTIONS
 
     source = model_source.ensure_demo()
     first = next(iter(folders.values()))
@@ -133,8 +134,8 @@ def fidelity(folders: dict[str, Path]) -> dict[str, tuple[float, float]]:
 
 def measure(backends: dict, lengths: list[int], runs: int, tokens: int) -> dict[str, dict[int, tuple]]:
     """Median (prompt tok/s, generation tok/s) per backend and length, the order rotating per run."""
-    from wizard_steps.benchmark import prompt_of_length
-    from wizard_steps.engine import ReplyDone, ReplyOptions
+    from wizard_steps.measurement.benchmark import prompt_of_length
+    from wizard_steps.runtime.engine import ReplyDone, ReplyOptions
 
     options = ReplyOptions(max_new_tokens=tokens, min_new_tokens=tokens)
     names = list(backends)
@@ -176,9 +177,9 @@ def main() -> None:
     args = parser.parse_args()
     work = Path(args.work)
     os.environ.setdefault("SLMOPS_HOME", str(work / "home"))
-    from wizard_steps import tune
-    from wizard_steps.engine import GenaiBackend
-    from wizard_steps.templates import get_preset
+    from wizard_steps.measurement import tune
+    from wizard_steps.prompt.templates import get_preset
+    from wizard_steps.runtime.engine import GenaiBackend
 
     template = get_preset("chatml").template
     lengths = [int(n) for n in args.lengths.split(",")]

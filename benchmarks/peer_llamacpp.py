@@ -57,10 +57,11 @@ def main() -> int:
 
     from benchmarks.bandwidth_bound import cpu_line
     from benchmarks.engine_overhead import make_demo_int4
-    from wizard_steps import model_source, tune
-    from wizard_steps.benchmark import prompt_of_length
-    from wizard_steps.engine import GenaiBackend, ReplyDone, ReplyOptions
-    from wizard_steps.templates import get_preset
+    from wizard_steps.measurement import tune
+    from wizard_steps.measurement.benchmark import prompt_of_length
+    from wizard_steps.model import model_source
+    from wizard_steps.prompt.templates import get_preset
+    from wizard_steps.runtime.engine import GenaiBackend, ReplyDone, ReplyOptions
 
     threads = tune.usable_cpus()
     folder = Path(args.folder) if args.folder else make_demo_int4()

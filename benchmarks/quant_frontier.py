@@ -31,7 +31,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from wizard_steps.convert import OLIVE_ENV
+from wizard_steps.conversion.convert import OLIVE_ENV
 
 DEMO = Path(os.environ.get("SLMOPS_TEST_DEMO", "/work/shared-demo/SmolLM2-135M-Instruct"))
 ROOT = Path(__file__).resolve().parent.parent
@@ -51,7 +51,7 @@ def _rtn8(**options: object) -> dict[str, object]:
 
 
 def _calibration() -> dict[str, object]:
-    from wizard_steps.calibration import check_text, olive_data_config
+    from wizard_steps.conversion.calibration import check_text, olive_data_config
 
     return olive_data_config(DEMO, check_text(None))
 
@@ -203,7 +203,7 @@ def convert_route(name: str, work: Path) -> tuple[Path | None, float, str]:
     cache.mkdir(parents=True, exist_ok=True)
     config_path = work / f"{name}.olive.json"
     config_path.write_text(json.dumps(olive_config(ROUTES[name][1](), out, cache), indent=2))
-    command = [sys.executable, "-m", "wizard_steps._olive_worker", str(out), "--",
+    command = [sys.executable, "-m", "wizard_steps.conversion._olive_worker", str(out), "--",
                "run", "--config", str(config_path)]
     started = time.monotonic()
     log = (work / f"{name}.log").open("w")
@@ -227,9 +227,9 @@ def source_facts(work: Path) -> dict[str, object]:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from wizard_steps.fidelity import chat_prompt, source_reference
-    from wizard_steps.quality import DEFAULT_SYSTEM, FIDELITY_QUESTIONS, demo_queries, fidelity_text
-    from wizard_steps.templates import Conversation, get_preset, render
+    from wizard_steps.prompt.templates import Conversation, get_preset, render
+    from wizard_steps.verdict.fidelity import chat_prompt, source_reference
+    from wizard_steps.verdict.quality import DEFAULT_SYSTEM, FIDELITY_QUESTIONS, demo_queries, fidelity_text
 
     prompts = [chat_prompt(DEMO, q) for q in FIDELITY_QUESTIONS]
     ref = source_reference(DEMO, fidelity_text(), prompts, 16)
@@ -252,13 +252,13 @@ def source_facts(work: Path) -> dict[str, object]:
 
 
 def measure(folder: Path, facts: dict[str, object]) -> dict[str, object]:
-    from wizard_steps import tune
-    from wizard_steps.benchmark import prompt_of_length
-    from wizard_steps.engine import GenaiBackend, ReplyDone, ReplyOptions
-    from wizard_steps.fidelity import SourceReference, tuning_figures
-    from wizard_steps.model_source import folder_size
-    from wizard_steps.quality import check_domain_queries, demo_queries, fidelity_text
-    from wizard_steps.templates import get_preset
+    from wizard_steps.measurement import tune
+    from wizard_steps.measurement.benchmark import prompt_of_length
+    from wizard_steps.model.model_source import folder_size
+    from wizard_steps.prompt.templates import get_preset
+    from wizard_steps.runtime.engine import GenaiBackend, ReplyDone, ReplyOptions
+    from wizard_steps.verdict.fidelity import SourceReference, tuning_figures
+    from wizard_steps.verdict.quality import check_domain_queries, demo_queries, fidelity_text
 
     ref = SourceReference(fidelity_text(), facts["perplexity"], facts["text_tokens"],  # type: ignore[arg-type]
                           tuple(facts["prompts"]), tuple(tuple(a) for a in facts["answers"]),  # type: ignore[arg-type]
@@ -289,8 +289,8 @@ def measure(folder: Path, facts: dict[str, object]) -> dict[str, object]:
 
 def fidelity_only(folder: Path, work: Path) -> dict[str, object]:
     """Perplexity ratio and greedy agreement of a converted folder against the cached source."""
-    from wizard_steps.fidelity import SourceReference, tuning_figures
-    from wizard_steps.quality import fidelity_text
+    from wizard_steps.verdict.fidelity import SourceReference, tuning_figures
+    from wizard_steps.verdict.quality import fidelity_text
 
     facts = json.loads((work / "source.json").read_text())
     ref = SourceReference(fidelity_text(), facts["perplexity"], facts["text_tokens"], tuple(facts["prompts"]),
@@ -306,7 +306,7 @@ def divergence_margins(names: list[str], work: Path) -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from wizard_steps.fidelity import _Onnx, prefix_agreement
+    from wizard_steps.verdict.fidelity import _Onnx, prefix_agreement
 
     facts = source_facts(work)
     tokenizer = AutoTokenizer.from_pretrained(DEMO)
@@ -335,9 +335,9 @@ def side_by_side(names: list[str], work: Path, lengths: list[int]) -> None:
     """Generation and prompt tok/s of kept route folders, alternating in one run."""
     from benchmarks.levers import measure as alternate
     from benchmarks.levers import print_table
-    from wizard_steps import tune
-    from wizard_steps.engine import GenaiBackend
-    from wizard_steps.templates import get_preset
+    from wizard_steps.measurement import tune
+    from wizard_steps.prompt.templates import get_preset
+    from wizard_steps.runtime.engine import GenaiBackend
 
     missing = [n for n in names if not (work / n / "genai_config.json").is_file()]
     if missing:

@@ -32,9 +32,10 @@ def main() -> None:
     parser.add_argument("--kv-heads", type=int, default=2)
     parser.add_argument("--algorithms", default="k_quant_mixed,quarot_gptq")
     args = parser.parse_args()
-    from wizard_steps import convert, model_source
-    from wizard_steps.events import Failed, Finished
-    from wizard_steps.precision import Int4Algorithm, Int4Settings, Precision
+    from wizard_steps.conversion import convert
+    from wizard_steps.conversion.precision import Int4Algorithm, Int4Settings, Precision
+    from wizard_steps.core.events import Failed, Finished
+    from wizard_steps.model import model_source
 
     work = Path(tempfile.mkdtemp(prefix="slmops-quant-time-"))
     try:

@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PREREQS = (
     "import json, time\n"
     "started = time.perf_counter()\n"
-    "from wizard_steps import prereqs\n"
+    "from wizard_steps.road import prereqs\n"
     "checks = prereqs.run_all()\n"
     "print(json.dumps({'seconds': time.perf_counter() - started, 'count': len(checks)}))\n"
 )
@@ -37,7 +37,7 @@ def prereqs_once() -> tuple[float, int]:
 
 def list_once(cache: Path) -> tuple[float, int]:
     """Seconds to list the cache's deployed models, and how many there are."""
-    from wizard_steps import deploy
+    from wizard_steps.deployment import deploy
 
     started = time.perf_counter()
     models = deploy.list_deployed(cache)
@@ -52,7 +52,7 @@ def report(name: str, seconds: list[float], what: str) -> None:
 
 
 def main() -> None:
-    from wizard_steps import paths
+    from wizard_steps.core import paths
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)

@@ -25,11 +25,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.engine_overhead import make_demo_int4
 from benchmarks.tuning_gain import speed
 from tests.genai_helpers import drain
-from wizard_steps import tune
-from wizard_steps.benchmark import prompt_of_length
-from wizard_steps.engine import GenaiBackend
-from wizard_steps.templates import get_preset
-from wizard_steps.tune_quick import describe, quick
+from wizard_steps.measurement import tune
+from wizard_steps.measurement.benchmark import prompt_of_length
+from wizard_steps.measurement.tune_quick import describe, quick
+from wizard_steps.prompt.templates import get_preset
+from wizard_steps.runtime.engine import GenaiBackend
 
 
 def busy() -> None:

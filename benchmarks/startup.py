@@ -15,7 +15,7 @@ import time
 
 SLMOPS = """
 from tui.app import SlmopsApp
-from wizard_steps.state import WizardState
+from wizard_steps.road.state import WizardState
 class Once(SlmopsApp):
     def on_mount(self):
         super().on_mount()

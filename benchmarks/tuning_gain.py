@@ -21,10 +21,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.engine_overhead import make_demo_int4
 from tests.genai_helpers import drain
-from wizard_steps import tune
-from wizard_steps.benchmark import prompt_of_length
-from wizard_steps.engine import GenaiBackend, ReplyDone, ReplyOptions
-from wizard_steps.templates import get_preset
+from wizard_steps.measurement import tune
+from wizard_steps.measurement.benchmark import prompt_of_length
+from wizard_steps.prompt.templates import get_preset
+from wizard_steps.runtime.engine import GenaiBackend, ReplyDone, ReplyOptions
 
 
 def speed(backend, conversation, tokens: int) -> tuple[float, float]:
@@ -35,7 +35,7 @@ def speed(backend, conversation, tokens: int) -> tuple[float, float]:
 
 def road_against_search(untuned: Path, work: Path, template, lengths, runs: int, tokens: int) -> None:
     """The default road's choice and the full search's, each on its own copy, alternating."""
-    from wizard_steps.tune_quick import quick
+    from wizard_steps.measurement.tune_quick import quick
 
     road, search = work / "road", work / "search"
     for folder in (road, search):
@@ -85,7 +85,7 @@ def main() -> None:
     routes = {"genai": {"default": GenaiBackend(default_dir, template),
                         "tuned": GenaiBackend(tuned_dir, template)}}
     if not args.no_foundry:
-        from wizard_steps.engine_foundry import open_deployed_for_benchmark
+        from wizard_steps.deployment.engine_foundry import open_deployed_for_benchmark
 
         routes["foundry"] = {}
         for name, folder in (("default", default_dir), ("tuned", tuned_dir)):

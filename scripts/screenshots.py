@@ -59,8 +59,8 @@ def make_lora(base: Path, folder: Path) -> None:
 
 def compare_run(model: Path, names: str) -> None:
     """A real comparison of a few precisions on this machine (saved where the precision step reads it)."""
-    from wizard_steps import compare
-    from wizard_steps.events import Failed
+    from wizard_steps.core.events import Failed
+    from wizard_steps.verdict import compare
 
     for event in compare.compare(model, compare.parse_candidates(names)):
         if isinstance(event, Failed):
@@ -68,9 +68,9 @@ def compare_run(model: Path, names: str) -> None:
 
 
 async def main_async(size: tuple[int, int], folder: Path) -> None:
-    from wizard_steps import model_source
-    from wizard_steps.deploy import list_deployed
-    from wizard_steps.state import WizardState
+    from wizard_steps.deployment.deploy import list_deployed
+    from wizard_steps.model import model_source
+    from wizard_steps.road.state import WizardState
 
     demo = model_source.ensure_demo()
     home = Path(os.environ["SLMOPS_HOME"])
@@ -137,7 +137,7 @@ def main() -> None:
     parser.add_argument("--out", default=str(ROOT / "screenshots"))
     parser.add_argument("--lang", default="en", choices=["en", "tr"])
     args = parser.parse_args()
-    from wizard_steps import i18n
+    from wizard_steps.core import i18n
 
     i18n.set_language(args.lang)
     columns, lines = (int(n) for n in args.size.split("x"))

@@ -75,7 +75,7 @@ def session_home() -> Path:
 def demo_model(session_home: Path) -> Path:
     """The demo model as an fp32 Hugging Face folder (prepared once per run, ~20 s), always in
     the session home, whatever home the test that first asks for it has set."""
-    from wizard_steps import model_source
+    from wizard_steps.model import model_source
 
     shared, lock = _shared("SmolLM2-135M-Instruct")
     with lock:
@@ -102,9 +102,9 @@ def tmp_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def _convert_once(demo: Path, name: str, precision: str) -> Path:
-    from wizard_steps import convert
-    from wizard_steps.events import Failed, Finished
-    from wizard_steps.precision import Int4Settings, Precision
+    from wizard_steps.conversion import convert
+    from wizard_steps.conversion.precision import Int4Settings, Precision
+    from wizard_steps.core.events import Failed, Finished
 
     assert _SESSION_HOME is not None
     shared, lock = _shared(name)

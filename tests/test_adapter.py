@@ -11,11 +11,12 @@ import pytest
 
 from tests.test_model_source import write_safetensors
 from tui.cli import main
-from wizard_steps import adapter, convert
-from wizard_steps.errors import ModelFolderError, PlanError
-from wizard_steps.events import Finished, Progress
-from wizard_steps.model_source import inspect_model
-from wizard_steps.precision import Precision
+from wizard_steps.conversion import convert
+from wizard_steps.conversion.precision import Precision
+from wizard_steps.core.errors import ModelFolderError, PlanError
+from wizard_steps.core.events import Finished, Progress
+from wizard_steps.model import adapter
+from wizard_steps.prompt import detection
 
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja")
 
@@ -79,7 +80,7 @@ def test_adapter_config_is_read_and_the_base_found_where_it_names_it(tiny: tuple
 
 def test_the_model_step_takes_an_adapter_folder_as_a_model_of_its_base_shape(tiny: tuple[Path, Path]) -> None:
     base, lora = tiny
-    info = inspect_model(lora)
+    info = adapter.inspect_model_or_adapter(lora)
     assert info.adapter is not None and info.adapter.base.path == base
     assert info.path == lora and info.name == "tiny-lora"
     assert (info.architecture, info.num_layers, info.hidden_size) == ("LlamaForCausalLM", 2, 64)
@@ -226,7 +227,7 @@ def _logits(folder: Path, ids: list[int]):
 def _torch_logits(folder: Path, ids: list[int]):
     import torch
 
-    from wizard_steps.adapter import load_causal_lm
+    from wizard_steps.model.adapter import load_causal_lm
 
     _tokenizer, model, _ = load_causal_lm(folder)
     with torch.inference_mode():
@@ -276,7 +277,7 @@ WINDOWS = 4  # of the evaluation text: the same windows for the adapter, its mer
 @pytest.mark.slow
 def test_fidelity_is_measured_against_base_plus_adapter(tiny: tuple[Path, Path],
                                                          converted: tuple[Finished, Path]) -> None:
-    from wizard_steps.fidelity import check_fidelity
+    from wizard_steps.verdict.fidelity import check_fidelity
 
     base, lora = tiny
     check = check_fidelity(lora, converted[0].path, limit=WINDOWS)
@@ -292,9 +293,8 @@ def test_fidelity_is_measured_against_base_plus_adapter(tiny: tuple[Path, Path],
 
 
 def test_the_template_is_detected_from_the_bases_tokenizer(tiny: tuple[Path, Path]) -> None:
-    from wizard_steps import templates
 
-    assert templates.detect(tiny[1]).preset_key == templates.detect(tiny[0]).preset_key == "chatml"
+    assert detection.detect(tiny[1]).preset_key == detection.detect(tiny[0]).preset_key == "chatml"
 
 
 async def test_model_step_shows_rank_targets_and_base_at_80x24(tiny: tuple[Path, Path]) -> None:
@@ -302,7 +302,7 @@ async def test_model_step_shows_rank_targets_and_base_at_80x24(tiny: tuple[Path,
 
     from tests.tui.helpers import assert_fits, wait_for, wait_idle
     from tui.app import SlmopsApp
-    from wizard_steps.state import WizardState
+    from wizard_steps.road.state import WizardState
 
     base, lora = tiny
     app = SlmopsApp(WizardState(), start="model")
@@ -321,7 +321,7 @@ async def test_model_step_shows_rank_targets_and_base_at_80x24(tiny: tuple[Path,
 
 def test_the_summary_names_the_base_beside_the_adapter(tiny: tuple[Path, Path]) -> None:
     from tui.screens.summary import done_text
-    from wizard_steps.state import WizardState
+    from wizard_steps.road.state import WizardState
 
     base, lora = tiny
     lines = done_text(WizardState(model_dir=str(lora))).plain.splitlines()

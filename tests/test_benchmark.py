@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from wizard_steps import benchmark
-from wizard_steps.engine import GenaiBackend
-from wizard_steps.events import Progress
-from wizard_steps.templates import get_preset
+from wizard_steps.core.events import Progress
+from wizard_steps.measurement import benchmark
+from wizard_steps.prompt.templates import get_preset
+from wizard_steps.runtime.engine import GenaiBackend
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tui.cli import main
-from wizard_steps import answers
+from wizard_steps.road import answers
 
 COMMANDS = ("check", "convert", "deploy", "list", "remove", "bench", "quality", "chat", "tune", "demo",
             "run")

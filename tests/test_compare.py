@@ -12,10 +12,11 @@ from pathlib import Path
 import pytest
 
 from tui.cli import main
-from wizard_steps import compare, compare_report, evaluation, quality
-from wizard_steps.compare import CandidateEvent, CompareError, Recommendation, Row
-from wizard_steps.events import Failed, Progress
-from wizard_steps.model_source import folder_size
+from wizard_steps.core.events import Failed, Progress
+from wizard_steps.measurement import evaluation
+from wizard_steps.model.model_source import folder_size
+from wizard_steps.verdict import compare, compare_report, quality
+from wizard_steps.verdict.compare import CandidateEvent, CompareError, Recommendation, Row
 
 
 def test_candidates_are_parsed_in_order_without_repeats() -> None:

@@ -9,11 +9,12 @@ from pathlib import Path
 import pytest
 
 from tests.genai_helpers import generate
-from wizard_steps import convert, paths
-from wizard_steps.errors import ModelFolderError, PlanError
-from wizard_steps.events import Failed, Finished, LogLine, Progress
-from wizard_steps.model_source import folder_size
-from wizard_steps.precision import Precision
+from wizard_steps.conversion import convert
+from wizard_steps.conversion.precision import Precision
+from wizard_steps.core import paths
+from wizard_steps.core.errors import ModelFolderError, PlanError
+from wizard_steps.core.events import Failed, Finished, LogLine, Progress
+from wizard_steps.model.model_source import folder_size
 
 pytestmark = pytest.mark.slow
 
@@ -50,7 +51,7 @@ def test_int4_with_embeddings_is_smaller_than_int8_which_is_smaller_than_fp32(
     ends up larger than INT8 on the demo); the tiny Llama, whose embeddings are most of it, shows it."""
     from dataclasses import replace
 
-    from wizard_steps.precision import Int4Algorithm, Int4Settings
+    from wizard_steps.conversion.precision import Int4Algorithm, Int4Settings
 
     smallest = Int4Settings(algorithm=Int4Algorithm.RTN, quantize_embeddings=True)
     sizes = []
@@ -73,7 +74,7 @@ def test_output_holds_the_olive_config_to_rerun_by_hand(demo_int8: Path) -> None
 
 def test_a_folder_holds_the_same_conversion_only_for_the_same_model_and_passes(
         demo_model: Path, demo_int4: Path, demo_int8: Path, tiny_llama: Path) -> None:
-    from wizard_steps.precision import Int4Algorithm, Int4Settings
+    from wizard_steps.conversion.precision import Int4Algorithm, Int4Settings
 
     def plan(model: Path, precision: Precision, int4: Int4Settings | None = None) -> convert.ConvertPlan:
         return convert.make_plan(model, demo_int4.parent / "not-written", precision, int4=int4)
@@ -172,7 +173,7 @@ def test_olive_failure_is_one_sentence_and_leaves_nothing(demo_model: Path, tmp_
 
 
 def _gptq_plan(model: Path, out: Path, text: Path | None = None, algorithm: str = "gptq") -> convert.ConvertPlan:
-    from wizard_steps.precision import Int4Algorithm, Int4Settings
+    from wizard_steps.conversion.precision import Int4Algorithm, Int4Settings
 
     return convert.make_plan(model, out, Precision.INT4, int4=Int4Settings(algorithm=Int4Algorithm(algorithm)),
                              calibration_text=text)
@@ -186,7 +187,7 @@ def test_gptq_counts_its_layers_and_its_saved_config_reruns_with_olive(
     import subprocess
     import sys
 
-    from wizard_steps.calibration import default_text
+    from wizard_steps.conversion.calibration import default_text
 
     out = tmp_path / algorithm
     events = list(convert.convert(_gptq_plan(tiny_llama, out, algorithm=algorithm)))
@@ -242,7 +243,7 @@ def test_the_default_int4_of_a_llama_is_quarot_gptq_asymmetric_at_block_32(
     """The demo is a Llama, so the default road takes QuaRot + GPTQ, asymmetric, block 32, damping
     0.1, and the session's demo_int4 was converted with exactly that. How far it lands from the
     source depends on the CPU and the text: test_quality and benchmarks/eval_frontier.py measure it."""
-    from wizard_steps.precision import Int4Algorithm, Int4Settings
+    from wizard_steps.conversion.precision import Int4Algorithm, Int4Settings
 
     plan = convert.make_plan(demo_model, demo_int4.parent / "not-written", Precision.INT4, int4=Int4Settings())
     assert (plan.int4.algorithm, plan.int4.block_size, plan.int4.symmetric) == \
@@ -255,7 +256,7 @@ def test_the_default_int4_of_a_llama_is_quarot_gptq_asymmetric_at_block_32(
 def test_the_quantizers_progress_bar_moves_the_progress_and_is_drawn_live() -> None:
     """k-quant draws its own bar with carriage returns while the builder saves: read as progress of
     that stage, never piled up in the log, and the log line glued to its last draw kept apart."""
-    from wizard_steps.convert_log import LogProgress, is_live, split_live
+    from wizard_steps.conversion.convert_log import LogProgress, is_live, split_live
 
     tracker = LogProgress(30, quantizer=True)
     lines = ["Running pass builder", "Reading layer 29", "Saving ONNX model",

@@ -14,8 +14,10 @@ from pathlib import Path
 import pytest
 
 from tests.fs_faults import unwritable
-from wizard_steps import deploy
-from wizard_steps.deploy_files import (
+from wizard_steps.core.errors import DeployError
+from wizard_steps.core.events import Failed, Finished, LogLine, Progress
+from wizard_steps.deployment import deploy
+from wizard_steps.deployment.deploy_files import (
     TOP_KEYS,
     apply_template_and_settings,
     detect_precision,
@@ -23,13 +25,11 @@ from wizard_steps.deploy_files import (
     validate_name,
     write_inference_model_json,
 )
-from wizard_steps.errors import DeployError
-from wizard_steps.events import Failed, Finished, LogLine, Progress
-from wizard_steps.foundry import REGISTRY_FILE, FoundryChat, FoundryRuntime
-from wizard_steps.foundry_cli import choose_backend, deploy_with_cli
-from wizard_steps.generation import GenerationError
-from wizard_steps.model_source import folder_size
-from wizard_steps.templates import ModelConfig, TemplateError, chat_template_for, get_preset
+from wizard_steps.deployment.foundry_cli import choose_backend, deploy_with_cli
+from wizard_steps.model.model_source import folder_size
+from wizard_steps.prompt.generation import GenerationError
+from wizard_steps.prompt.templates import ModelConfig, TemplateError, chat_template_for, get_preset
+from wizard_steps.runtime.foundry import REGISTRY_FILE, FoundryChat, FoundryRuntime
 
 CHATML = get_preset("chatml").template
 CONFIG = ModelConfig()
@@ -218,7 +218,7 @@ def test_foundry_builds_its_prompt_from_the_chat_template_each_choice_deploys(
     """Issue 17: keep the model's own chat template or use the preset. The deployed folder holds
     the chosen one, and the prompt Foundry Local sends is exactly the one it builds (counted in
     tokens: the model's own adds SmolLM's default system prompt, the preset does not)."""
-    from wizard_steps.templates import Conversation, render, render_with_chat_template, special_tokens
+    from wizard_steps.prompt.templates import Conversation, render, render_with_chat_template, special_tokens
 
     own = (demo_int4 / "chat_template.jinja").read_text(encoding="utf-8")
     if source == "preset":

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from wizard_steps.engine import (
+from wizard_steps.prompt.templates import Conversation, get_preset
+from wizard_steps.runtime.engine import (
     Chat,
     EngineError,
     GenaiBackend,
@@ -17,7 +18,6 @@ from wizard_steps.engine import (
     TextChunk,
     TurnsDropped,
 )
-from wizard_steps.templates import Conversation, get_preset
 
 pytestmark = pytest.mark.slow
 CHATML = get_preset("chatml")

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from wizard_steps.deploy import deploy, finish
-from wizard_steps.engine import Chat, EngineError, ReplyDone, ReplyOptions, TextChunk
-from wizard_steps.engine_foundry import FoundryBackend
-from wizard_steps.generation import ModelConfig
-from wizard_steps.templates import get_preset
+from wizard_steps.deployment.deploy import deploy, finish
+from wizard_steps.deployment.engine_foundry import FoundryBackend
+from wizard_steps.prompt.generation import ModelConfig
+from wizard_steps.prompt.templates import get_preset
+from wizard_steps.runtime.engine import Chat, EngineError, ReplyDone, ReplyOptions, TextChunk
 
 pytestmark = pytest.mark.slow
 CHATML = get_preset("chatml")
@@ -43,7 +43,7 @@ def test_foundry_reply_streams_with_consistent_stats(backend: FoundryBackend) ->
 
 
 def chat_conversation(chat: Chat):
-    from wizard_steps.templates import Conversation
+    from wizard_steps.prompt.templates import Conversation
 
     return Conversation(chat.system, tuple(chat.turns[:1]))
 
@@ -75,10 +75,10 @@ def test_genai_backend_opens_after_foundry_has_started(demo_int4: Path, tmp_path
 
     code = (
         "import sys\n"
-        "from wizard_steps.foundry import FoundryRuntime\n"
+        "from wizard_steps.runtime.foundry import FoundryRuntime\n"
         f"FoundryRuntime.open({str(tmp_path / 'cache')!r})\n"
-        "from wizard_steps.engine import GenaiBackend, ReplyDone, ReplyOptions\n"
-        "from wizard_steps.templates import Conversation, get_preset\n"
+        "from wizard_steps.runtime.engine import GenaiBackend, ReplyDone, ReplyOptions\n"
+        "from wizard_steps.prompt.templates import Conversation, get_preset\n"
         f"backend = GenaiBackend({str(demo_int4)!r}, get_preset('chatml').template)\n"
         "done = [e for e in backend.stream(Conversation(None, (('user', 'Hi'),)),\n"
         "        ReplyOptions(max_new_tokens=4)) if isinstance(e, ReplyDone)][0]\n"

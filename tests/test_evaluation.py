@@ -1,4 +1,4 @@
-"""The evaluation harness (wizard_steps.evaluation): the shipped texts kept apart, the interval's
+"""The evaluation harness (wizard_steps.measurement.evaluation): the shipped texts kept apart, the interval's
 arithmetic, and the KL divergence and perplexity ratio of real converted folders of the session's
 tiny Llama (nothing here asserts a quantized model's words)."""
 
@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from wizard_steps import convert, evaluation
-from wizard_steps.events import Finished
-from wizard_steps.precision import Int4Algorithm, Int4Settings, Precision
+from wizard_steps.conversion import convert
+from wizard_steps.conversion.precision import Int4Algorithm, Int4Settings, Precision
+from wizard_steps.core.events import Finished
+from wizard_steps.measurement import divergence, evaluation
 
 SPAN = 20  # tokens: no run this long may appear in both a tuning text and the evaluation text
 
@@ -43,25 +44,25 @@ def test_no_text_chooses_a_setting_and_reports_it(demo_model: Path) -> None:
 
 def test_the_interval_of_a_constructed_case() -> None:
     # every window 0.1 nats worse: exactly x e^0.1, and no spread at all
-    same = evaluation.paired_ratio([2.0, 3.0, 4.0], [2.1, 3.1, 4.1])
+    same = divergence.paired_ratio([2.0, 3.0, 4.0], [2.1, 3.1, 4.1])
     assert same.value == pytest.approx(math.exp(0.1)) and same.low == pytest.approx(same.high)
     # differences 0.0 and 0.2 over four windows: mean 0.1, sd 0.11547, half-width 1.96 * sd / 2
-    spread = evaluation.paired_ratio([1.0] * 4, [1.0, 1.2, 1.0, 1.2])
-    half = evaluation.Z95 * 0.2 / math.sqrt(3) / 2
+    spread = divergence.paired_ratio([1.0] * 4, [1.0, 1.2, 1.0, 1.2])
+    half = divergence.Z95 * 0.2 / math.sqrt(3) / 2
     assert spread.value == pytest.approx(math.exp(0.1))
     assert (spread.low, spread.high) == (pytest.approx(math.exp(0.1 - half)), pytest.approx(math.exp(0.1 + half)))
     # the windows' shared difficulty cancels: big differences between windows, none between models
-    assert evaluation.paired_ratio([1.0, 5.0, 9.0], [1.0, 5.0, 9.0]).high == pytest.approx(1.0)
+    assert divergence.paired_ratio([1.0, 5.0, 9.0], [1.0, 5.0, 9.0]).high == pytest.approx(1.0)
 
 
 def test_kl_over_the_top_tokens_is_zero_for_the_same_distribution_and_positive_otherwise() -> None:
     import numpy as np
 
     p = np.log(np.array([[0.5, 0.3, 0.1]]))
-    assert evaluation.kl_from_top(p, p)[0] == pytest.approx(0.0, abs=1e-12)
+    assert divergence.kl_from_top(p, p)[0] == pytest.approx(0.0, abs=1e-12)
     q = np.log(np.array([[0.3, 0.5, 0.1]]))
     expected = 0.5 * math.log(0.5 / 0.3) + 0.3 * math.log(0.3 / 0.5)  # the rest bin is equal (0.1)
-    assert evaluation.kl_from_top(p, q)[0] == pytest.approx(expected)
+    assert divergence.kl_from_top(p, q)[0] == pytest.approx(expected)
 
 
 @pytest.fixture(scope="module")
@@ -161,7 +162,7 @@ def test_the_route_benchmarks_tuning_figures_match_the_source_for_an_exact_conve
         tiny_llama: Path, tiny_folders: dict[str, Path]) -> None:
     """benchmarks/quant_frontier.py and levers.py choose routes on the tuning text: an FP32
     conversion of the tiny Llama has its source's perplexity there and the same greedy answers."""
-    from wizard_steps import fidelity, quality
+    from wizard_steps.verdict import fidelity, quality
 
     prompts = [fidelity.chat_prompt(tiny_folders["fp32"], q) for q in quality.FIDELITY_QUESTIONS[:2]]
     reference = fidelity.source_reference(tiny_llama, quality.fidelity_text(), prompts, 16)

@@ -17,7 +17,7 @@ from babel.messages.mofile import read_mo
 from babel.messages.pofile import read_po
 
 from tui.cli import main
-from wizard_steps import i18n
+from wizard_steps.core import i18n
 
 ROOT = Path(__file__).resolve().parent.parent
 PO = ROOT / "wizard_steps" / "locale" / "tr" / "LC_MESSAGES" / "slmops.po"
@@ -147,7 +147,7 @@ def test_an_unknown_language_is_bad_usage() -> None:
 
 def test_the_answers_file_names_the_language_unless_lang_was_given() -> None:
     from tui.pipeline import apply_language
-    from wizard_steps.answers import parse
+    from wizard_steps.road.answers import parse
 
     i18n.set_language("en", explicit=False)
     apply_language(parse('lang = "tr"\n'))
@@ -158,7 +158,7 @@ def test_the_answers_file_names_the_language_unless_lang_was_given() -> None:
 
 
 def test_an_answers_file_without_lang_keeps_the_language_in_use() -> None:
-    from wizard_steps.answers import parse
+    from wizard_steps.road.answers import parse
 
     i18n.set_language("tr", explicit=False)
     assert parse('precision = "int8"\n').lang == "tr"
@@ -232,7 +232,7 @@ def test_turkish_search_folds_case_the_turkish_way() -> None:
 
 
 def test_numbers_and_sizes_follow_the_language() -> None:
-    from wizard_steps.precision import human_size
+    from wizard_steps.conversion.precision import human_size
 
     with i18n.using("tr"):
         assert human_size(1.5e9) == "1,5 GB" and human_size(627e6) == "627 MB"
@@ -261,7 +261,7 @@ def test_using_changes_the_language_of_one_thread_only() -> None:
 
 
 def _summary():
-    from wizard_steps import benchmark
+    from wizard_steps.measurement import benchmark
 
     samples = [benchmark.BenchSample(16, run, False, 16, 32, 0.05, 320.0, 150.25, 0.3, 300_000_000, 90.0)
                for run in (1, 2, 3)]
@@ -269,7 +269,7 @@ def _summary():
 
 
 def test_the_benchmark_report_is_written_in_turkish() -> None:
-    from wizard_steps import benchmark
+    from wizard_steps.measurement import benchmark
 
     with i18n.using("tr"):
         report = benchmark.to_markdown(_summary())
@@ -277,7 +277,7 @@ def test_the_benchmark_report_is_written_in_turkish() -> None:
 
 
 def test_the_quality_report_is_written_in_turkish() -> None:
-    from wizard_steps import quality
+    from wizard_steps.verdict import quality
 
     with i18n.using("tr"):
         report = quality.to_markdown([quality.skipped(quality.MEMORY, "x")])
@@ -286,7 +286,7 @@ def test_the_quality_report_is_written_in_turkish() -> None:
 
 
 def test_benchmark_json_stays_english_in_turkish() -> None:
-    from wizard_steps import benchmark
+    from wizard_steps.measurement import benchmark
 
     summary = _summary()
     with i18n.using("tr"):

@@ -57,7 +57,113 @@ def test_importing_every_wizard_steps_module_loads_no_ui_and_nothing_heavy() -> 
                           timeout=300)
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout.strip().splitlines()[-1])
-    expected = {f"wizard_steps.{p.stem}" for p in PACKAGE.glob("*.py") if not p.stem.startswith("_")}
+    expected = {".".join(p.relative_to(ROOT).with_suffix("").parts) for p in PACKAGE.rglob("*.py")
+                if not p.stem.startswith("_")}
     assert expected <= set(result["modules"])
     assert [m for m in result["loaded"] if m in UI] == []
     assert [m for m in result["loaded"] if m in HEAVY] == []
+
+
+# --- the rooms -------------------------------------------------------------------------------------
+# wizard_steps is split into rooms that follow the road. A room may read the rooms before it in
+# this list, never one after it: measurement never reads a verdict, nothing in wizard_steps reads
+# the terminal UI. Imports inside functions count the same as those at the top.
+ROOMS = ("core", "model", "prompt", "runtime", "measurement", "conversion", "deployment", "verdict", "road")
+
+
+def own_imports(source: Path) -> list[tuple[int, str]]:
+    """(line, dotted module) of every import of the project's own packages in a file, resolved to
+    a module where ``from package import module`` names one."""
+    found = []
+    for node in ast.walk(ast.parse(source.read_text(encoding="utf-8"), str(source))):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, a.name) for a in node.names if a.name.split(".")[0] in ("wizard_steps", "tui")]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            if node.module.split(".")[0] not in ("wizard_steps", "tui"):
+                continue
+            for alias in node.names:
+                candidate = f"{node.module}.{alias.name}"
+                module_file = ROOT / Path(*candidate.split("."))
+                is_module = module_file.with_suffix(".py").is_file() or (module_file / "__init__.py").is_file()
+                found.append((node.lineno, candidate if is_module else node.module))
+    return found
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def room_of(module: str) -> str | None:
+    parts = module.split(".")
+    return parts[1] if parts[0] == "wizard_steps" and len(parts) > 2 else None
+
+
+def test_every_wizard_steps_module_lives_in_a_room() -> None:
+    loose = [p.name for p in PACKAGE.glob("*.py") if p.name != "__init__.py"]
+    assert loose == []
+    assert sorted(p.name for p in PACKAGE.iterdir() if (p / "__init__.py").is_file()) == sorted(ROOMS)
+
+
+def test_a_room_reads_only_the_rooms_before_it() -> None:
+    offending = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        room = room_of(module_name(path))
+        for line, target in own_imports(path):
+            other = room_of(target)
+            if room and other and ROOMS.index(other) > ROOMS.index(room):
+                offending.append(f"{path.relative_to(ROOT)}:{line} ({room}) reads {target} ({other})")
+    assert offending == []
+
+
+def project_graph() -> dict[str, set[str]]:
+    graph: dict[str, set[str]] = {}
+    for top in ("wizard_steps", "tui"):
+        for path in sorted((ROOT / top).rglob("*.py")):
+            name = module_name(path)
+            graph[name] = {t for _, t in own_imports(path) if t != name}
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Every strongly connected group of more than one module (Tarjan's algorithm)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for nxt in graph.get(node, ()):
+            if nxt not in graph:
+                continue
+            if nxt not in index:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            group = []
+            while True:
+                member = stack.pop()
+                group.append(member)
+                if member == node:
+                    break
+            if len(group) > 1:
+                found.append(sorted(group))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def test_no_import_circle_anywhere_in_the_project() -> None:
+    graph = project_graph()
+    assert len(graph) > 60
+    assert cycles(graph) == []
+
+
+def test_the_circle_finder_finds_a_circle() -> None:
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from wizard_steps import machine
-from wizard_steps.machine import Machine
+from wizard_steps.measurement import machine
+from wizard_steps.measurement.machine import Machine
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -122,6 +122,6 @@ def test_slmops_bench_reports_the_machine_and_the_bound(demo_int4: Path, tmp_pat
     assert set(bounds) == {"16", "64"} and bounds["16"] > bounds["64"] > 0  # a longer context reads more
     # the model's own memory: more than its folder on disk (the weights are resident, plus the
     # runtime and the cache), less than the whole process (Python and the CLI come on top)
-    from wizard_steps.model_source import folder_size
+    from wizard_steps.model.model_source import folder_size
 
     assert folder_size(demo_int4) < data["model_rss_bytes"] < data["peak_rss_bytes"]

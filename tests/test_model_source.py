@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from wizard_steps import model_source
-from wizard_steps.errors import ModelFolderError
+from wizard_steps.core.errors import ModelFolderError
+from wizard_steps.model import model_source
 
 
 def write_safetensors(path: Path, shapes: dict[str, list[int]], truncate: int = 0) -> None:
@@ -164,9 +164,9 @@ def test_a_qwen2_folder_without_eos_in_config_converts_loads_and_generates(
     is found when the folder is chosen, and really reaches genai_config.json."""
     import onnxruntime_genai as og
 
-    from wizard_steps import convert
-    from wizard_steps.events import Finished
-    from wizard_steps.precision import Precision
+    from wizard_steps.conversion import convert
+    from wizard_steps.conversion.precision import Precision
+    from wizard_steps.core.events import Finished
 
     folder = _tiny_qwen2(demo_model, tmp_path / "qwen2-tiny", where != "tokenizer")
     files = {p.name: p.read_bytes() for p in folder.iterdir()}

@@ -9,8 +9,9 @@ from pathlib import Path
 import pexpect  # a dev dependency: a broken install fails here instead of skipping the test
 import pytest
 
-from wizard_steps import answers, convert
-from wizard_steps.precision import Int4Algorithm
+from wizard_steps.conversion import convert
+from wizard_steps.conversion.precision import Int4Algorithm
+from wizard_steps.road import answers
 
 pytestmark = pytest.mark.slow
 ENTER = "\r"

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from wizard_steps.errors import PlanError
-from wizard_steps.precision import (
+from wizard_steps.conversion.precision import (
     ExecutionProvider,
     Int4Algorithm,
     Int4Settings,
@@ -13,6 +12,7 @@ from wizard_steps.precision import (
     estimate_bytes,
     options,
 )
+from wizard_steps.core.errors import PlanError
 
 DEMO = dict(num_parameters=134_515_008, vocab_size=49152, hidden_size=576)
 
@@ -59,7 +59,7 @@ def test_int4_settings_out_of_range_are_refused(settings: Int4Settings) -> None:
 
 
 def test_only_the_gptq_routes_need_calibration_text() -> None:
-    from wizard_steps.precision import RECOMMENDED_INT4
+    from wizard_steps.conversion.precision import RECOMMENDED_INT4
 
     assert [a for a in Int4Algorithm if a.calibrated] == [Int4Algorithm.GPTQ, Int4Algorithm.QUAROT_GPTQ]
     assert [a for a in Int4Algorithm if a.rotated] == [Int4Algorithm.QUAROT_GPTQ]
@@ -73,7 +73,7 @@ def test_unknown_int4_algorithm_lists_every_choice() -> None:
 
 
 def test_every_int4_algorithm_has_its_trade_off_note() -> None:
-    from wizard_steps.precision import algorithm_note
+    from wizard_steps.conversion.precision import algorithm_note
 
     notes = [algorithm_note(a) for a in Int4Algorithm]
     assert all(notes) and len(set(notes)) == len(notes)
@@ -82,8 +82,8 @@ def test_every_int4_algorithm_has_its_trade_off_note() -> None:
 def test_quarot_gptq_is_compared_at_its_best_measured_settings() -> None:
     """QuaRot + GPTQ measured closest to the source asymmetric at block 32 (README's frontier):
     `slmops compare` converts it so, says so in its note, and the others keep the defaults."""
-    from wizard_steps import compare
-    from wizard_steps.precision import best_settings
+    from wizard_steps.conversion.precision import best_settings
+    from wizard_steps.verdict import compare
 
     found = compare.candidates()
     quarot = found["int4-quarot-gptq"]
@@ -98,7 +98,7 @@ def test_the_automatic_int4_is_chosen_by_architecture() -> None:
     """QuaRot + GPTQ asymmetric at block 32 where QuaRot keeps the model; k_quant_mixed at block 16
     where it does not (the Gemma family) or was never checked; the accuracy level and embeddings
     stay as chosen, and a named algorithm is kept as it is."""
-    from wizard_steps.precision import QUAROT_ARCHITECTURES
+    from wizard_steps.conversion.precision import QUAROT_ARCHITECTURES
 
     for architecture in QUAROT_ARCHITECTURES:
         chosen = Int4Settings().resolve(architecture)
@@ -113,7 +113,7 @@ def test_the_automatic_int4_is_chosen_by_architecture() -> None:
 
 
 def test_command_line_int4_settings_count_only_with_a_named_algorithm() -> None:
-    from wizard_steps.precision import chosen_int4
+    from wizard_steps.conversion.precision import chosen_int4
 
     assert chosen_int4().algorithm is Int4Algorithm.AUTO
     with pytest.raises(PlanError, match="automatic choice brings its own") as error:

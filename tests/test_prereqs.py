@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from wizard_steps import model_source, prereqs
-from wizard_steps.prereqs import Check, Status
+from wizard_steps.model import model_source
+from wizard_steps.road import prereqs
+from wizard_steps.road.prereqs import Check, Status
 
 GB = 10**9
 TESTED = {"olive-ai": "0.13.0", "onnxruntime": "1.31.0", "onnxruntime-genai": "0.14.1",
@@ -258,7 +259,7 @@ def test_run_all_imports_nothing_heavy() -> None:
     benchmarks/quick_steps.py, not asserted here (a slower CPU must not fail a test)."""
     code = (
         "import json, sys\n"
-        "from wizard_steps import prereqs\n"
+        "from wizard_steps.road import prereqs\n"
         "checks = prereqs.run_all()\n"
         f"heavy = [m for m in {HEAVY!r} if m in sys.modules]\n"
         "print(json.dumps({'heavy': heavy, 'names': [c.name for c in checks]}))\n"

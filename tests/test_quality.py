@@ -11,12 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from wizard_steps import evaluation, fidelity, quality, source_model
-from wizard_steps.checks import clip
-from wizard_steps.domain import MAX_SHOWN
-from wizard_steps.engine import GenaiBackend, ReplyDone, ReplyOptions, TextChunk
-from wizard_steps.quality import QualityCheck, QualityError
-from wizard_steps.templates import Conversation, get_preset
+from wizard_steps.core.checks import clip
+from wizard_steps.measurement import evaluation, source_model
+from wizard_steps.prompt.templates import Conversation, get_preset
+from wizard_steps.runtime.engine import GenaiBackend, ReplyDone, ReplyOptions, TextChunk
+from wizard_steps.verdict import fidelity, quality
+from wizard_steps.verdict.domain import MAX_SHOWN
+from wizard_steps.verdict.quality import QualityCheck, QualityError
 
 CHATML = get_preset("chatml")
 OPTIONS = ReplyOptions(max_new_tokens=64, stop=CHATML.stop)
@@ -127,7 +128,7 @@ class ParrotBackend:
 
     def stream(self, conversation: Conversation, options: ReplyOptions,
                cancel: threading.Event | None = None) -> Iterator[TextChunk | ReplyDone]:
-        from wizard_steps.engine import ReplyStats
+        from wizard_steps.runtime.engine import ReplyStats
 
         yield TextChunk(self.sentence)
         yield ReplyDone(self.sentence, ReplyStats(self.count_tokens(conversation), 5, 0.01, 0.02, "stop"))

@@ -17,10 +17,10 @@ import pytest
 
 from tests.genai_helpers import generate
 from tests.reliability.helpers import make_tiny_hf_model
-from wizard_steps import convert
-from wizard_steps.convert import PlanError
-from wizard_steps.events import Finished
-from wizard_steps.precision import QUAROT_ARCHITECTURES, Int4Algorithm, Int4Settings, Precision
+from wizard_steps.conversion import convert
+from wizard_steps.conversion.convert import PlanError
+from wizard_steps.conversion.precision import QUAROT_ARCHITECTURES, Int4Algorithm, Int4Settings, Precision
+from wizard_steps.core.events import Finished
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]

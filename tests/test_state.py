@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from wizard_steps.state import WizardState
+from wizard_steps.road.state import WizardState
 
 
 def test_concurrent_saves_all_succeed_and_leave_one_complete_file(tmp_path: Path) -> None:

@@ -8,18 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from wizard_steps.generation import GenerationError
-from wizard_steps.templates import (
+from wizard_steps.prompt.detection import Confidence, compare_with_tokenizer, detect
+from wizard_steps.prompt.generation import GenerationError
+from wizard_steps.prompt.templates import (
     PRESETS,
     SAMPLE_CONVERSATION,
-    Confidence,
     Conversation,
     ModelConfig,
     PromptTemplate,
     TemplateError,
     chat_template_for,
-    compare_with_tokenizer,
-    detect,
     model_config,
     preview,
     render,
@@ -307,7 +305,7 @@ def test_a_fine_tune_with_its_own_bos_matches_its_preset(tmp_path: Path, family:
                                                         eos: str) -> None:
     """The family's chat template writes {{ bos_token }} (and Mistral {{ eos_token }}): the preset,
     fitted to the folder, takes the tokenizer's tokens and builds the same prompt, exactly."""
-    from wizard_steps.templates import preset_for_folder
+    from wizard_steps.prompt.templates import preset_for_folder
 
     folder = _tokenizer_folder(tmp_path / family, FAMILIES[family][0], bos, eos)
     assert not compare_with_tokenizer(PRESETS[family].template, folder).agree  # the fixed BOS
@@ -322,7 +320,7 @@ def test_a_fine_tune_with_its_own_bos_matches_its_preset(tmp_path: Path, family:
 
 
 def test_presets_keep_their_tokens_where_the_family_or_tokenizer_gives_no_other(tmp_path: Path) -> None:
-    from wizard_steps.templates import preset_for_folder
+    from wizard_steps.prompt.templates import preset_for_folder
 
     for key in PRESETS:
         assert preset_for_folder(key, None) == PRESETS[key]
@@ -335,7 +333,7 @@ def test_presets_keep_their_tokens_where_the_family_or_tokenizer_gives_no_other(
 
 
 def test_a_default_system_prompt_is_said_in_plain_words(demo_model: Path) -> None:
-    from wizard_steps.template_diff import compare_with_folder, explain, template_label
+    from wizard_steps.prompt.template_diff import compare_with_folder, explain, template_label
 
     difference = compare_with_folder(CHATML, demo_model)
     assert difference is not None and not difference.agrees
@@ -349,7 +347,7 @@ def test_a_default_system_prompt_is_said_in_plain_words(demo_model: Path) -> Non
 
 
 def test_a_bos_spacing_and_other_differences_are_named(tmp_path: Path) -> None:
-    from wizard_steps.template_diff import compare_prompts, explain
+    from wizard_steps.prompt.template_diff import compare_prompts, explain
 
     llama3 = PRESETS["llama3"].template
     no_bos = compare_prompts(llama3, LLAMA3.replace("bos_token + content", "content"),

@@ -19,9 +19,9 @@ import pytest
 
 from tests.genai_helpers import drain, generate
 from tests.reliability.helpers import make_tiny_model
-from wizard_steps import tune, tune_quick
-from wizard_steps.events import Finished, LogLine, Progress
-from wizard_steps.templates import get_preset
+from wizard_steps.core.events import Finished, LogLine, Progress
+from wizard_steps.measurement import tune, tune_quick
+from wizard_steps.prompt.templates import get_preset
 
 pytestmark = pytest.mark.slow
 CHATML = get_preset("chatml").template
@@ -163,8 +163,8 @@ def test_unwritable_config_is_a_clear_error(folder: Path) -> None:
 
 
 def test_tuned_folder_deployed_to_foundry_loads_and_answers(folder: Path, tmp_path: Path) -> None:
-    from wizard_steps.deploy import deploy, finish
-    from wizard_steps.generation import ModelConfig
+    from wizard_steps.deployment.deploy import deploy, finish
+    from wizard_steps.prompt.generation import ModelConfig
 
     tune.apply(folder, tune.Candidate(tune.usable_cpus()))
     done = finish(deploy(folder, "tuned", CHATML, ModelConfig(temperature=0.0),
@@ -176,8 +176,8 @@ def test_tuned_folder_deployed_to_foundry_loads_and_answers(folder: Path, tmp_pa
 
 def test_deploying_a_folder_never_tuned_tunes_its_copy_and_not_the_folder(folder: Path, tmp_path: Path,
                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    from wizard_steps.deploy import deploy, finish
-    from wizard_steps.generation import ModelConfig
+    from wizard_steps.deployment.deploy import deploy, finish
+    from wizard_steps.prompt.generation import ModelConfig
 
     assert tune_quick.needs_tuning(folder)  # as Olive wrote it: onnxruntime's default threads
     before = {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file() and p.stat().st_size < 10**7}
@@ -225,8 +225,8 @@ def test_a_measurement_that_kept_the_setting_is_recorded_so_it_is_not_repeated(
 
 def test_sleeping_threads_are_written_where_they_win_and_foundry_local_runs_them(
         folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from wizard_steps.deploy import deploy, finish
-    from wizard_steps.generation import ModelConfig
+    from wizard_steps.deployment.deploy import deploy, finish
+    from wizard_steps.prompt.generation import ModelConfig
 
     original = (folder / "genai_config.json").read_bytes()
     monkeypatch.setattr(tune, "SLEEP_MARGIN", -100.0)  # any measured speed is enough for sleeping threads
@@ -296,8 +296,8 @@ def test_short_tuning_cancelled_leaves_the_file_untouched(folder: Path) -> None:
 def tiny_conversions(demo_model: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Finished]:
     """A tiny model converted on the default road (any measured speed kept, so the tuned branch
     runs whatever this machine's speed) and with the tuning off."""
-    from wizard_steps import convert
-    from wizard_steps.precision import Int4Algorithm, Int4Settings, Precision
+    from wizard_steps.conversion import convert
+    from wizard_steps.conversion.precision import Int4Algorithm, Int4Settings, Precision
 
     root = tmp_path_factory.mktemp("tiny-tune")
     model = make_tiny_model(demo_model, root / "tiny")
@@ -354,7 +354,7 @@ def test_cli_no_tune_flag_and_the_tuning_line(demo_model: Path, tmp_path: Path) 
     assert off.returncode == 0, off.stderr
     assert "tuned" not in json.loads(off.stdout) and not (tmp_path / "off" / tune.BACKUP_NAME).exists()
     # what the conversion was made with, read back from the saved config
-    from wizard_steps.precision import Int4Algorithm, best_settings
+    from wizard_steps.conversion.precision import Int4Algorithm, best_settings
 
     chosen = best_settings(Int4Algorithm.RTN)  # a named algorithm starts from its best settings
     assert json.loads(off.stdout)["int4"] == {"algorithm": "rtn", "block_size": chosen.block_size,
@@ -371,7 +371,7 @@ def test_cli_no_tune_flag_and_the_tuning_line(demo_model: Path, tmp_path: Path) 
 
 
 def test_answers_key_turns_the_tuning_off() -> None:
-    from wizard_steps import answers
+    from wizard_steps.road import answers
 
     assert answers.Answers().tune is True
     assert answers.parse("tune = false\n").tune is False

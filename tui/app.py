@@ -17,8 +17,8 @@ from textual.system_commands import SystemCommandsProvider
 from tui.screens.base import StepScreen
 from tui.steps import screen_class, step_title
 from tui.widgets.help import ConfirmScreen
-from wizard_steps.i18n import LANGUAGES, N_, _, current_language, fold, set_language, sort_key
-from wizard_steps.state import STEPS, WizardState
+from wizard_steps.core.i18n import LANGUAGES, N_, _, current_language, fold, set_language, sort_key
+from wizard_steps.road.state import STEPS, WizardState
 
 # Textual's own palette texts, so that they are extracted and shown translated.
 TEXTUAL_TEXTS = (

@@ -13,9 +13,9 @@ from collections.abc import Sequence
 
 from tui import exit_codes
 from tui.commands import _fail
-from wizard_steps import i18n
-from wizard_steps.errors import WizardError
-from wizard_steps.i18n import N_, _
+from wizard_steps.core import i18n
+from wizard_steps.core.errors import WizardError
+from wizard_steps.core.i18n import N_, _
 
 # argparse's own messages ("usage:", "invalid choice: ..."), looked up through its module's _():
 # listed here so that they are extracted and translated with ours.
@@ -163,7 +163,7 @@ def start_wizard(plain: bool) -> int:
 
         return run_plain()
     from tui.app import SlmopsApp
-    from wizard_steps.state import WizardState
+    from wizard_steps.road.state import WizardState
 
     SlmopsApp(WizardState()).run()
     return exit_codes.OK

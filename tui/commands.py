@@ -14,10 +14,10 @@ from pathlib import Path
 
 from tui import exit_codes
 from tui.progress import ProgressPrinter, drive
-from wizard_steps import i18n
-from wizard_steps.errors import WizardError
-from wizard_steps.events import Failed
-from wizard_steps.i18n import N_, _
+from wizard_steps.core import i18n
+from wizard_steps.core.errors import WizardError
+from wizard_steps.core.events import Failed
+from wizard_steps.core.i18n import N_, _
 
 GREEDY_REPLY_TOKENS = 200
 
@@ -33,7 +33,7 @@ def json_values() -> contextlib.AbstractContextManager[None]:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from wizard_steps import prereqs
+    from wizard_steps.road import prereqs
 
     if args.json:
         with json_values():
@@ -58,7 +58,7 @@ CHECK_MARKS = {"ok": N_("ok"), "warn": N_("warn"), "fail": N_("FAIL")}
 def _resolve_model(value: str, printer: ProgressPrinter) -> Path:
     if value != "demo":
         return Path(value)
-    from wizard_steps import model_source
+    from wizard_steps.model import model_source
 
     final = drive(model_source.prepare_demo(), printer)
     if isinstance(final, Failed):
@@ -75,8 +75,8 @@ def _config_stamp(folder: Path) -> int | None:
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
-    from wizard_steps import convert as conversion
-    from wizard_steps.precision import ExecutionProvider, chosen_int4, parse_precision
+    from wizard_steps.conversion import convert as conversion
+    from wizard_steps.conversion.precision import ExecutionProvider, chosen_int4, parse_precision
 
     printer = ProgressPrinter(verbose=args.verbose)
     precision = parse_precision(args.precision)
@@ -112,7 +112,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"output_dir": str(final.path), **details}, indent=2))
     else:
-        from wizard_steps.precision import human_size
+        from wizard_steps.conversion.precision import human_size
 
         print(_("Converted to {precision} in {seconds} s: {path}").format(
             precision=details["precision"].upper(), seconds=i18n.number(details["duration_s"], None),
@@ -134,7 +134,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
             sample=details["sample_text"].strip()))
         print("  " + _("repeat by hand: {command}").format(command=details["rerun"]))
         if "tuned" in details:
-            from wizard_steps.tune_quick import describe
+            from wizard_steps.measurement.tune_quick import describe
 
             print("  " + describe(details["tuned"]))
     return exit_codes.OK
@@ -142,14 +142,14 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
 
 def template_for_folder(folder: Path):
-    from wizard_steps.models import template_for_folder as for_folder
+    from wizard_steps.road.models import template_for_folder as for_folder
 
     return for_folder(folder)
 
 
 def resolve_target(target: str) -> tuple[Path, str | None]:
     """A converted folder or a deployed model name[:version]: its folder and deployed id."""
-    from wizard_steps import models
+    from wizard_steps.road import models
 
     found = models.resolve(target)
     return found.folder, found.model_id
@@ -158,7 +158,7 @@ def resolve_target(target: str) -> tuple[Path, str | None]:
 def open_backend(target: str):
     """onnxruntime-genai on a converted folder, or Foundry Local on a deployed model: the backend,
     the folder's stop strings and the model's name."""
-    from wizard_steps import models
+    from wizard_steps.road import models
 
     found = models.resolve(target)
     template, stop = models.template_for_folder(found.folder)
@@ -166,17 +166,18 @@ def open_backend(target: str):
 
 
 def _model_config(args: argparse.Namespace):
-    from wizard_steps.generation import model_config
+    from wizard_steps.prompt.generation import model_config
 
     return model_config(max_length=args.max_length, temperature=args.temperature,
                         top_p=args.top_p, repetition_penalty=args.repetition_penalty)
 
 
 def cmd_deploy(args: argparse.Namespace) -> int:
-    from wizard_steps import deploy, templates
+    from wizard_steps.deployment import deploy
+    from wizard_steps.prompt import detection, templates
 
     folder = Path(args.dir).expanduser()
-    key = templates.detect(folder).preset_key if args.template == "auto" else args.template
+    key = detection.detect(folder).preset_key if args.template == "auto" else args.template
     template = templates.preset_for_folder(key, folder if folder.is_dir() else None).template
     settings = _model_config(args)
     deploy.check_request(folder, args.name, template, settings, args.template_source)  # bad input: exit 2
@@ -198,15 +199,15 @@ def cmd_deploy(args: argparse.Namespace) -> int:
         for note in details.get("template_notes") or []:
             print("  " + _("note: {note}").format(note=note))
         if "tuned" in details:
-            from wizard_steps.tune_quick import describe
+            from wizard_steps.measurement.tune_quick import describe
 
             print("  " + _("the deployed copy: {line}").format(line=describe(details["tuned"])))
     return exit_codes.OK
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from wizard_steps import deploy
-    from wizard_steps.precision import human_size
+    from wizard_steps.conversion.precision import human_size
+    from wizard_steps.deployment import deploy
 
     models = deploy.list_deployed()
     if args.json:
@@ -220,7 +221,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_remove(args: argparse.Namespace) -> int:
-    from wizard_steps import deploy
+    from wizard_steps.deployment import deploy
 
     removed = deploy.undeploy(args.name)
     print(json.dumps({"removed": removed}) if args.json else _("Removed {models}.").format(
@@ -231,7 +232,7 @@ def cmd_remove(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from wizard_steps import benchmark, machine
+    from wizard_steps.measurement import benchmark, machine
 
     lengths = benchmark.parse_lengths(args.lengths, "--lengths")
     plan = benchmark.BenchPlan(lengths, args.new_tokens, args.runs, args.warmup).validate()
@@ -274,7 +275,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_quality(args: argparse.Namespace) -> int:
-    from wizard_steps import evaluation, models, quality
+    from wizard_steps.measurement import evaluation
+    from wizard_steps.road import models
+    from wizard_steps.verdict import quality
 
     text = evaluation.read_text_file(args.text) if args.text else None
     if args.source:  # the text and the two vocabularies, checked before a model is loaded (exit 2)
@@ -295,8 +298,8 @@ def cmd_quality(args: argparse.Namespace) -> int:
         print(json.dumps([{"name": c.name, "status": c.status, "evidence": c.evidence}
                           for c in checks], indent=2))
     elif args.source:
-        from wizard_steps import convert
-        from wizard_steps.remedy import remedy_for
+        from wizard_steps.conversion import convert
+        from wizard_steps.verdict.remedy import remedy_for
 
         folder = getattr(backend, "folder", None)
         fix = remedy_for(checks, convert.precision_in_config(folder), args.source)
@@ -310,8 +313,8 @@ QUALITY_MARKS = {"pass": N_("ok"), "fail": N_("FAIL"), "skipped": N_("skip")}
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from wizard_steps import compare, compare_report, quality
-    from wizard_steps.events import LogLine, Progress
+    from wizard_steps.core.events import LogLine, Progress
+    from wizard_steps.verdict import compare, compare_report, quality
 
     chosen = compare.parse_candidates(args.precisions)  # bad names: one sentence before any work
     queries = quality.load_queries(args.prompts) if args.prompts else None
@@ -372,14 +375,14 @@ def _step_failed(final: Failed) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from tui.pipeline import run_pipeline
-    from wizard_steps import answers
+    from wizard_steps.road import answers
 
     return run_pipeline(answers.load(args.answers), json_output=args.json)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from tui.pipeline import run_pipeline
-    from wizard_steps.answers import Answers
+    from wizard_steps.road.answers import Answers
 
     return run_pipeline(Answers(model="demo", deploy_name="smollm2-demo", bench_lengths=[16, 128],
                                 bench_runs=2, bench_new_tokens=32), json_output=args.json)
@@ -387,7 +390,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
-    from wizard_steps import tune
+    from wizard_steps.measurement import tune
 
     folder, model_id = resolve_target(args.target)
     deployed = model_id is not None

@@ -11,13 +11,17 @@ import questionary
 from tui import exit_codes
 from tui.pipeline import StepFailed, execute
 from tui.repl import chat_repl
-from wizard_steps import answers as answers_module
-from wizard_steps import model_source, paths, prereqs, templates
-from wizard_steps.answers import Answers
-from wizard_steps.errors import WizardError
-from wizard_steps.generation import GenerationError, model_config
-from wizard_steps.i18n import N_, _
-from wizard_steps.precision import Int4Algorithm, best_settings
+from wizard_steps.conversion.precision import Int4Algorithm, best_settings
+from wizard_steps.core import paths
+from wizard_steps.core.errors import WizardError
+from wizard_steps.core.i18n import N_, _
+from wizard_steps.model import adapter, model_source
+from wizard_steps.prompt import templates
+from wizard_steps.prompt.detection import detect
+from wizard_steps.prompt.generation import GenerationError, model_config
+from wizard_steps.road import answers as answers_module
+from wizard_steps.road import prereqs
+from wizard_steps.road.answers import Answers
 
 STATUS = {"ok": N_("ok"), "warn": N_("warn"), "fail": N_("fail")}
 CONFIDENCE = {"high": N_("high"), "medium": N_("medium"), "low": N_("low")}
@@ -37,7 +41,7 @@ def _select(message: str, **options) -> questionary.Question:
 
 def _model_folder(text: str) -> bool | str:
     try:
-        model_source.inspect_model(text)
+        adapter.inspect_model_or_adapter(text)
     except WizardError as exc:
         return str(exc)
     return True
@@ -91,7 +95,7 @@ def collect() -> Answers:
             int4["int4_symmetric"] = _ask(questionary.confirm(_("Symmetric quantization?"),
                                                               default=best.symmetric))
     folder = model_source.ensure_demo() if model == "demo" else Path(model)
-    detection = templates.detect(folder)
+    detection = detect(folder)
     print(_("Prompt template detected: {preset} ({confidence}): {reason}").format(
         preset=detection.preset_key, confidence=_(CONFIDENCE[detection.confidence.value]),
         reason=detection.reason))

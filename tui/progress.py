@@ -6,8 +6,8 @@ import sys
 from collections.abc import Iterable
 from typing import TextIO
 
-from wizard_steps.events import Event, Failed, Finished, LogLine, Progress
-from wizard_steps.i18n import _
+from wizard_steps.core.events import Event, Failed, Finished, LogLine, Progress
+from wizard_steps.core.i18n import _
 
 
 class ProgressPrinter:

@@ -7,8 +7,8 @@ import sys
 import threading
 
 from tui import exit_codes
-from wizard_steps.engine import Chat, EngineError, ReplyDone, ReplyOptions, TextChunk, TurnsDropped
-from wizard_steps.i18n import N_, _, number
+from wizard_steps.core.i18n import N_, _, number
+from wizard_steps.runtime.engine import Chat, EngineError, ReplyDone, ReplyOptions, TextChunk, TurnsDropped
 
 HELP = N_("Commands: /reset (forget the conversation), /system TEXT (new system prompt), /quit")
 

@@ -21,9 +21,9 @@ import sys
 from collections.abc import Sequence
 
 from tui import exit_codes
-from wizard_steps import i18n
-from wizard_steps.errors import WizardError
-from wizard_steps.i18n import _
+from wizard_steps.core import i18n
+from wizard_steps.core.errors import WizardError
+from wizard_steps.core.i18n import _
 
 DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 8000
 LOOPBACK_NAMES = ("localhost",)
@@ -307,7 +307,7 @@ def run_app(argv: Sequence[str]) -> int:
     parser.add_argument("--lang", choices=list(i18n.LANGUAGES))
     i18n.set_language(parser.parse_args(argv).lang)
     from tui.app import SlmopsApp
-    from wizard_steps.state import WizardState
+    from wizard_steps.road.state import WizardState
 
     SlmopsApp(WizardState()).run()
     return exit_codes.OK

@@ -1,16 +1,14 @@
 """The wizard's steps in one table: key, title and screen, in order. The keys are the state's
-(``wizard_steps.state.STEPS``, which knows no screens); a test keeps the two in step."""
+(``wizard_steps.road.state.STEPS``, which knows no screens); a test keeps the two in step."""
 
 from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-from wizard_steps.i18n import NP_, pgettext
+from textual.screen import Screen
 
-if TYPE_CHECKING:
-    from tui.screens.base import StepScreen
+from wizard_steps.core.i18n import NP_, pgettext
 
 
 @dataclass(frozen=True)
@@ -19,7 +17,7 @@ class Step:
     title: str  # English, marked for translation; shown with step_title()
     screen: str  # "module:Class", imported when the step is first shown (keeps startup light)
 
-    def screen_class(self) -> type[StepScreen]:
+    def screen_class(self) -> type[Screen[None]]:
         module, _colon, name = self.screen.partition(":")
         return getattr(importlib.import_module(module), name)
 
@@ -44,5 +42,5 @@ def step_title(key: str) -> str:
     return pgettext("step", STEPS_BY_KEY[key].title)
 
 
-def screen_class(key: str) -> type[StepScreen]:
+def screen_class(key: str) -> type[Screen[None]]:
     return STEPS_BY_KEY[key].screen_class()

@@ -4,7 +4,7 @@ Nothing here imports Textual, and heavy libraries (torch, transformers, olive,
 onnxruntime_genai, foundry_local_sdk) are imported lazily inside the functions that need them.
 """
 
-from wizard_steps.errors import WizardError
+from wizard_steps.core.errors import WizardError
 
 __all__ = ["WizardError"]
 __version__ = "0.1.0"

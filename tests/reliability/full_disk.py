@@ -14,9 +14,10 @@ import sys
 from pathlib import Path
 
 from tests.genai_helpers import generate
-from wizard_steps import convert, paths
-from wizard_steps.events import Failed, Finished
-from wizard_steps.precision import Int4Algorithm, Int4Settings, Precision
+from wizard_steps.conversion import convert
+from wizard_steps.conversion.precision import Int4Algorithm, Int4Settings, Precision
+from wizard_steps.core import paths
+from wizard_steps.core.events import Failed, Finished
 
 
 def last(events) -> object:

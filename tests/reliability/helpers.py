@@ -7,9 +7,10 @@ import json
 import shutil
 from pathlib import Path
 
-from wizard_steps import paths, templates
-from wizard_steps.foundry import REGISTRY_FILE
-from wizard_steps.state import WizardState
+from wizard_steps.core import paths
+from wizard_steps.prompt import templates
+from wizard_steps.road.state import WizardState
+from wizard_steps.runtime.foundry import REGISTRY_FILE
 
 CHATML = templates.get_preset("chatml").template
 

@@ -25,16 +25,21 @@ from pathlib import Path
 
 import pytest
 
-from wizard_steps import answers, benchmark, deploy, model_source, paths, templates, tune
-from wizard_steps.answers import AnswersError
-from wizard_steps.benchmark import BenchmarkError, BenchPlan
-from wizard_steps.convert import make_plan
-from wizard_steps.engine import Chat, EngineError, GenaiBackend, ReplyDone, ReplyOptions
-from wizard_steps.errors import DeployError, ModelFolderError, PlanError, WizardError
-from wizard_steps.foundry import REGISTRY_FILE
-from wizard_steps.generation import GenerationError, model_config
-from wizard_steps.precision import Int4Settings, Precision, parse_precision
-from wizard_steps.templates import ModelConfig, PromptTemplate, TemplateError
+from wizard_steps.conversion.convert import make_plan
+from wizard_steps.conversion.precision import Int4Settings, Precision, parse_precision
+from wizard_steps.core import paths
+from wizard_steps.core.errors import DeployError, ModelFolderError, PlanError, WizardError
+from wizard_steps.deployment import deploy
+from wizard_steps.measurement import benchmark, tune
+from wizard_steps.measurement.benchmark import BenchmarkError, BenchPlan
+from wizard_steps.model import model_source
+from wizard_steps.prompt import templates
+from wizard_steps.prompt.generation import GenerationError, model_config
+from wizard_steps.prompt.templates import ModelConfig, PromptTemplate, TemplateError
+from wizard_steps.road import answers
+from wizard_steps.road.answers import AnswersError
+from wizard_steps.runtime.engine import Chat, EngineError, GenaiBackend, ReplyDone, ReplyOptions
+from wizard_steps.runtime.foundry import REGISTRY_FILE
 
 from .helpers import CHATML, converted_folder, registry_bytes, seed_home, snapshot
 
@@ -399,7 +404,7 @@ def test_an_unreadable_model_folder_is_refused(tmp_path: Path) -> None:
     locked.chmod(0)
     (unreadable_config / "config.json").chmod(0)
     (unreadable_weights / "model.safetensors").chmod(0)
-    code = ("import sys\nfrom wizard_steps import model_source\n"
+    code = ("import sys\nfrom wizard_steps.model import model_source\n"
             "for path in sys.argv[1:]:\n"
             "    try:\n        model_source.inspect_model(path)\n        print('accepted')\n"
             "    except model_source.ModelFolderError as exc:\n        print(exc)\n")

@@ -26,11 +26,14 @@ import pytest
 
 from tests.fs_faults import private_disk_prefix, unwritable
 from tests.genai_helpers import generate
-from wizard_steps import benchmark, convert, deploy, paths
-from wizard_steps.engine import GenaiBackend
-from wizard_steps.events import Failed, Finished, Progress
-from wizard_steps.precision import Int4Algorithm, Int4Settings, Precision
-from wizard_steps.templates import ModelConfig
+from wizard_steps.conversion import convert
+from wizard_steps.conversion.precision import Int4Algorithm, Int4Settings, Precision
+from wizard_steps.core import paths
+from wizard_steps.core.events import Failed, Finished, Progress
+from wizard_steps.deployment import deploy
+from wizard_steps.measurement import benchmark
+from wizard_steps.prompt.templates import ModelConfig
+from wizard_steps.runtime.engine import GenaiBackend
 
 from .helpers import CHATML, registered_ids, registry_bytes, seed_home
 
@@ -65,7 +68,7 @@ def olive_runs_left() -> list[str]:
 def olive_worker() -> psutil.Process:
     for child in psutil.Process().children(recursive=True):
         with contextlib.suppress(psutil.Error):
-            if "wizard_steps._olive_worker" in child.cmdline():
+            if "wizard_steps.conversion._olive_worker" in child.cmdline():
                 return child
     raise AssertionError("no Olive worker is running")
 

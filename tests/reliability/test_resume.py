@@ -17,13 +17,13 @@ from textual.widgets import Button
 from tests.tui.helpers import click
 from tui.app import SlmopsApp
 from tui.steps import STEPS_BY_KEY
-from wizard_steps import paths
-from wizard_steps.state import STEPS, WizardState
+from wizard_steps.core import paths
+from wizard_steps.road.state import STEPS, WizardState
 
 ROOT = Path(__file__).parents[2]
 SAVER = """
 import itertools, sys
-from wizard_steps.state import STEPS, WizardState
+from wizard_steps.road.state import STEPS, WizardState
 state = WizardState()
 for i in itertools.count():
     state.completed = list(STEPS[: 1 + i % (len(STEPS) - 1)])

@@ -24,9 +24,9 @@ from pathlib import Path
 import psutil
 import pytest
 
-from wizard_steps import benchmark
-from wizard_steps.engine import Chat, GenaiBackend, ReplyDone, ReplyOptions
-from wizard_steps.templates import get_preset
+from wizard_steps.measurement import benchmark
+from wizard_steps.prompt.templates import get_preset
+from wizard_steps.runtime.engine import Chat, GenaiBackend, ReplyDone, ReplyOptions
 
 RSS_GROWTH_LIMIT = 0.05
 SLACK = 2  # descriptors or threads a runtime may open lazily once

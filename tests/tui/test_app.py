@@ -10,9 +10,9 @@ from textual.widgets import Button, DataTable, Input, Label, Static
 
 from tests.tui.helpers import click, wait_for, wait_idle
 from tui.app import SlmopsApp
-from wizard_steps import prereqs
-from wizard_steps.i18n import _
-from wizard_steps.state import WizardState
+from wizard_steps.core.i18n import _
+from wizard_steps.road import prereqs
+from wizard_steps.road.state import WizardState
 
 HEAVY = ("torch", "transformers", "olive", "onnxruntime_genai", "foundry_local_sdk", "onnx")
 
@@ -21,7 +21,7 @@ def test_app_starts_without_heavy_modules() -> None:
     code = (
         "import asyncio, sys\n"
         "from tui.app import SlmopsApp\n"
-        "from wizard_steps.state import WizardState\n"
+        "from wizard_steps.road.state import WizardState\n"
         "async def main():\n"
         "    app = SlmopsApp(WizardState())\n"
         "    async with app.run_test(size=(80, 24)) as pilot:\n"
@@ -134,7 +134,7 @@ async def test_model_path_completes_folder_names(tmp_path: Path) -> None:
 
 def test_one_table_names_every_step_of_the_state_with_its_screen() -> None:
     from tui.steps import STEP_TABLE
-    from wizard_steps.state import STEPS
+    from wizard_steps.road.state import STEPS
 
     assert tuple(step.key for step in STEP_TABLE) == STEPS
     for step in STEP_TABLE:

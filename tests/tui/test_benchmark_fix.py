@@ -16,10 +16,11 @@ from tests.tui.helpers import text_of as shown
 from tui.app import SlmopsApp
 from tui.screens.benchmark import BenchmarkScreen
 from tui.widgets.run_panel import RunPanel
-from wizard_steps import convert, fidelity, quality
-from wizard_steps.events import Finished
-from wizard_steps.precision import Int4Algorithm, Int4Settings, Precision
-from wizard_steps.state import WizardState
+from wizard_steps.conversion import convert
+from wizard_steps.conversion.precision import Int4Algorithm, Int4Settings, Precision
+from wizard_steps.core.events import Finished
+from wizard_steps.road.state import WizardState
+from wizard_steps.verdict import fidelity, quality
 
 pytestmark = pytest.mark.slow
 

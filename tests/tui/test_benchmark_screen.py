@@ -19,8 +19,9 @@ from tui.screens.tune import TuneScreen
 from tui.widgets.help import HelpScreen
 from tui.widgets.metrics import PLACEHOLDER, MetricCard, RunChart
 from tui.widgets.run_panel import RunPanel
-from wizard_steps import benchmark, quality
-from wizard_steps.state import WizardState
+from wizard_steps.measurement import benchmark
+from wizard_steps.road.state import WizardState
+from wizard_steps.verdict import quality
 
 
 @pytest.fixture(autouse=True)

@@ -17,11 +17,11 @@ from tests.tui.helpers import STOP_LIMIT, assert_fits, text_of, wait_for
 from tui.app import SlmopsApp
 from tui.screens.chat import ChatScreen
 from tui.widgets.chat_log import ChatLog, Reply
-from wizard_steps.deploy import deploy, finish
-from wizard_steps.engine import TextChunk
-from wizard_steps.generation import ModelConfig
-from wizard_steps.state import WizardState
-from wizard_steps.templates import Conversation, get_preset
+from wizard_steps.deployment.deploy import deploy, finish
+from wizard_steps.prompt.generation import ModelConfig
+from wizard_steps.prompt.templates import Conversation, get_preset
+from wizard_steps.road.state import WizardState
+from wizard_steps.runtime.engine import TextChunk
 
 pytestmark = pytest.mark.slow  # the demo model converted to INT4 (once per run)
 

@@ -15,10 +15,10 @@ from tui.app import SlmopsApp
 from tui.screens.convert import ConvertScreen
 from tui.widgets.help import HelpScreen
 from tui.widgets.run_panel import RunPanel
-from wizard_steps import convert
-from wizard_steps.convert import ConvertPlan
-from wizard_steps.events import Progress
-from wizard_steps.state import WizardState
+from wizard_steps.conversion import convert
+from wizard_steps.conversion.convert import ConvertPlan
+from wizard_steps.core.events import Progress
+from wizard_steps.road.state import WizardState
 
 pytestmark = pytest.mark.slow  # real conversions of the session's tiny Llama (Olive runs in seconds)
 

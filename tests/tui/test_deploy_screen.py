@@ -17,10 +17,10 @@ from tests.tui.helpers import HANG_LIMIT, assert_fits, click, wait_for
 from tui.app import SlmopsApp
 from tui.screens.deploy import DeployScreen
 from tui.widgets.run_panel import RunPanel
-from wizard_steps import paths
-from wizard_steps.deploy import deploy, list_deployed
-from wizard_steps.events import Failed
-from wizard_steps.state import WizardState
+from wizard_steps.core import paths
+from wizard_steps.core.events import Failed
+from wizard_steps.deployment.deploy import deploy, list_deployed
+from wizard_steps.road.state import WizardState
 
 pytestmark = pytest.mark.slow  # the demo model converted to INT4 (once per run)
 
@@ -219,8 +219,8 @@ def test_the_result_says_when_the_deployed_copy_was_tuned(tmp_path: Path) -> Non
     """A folder never tuned on this machine is tuned on its deployed copy: the result says so in
     one row at 80 columns; a folder tuned already gets no such row."""
     from tui.screens.deploy import describe_result
-    from wizard_steps.events import Finished
-    from wizard_steps.tune_quick import describe
+    from wizard_steps.core.events import Finished
+    from wizard_steps.measurement.tune_quick import describe
 
     details = {"model_id": "m:1", "name": "m", "version": 1, "duration_s": 2.1, "load_s": 0.7,
                "precision": "int4", "size_bytes": 250_000_000, "proof_prompt": "Say hello.",

@@ -14,8 +14,8 @@ from textual.widgets import Button, Footer, Label
 
 from tests.tui.helpers import overflows, wait_for, wait_idle
 from tui.app import SlmopsApp
-from wizard_steps import i18n
-from wizard_steps.state import WizardState
+from wizard_steps.core import i18n
+from wizard_steps.road.state import WizardState
 
 SHOTS = Path(__file__).resolve().parents[2] / "screenshots" / "tr"
 SIZE = (80, 24)

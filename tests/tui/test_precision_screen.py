@@ -15,12 +15,12 @@ from tests.tui.helpers import assert_fits, click, text_of, wait_for
 from tui.app import SlmopsApp
 from tui.screens.precision import PrecisionScreen
 from tui.widgets.run_panel import RunPanel
-from wizard_steps import compare
-from wizard_steps.compare_measure import Measurement
-from wizard_steps.domain import demo_queries
-from wizard_steps.model_source import inspect_model
-from wizard_steps.precision import Precision
-from wizard_steps.state import WizardState
+from wizard_steps.conversion.precision import Precision
+from wizard_steps.model.model_source import inspect_model
+from wizard_steps.road.state import WizardState
+from wizard_steps.verdict import compare
+from wizard_steps.verdict.compare_measure import Measurement
+from wizard_steps.verdict.domain import demo_queries
 
 
 def text(app: SlmopsApp, selector: str) -> str:

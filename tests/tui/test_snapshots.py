@@ -10,7 +10,7 @@ import pytest
 
 from tests.tui.helpers import wait_idle
 from tui.app import SlmopsApp
-from wizard_steps.state import WizardState
+from wizard_steps.road.state import WizardState
 
 SIZES = [(80, 24), (120, 40)]
 

@@ -9,7 +9,7 @@ from textual.widgets import Button, Static, TextArea
 from tests.tui.helpers import click
 from tui.app import SlmopsApp
 from tui.screens.summary import SummaryScreen, headless_commands
-from wizard_steps.state import WizardState
+from wizard_steps.road.state import WizardState
 
 
 def summary_state(tmp_path: Path, **changes: object) -> WizardState:
@@ -67,8 +67,8 @@ async def test_headless_commands_repeat_the_run(tmp_path: Path) -> None:
 
 
 async def test_summary_shows_the_benchmark_medians_and_the_checklist_verdict(tmp_path: Path) -> None:
-    from wizard_steps import benchmark
-    from wizard_steps.checks import QualityCheck
+    from wizard_steps.core.checks import QualityCheck
+    from wizard_steps.measurement import benchmark
 
     checks = [QualityCheck("Domain queries", True, ""), QualityCheck("Fidelity", False, ""),
               QualityCheck("Reply format", None, "")]
@@ -84,8 +84,8 @@ async def test_summary_shows_the_benchmark_medians_and_the_checklist_verdict(tmp
 
 
 async def test_the_wizard_writes_an_answers_file_that_replays_its_choices(tmp_path: Path) -> None:
-    from wizard_steps import answers
-    from wizard_steps.state import state_answers
+    from wizard_steps.road import answers
+    from wizard_steps.road.state import state_answers
 
     state = summary_state(tmp_path, template_key="llama3", deploy_name="mine", bench_runs=5,
                           model_config={"max_length": 512, "temperature": 0.0, "top_p": 1.0,
@@ -104,7 +104,8 @@ async def test_the_wizard_writes_an_answers_file_that_replays_its_choices(tmp_pa
 
 
 async def test_next_writes_the_answers_file_as_the_wizard_goes(tmp_path: Path, tmp_home: Path) -> None:
-    from wizard_steps import answers, paths
+    from wizard_steps.core import paths
+    from wizard_steps.road import answers
 
     state = summary_state(tmp_path, step="benchmark", precision="int8")
     app = SlmopsApp(state, start="benchmark")

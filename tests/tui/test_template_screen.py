@@ -10,7 +10,7 @@ from textual.widgets import Button, Input, Select, Static
 
 from tests.tui.helpers import wait_for, wait_idle
 from tui.app import SlmopsApp
-from wizard_steps.state import WizardState
+from wizard_steps.road.state import WizardState
 
 
 def text(app: SlmopsApp, selector: str) -> str:

@@ -12,9 +12,9 @@ from textual.widgets import Button, DataTable, Label
 from tests.tui.helpers import STOP_LIMIT, click, text_of, wait_for
 from tui.app import SlmopsApp
 from tui.widgets.run_panel import RunPanel
-from wizard_steps import tune
-from wizard_steps.events import Failed
-from wizard_steps.state import WizardState
+from wizard_steps.core.events import Failed
+from wizard_steps.measurement import tune
+from wizard_steps.road.state import WizardState
 
 pytestmark = pytest.mark.slow
 

@@ -11,7 +11,7 @@ from textual.widgets import Button
 
 from tests.tui.helpers import HANG_LIMIT
 from tui.app import SlmopsApp
-from wizard_steps.state import WizardState
+from wizard_steps.road.state import WizardState
 
 pytestmark = pytest.mark.slow
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import replace
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar, Protocol, runtime_checkable
 
 from textual import on
 from textual.app import ComposeResult
@@ -18,12 +18,22 @@ from tui.widgets.footer import KeyFooter
 from tui.widgets.help import HelpScreen
 from tui.widgets.run_panel import RunPanel
 from tui.widgets.step_indicator import StepIndicator, step_title
-from wizard_steps.i18n import N_, _
-from wizard_steps.state import save_answers
+from wizard_steps.core.i18n import N_, _
+from wizard_steps.road.state import WizardState, save_answers
 
-if TYPE_CHECKING:
-    from tui.app import SlmopsApp
-    from wizard_steps.state import WizardState
+
+@runtime_checkable
+class Wizard(Protocol):
+    """What a step asks of the app that shows it (``tui.app.SlmopsApp``): the choices so far, and
+    moving between steps. A protocol, so the screens need not import the app that imports them."""
+
+    state: WizardState
+
+    def go(self, step: str) -> None: ...
+
+    def next_step(self) -> None: ...
+
+    def previous_step(self) -> None: ...
 
 
 class StepScreen(Screen[None]):
@@ -43,8 +53,10 @@ class StepScreen(Screen[None]):
         self.cancel = threading.Event()  # set when the screen goes away: its workers stop
 
     @property
-    def wizard(self) -> SlmopsApp:
-        return self.app  # type: ignore[return-value]
+    def wizard(self) -> Wizard:
+        app = self.app
+        assert isinstance(app, Wizard), app
+        return app
 
     @property
     def state(self) -> WizardState:

@@ -21,18 +21,21 @@ from textual.widgets import Button, DataTable, Input, Label, Static, Switch
 from tui.screens.base import StepScreen
 from tui.widgets.metrics import MetricCard, RunChart
 from tui.widgets.run_panel import RunFactory, RunPanel
-from wizard_steps import benchmark, models, paths, quality
-from wizard_steps.adapter import is_adapter_folder
-from wizard_steps.benchmark import BenchPlan, BenchSample, BenchSummary, parse_lengths
-from wizard_steps.engine import Backend
-from wizard_steps.errors import WizardError
-from wizard_steps.events import Failed
-from wizard_steps.i18n import N_, _, number
-from wizard_steps.machine import Machine
-from wizard_steps.quality import QualityCheck
-from wizard_steps.remedy import Converted, Remedy, convert_and_check, describe_converted, remedy_for
-from wizard_steps.state import state_template
-from wizard_steps.templates import PromptTemplate
+from wizard_steps.core import paths
+from wizard_steps.core.errors import WizardError
+from wizard_steps.core.events import Failed
+from wizard_steps.core.i18n import N_, _, number
+from wizard_steps.measurement import benchmark
+from wizard_steps.measurement.benchmark import BenchPlan, BenchSample, BenchSummary, parse_lengths
+from wizard_steps.measurement.machine import Machine
+from wizard_steps.model.adapter import is_adapter_folder
+from wizard_steps.prompt.templates import PromptTemplate
+from wizard_steps.road import models
+from wizard_steps.road.state import state_template
+from wizard_steps.runtime.engine import Backend
+from wizard_steps.verdict import quality
+from wizard_steps.verdict.quality import QualityCheck
+from wizard_steps.verdict.remedy import Converted, Remedy, convert_and_check, describe_converted, remedy_for
 
 CHECKS = (quality.DOMAIN, quality.FORMAT, quality.MEMORY, quality.LENGTHS, quality.EDGES,
           quality.FIDELITY)
@@ -194,7 +197,7 @@ class BenchmarkScreen(StepScreen):
         """Foundry Local when the model is deployed, else onnxruntime-genai on the converted folder."""
         state = self.state
         if state.deployed_id:  # measured as deployed, or refused: never silently another model
-            from wizard_steps.engine_foundry import FoundryBackend  # the Foundry SDK: only when used
+            from wizard_steps.deployment.engine_foundry import FoundryBackend  # the Foundry SDK: only when used
 
             return FoundryBackend(state.deployed_id, self.template())
         return models.open_backend(models.for_wizard(None, state.converted_dir), self.template())
@@ -381,7 +384,7 @@ class BenchmarkScreen(StepScreen):
             if stop.is_set():
                 return
             if summary is not None and summary.per_length:  # what limits the speed here (~1 s)
-                from wizard_steps import machine
+                from wizard_steps.measurement import machine
 
                 yield machine.measure(getattr(backend, "folder", None))
             yield CheckStarted(CHECKS[0])

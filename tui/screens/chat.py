@@ -18,8 +18,13 @@ from textual.worker import Worker, WorkerState
 
 from tui.screens.base import StepScreen
 from tui.widgets.chat_log import ChatLog, PromptInput, Reply
-from wizard_steps import models
-from wizard_steps.engine import (
+from wizard_steps.core.errors import WizardError
+from wizard_steps.core.i18n import N_, _, number
+from wizard_steps.prompt.templates import PromptTemplate
+from wizard_steps.road import models
+from wizard_steps.road.models import ModelTarget
+from wizard_steps.road.state import state_model_config, state_template
+from wizard_steps.runtime.engine import (
     Backend,
     Chat,
     ReplyDone,
@@ -28,11 +33,6 @@ from wizard_steps.engine import (
     TextChunk,
     TurnsDropped,
 )
-from wizard_steps.errors import WizardError
-from wizard_steps.i18n import N_, _, number
-from wizard_steps.models import ModelTarget
-from wizard_steps.state import state_model_config, state_template
-from wizard_steps.templates import PromptTemplate
 
 MAX_NEW_TOKENS = 200  # enough for a short answer; the small demo model rambles past it
 

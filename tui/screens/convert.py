@@ -19,14 +19,15 @@ from textual.widgets import Button, Collapsible, Input, Label, Static, Switch
 
 from tui.screens.base import StepScreen
 from tui.widgets.run_panel import RunFactory, RunPanel
-from wizard_steps import convert, paths
-from wizard_steps.convert import ConvertPlan
-from wizard_steps.errors import WizardError
-from wizard_steps.events import Finished
-from wizard_steps.generation import ModelConfig
-from wizard_steps.i18n import N_, _, number, percent
-from wizard_steps.model_source import inspect_model
-from wizard_steps.precision import Int4Algorithm, Int4Settings, Precision, estimate_bytes, human_size
+from wizard_steps.conversion import convert
+from wizard_steps.conversion.convert import ConvertPlan
+from wizard_steps.conversion.precision import Int4Algorithm, Int4Settings, Precision, estimate_bytes, human_size
+from wizard_steps.core import paths
+from wizard_steps.core.errors import WizardError
+from wizard_steps.core.events import Finished
+from wizard_steps.core.i18n import N_, _, number, percent
+from wizard_steps.model.adapter import inspect_model_or_adapter
+from wizard_steps.prompt.generation import ModelConfig
 
 RESULT_LABELS = (N_("Folder"), N_("Size"), N_("Sample"), N_("Speed"), N_("Again"))
 
@@ -57,7 +58,7 @@ def tuned_line(details: dict[str, object]) -> str:
     tuned = details.get("tuned")
     if not isinstance(tuned, dict):
         return _("not tuned (onnxruntime's default threads)")
-    from wizard_steps.tune_quick import describe
+    from wizard_steps.measurement.tune_quick import describe
 
     return describe(tuned)
 
@@ -134,7 +135,7 @@ class ConvertScreen(StepScreen):
         if self.state.output_dir:
             return self.state.output_dir
         try:
-            model = inspect_model(self.state.model_dir or "")
+            model = inspect_model_or_adapter(self.state.model_dir or "")
             return str(convert.default_output_dir(model, Precision(self.state.precision)))
         except (WizardError, ValueError):
             return ""

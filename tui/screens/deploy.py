@@ -21,17 +21,17 @@ from textual.widgets import Button, Collapsible, DataTable, Input, Label, RadioB
 
 from tui.screens.base import StepScreen
 from tui.widgets.run_panel import RunFactory, RunPanel
-from wizard_steps import paths
-from wizard_steps.deploy import DeployedModel, deploy, list_deployed, next_version
-from wizard_steps.deploy_files import MAX_NAME, InferenceModel, check_model_folder, validate_name
-from wizard_steps.errors import WizardError
-from wizard_steps.events import Finished
-from wizard_steps.foundry_cli import choose_backend, deploy_with_cli
-from wizard_steps.generation import ModelConfig
-from wizard_steps.i18n import N_, _, number, sort_key
-from wizard_steps.precision import human_size
-from wizard_steps.state import WizardState, state_model_config, state_template
-from wizard_steps.templates import PromptTemplate
+from wizard_steps.conversion.precision import human_size
+from wizard_steps.core import paths
+from wizard_steps.core.errors import WizardError
+from wizard_steps.core.events import Finished
+from wizard_steps.core.i18n import N_, _, number, sort_key
+from wizard_steps.deployment.deploy import DeployedModel, deploy, list_deployed, next_version
+from wizard_steps.deployment.deploy_files import MAX_NAME, InferenceModel, check_model_folder, validate_name
+from wizard_steps.deployment.foundry_cli import choose_backend, deploy_with_cli
+from wizard_steps.prompt.generation import ModelConfig
+from wizard_steps.prompt.templates import PromptTemplate
+from wizard_steps.road.state import WizardState, state_model_config, state_template
 
 # --- the state's choices, as the deploy and chat steps use them ------------------------------------
 
@@ -91,7 +91,7 @@ def describe_result(route: str, event: Finished) -> Group:
                 (_("Template"), Text(" ".join(notes) or (_("agrees") if agrees else _("differs")),
                                      style="green" if agrees else "yellow"))]
         if isinstance(details.get("tuned"), dict):  # a folder never tuned here, tuned on its copy
-            from wizard_steps.tune_quick import describe
+            from wizard_steps.measurement.tune_quick import describe
 
             rows.append((_("Tuned"), describe(details["tuned"])))  # type: ignore[arg-type]
     for label, value in [*rows, (_("Folder"), str(event.path))]:
@@ -200,7 +200,7 @@ class DeployScreen(StepScreen):
     def show_template_choice(self) -> None:
         """Where the model's own chat template and the chosen one build different prompts: say how in
         plain words, and let the user keep either (Foundry Local builds prompts from the folder's)."""
-        from wizard_steps import template_diff
+        from wizard_steps.prompt import template_diff
 
         box = self.query_one("#deploy-template-box")
         difference = None

@@ -12,12 +12,12 @@ from textual.widgets import Button, Input, Label, ProgressBar, Static
 
 from tui.screens.base import StepScreen
 from tui.widgets.path_suggester import FolderSuggester
-from wizard_steps import adapter, model_source
-from wizard_steps.errors import WizardError
-from wizard_steps.events import Failed, Finished, Progress
-from wizard_steps.i18n import N_, _, number
-from wizard_steps.model_source import ModelInfo
-from wizard_steps.precision import human_size
+from wizard_steps.conversion.precision import human_size
+from wizard_steps.core.errors import WizardError
+from wizard_steps.core.events import Failed, Finished, Progress
+from wizard_steps.core.i18n import N_, _, number
+from wizard_steps.model import adapter, model_source
+from wizard_steps.model.model_source import ModelInfo
 
 
 def describe(info: ModelInfo) -> str:
@@ -94,7 +94,7 @@ class ModelScreen(StepScreen):
     @work(thread=True, exclusive=True, group="quick")
     def inspect(self, value: str) -> None:
         try:
-            info: ModelInfo | str = model_source.inspect_model(value)
+            info: ModelInfo | str = adapter.inspect_model_or_adapter(value)
         except WizardError as exc:
             info = str(exc)
         self.app.call_from_thread(self.show_inspection, value, info)

@@ -16,12 +16,7 @@ from textual.worker import get_current_worker
 from tui.screens.base import StepScreen
 from tui.widgets.compare_table import CompareTable
 from tui.widgets.run_panel import RunFactory, RunPanel
-from wizard_steps import compare, model_source
-from wizard_steps.errors import WizardError
-from wizard_steps.events import Progress
-from wizard_steps.i18n import N_, _, number
-from wizard_steps.model_source import ModelInfo
-from wizard_steps.precision import (
+from wizard_steps.conversion.precision import (
     ACCURACY_LEVELS,
     BLOCK_SIZES,
     FIGURES_CPU,
@@ -38,7 +33,13 @@ from wizard_steps.precision import (
     recommended_int4,
     rotation_refusal,
 )
-from wizard_steps.state import WizardState
+from wizard_steps.core.errors import WizardError
+from wizard_steps.core.events import Progress
+from wizard_steps.core.i18n import N_, _, number
+from wizard_steps.model import adapter
+from wizard_steps.model.model_source import ModelInfo
+from wizard_steps.road.state import WizardState
+from wizard_steps.verdict import compare
 
 PROVIDER = ExecutionProvider.CPU  # the wizard converts for CPU; GPU providers are not offered yet
 ALGORITHMS = ((N_("auto: fits this model"), Int4Algorithm.AUTO),
@@ -211,7 +212,7 @@ class PrecisionScreen(StepScreen):
         try:
             if not folder:
                 raise WizardError(_("No model has been chosen yet."), _("Go back to the Model step."))
-            result: ModelInfo | str = model_source.inspect_model(folder)
+            result: ModelInfo | str = adapter.inspect_model_or_adapter(folder)
         except WizardError as exc:
             result = str(exc)
         saved = compare.load_saved(folder) if isinstance(result, ModelInfo) else None

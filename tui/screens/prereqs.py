@@ -9,8 +9,8 @@ from textual.containers import Horizontal
 from textual.widgets import Button, DataTable, Label
 
 from tui.screens.base import StepScreen
-from wizard_steps import prereqs
-from wizard_steps.i18n import N_, _
+from wizard_steps.core.i18n import N_, _
+from wizard_steps.road import prereqs
 
 MARKS = {"ok": (N_("ok"), "green"), "warn": (N_("warn"), "yellow"), "fail": (N_("FAIL"), "bold red")}
 

@@ -13,13 +13,13 @@ from textual.containers import Horizontal
 from textual.widgets import Button, Label, Static, TextArea
 
 from tui.screens.base import StepScreen
-from wizard_steps.adapter import is_adapter_folder, tokenizer_folder
-from wizard_steps.convert import int4_in_config, rotated_in_config
-from wizard_steps.errors import WizardError
-from wizard_steps.i18n import N_, _, number
-from wizard_steps.model_source import folder_size
-from wizard_steps.precision import Int4Algorithm, human_size
-from wizard_steps.state import WizardState, save_answers
+from wizard_steps.conversion.convert import int4_in_config, rotated_in_config
+from wizard_steps.conversion.precision import Int4Algorithm, human_size
+from wizard_steps.core.errors import WizardError
+from wizard_steps.core.i18n import N_, _, number
+from wizard_steps.model.adapter import is_adapter_folder, tokenizer_folder
+from wizard_steps.model.model_source import folder_size
+from wizard_steps.road.state import WizardState, save_answers
 
 NOT_DONE = N_("not done")  # shown with _()
 _SHELL_SPECIAL = set(" \t\"'&;|()<>$`*?[]{}!#~")
@@ -82,8 +82,8 @@ def _folder(value: str | None) -> Text:
 
 def _tuned(value: str | None) -> Text:
     """The thread setting the converted folder runs with, and the gain measured when it was chosen."""
-    from wizard_steps.tune import recorded
-    from wizard_steps.tune_quick import describe
+    from wizard_steps.measurement.tune import recorded
+    from wizard_steps.measurement.tune_quick import describe
 
     if not value or not Path(value).is_dir():
         return not_done()

@@ -15,13 +15,15 @@ from textual.widgets import Input, Label, Select, Static
 from textual.worker import get_current_worker
 
 from tui.screens.base import StepScreen
-from wizard_steps import model_source, template_diff, templates
-from wizard_steps.adapter import tokenizer_folder
-from wizard_steps.errors import WizardError
-from wizard_steps.generation import GenerationError, ModelConfig, model_config
-from wizard_steps.i18n import N_, _
-from wizard_steps.template_diff import TemplateDifference
-from wizard_steps.templates import PARTS, PRESETS, Detection, Preset, PromptTemplate
+from wizard_steps.core.errors import WizardError
+from wizard_steps.core.i18n import N_, _
+from wizard_steps.model import adapter
+from wizard_steps.model.adapter import tokenizer_folder
+from wizard_steps.prompt import template_diff, templates
+from wizard_steps.prompt.detection import Detection, detect
+from wizard_steps.prompt.generation import GenerationError, ModelConfig, model_config
+from wizard_steps.prompt.template_diff import TemplateDifference
+from wizard_steps.prompt.templates import PARTS, PRESETS, Preset, PromptTemplate
 
 SETTINGS = ("max_length", "temperature", "top_p", "repetition_penalty")
 SPECIAL_TOKEN = re.compile(r"<\|[^|<>\s]+\|>|</?[A-Za-z_]+>|\[/?INST\]|<</?SYS>>")
@@ -154,8 +156,8 @@ class TemplateScreen(StepScreen):
         try:
             if self.folder is None:
                 raise WizardError(_("No model has been chosen yet."), _("Go back to the Model step."))
-            info = model_source.inspect_model(self.folder)
-            facts = FolderFacts(templates.detect(info.path), info.max_position_embeddings or None,
+            info = adapter.inspect_model_or_adapter(self.folder)
+            facts = FolderFacts(detect(info.path), info.max_position_embeddings or None,
                                 None, {key: templates.preset_for_folder(key, info.path) for key in PRESETS})
         except WizardError as exc:
             facts = FolderFacts(None, None, str(exc))

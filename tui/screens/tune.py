@@ -14,9 +14,9 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, DataTable, Label, Static
 
 from tui.widgets.run_panel import RunFactory, RunPanel
-from wizard_steps import tune
-from wizard_steps.i18n import _, number
-from wizard_steps.templates import PromptTemplate
+from wizard_steps.core.i18n import _, number
+from wizard_steps.measurement import tune
+from wizard_steps.prompt.templates import PromptTemplate
 
 BAR_WIDTH = 30
 

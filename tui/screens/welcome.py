@@ -9,8 +9,8 @@ from textual.widgets import Button, Static
 
 from tui.screens.base import StepScreen
 from tui.widgets.step_indicator import step_title
-from wizard_steps.i18n import N_, _
-from wizard_steps.state import STEPS, WizardState
+from wizard_steps.core.i18n import N_, _
+from wizard_steps.road.state import STEPS, WizardState
 
 INTRO = N_("""\
 [b]slmops[/b]: take a fine-tuned small language model to a model you can talk to, on this machine.

@@ -12,8 +12,8 @@ from textual.message import Message
 from textual.widget import Widget
 from textual.widgets import Input, Label, Static
 
-from wizard_steps.engine import ReplyStats
-from wizard_steps.i18n import N_, _, number
+from wizard_steps.core.i18n import N_, _, number
+from wizard_steps.runtime.engine import ReplyStats
 
 FINISH = {"stop": N_("end of reply"), "length": N_("length limit"), "stop_string": N_("stop string"),
           "cancelled": N_("cancelled")}

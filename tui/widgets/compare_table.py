@@ -9,10 +9,10 @@ from collections.abc import Sequence
 from rich.text import Text
 from textual.widgets import DataTable
 
-from wizard_steps.compare import Row
-from wizard_steps.compare_report import why_not
-from wizard_steps.i18n import N_, _, number, percent
-from wizard_steps.precision import human_size
+from wizard_steps.conversion.precision import human_size
+from wizard_steps.core.i18n import N_, _, number, percent
+from wizard_steps.verdict.compare import Row
+from wizard_steps.verdict.compare_report import why_not
 
 BAR = 8
 COLUMNS = (("candidate", N_("precision")), ("size", N_("size")), ("speed", N_("gen tok/s")),

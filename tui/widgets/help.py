@@ -7,7 +7,7 @@ from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 
-from wizard_steps.i18n import N_, _
+from wizard_steps.core.i18n import N_, _
 
 
 class HelpScreen(ModalScreen[None]):

@@ -8,7 +8,7 @@ from textual.containers import Vertical
 from textual.widgets import Static
 from textual_plotext import PlotextPlot
 
-from wizard_steps.i18n import _
+from wizard_steps.core.i18n import _
 
 PLACEHOLDER = "—"
 

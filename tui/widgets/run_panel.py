@@ -26,9 +26,9 @@ from textual.widget import Widget
 from textual.widgets import Button, Label, Log, ProgressBar, Static
 from textual.worker import Worker, WorkerState, get_current_worker
 
-from wizard_steps.errors import WizardError
-from wizard_steps.events import Failed, Finished, LogLine, Progress
-from wizard_steps.i18n import _
+from wizard_steps.core.errors import WizardError
+from wizard_steps.core.events import Failed, Finished, LogLine, Progress
+from wizard_steps.core.i18n import _
 
 RunFactory = Callable[[threading.Event], Iterable[object]]
 """Starts the step: given the run's stop event, returns its event iterator."""

@@ -6,8 +6,8 @@ from rich.text import Text
 from textual.widgets import Static
 
 from tui.steps import step_title
-from wizard_steps.i18n import _
-from wizard_steps.state import STEPS
+from wizard_steps.core.i18n import _
+from wizard_steps.road.state import STEPS
 
 
 class StepIndicator(Static):

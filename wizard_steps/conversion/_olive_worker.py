@@ -1,0 +1,125 @@
+"""Subprocess: run Olive's own command line, then prove its output loads and generates.
+
+Run as ``python -m wizard_steps.conversion._olive_worker OUT_DIR -- <olive arguments>``. Olive runs exactly as
+``olive <arguments>`` would; validating in the same process reuses the onnx and
+onnxruntime-genai modules Olive has already imported, so the check costs a model load and a few
+tokens rather than a second interpreter. Prints one ``@result {json}`` line at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from wizard_steps.core import child_result
+
+
+def fix_logits_output(folder: Path) -> str | None:
+    """Block-wise RTN renames the graph output ``logits``; point genai_config.json at the new
+    name (else onnxruntime-genai refuses the folder). Returns the new name when it changed."""
+    import onnx
+
+    config_path = folder / "genai_config.json"
+    genai = json.loads(config_path.read_text(encoding="utf-8"))
+    decoder = genai["model"]["decoder"]
+    graph = onnx.load(str(folder / decoder["filename"]), load_external_data=False).graph
+    outputs = [o.name for o in graph.output]
+    if decoder["outputs"]["logits"] in outputs:
+        return None
+    renamed = [name for name in outputs if name.startswith("logits")]
+    if not renamed:
+        return None
+    decoder["outputs"]["logits"] = renamed[0]
+    tmp = config_path.with_name(".genai_config.json.tmp")
+    tmp.write_text(json.dumps(genai, indent=4) + "\n", encoding="utf-8")
+    tmp.replace(config_path)
+    return renamed[0]
+
+
+def check(folder: Path, max_new_tokens: int) -> dict[str, object]:
+    genai_config = json.loads((folder / "genai_config.json").read_text(encoding="utf-8"))
+    decoder = genai_config["model"]["decoder"]
+    import onnx
+
+    graph = onnx.load(str(folder / decoder["filename"]), load_external_data=False).graph
+    for tensor in graph.initializer:
+        for entry in tensor.external_data:
+            if entry.key == "location" and not (folder / entry.value).is_file():
+                return {"ok": False, "error": f"external data file {entry.value} is missing"}
+    outputs = {o.name for o in graph.output}
+    if decoder["outputs"]["logits"] not in outputs:
+        return {"ok": False, "error": f"genai_config names logits output "
+                f"{decoder['outputs']['logits']!r}, the graph has {sorted(outputs)[:3]}"}
+
+    import onnxruntime_genai as og
+
+    model = og.Model(str(folder))
+    tokenizer = og.Tokenizer(model)
+    prompt = "The capital of France is"
+    ids = tokenizer.encode(prompt)
+    params = og.GeneratorParams(model)
+    params.set_search_options(max_length=len(ids) + max_new_tokens, do_sample=False)
+    generator = og.Generator(model, params)
+    generator.append_tokens(ids)
+    tokens: list[int] = []
+    while not generator.is_done() and len(tokens) < max_new_tokens:
+        generator.generate_next_token()
+        tokens.append(int(generator.get_next_tokens()[0]))
+    return {"ok": True, "generated_tokens": len(tokens), "text": tokenizer.decode(tokens),
+            "graph_outputs": len(outputs)}
+
+
+def count_layers_in_log() -> None:
+    """Olive's layer-by-layer passes (Gptq) count layers with a tqdm bar that TQDM_DISABLE hides;
+    print each step as a "Processing layers N/T" line instead, for the convert step's progress."""
+    import tqdm.auto
+
+    class LineCounter(tqdm.auto.tqdm):  # type: ignore[misc, name-defined]
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            kwargs["disable"] = True  # never draw a bar; keep iterating as tqdm does
+            self.label = str(kwargs.get("desc") or (args[1] if len(args) > 1 else "") or "").rstrip(". ")
+            self.done = 0
+            super().__init__(*args, **kwargs)
+            self.steps = kwargs.get("total")
+
+        def update(self, n: float | None = 1) -> bool | None:
+            self.done += int(n or 0)
+            if self.steps and self.label:
+                print(f"{self.label} {self.done}/{self.steps}", flush=True)
+            return super().update(n)
+
+    tqdm.auto.tqdm = LineCounter  # type: ignore[misc]
+
+
+def main(argv: list[str]) -> int:
+    out_dir = Path(argv[1])
+    olive_args = argv[argv.index("--") + 1:]
+    count_layers_in_log()
+    from olive.cli.launcher import main as olive_main
+
+    try:
+        olive_main(olive_args, called_as_console_script=False)
+    except SystemExit as exc:
+        if exc.code not in (0, None):
+            child_result.emit({"ok": False, "stage": "olive", "error": f"olive exited {exc.code}"})
+            return 1
+    if not (out_dir / "genai_config.json").is_file():
+        child_result.emit({"ok": False, "stage": "olive", "error": "no model"})
+        return 1
+    try:
+        from wizard_steps.model.model_source import fill_eos_token_id  # an id only the tokenizer names
+
+        fill_eos_token_id(out_dir)
+        renamed = fix_logits_output(out_dir)
+        result = check(out_dir, 8)
+        result["logits_renamed_to"] = renamed
+    except Exception as exc:  # reported as data; the caller makes it one sentence
+        result = {"ok": False, "error": f"{type(exc).__name__}: {exc}".splitlines()[0]}
+    result["stage"] = "validate"
+    child_result.emit(result)
+    return 0 if result.get("ok") else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

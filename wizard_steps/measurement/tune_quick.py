@@ -1,0 +1,172 @@
+"""The default road's short tuning, run by ``convert`` right after a conversion is validated: a
+few seconds of the folder's thread setting against the usable core count (spin-waiting, and with
+idle threads sleeping), the faster kept (with ``tune``'s undo backup and 5 % rule). The full search
+stays in ``slmops tune``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import statistics
+import threading
+from collections.abc import Generator, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from wizard_steps.core.events import LogLine, Progress
+from wizard_steps.core.i18n import _, percent
+from wizard_steps.core.i18n import number as _number
+from wizard_steps.measurement import tune
+from wizard_steps.measurement.tune import Candidate, apply, check_writable, current_candidate, record, usable_cpus
+
+if TYPE_CHECKING:
+    from wizard_steps.prompt.templates import PromptTemplate
+
+QUICK_PROMPT, QUICK_TOKENS, QUICK_ROUNDS, QUICK_BUDGET_S = 64, 24, (3, 7), 6.0
+
+
+def _speed(backend, conversation, options, cancel: threading.Event | None) -> float:
+    from wizard_steps.runtime.engine import ReplyDone
+
+    done = next(e for e in backend.stream(conversation, options, cancel) if isinstance(e, ReplyDone))
+    return done.stats.tokens_per_s
+
+
+def needs_tuning(folder: Path) -> bool:
+    """True for a folder no tuning has measured on a machine like this one: no record of a
+    measurement beside genai_config.json, and a thread setting other than the usable core count.
+    (A deploy of such a folder runs ``quick`` on its copy first.)"""
+    folder = Path(folder)
+    try:
+        note = json.loads((folder / tune.RECORD_NAME).read_text(encoding="utf-8"))
+        if note.get("cpus") in (None, usable_cpus()):  # records before "cpus" count as this machine's
+            return False
+    except (OSError, ValueError, AttributeError):
+        pass
+    try:
+        return current_candidate(folder) != Candidate(usable_cpus())
+    except tune.TuneError:
+        return False  # nothing to tune: the deploy's own checks say what is wrong
+
+
+def quick(folder: Path, source: Path | None = None, cancel: threading.Event | None = None,
+          template: PromptTemplate | None = None,
+          at: float = 0.99) -> Generator[Progress | LogLine, None, dict[str, object]]:
+    """The default road's short tuning (a few seconds): the folder's setting against the usable
+    core count and the core count with idle threads sleeping (``tune.SPIN_KEY``), in turn,
+    generation speed compared. The core count is written unless the current setting is at least
+    5 % faster; the sleeping threads replace the winner only where they are 5 % faster than it
+    (a shared, busy machine).
+    The measurement is recorded beside the file either way (``needs_tuning`` reads it). Returns
+    the details (threads and spinning now in the file, tried, gain of the written setting over
+    the current one, or of the core count where kept, applied, speeds, cancelled). ``template``
+    (else the one detected in ``source``, else ChatML) shapes the timed prompt; ``at`` is the
+    progress fraction to report.
+
+    A folder it cannot measure or write is left as it is: the conversion stays good."""
+    import time
+
+    from wizard_steps.measurement.benchmark import prompt_of_length
+    from wizard_steps.prompt import detection, templates
+    from wizard_steps.runtime.engine import GenaiBackend, ReplyOptions
+
+    folder = Path(folder)
+    current, tried = current_candidate(folder), Candidate(usable_cpus())
+    calm = Candidate(tried.threads, spinning=False)
+    result: dict[str, object] = {"threads": current.threads, "spinning": current.spinning,
+                                 "tried": tried.threads, "gain": 1.0, "applied": False, "cancelled": False}
+    if current == tried:
+        return result
+    trials = [current, tried] + ([calm] if calm != current else [])
+    if template is None:
+        try:
+            template = templates.get_preset(detection.detect(source).preset_key if source else "chatml").template
+        except Exception:  # any prompt works to time the threads
+            template = templates.get_preset("chatml").template
+    if calm in trials:
+        yield Progress(_("Tuning for this machine: {current} against {tried} and {sleeping}").format(
+            current=current.label, tried=tried.label, sleeping=calm.label), at)
+    else:
+        yield Progress(_("Tuning for this machine: {current} against {tried}").format(
+            current=current.label, tried=tried.label), at)
+    backends: dict[Candidate, object] = {}
+    speeds: dict[Candidate, list[float]] = {candidate: [] for candidate in trials}
+
+    def stopped() -> bool:
+        return cancel is not None and cancel.is_set()
+
+    try:
+        check_writable(folder)
+        for candidate in trials:
+            backends[candidate] = GenaiBackend(folder, template, overlay=candidate.overlay())
+        prompt = prompt_of_length(backends[current], QUICK_PROMPT)
+        for backend in backends.values():  # warm-up
+            _speed(backend, prompt, ReplyOptions(max_new_tokens=4, min_new_tokens=4), cancel)
+        options = ReplyOptions(max_new_tokens=QUICK_TOKENS, min_new_tokens=QUICK_TOKENS)
+        deadline, rounds = time.monotonic() + QUICK_BUDGET_S, 0
+        least, most = QUICK_ROUNDS
+        while not stopped() and (rounds < least or (rounds < most and time.monotonic() < deadline)):
+            first = rounds % len(trials)  # each goes first in turn
+            for candidate in trials[first:] + trials[:first]:
+                speeds[candidate].append(_speed(backends[candidate], prompt, options, cancel))
+            rounds += 1
+    except Exception as exc:  # a model that loads for Olive's check but not here: keep it untuned
+        error = (str(exc).splitlines() or [type(exc).__name__])[0]
+        yield LogLine(_("Tuning skipped: {error}").format(error=error))
+        return {**result, "error": error}
+    finally:
+        for backend in backends.values():
+            backend.close()  # type: ignore[attr-defined]
+    if stopped():
+        yield LogLine(_("Tuning cancelled; genai_config.json is left as it was."))
+        return {**result, "cancelled": True}
+    speed = {candidate: statistics.median(v) for candidate, v in speeds.items()}
+    before = speed[current]
+
+    def ratio(candidate: Candidate) -> float:  # rounded once: the rule and the report see one figure
+        return round(speed[candidate] / before, 2) if before else 0.0
+
+    # The usable core count unless the current setting is clearly (5 %) faster: a few seconds
+    # cannot split a near-tie, and full searches (slmops tune) keep choosing the explicit count
+    # (side by side x1.5 here where the short measurement read x1.01: benchmarks/tuning_gain.py --road).
+    chosen = tried if ratio(tried) >= 1 - tune.KEEP_MARGIN else current
+    # Sleeping threads must beat that choice clearly: they cost 4-8 % on an idle machine.
+    if calm in speed and calm != chosen and ratio(calm) >= round(ratio(chosen) * (1 + tune.SLEEP_MARGIN), 2):
+        chosen = calm
+    reported = chosen if chosen != current else tried  # kept: the report says how the core count did
+    gain = ratio(reported)
+    result.update(gain=gain, default_tokens_per_s=round(before, 1), tuned_tokens_per_s=round(speed[reported], 1))
+    if chosen != current:
+        apply(folder, chosen)
+        record(folder, chosen, gain)
+        result.update(threads=chosen.threads, spinning=chosen.spinning, applied=True)
+    else:  # measured and kept: noted, so a deploy of this folder does not measure it again
+        with contextlib.suppress(OSError):
+            record(folder, current, gain)
+    measured = "; ".join(_("{setting} {speed} tok/s").format(setting=c.label, speed=_number(speed[c]))
+                         for c in trials)
+    yield LogLine(_("Tuning: {measured}: kept {kept}.").format(measured=measured, kept=chosen.label))
+    return result
+
+
+def describe(tuned: Mapping[str, object]) -> str:
+    """One line for the CLI, the unattended run and the summary, from ``quick``'s details."""
+    threads, spinning = tuned.get("threads"), tuned.get("spinning", True) is not False
+    setting = (Candidate(threads, spinning).label if isinstance(threads, int)
+               else _("onnxruntime's default threads"))
+    if tuned.get("applied"):
+        gain = float(tuned["gain"])  # type: ignore[arg-type]
+        if gain < 1 + tune.KEEP_MARGIN:
+            return _("tuned for this machine: {setting} (x{gain} here, within noise of onnxruntime's "
+                     "default)").format(setting=setting, gain=_number(gain, 2))
+        return _("tuned for this machine: {setting}, x{gain}").format(setting=setting, gain=_number(gain, 2))
+    if tuned.get("cancelled") or tuned.get("error"):
+        why = _("cancelled") if tuned.get("cancelled") else _("not measured")
+        return _("not tuned ({why}): {setting} kept").format(why=why, setting=setting)
+    if "tuned_tokens_per_s" not in tuned:  # the file already held the usable core count
+        return _("tuned for this machine: {setting}").format(setting=setting)
+    return _("tuned for this machine: {setting} kept ({tried} was x{gain}, more than {margin} slower)").format(
+        setting=setting, tried=Candidate(int(tuned["tried"])).label,  # type: ignore[call-overload]
+        gain=_number(float(tuned["gain"]), 2),  # type: ignore[arg-type]
+        margin=percent(tune.KEEP_MARGIN * 100))

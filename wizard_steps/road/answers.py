@@ -1,0 +1,154 @@
+"""The answers file: every choice of the wizard in one TOML file, so that a run done once by hand
+can be replayed unattended on thirty machines (``slmops run --answers wizard.toml``)."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+from wizard_steps.conversion.precision import Int4Algorithm, best_settings
+from wizard_steps.core.errors import WizardError
+from wizard_steps.core.i18n import _, current_language
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+
+class AnswersError(WizardError):
+    """The answers file has an unknown key or a bad value."""
+
+
+_CHOICES: dict[str, tuple[object, ...]] = {
+    "precision": ("fp32", "fp16", "int8", "int4"),
+    "int4_block_size": (16, 32, 64, 128, 256),
+    "int4_accuracy_level": (1, 2, 3, 4),
+    "int4_algorithm": ("auto", "rtn", "k_quant_mixed", "gptq", "quarot_gptq"),
+    "template": ("chatml", "phi3", "llama3", "mistral", "gemma", "auto"),
+    "template_source": ("preset", "model"),
+    "method": ("config", "auto-opt"),
+    "lang": ("en", "tr"),
+}
+_RANGES: dict[str, tuple[float, float]] = {
+    "max_length": (16, 131072), "temperature": (0.0, 2.0), "top_p": (0.01, 1.0),
+    "repetition_penalty": (1.0, 2.0), "bench_runs": (1, 1000), "bench_new_tokens": (1, 4096),
+}
+
+
+@dataclass(frozen=True)
+class Answers:
+    """Every choice; ``model`` is a folder (a model or a LoRA adapter) or "demo"."""
+
+    model: str = "demo"
+    base: str = ""  # a LoRA adapter's base folder, when its adapter_config.json names none found here
+    precision: str = "int4"
+    method: str = "config"
+    int4_block_size: int = 16  # these two count with a named algorithm; "auto" brings its own
+    int4_symmetric: bool = True
+    int4_accuracy_level: int = 4
+    int4_algorithm: str = "auto"  # precision.RECOMMENDED_INT4: chosen by the model's architecture
+    int4_quantize_embeddings: bool = False
+    template: str = "auto"
+    template_source: str = "preset"  # the deployed chat template: the preset, or the model's own
+    max_length: int = 2048
+    temperature: float = 0.7
+    top_p: float = 0.9
+    repetition_penalty: float = 1.1
+    output_dir: str = ""
+    deploy_name: str = ""
+    bench_lengths: list[int] = field(default_factory=lambda: [16, 128, 512])
+    bench_runs: int = 3
+    bench_new_tokens: int = 64
+    tune: bool = True  # the short thread tuning right after the conversion (false: as Olive wrote it)
+    lang: str = field(default_factory=current_language)  # a file without it keeps the language in use
+
+
+def _type_name(kind: object) -> str:
+    return {"int": _("a whole number"), "float": _("a number"), "bool": _("true or false"),
+            "str": _("a string"), "list[int]": _("a list of whole numbers")}.get(str(kind), str(kind))
+
+
+def _check(key: str, value: object, kind: str) -> object:
+    expected = {"int": int, "float": (int, float), "bool": bool, "str": str, "list[int]": list}[kind]
+    if (isinstance(value, bool) and kind in ("int", "float")) or not isinstance(value, expected):
+        raise AnswersError(_("'{key}' must be {kind}, not {value!r}.").format(
+                               key=key, kind=_type_name(kind), value=value),
+                           _("Fix '{key}' in the answers file.").format(key=key))
+    if kind == "list[int]" and (not value or not all(
+            isinstance(v, int) and not isinstance(v, bool) and v >= 8 for v in value)):  # type: ignore[union-attr]
+        raise AnswersError(_("'{key}' must list whole numbers of 8 or more, not {value!r}.").format(
+                               key=key, value=value),
+                           _("For example: bench_lengths = [16, 128, 512]"))
+    if key in _CHOICES and value not in _CHOICES[key]:
+        allowed = ", ".join(map(str, _CHOICES[key]))
+        raise AnswersError(_("'{key}' = {value!r} is not allowed; choose one of: {allowed}.").format(
+                               key=key, value=value, allowed=allowed),
+                           _("Fix '{key}' in the answers file.").format(key=key))
+    if key in _RANGES:
+        low, high = _RANGES[key]
+        if not low <= float(value) <= high:  # type: ignore[arg-type]
+            raise AnswersError(_("'{key}' = {value!r} is out of range; allowed: {low} to {high}.").format(
+                                   key=key, value=value, low=f"{low:g}", high=f"{high:g}"),
+                               _("Fix '{key}' in the answers file.").format(key=key))
+    return float(value) if kind == "float" else value  # type: ignore[arg-type]
+
+
+def parse(text: str, source: str | None = None) -> Answers:
+    source = source or _("the answers file")
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise AnswersError(_("{source} is not valid TOML ({error}).").format(source=source, error=exc),
+                           _("Fix the line it names.")) from None
+    known = {f.name: str(f.type) for f in fields(Answers)}
+    values = {}
+    for key, value in data.items():
+        if key not in known:
+            raise AnswersError(_("Unknown key '{key}' in {source}.").format(key=key, source=source),
+                               _("Known keys: {keys}.").format(keys=", ".join(known)))
+        values[key] = _check(key, value, known[key])
+    algorithm = values.get("int4_algorithm", "auto")
+    if algorithm != "auto":  # a named algorithm starts from its best measured settings, as on the CLI
+        best = best_settings(Int4Algorithm(algorithm))
+        values.setdefault("int4_block_size", best.block_size)
+        values.setdefault("int4_symmetric", best.symmetric)
+    return Answers(**values)  # type: ignore[arg-type]
+
+
+def load(path: str | Path) -> Answers:
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise AnswersError(_("The answers file {file} does not exist.").format(file=file),
+                           _("Give the path of a wizard.toml written by slmops.")) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise AnswersError(_("The answers file {file} cannot be read ({error}).").format(
+            file=file, error=exc)) from None
+    return parse(text, str(file))
+
+
+def _toml_value(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return repr(value)
+
+
+def dump(answers: Answers) -> str:
+    lines = ["# slmops answers file: replay with `slmops run --answers THIS_FILE`"]
+    lines += [f"{key} = {_toml_value(value)}" for key, value in asdict(answers).items()]
+    return "\n".join(lines) + "\n"
+
+
+def save(answers: Answers, path: str | Path) -> Path:
+    file = Path(path)
+    tmp = file.with_name(f".{file.name}.tmp")
+    tmp.write_text(dump(answers), encoding="utf-8")
+    tmp.replace(file)
+    return file

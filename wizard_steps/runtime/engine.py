@@ -1,0 +1,292 @@
+"""Streaming generation behind one interface, with two backends: onnxruntime-genai directly on a
+converted folder, and Foundry Local on a deployed model (``engine_foundry``).
+
+A backend streams one reply for a whole conversation; ``Chat`` keeps the conversation, fits it
+into the context (dropping the oldest turns, never the system prompt) and records each reply.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from wizard_steps.core.errors import WizardError
+from wizard_steps.core.i18n import _
+from wizard_steps.prompt.generation import ModelConfig
+from wizard_steps.prompt.templates import Conversation, PromptTemplate, render
+
+
+class EngineError(WizardError):
+    """The model cannot answer this request (too long, not loadable...)."""
+
+
+@dataclass(frozen=True)
+class ReplyOptions:
+    """Per-reply generation settings: the ModelConfig plus a reply limit and stop strings."""
+
+    max_new_tokens: int = 256
+    temperature: float = 0.0
+    top_p: float = 0.9
+    repetition_penalty: float = 1.1
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+    min_new_tokens: int = 0  # benchmarks: generate exactly this many (backends that can)
+
+    @classmethod
+    def from_model_config(cls, config: ModelConfig, max_new_tokens: int = 256,
+                          stop: tuple[str, ...] = ()) -> ReplyOptions:
+        return cls(max_new_tokens, config.temperature, config.top_p, config.repetition_penalty, stop)
+
+
+@dataclass(frozen=True)
+class TextChunk:
+    """A piece of the reply as it is produced (already decoded: whole characters only)."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class TurnsDropped:
+    """The oldest turns were left out so that the conversation fits the context."""
+
+    count: int
+    message: str
+
+
+@dataclass(frozen=True)
+class ReplyStats:
+    prompt_tokens: int
+    generated_tokens: int
+    ttft_s: float
+    duration_s: float
+    finish_reason: str  # stop | length | stop_string | cancelled
+
+    @property
+    def prompt_tokens_per_s(self) -> float:
+        return self.prompt_tokens / self.ttft_s if self.ttft_s > 0 else 0.0
+
+    @property
+    def tokens_per_s(self) -> float:
+        """Generation speed after the first token (decode only)."""
+        decode_s = self.duration_s - self.ttft_s
+        return (self.generated_tokens - 1) / decode_s if self.generated_tokens > 1 and decode_s > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class ReplyDone:
+    text: str
+    stats: ReplyStats
+
+
+ReplyEvent = TextChunk | TurnsDropped | ReplyDone
+
+
+class Backend(Protocol):
+    """What a generation backend offers; the UI never knows which one it talks to."""
+
+    name: str
+    context_length: int
+
+    def count_tokens(self, conversation: Conversation) -> int: ...
+
+    def stream(self, conversation: Conversation, options: ReplyOptions,
+               cancel: threading.Event | None = None) -> Iterator[TextChunk | ReplyDone]: ...
+
+    def close(self) -> None: ...
+
+
+class StopStringFilter:
+    """Holds back text that could be the start of a stop string, so none of it is ever shown."""
+
+    def __init__(self, stops: tuple[str, ...]) -> None:
+        self.stops = tuple(s for s in stops if s)
+        self.pending = ""
+        self.stopped = False
+
+    def feed(self, piece: str) -> str:
+        self.pending += piece
+        for stop in self.stops:
+            at = self.pending.find(stop)
+            if at >= 0:
+                self.stopped = True
+                out, self.pending = self.pending[:at], ""
+                return out
+        keep = max((k for s in self.stops for k in range(1, len(s)) if self.pending.endswith(s[:k])),
+                   default=0)
+        out = self.pending[: len(self.pending) - keep]
+        self.pending = self.pending[len(out):]
+        return out
+
+    def flush(self) -> str:
+        out, self.pending = self.pending, ""
+        return out
+
+
+_SURROGATES = re.compile("[\ud800-\udfff]")
+
+
+def clean_text(text: str) -> str:
+    """Text as a tokenizer takes it: NUL characters dropped, lone surrogates (invalid UTF-8 read
+    with errors="surrogateescape") replaced by U+FFFD."""
+    return _SURROGATES.sub("\ufffd", text.replace("\x00", ""))
+
+
+def fit_conversation(backend: Backend, conversation: Conversation,
+                     max_new_tokens: int) -> tuple[Conversation, int]:
+    """Drop the oldest turns (in user/assistant pairs, keeping the system prompt and the last
+    message) until prompt plus reply fit; raise EngineError when the last message alone is too long."""
+    budget = backend.context_length - max_new_tokens
+    turns = list(conversation.turns)
+    dropped = 0
+    while True:
+        candidate = Conversation(conversation.system, tuple(turns))
+        if backend.count_tokens(candidate) <= budget:
+            return candidate, dropped
+        if len(turns) <= 1:
+            size = backend.count_tokens(candidate)
+            raise EngineError(
+                _("The message is too long: {size} tokens with the system prompt, and the model "
+                  "takes {budget} before its reply.").format(size=size, budget=budget),
+                _("Shorten the message or lower the reply length."))
+        cut = 2 if len(turns) > 2 and turns[0][0] == "user" and turns[1][0] == "assistant" else 1
+        turns = turns[cut:]
+        dropped += cut
+
+
+class GenaiBackend:
+    """onnxruntime-genai in this process, on a converted folder."""
+
+    name = "onnxruntime-genai"
+
+    def __init__(self, folder: str | Path, template: PromptTemplate,
+                 max_length: int | None = None, overlay: dict | None = None) -> None:
+        """``overlay``: genai_config.json keys to override for this load only (tuning)."""
+        import onnxruntime_genai as og  # heavy: loaded only when a model is opened
+
+        self._og = og
+        self.folder = Path(folder)
+        self.template = template
+        try:
+            config = og.Config(str(self.folder))
+            if overlay:
+                config.overlay(json.dumps(overlay))
+            self.model = og.Model(config)
+        except Exception as exc:
+            raise EngineError(_("onnxruntime-genai cannot load {folder}: {error}").format(
+                                  folder=self.folder, error=exc).splitlines()[0],
+                              _("Convert the model again with slmops convert.")) from None
+        self.tokenizer = og.Tokenizer(self.model)
+        config = json.loads((self.folder / "genai_config.json").read_text(encoding="utf-8"))
+        self.context_length = min(int(config["model"].get("context_length", 2048)),
+                                  max_length or 10**9)
+        eos = config["model"].get("eos_token_id", [])
+        self.eos_ids = set(eos if isinstance(eos, list) else [eos])
+
+    def encode(self, text: str) -> list[int]:
+        return [int(t) for t in self.tokenizer.encode(text)]
+
+    def count_tokens(self, conversation: Conversation) -> int:
+        return len(self.encode(render(self.template, conversation)))
+
+    def stream(self, conversation: Conversation, options: ReplyOptions,
+               cancel: threading.Event | None = None) -> Iterator[TextChunk | ReplyDone]:
+        return self.stream_ids(self.encode(render(self.template, conversation)), options, cancel)
+
+    def stream_ids(self, ids: list[int], options: ReplyOptions,
+                   cancel: threading.Event | None = None) -> Iterator[TextChunk | ReplyDone]:
+        """Generate from token ids; one token at a time so a cancel is honoured within a token."""
+        og = self._og
+        started = time.perf_counter()
+        params = og.GeneratorParams(self.model)
+        search: dict[str, object] = {
+            "max_length": min(len(ids) + options.max_new_tokens, self.context_length),
+            "do_sample": options.temperature > 0,
+            "repetition_penalty": options.repetition_penalty,
+        }
+        if options.min_new_tokens:
+            search["min_length"] = min(len(ids) + options.min_new_tokens, int(search["max_length"]))
+        if options.temperature > 0:
+            search.update(temperature=options.temperature, top_p=options.top_p)
+            if options.seed is not None:
+                search["random_seed"] = options.seed
+        params.set_search_options(**search)
+        generator = og.Generator(self.model, params)
+        generator.append_tokens(ids)
+        decoder = self.tokenizer.create_stream()
+        stops = StopStringFilter(options.stop)
+        text: list[str] = []
+        generated, ttft, reason = 0, 0.0, "length"
+        while True:
+            if cancel is not None and cancel.is_set():
+                reason = "cancelled"
+                break
+            if generator.is_done():
+                reason = "stop" if generated < options.max_new_tokens else "length"
+                break
+            generator.generate_next_token()
+            token = int(generator.get_next_tokens()[0])
+            generated += 1
+            if generated == 1:
+                ttft = time.perf_counter() - started
+            if token in self.eos_ids:
+                reason = "stop"
+                break
+            piece = stops.feed(decoder.decode(token))
+            if piece:
+                text.append(piece)
+                yield TextChunk(piece)
+            if stops.stopped:
+                reason = "stop_string"
+                break
+            if generated >= options.max_new_tokens:
+                reason = "length"
+                break
+        ended = time.perf_counter()
+        del generator
+        if reason != "stop_string":
+            tail = stops.flush()
+            if tail:
+                text.append(tail)
+                yield TextChunk(tail)
+        stats = ReplyStats(len(ids), generated, ttft, ended - started, reason)
+        yield ReplyDone("".join(text), stats)
+
+    def close(self) -> None:
+        self.model = None  # type: ignore[assignment]
+
+
+@dataclass
+class Chat:
+    """A multi-turn conversation with one backend: system prompt, history, replies."""
+
+    backend: Backend
+    options: ReplyOptions = field(default_factory=ReplyOptions)
+    system: str | None = None
+    turns: list[tuple[str, str]] = field(default_factory=list)
+
+    def reset(self) -> None:
+        self.turns.clear()
+
+    def send(self, message: str, cancel: threading.Event | None = None) -> Iterator[ReplyEvent]:
+        """Stream the reply to ``message``; the turn is kept even when the reply is cancelled."""
+        message = clean_text(message)
+        if not message.strip():
+            raise EngineError(_("The message is empty."), _("Type a question first."))
+        system = clean_text(self.system) if self.system else self.system
+        wanted = Conversation(system, (*self.turns, ("user", message)))
+        fitted, dropped = fit_conversation(self.backend, wanted, self.options.max_new_tokens)
+        if dropped:
+            self.turns = list(fitted.turns[:-1])
+            yield TurnsDropped(dropped, _(
+                "The {count} oldest messages were left out so that the conversation fits the "
+                "model's context; the system prompt stays.").format(count=dropped))
+        for event in self.backend.stream(fitted, self.options, cancel):
+            if isinstance(event, ReplyDone):
+                self.turns += [("user", message), ("assistant", event.text)]
+            yield event
