@@ -167,3 +167,53 @@ def test_no_import_circle_anywhere_in_the_project() -> None:
 
 def test_the_circle_finder_finds_a_circle() -> None:
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def pulls_lazy(module: str, lazy: frozenset[str], seen: set[str] | None = None) -> bool:
+    """Whether importing ``module`` (one of ours) loads a LAZY library through its top-level imports."""
+    seen = set() if seen is None else seen
+    if module in seen:
+        return False
+    seen.add(module)
+    if module.split(".")[0] in lazy:
+        return True
+    base = ROOT / Path(*module.split("."))
+    source = base.with_suffix(".py") if base.with_suffix(".py").is_file() else base / "__init__.py"
+    if module.split(".")[0] not in ("wizard_steps", "tui") or not source.is_file():
+        return False
+    tree = ast.parse(source.read_text(encoding="utf-8"))
+    tops = [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]
+    names = [a.name for n in tops if isinstance(n, ast.Import) for a in n.names]
+    names += [n.module for n in tops if isinstance(n, ast.ImportFrom) and n.module and n.level == 0]
+    parents = [".".join(module.split(".")[:i]) for i in range(1, module.count(".") + 1)]
+    return any(pulls_lazy(name, lazy, seen) for name in names + parents)
+
+
+def test_imports_sit_at_the_top_unless_the_library_must_wait() -> None:
+    from wizard_steps import LAZY
+
+    inner = []
+    for top in ("wizard_steps", "tui"):
+        for path in sorted((ROOT / top).rglob("*.py")):
+            tree = ast.parse(path.read_text(encoding="utf-8"))
+            for function in ast.walk(tree):
+                if not isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                    continue
+                for node in ast.walk(function):
+                    if isinstance(node, ast.Import):
+                        modules = [a.name for a in node.names]
+                    elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                        modules = [node.module]
+                    else:
+                        continue
+                    if not all(pulls_lazy(m, LAZY) for m in modules):
+                        inner.append(f"{path.relative_to(ROOT)}:{node.lineno} imports {modules} inside a function")
+    assert inner == []
+
+
+def test_the_lazy_check_follows_our_modules_to_a_lazy_library() -> None:
+    from wizard_steps import LAZY
+
+    assert pulls_lazy("tui.app", LAZY)  # Textual, through the app's own imports
+    assert not pulls_lazy("wizard_steps.core.paths", LAZY)
+    assert not pulls_lazy("json", LAZY)

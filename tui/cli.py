@@ -8,14 +8,17 @@ output is the same in every language.
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 from collections.abc import Sequence
 
-from tui import exit_codes
-from tui.commands import _fail
+from tui import commands, exit_codes
+from tui.commands import _fail, cmd_demo
+from tui.serve import add_serve_parser
 from wizard_steps.core import i18n
 from wizard_steps.core.errors import WizardError
 from wizard_steps.core.i18n import N_, _
+from wizard_steps.road.state import WizardState
 
 # argparse's own messages ("usage:", "invalid choice: ..."), looked up through its module's _():
 # listed here so that they are extracted and translated with ours.
@@ -59,7 +62,6 @@ def build_parser() -> argparse.ArgumentParser:
                      epilog=_("With no command: the Textual wizard (or --plain for prompts)."))
     parser.add_argument("--plain", action="store_true", help=_("the wizard as plain prompts"))
     parser.add_argument("--lang", choices=list(i18n.LANGUAGES), help=lang_help())
-    from tui import commands
 
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
 
@@ -144,12 +146,10 @@ MIN_COLUMNS, MIN_LINES = 80, 24
 def start_wizard(plain: bool) -> int:
     """The TUI on a big enough terminal; plain prompts when asked or when it is too small; the
     unattended demo when there is no terminal at all. Says why in one line."""
-    import shutil
 
     if not (sys.stdin.isatty() and sys.stdout.isatty()):
         print("slmops: " + _("not running in a terminal, so running the demo unattended (slmops demo)."),
               file=sys.stderr)
-        from tui.commands import cmd_demo
 
         return cmd_demo(argparse.Namespace(json=False))
     size = shutil.get_terminal_size((0, 0))
@@ -163,7 +163,6 @@ def start_wizard(plain: bool) -> int:
 
         return run_plain()
     from tui.app import SlmopsApp
-    from wizard_steps.road.state import WizardState
 
     SlmopsApp(WizardState()).run()
     return exit_codes.OK
@@ -183,7 +182,6 @@ def _generation_flags(parser: argparse.ArgumentParser) -> None:
 
 def add_later_commands(sub) -> None:
     """Deployment, benchmark, chat and the unattended runs."""
-    from tui import commands
 
     dep = sub.add_parser("deploy", help=_("deploy a converted folder to Foundry Local"),
                          description=_("Register a converted folder with Foundry Local (a new "
@@ -278,6 +276,5 @@ def add_later_commands(sub) -> None:
     run.add_argument("--json", action="store_true")
     run.set_defaults(func=commands.cmd_run)
 
-    from tui.serve import add_serve_parser  # light: textual_serve is imported only when serving
 
     add_serve_parser(sub)

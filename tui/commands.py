@@ -6,18 +6,35 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import sys
 import threading
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from tui import exit_codes
+from tui.pipeline import run_pipeline
 from tui.progress import ProgressPrinter, drive
+from tui.repl import chat_repl
+from wizard_steps.conversion import convert
+from wizard_steps.conversion import convert as conversion
+from wizard_steps.conversion.precision import ExecutionProvider, chosen_int4, human_size, parse_precision
 from wizard_steps.core import i18n
 from wizard_steps.core.errors import WizardError
-from wizard_steps.core.events import Failed
+from wizard_steps.core.events import Failed, LogLine, Progress
 from wizard_steps.core.i18n import N_, _
+from wizard_steps.deployment import deploy
+from wizard_steps.measurement import benchmark, evaluation, machine, tune
+from wizard_steps.measurement.tune_quick import describe
+from wizard_steps.model import model_source
+from wizard_steps.prompt import detection, templates
+from wizard_steps.prompt.generation import model_config
+from wizard_steps.road import answers, models, prereqs
+from wizard_steps.road.answers import Answers
+from wizard_steps.road.models import template_for_folder as for_folder
+from wizard_steps.verdict import compare, compare_report, quality
+from wizard_steps.verdict.remedy import remedy_for
 
 GREEDY_REPLY_TOKENS = 200
 
@@ -33,8 +50,6 @@ def json_values() -> contextlib.AbstractContextManager[None]:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from wizard_steps.road import prereqs
-
     if args.json:
         with json_values():
             checks = prereqs.run_all()
@@ -58,7 +73,6 @@ CHECK_MARKS = {"ok": N_("ok"), "warn": N_("warn"), "fail": N_("FAIL")}
 def _resolve_model(value: str, printer: ProgressPrinter) -> Path:
     if value != "demo":
         return Path(value)
-    from wizard_steps.model import model_source
 
     final = drive(model_source.prepare_demo(), printer)
     if isinstance(final, Failed):
@@ -75,9 +89,6 @@ def _config_stamp(folder: Path) -> int | None:
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
-    from wizard_steps.conversion import convert as conversion
-    from wizard_steps.conversion.precision import ExecutionProvider, chosen_int4, parse_precision
-
     printer = ProgressPrinter(verbose=args.verbose)
     precision = parse_precision(args.precision)
     int4 = chosen_int4(args.int4_algo, args.block_size, args.symmetric, args.accuracy_level,
@@ -91,8 +102,6 @@ def cmd_convert(args: argparse.Namespace) -> int:
     if plan.model.eos is not None and plan.model.eos.note:  # said before the conversion starts
         print("slmops: " + _("note: {note}").format(note=plan.model.eos.note), file=sys.stderr)
     if getattr(args, "no_tune", False):
-        from dataclasses import replace
-
         plan = replace(plan, tune=False)
     stop = threading.Event()
     before = _config_stamp(plan.output_dir)
@@ -112,8 +121,6 @@ def cmd_convert(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"output_dir": str(final.path), **details}, indent=2))
     else:
-        from wizard_steps.conversion.precision import human_size
-
         print(_("Converted to {precision} in {seconds} s: {path}").format(
             precision=details["precision"].upper(), seconds=i18n.number(details["duration_s"], None),
             path=final.path))
@@ -134,22 +141,17 @@ def cmd_convert(args: argparse.Namespace) -> int:
             sample=details["sample_text"].strip()))
         print("  " + _("repeat by hand: {command}").format(command=details["rerun"]))
         if "tuned" in details:
-            from wizard_steps.measurement.tune_quick import describe
-
             print("  " + describe(details["tuned"]))
     return exit_codes.OK
 
 
 
 def template_for_folder(folder: Path):
-    from wizard_steps.road.models import template_for_folder as for_folder
-
     return for_folder(folder)
 
 
 def resolve_target(target: str) -> tuple[Path, str | None]:
     """A converted folder or a deployed model name[:version]: its folder and deployed id."""
-    from wizard_steps.road import models
 
     found = models.resolve(target)
     return found.folder, found.model_id
@@ -158,7 +160,6 @@ def resolve_target(target: str) -> tuple[Path, str | None]:
 def open_backend(target: str):
     """onnxruntime-genai on a converted folder, or Foundry Local on a deployed model: the backend,
     the folder's stop strings and the model's name."""
-    from wizard_steps.road import models
 
     found = models.resolve(target)
     template, stop = models.template_for_folder(found.folder)
@@ -166,16 +167,11 @@ def open_backend(target: str):
 
 
 def _model_config(args: argparse.Namespace):
-    from wizard_steps.prompt.generation import model_config
-
     return model_config(max_length=args.max_length, temperature=args.temperature,
                         top_p=args.top_p, repetition_penalty=args.repetition_penalty)
 
 
 def cmd_deploy(args: argparse.Namespace) -> int:
-    from wizard_steps.deployment import deploy
-    from wizard_steps.prompt import detection, templates
-
     folder = Path(args.dir).expanduser()
     key = detection.detect(folder).preset_key if args.template == "auto" else args.template
     template = templates.preset_for_folder(key, folder if folder.is_dir() else None).template
@@ -199,16 +195,11 @@ def cmd_deploy(args: argparse.Namespace) -> int:
         for note in details.get("template_notes") or []:
             print("  " + _("note: {note}").format(note=note))
         if "tuned" in details:
-            from wizard_steps.measurement.tune_quick import describe
-
             print("  " + _("the deployed copy: {line}").format(line=describe(details["tuned"])))
     return exit_codes.OK
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from wizard_steps.conversion.precision import human_size
-    from wizard_steps.deployment import deploy
-
     models = deploy.list_deployed()
     if args.json:
         print(json.dumps([{**asdict(m), "path": str(m.path)} for m in models], indent=2))
@@ -221,8 +212,6 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_remove(args: argparse.Namespace) -> int:
-    from wizard_steps.deployment import deploy
-
     removed = deploy.undeploy(args.name)
     print(json.dumps({"removed": removed}) if args.json else _("Removed {models}.").format(
         models=", ".join(removed)))
@@ -230,10 +219,6 @@ def cmd_remove(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    import dataclasses
-
-    from wizard_steps.measurement import benchmark, machine
-
     lengths = benchmark.parse_lengths(args.lengths, "--lengths")
     plan = benchmark.BenchPlan(lengths, args.new_tokens, args.runs, args.warmup).validate()
     before = benchmark.process_rss()
@@ -275,10 +260,6 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_quality(args: argparse.Namespace) -> int:
-    from wizard_steps.measurement import evaluation
-    from wizard_steps.road import models
-    from wizard_steps.verdict import quality
-
     text = evaluation.read_text_file(args.text) if args.text else None
     if args.source:  # the text and the two vocabularies, checked before a model is loaded (exit 2)
         found = models.resolve(args.target)
@@ -298,9 +279,6 @@ def cmd_quality(args: argparse.Namespace) -> int:
         print(json.dumps([{"name": c.name, "status": c.status, "evidence": c.evidence}
                           for c in checks], indent=2))
     elif args.source:
-        from wizard_steps.conversion import convert
-        from wizard_steps.verdict.remedy import remedy_for
-
         folder = getattr(backend, "folder", None)
         fix = remedy_for(checks, convert.precision_in_config(folder), args.source)
         if fix is not None:
@@ -313,9 +291,6 @@ QUALITY_MARKS = {"pass": N_("ok"), "fail": N_("FAIL"), "skipped": N_("skip")}
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from wizard_steps.core.events import LogLine, Progress
-    from wizard_steps.verdict import compare, compare_report, quality
-
     chosen = compare.parse_candidates(args.precisions)  # bad names: one sentence before any work
     queries = quality.load_queries(args.prompts) if args.prompts else None
     export = Path(args.export).expanduser() if args.export else None
@@ -361,8 +336,6 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_chat(args: argparse.Namespace) -> int:
-    from tui.repl import chat_repl
-
     backend, stop, name = open_backend(args.target)
     return chat_repl(backend, stop, name, system=args.system)
 
@@ -374,24 +347,16 @@ def _step_failed(final: Failed) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from tui.pipeline import run_pipeline
-    from wizard_steps.road import answers
-
     return run_pipeline(answers.load(args.answers), json_output=args.json)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from tui.pipeline import run_pipeline
-    from wizard_steps.road.answers import Answers
-
     return run_pipeline(Answers(model="demo", deploy_name="smollm2-demo", bench_lengths=[16, 128],
                                 bench_runs=2, bench_new_tokens=32), json_output=args.json)
 
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
-    from wizard_steps.measurement import tune
-
     folder, model_id = resolve_target(args.target)
     deployed = model_id is not None
     if args.undo:

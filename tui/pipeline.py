@@ -5,15 +5,30 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from tui import exit_codes
 from tui.progress import ProgressPrinter, drive
-from wizard_steps.core import i18n
+from wizard_steps.conversion import convert
+from wizard_steps.conversion.precision import Int4Algorithm, Int4Settings, Precision, human_size
+from wizard_steps.core import i18n, paths
 from wizard_steps.core.errors import WizardError
 from wizard_steps.core.events import Failed, Finished
 from wizard_steps.core.i18n import _
+from wizard_steps.deployment import deploy
+from wizard_steps.deployment.engine_foundry import FoundryBackend
+from wizard_steps.measurement import benchmark
+from wizard_steps.measurement.tune_quick import describe
+from wizard_steps.model import model_source
+from wizard_steps.model.adapter import inspect_model_or_adapter
+from wizard_steps.model.model_source import folder_size
+from wizard_steps.prompt import detection, templates
+from wizard_steps.prompt.generation import model_config
+from wizard_steps.road import answers as answers_module
+from wizard_steps.road import prereqs
 from wizard_steps.road.answers import Answers
+from wizard_steps.runtime.engine import Chat, ReplyDone, ReplyOptions
 
 QUESTION = "What is the capital of France?"  # asked of the model: stays English
 
@@ -50,18 +65,6 @@ def run_pipeline(answers: Answers, json_output: bool = False) -> int:
 
 def execute(answers: Answers, json_output: bool = False) -> dict[str, object]:
     """Every step in order; returns the report, raises StepFailed or WizardError."""
-    from wizard_steps.conversion import convert
-    from wizard_steps.conversion.precision import Int4Algorithm, Int4Settings, Precision, human_size
-    from wizard_steps.core import paths
-    from wizard_steps.deployment import deploy
-    from wizard_steps.deployment.engine_foundry import FoundryBackend
-    from wizard_steps.measurement import benchmark
-    from wizard_steps.model import model_source
-    from wizard_steps.model.adapter import inspect_model_or_adapter
-    from wizard_steps.prompt import detection, templates
-    from wizard_steps.prompt.generation import model_config
-    from wizard_steps.road import prereqs
-    from wizard_steps.runtime.engine import Chat, ReplyDone, ReplyOptions
 
     apply_language(answers)
     printer = ProgressPrinter()
@@ -100,13 +103,10 @@ def execute(answers: Answers, json_output: bool = False) -> dict[str, object]:
         replace_existing=out is None and default_out.is_dir(),  # slmops' own folder only
         base=answers.base or None)
     if not answers.tune:
-        from dataclasses import replace
-
         plan = replace(plan, tune=False)
     if out is None and convert.converted_before(plan):
         # slmops' own folder already holds this conversion, validated when it was made: a rerun
         # of the demo in a classroom does not pay for Olive again (the deploy loads it and answers).
-        from wizard_steps.model.model_source import folder_size
 
         final = Finished(plan.output_dir, {"size_bytes": folder_size(plan.output_dir), "duration_s": 0.0,
                                            "reused": True})
@@ -126,8 +126,6 @@ def execute(answers: Answers, json_output: bool = False) -> dict[str, object]:
         json_output)
 
     if "tuned" in final.details:
-        from wizard_steps.measurement.tune_quick import describe
-
         report["tuned"] = final.details["tuned"]
         _say(describe(final.details["tuned"]), json_output)  # type: ignore[arg-type]
 
@@ -164,7 +162,6 @@ def execute(answers: Answers, json_output: bool = False) -> dict[str, object]:
     _say(_("6/6 chat: {question} -> {answer!r}").format(question=QUESTION, answer=reply.text.strip()),
          json_output)
     answers_file = paths.ensure(paths.config_dir()) / "last-run.toml"
-    from wizard_steps.road import answers as answers_module
 
     answers_module.save(answers, answers_file)
     report["answers_file"] = str(answers_file)

@@ -9,6 +9,7 @@ from pathlib import Path
 import questionary
 
 from tui import exit_codes
+from tui.commands import open_backend
 from tui.pipeline import StepFailed, execute
 from tui.repl import chat_repl
 from wizard_steps.conversion.precision import Int4Algorithm, best_settings
@@ -133,7 +134,6 @@ def run_plain() -> int:
     assert isinstance(deployed, dict)
     if not _ask(questionary.confirm(_("Chat with the deployed model now?"), default=True)):
         return exit_codes.OK
-    from tui.commands import open_backend
 
     backend, stop, name = open_backend(str(deployed["id"]))
     try:

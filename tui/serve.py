@@ -9,21 +9,27 @@ serving, so the wizard's own start stays as fast as before.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import errno
 import ipaddress
 import os
 import re
 import shlex
+import signal
 import socket
 import subprocess
 import sys
 from collections.abc import Sequence
+from urllib.parse import urlsplit
+
+import psutil
 
 from tui import exit_codes
 from wizard_steps.core import i18n
 from wizard_steps.core.errors import WizardError
 from wizard_steps.core.i18n import _
+from wizard_steps.road.state import WizardState
 
 DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 8000
 LOOPBACK_NAMES = ("localhost",)
@@ -146,7 +152,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def run_server(sock: socket.socket, command: str, url: str, loopback_only: bool) -> int:
     """Serve on ``sock`` until Ctrl+C (or SIGTERM), then end every wizard process it started."""
-    import asyncio
 
     try:
         asyncio.run(_serve(sock, command, url, loopback_only))
@@ -159,9 +164,6 @@ def run_server(sock: socket.socket, command: str, url: str, loopback_only: bool)
 
 
 async def _serve(sock: socket.socket, command: str, url: str, loopback_only: bool) -> None:
-    import asyncio
-    import signal
-
     from aiohttp import web  # textual_serve and aiohttp: only when serving
 
     server = make_server(command, loopback_only, url)
@@ -183,8 +185,6 @@ async def _serve(sock: socket.socket, command: str, url: str, loopback_only: boo
 
 def make_server(command: str, loopback_only: bool, url: str):  # -> textual_serve.server.Server
     """textual-serve's Server, with the page and the websocket guarded against other sites."""
-    import asyncio
-    from urllib.parse import urlsplit
 
     import aiohttp_jinja2
     from aiohttp import web
@@ -285,8 +285,6 @@ def literal_loopback(host: str) -> bool:
 
 def end_children() -> None:
     """End any wizard process still running (one that did not quit in time)."""
-    import psutil
-
     children = psutil.Process().children(recursive=True)
     for child in children:
         with contextlib.suppress(psutil.NoSuchProcess):
@@ -299,7 +297,6 @@ def end_children() -> None:
 
 def run_app(argv: Sequence[str]) -> int:
     """One browser connection's wizard: the Textual app itself, whatever its stdin is (a pipe)."""
-    import signal
 
     # Ctrl+C in the server's terminal reaches this process too; the server ends it cleanly itself.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -307,7 +304,6 @@ def run_app(argv: Sequence[str]) -> int:
     parser.add_argument("--lang", choices=list(i18n.LANGUAGES))
     i18n.set_language(parser.parse_args(argv).lang)
     from tui.app import SlmopsApp
-    from wizard_steps.road.state import WizardState
 
     SlmopsApp(WizardState()).run()
     return exit_codes.OK

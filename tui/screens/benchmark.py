@@ -19,13 +19,15 @@ from textual.containers import Container, Horizontal, Vertical
 from textual.widgets import Button, DataTable, Input, Label, Static, Switch
 
 from tui.screens.base import StepScreen
+from tui.screens.tune import TuneScreen
 from tui.widgets.metrics import MetricCard, RunChart
 from tui.widgets.run_panel import RunFactory, RunPanel
 from wizard_steps.core import paths
 from wizard_steps.core.errors import WizardError
 from wizard_steps.core.events import Failed
 from wizard_steps.core.i18n import N_, _, number
-from wizard_steps.measurement import benchmark
+from wizard_steps.deployment.engine_foundry import FoundryBackend
+from wizard_steps.measurement import benchmark, machine
 from wizard_steps.measurement.benchmark import BenchPlan, BenchSample, BenchSummary, parse_lengths
 from wizard_steps.measurement.machine import Machine
 from wizard_steps.model.adapter import is_adapter_folder
@@ -197,7 +199,6 @@ class BenchmarkScreen(StepScreen):
         """Foundry Local when the model is deployed, else onnxruntime-genai on the converted folder."""
         state = self.state
         if state.deployed_id:  # measured as deployed, or refused: never silently another model
-            from wizard_steps.deployment.engine_foundry import FoundryBackend  # the Foundry SDK: only when used
 
             return FoundryBackend(state.deployed_id, self.template())
         return models.open_backend(models.for_wizard(None, state.converted_dir), self.template())
@@ -348,8 +349,6 @@ class BenchmarkScreen(StepScreen):
         if folder is None:
             self.notify(_("There is no converted or deployed model to tune."), severity="warning")
             return
-        from tui.screens.tune import TuneScreen
-
         self.app.push_screen(TuneScreen(folder, self.template(), deployed))
 
     def tuned_folder(self) -> tuple[Path | None, bool]:
@@ -384,7 +383,6 @@ class BenchmarkScreen(StepScreen):
             if stop.is_set():
                 return
             if summary is not None and summary.per_length:  # what limits the speed here (~1 s)
-                from wizard_steps.measurement import machine
 
                 yield machine.measure(getattr(backend, "folder", None))
             yield CheckStarted(CHECKS[0])

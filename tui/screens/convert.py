@@ -26,6 +26,7 @@ from wizard_steps.core import paths
 from wizard_steps.core.errors import WizardError
 from wizard_steps.core.events import Finished
 from wizard_steps.core.i18n import N_, _, number, percent
+from wizard_steps.measurement.tune_quick import describe
 from wizard_steps.model.adapter import inspect_model_or_adapter
 from wizard_steps.prompt.generation import ModelConfig
 
@@ -58,7 +59,6 @@ def tuned_line(details: dict[str, object]) -> str:
     tuned = details.get("tuned")
     if not isinstance(tuned, dict):
         return _("not tuned (onnxruntime's default threads)")
-    from wizard_steps.measurement.tune_quick import describe
 
     return describe(tuned)
 

@@ -29,6 +29,8 @@ from wizard_steps.core.i18n import N_, _, number, sort_key
 from wizard_steps.deployment.deploy import DeployedModel, deploy, list_deployed, next_version
 from wizard_steps.deployment.deploy_files import MAX_NAME, InferenceModel, check_model_folder, validate_name
 from wizard_steps.deployment.foundry_cli import choose_backend, deploy_with_cli
+from wizard_steps.measurement.tune_quick import describe
+from wizard_steps.prompt import template_diff
 from wizard_steps.prompt.generation import ModelConfig
 from wizard_steps.prompt.templates import PromptTemplate
 from wizard_steps.road.state import WizardState, state_model_config, state_template
@@ -91,7 +93,6 @@ def describe_result(route: str, event: Finished) -> Group:
                 (_("Template"), Text(" ".join(notes) or (_("agrees") if agrees else _("differs")),
                                      style="green" if agrees else "yellow"))]
         if isinstance(details.get("tuned"), dict):  # a folder never tuned here, tuned on its copy
-            from wizard_steps.measurement.tune_quick import describe
 
             rows.append((_("Tuned"), describe(details["tuned"])))  # type: ignore[arg-type]
     for label, value in [*rows, (_("Folder"), str(event.path))]:
@@ -200,7 +201,6 @@ class DeployScreen(StepScreen):
     def show_template_choice(self) -> None:
         """Where the model's own chat template and the chosen one build different prompts: say how in
         plain words, and let the user keep either (Foundry Local builds prompts from the folder's)."""
-        from wizard_steps.prompt import template_diff
 
         box = self.query_one("#deploy-template-box")
         difference = None

@@ -17,6 +17,8 @@ from wizard_steps.conversion.convert import int4_in_config, rotated_in_config
 from wizard_steps.conversion.precision import Int4Algorithm, human_size
 from wizard_steps.core.errors import WizardError
 from wizard_steps.core.i18n import N_, _, number
+from wizard_steps.measurement.tune import recorded
+from wizard_steps.measurement.tune_quick import describe
 from wizard_steps.model.adapter import is_adapter_folder, tokenizer_folder
 from wizard_steps.model.model_source import folder_size
 from wizard_steps.road.state import WizardState, save_answers
@@ -82,8 +84,6 @@ def _folder(value: str | None) -> Text:
 
 def _tuned(value: str | None) -> Text:
     """The thread setting the converted folder runs with, and the gain measured when it was chosen."""
-    from wizard_steps.measurement.tune import recorded
-    from wizard_steps.measurement.tune_quick import describe
 
     if not value or not Path(value).is_dir():
         return not_done()

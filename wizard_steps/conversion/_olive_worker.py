@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from wizard_steps.core import child_result
+from wizard_steps.model.model_source import fill_eos_token_id
 
 
 def fix_logits_output(folder: Path) -> str | None:
@@ -108,8 +109,6 @@ def main(argv: list[str]) -> int:
         child_result.emit({"ok": False, "stage": "olive", "error": "no model"})
         return 1
     try:
-        from wizard_steps.model.model_source import fill_eos_token_id  # an id only the tokenizer names
-
         fill_eos_token_id(out_dir)
         renamed = fix_logits_output(out_dir)
         result = check(out_dir, 8)

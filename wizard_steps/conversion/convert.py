@@ -41,6 +41,7 @@ from wizard_steps.core.errors import PlanError
 from wizard_steps.core.events import Event, Failed, Finished, LogLine, Progress
 from wizard_steps.core.i18n import _
 from wizard_steps.core.subprocess_stream import stream_process
+from wizard_steps.measurement.tune_quick import quick
 from wizard_steps.model.adapter import MergeProgress, inspect_model_or_adapter, merge_pass, olive_input_model
 from wizard_steps.model.model_source import ModelInfo, folder_size
 
@@ -439,7 +440,6 @@ def convert(plan: ConvertPlan, cancel: threading.Event | None = None) -> Iterato
         shutil.rmtree(cache.parent / ".olive-cache", ignore_errors=True)  # auto-opt's own cache
     tuned: dict[str, object] = {}
     if plan.tune:  # the placed folder, tuned for this machine; a cancel here leaves it untuned
-        from wizard_steps.measurement.tune_quick import quick
 
         tuned = yield from quick(out, plan.model.path, cancel)
     size = folder_size(out)

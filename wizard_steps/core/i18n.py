@@ -12,6 +12,7 @@ dotless i), alphabet order and decimal comma; the helpers below do those.
 from __future__ import annotations
 
 import gettext as _gettext
+import locale
 import os
 import sys
 import threading
@@ -63,7 +64,6 @@ def detect_language(environ: Mapping[str, str] | None = None) -> str:
         if value:
             return normalize(value) or DEFAULT
     if environ is os.environ and sys.platform == "win32":  # Windows sets no LANG: ask the system
-        import locale
 
         name = locale.getlocale()[0] or ""  # "tr_TR" or "Turkish_Türkiye"
         return normalize(name) or ("tr" if name.lower().startswith("turkish") else DEFAULT)

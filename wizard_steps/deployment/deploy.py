@@ -41,6 +41,7 @@ from wizard_steps.deployment.deploy_files import (
     write_inference_model_json,
 )
 from wizard_steps.deployment.foundry_cli import choose_backend, deploy_with_cli
+from wizard_steps.measurement.tune_quick import describe, needs_tuning, quick
 from wizard_steps.model.model_source import folder_size
 from wizard_steps.prompt.templates import ModelConfig, PromptTemplate
 from wizard_steps.runtime.foundry import REGISTRY_FILE, SDK_HINT, FoundryChat, FoundryRuntime, sdk_available
@@ -286,7 +287,6 @@ def _tune_copy(staging: Path, template: PromptTemplate,
                cancel: threading.Event | None) -> Generator[Event, None, dict[str, object]]:
     """The default road's short tuning on the deployed copy of a folder that was never tuned
     here (converted with --no-tune, elsewhere, or by hand); returns its details, {} if not run."""
-    from wizard_steps.measurement.tune_quick import describe, needs_tuning, quick
 
     if not needs_tuning(staging):
         return {}

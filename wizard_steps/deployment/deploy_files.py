@@ -24,6 +24,7 @@ from wizard_steps.core.errors import Cancelled, DeployError
 from wizard_steps.core.events import Progress
 from wizard_steps.core.i18n import N_, _
 from wizard_steps.model.model_source import folder_size, read_chat_template
+from wizard_steps.prompt.template_diff import compare_with_folder, explain, template_label
 from wizard_steps.prompt.templates import ModelConfig, PromptTemplate, chat_template_for
 
 INFERENCE_MODEL_JSON = "inference_model.json"
@@ -167,7 +168,6 @@ def check_template_source(source: str, folder: Path) -> str:
 def compare_template(template: PromptTemplate, folder: Path, source: str = "preset") -> TemplateReport:
     """Compare the template with the folder's own chat template (on conversations with and without
     a system prompt) and say what differs and which one Foundry Local will use."""
-    from wizard_steps.prompt.template_diff import compare_with_folder, explain, template_label
 
     label = template_label(template, Path(folder))
     difference = compare_with_folder(template, Path(folder))

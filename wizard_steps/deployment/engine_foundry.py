@@ -13,7 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from wizard_steps.core.i18n import _
-from wizard_steps.deployment.deploy import list_deployed
+from wizard_steps.deployment.deploy import deploy, finish, list_deployed
+from wizard_steps.prompt.generation import ModelConfig
 from wizard_steps.prompt.templates import Conversation, PromptTemplate, render
 from wizard_steps.runtime.engine import (
     EngineError,
@@ -106,8 +107,6 @@ def open_deployed_for_benchmark(folder: Path, template: PromptTemplate,
                                 name: str = "bench") -> FoundryBackend:
     """Deploy ``folder`` into a throw-away Foundry cache (one per process, so several models
     stay loaded side by side) and open it. For benchmarks only."""
-    from wizard_steps.deployment.deploy import deploy, finish
-    from wizard_steps.prompt.generation import ModelConfig
 
     global _BENCH_CACHE
     if _BENCH_CACHE is None:

@@ -40,6 +40,8 @@ from wizard_steps.measurement.divergence import (
     paired_ratio,
     stats_from_logits,
 )
+from wizard_steps.measurement.machine import cpu_name
+from wizard_steps.model.adapter import inspect_adapter, is_adapter_folder
 
 WINDOW = 512
 CACHE_VERSION = 1
@@ -85,7 +87,6 @@ def read_text_file(path: str | Path) -> str:
 
 def tokenizer_folder(folder: str | Path) -> Path:
     """Where a model's tokenizer is: the folder, or for a LoRA adapter its base."""
-    from wizard_steps.model.adapter import inspect_adapter, is_adapter_folder
 
     return inspect_adapter(folder).base.path if is_adapter_folder(folder) else Path(folder)
 
@@ -252,7 +253,6 @@ def evaluate(converted: str | Path, ref: Reference, windows: list[list[int]],
     """The converted folder's distributions against the reference's, window by window."""
     import numpy as np
 
-    from wizard_steps.measurement.machine import cpu_name
 
     if ref.windows != len(windows) or (ref.windows_digest and ref.windows_digest != digest_of(windows)):
         raise QualityError(_("The reference was made for other windows of text."))

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from wizard_steps.core.i18n import _, number, percent
+from wizard_steps.measurement.tune import usable_cpus
 
 ROW_READERS = {"Gather", "GatherBlockQuantized", "GroupQueryAttention"}  # a row per token (cos/sin caches too)
 ONNX_BYTES = {1: 4, 10: 2, 16: 2, 2: 1, 3: 1, 6: 4, 7: 8, 11: 8}  # elem_type -> bytes (float, fp16, ...)
@@ -164,7 +165,6 @@ def measure(folder: Path | None = None, threads: int | None = None) -> Machine:
     """This machine's CPU, kernels and read bandwidth (under a second; 0 where there is no memory
     for the probe), and the bytes a token of the converted ``folder`` reads (None where its graph
     cannot be read)."""
-    from wizard_steps.measurement.tune import usable_cpus
 
     cores = threads or usable_cpus()
     name, flags = cpu_flags()

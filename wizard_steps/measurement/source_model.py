@@ -24,6 +24,8 @@ from typing import Any
 from wizard_steps.core import child_result, paths
 from wizard_steps.core.checks import QualityError
 from wizard_steps.core.i18n import _
+from wizard_steps.core.subprocess_stream import stream_process
+from wizard_steps.measurement.divergence import stats_from_logits
 from wizard_steps.model.adapter import is_adapter_folder, load_causal_lm
 
 CACHE_VERSION = 2  # 2: replies generated in batches
@@ -190,7 +192,6 @@ def _evaluation_reference(torch: Any, model: Any, request: dict[str, Any], base_
     for an adapter, its base's perplexity over the same windows)."""
     import numpy as np
 
-    from wizard_steps.measurement.divergence import stats_from_logits
 
     parts = []
     for window in request["eval_windows"]:
@@ -259,8 +260,6 @@ def run(request: dict[str, Any], isolate: bool = True, cancel: threading.Event |
 
 
 def _run_child(request: dict[str, Any], cancel: threading.Event | None) -> dict[str, Any]:
-    from wizard_steps.core.subprocess_stream import stream_process
-
     lines: list[str] = []
     with tempfile.TemporaryDirectory(prefix="slmops-source-") as tmp:
         request_file = Path(tmp) / "request.json"

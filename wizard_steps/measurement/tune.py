@@ -22,6 +22,8 @@ from wizard_steps.core.errors import WizardError
 from wizard_steps.core.events import Progress
 from wizard_steps.core.i18n import _, ngettext, percent
 from wizard_steps.core.i18n import number as _number
+from wizard_steps.measurement.benchmark import prompt_of_length
+from wizard_steps.runtime.engine import GenaiBackend, ReplyDone, ReplyOptions
 
 BACKUP_NAME = ".genai_config.slmops-original.json"
 RECORD_NAME = ".slmops-tuning.json"  # what the last tuning measured, for the summary; undo removes it
@@ -203,8 +205,6 @@ def measure(folder: Path, template, lengths: tuple[int, ...] = (128, 512), new_t
     """Try every candidate (one warm-up, then ``runs`` runs per length), pick the fastest at
     ``focus_length`` and write it; the usable core count wins unless another setting is KEEP_MARGIN
     faster than it, and any other setting must also beat the current one by KEEP_MARGIN."""
-    from wizard_steps.measurement.benchmark import prompt_of_length
-    from wizard_steps.runtime.engine import GenaiBackend, ReplyDone, ReplyOptions
 
     folder = Path(folder)
     current = current_candidate(folder)

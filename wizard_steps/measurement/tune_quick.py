@@ -10,6 +10,7 @@ import contextlib
 import json
 import statistics
 import threading
+import time
 from collections.abc import Generator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -18,7 +19,10 @@ from wizard_steps.core.events import LogLine, Progress
 from wizard_steps.core.i18n import _, percent
 from wizard_steps.core.i18n import number as _number
 from wizard_steps.measurement import tune
+from wizard_steps.measurement.benchmark import prompt_of_length
 from wizard_steps.measurement.tune import Candidate, apply, check_writable, current_candidate, record, usable_cpus
+from wizard_steps.prompt import detection, templates
+from wizard_steps.runtime.engine import GenaiBackend, ReplyDone, ReplyOptions
 
 if TYPE_CHECKING:
     from wizard_steps.prompt.templates import PromptTemplate
@@ -27,8 +31,6 @@ QUICK_PROMPT, QUICK_TOKENS, QUICK_ROUNDS, QUICK_BUDGET_S = 64, 24, (3, 7), 6.0
 
 
 def _speed(backend, conversation, options, cancel: threading.Event | None) -> float:
-    from wizard_steps.runtime.engine import ReplyDone
-
     done = next(e for e in backend.stream(conversation, options, cancel) if isinstance(e, ReplyDone))
     return done.stats.tokens_per_s
 
@@ -65,11 +67,7 @@ def quick(folder: Path, source: Path | None = None, cancel: threading.Event | No
     progress fraction to report.
 
     A folder it cannot measure or write is left as it is: the conversion stays good."""
-    import time
 
-    from wizard_steps.measurement.benchmark import prompt_of_length
-    from wizard_steps.prompt import detection, templates
-    from wizard_steps.runtime.engine import GenaiBackend, ReplyOptions
 
     folder = Path(folder)
     current, tried = current_candidate(folder), Candidate(usable_cpus())

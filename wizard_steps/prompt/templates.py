@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, replace
+from datetime import datetime
 from pathlib import Path
 
 from wizard_steps.core.errors import WizardError
@@ -237,7 +238,6 @@ def render_with_chat_template(jinja_source: str, messages: list[dict[str, str]],
                               special_tokens: dict[str, str] | None = None,
                               add_generation_prompt: bool = True) -> str:
     """Render a tokenizer's chat template the way transformers does (sandboxed Jinja)."""
-    from datetime import datetime
 
     import jinja2  # lazily: only the template step renders chat templates
     from jinja2.ext import loopcontrols

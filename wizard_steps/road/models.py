@@ -10,6 +10,11 @@ from typing import TYPE_CHECKING
 
 from wizard_steps.core.errors import WizardError
 from wizard_steps.core.i18n import _
+from wizard_steps.deployment import deploy, deploy_files
+from wizard_steps.deployment.deploy import list_deployed
+from wizard_steps.deployment.engine_foundry import FoundryBackend
+from wizard_steps.prompt import detection, templates
+from wizard_steps.runtime.engine import GenaiBackend
 
 if TYPE_CHECKING:
     from wizard_steps.prompt.templates import PromptTemplate
@@ -37,7 +42,6 @@ class ModelTarget:
 def resolve(target: str) -> ModelTarget:
     """A converted folder, or a deployed model name[:version] (its newest version when no version
     is given); raises WizardError with the models there are."""
-    from wizard_steps.deployment import deploy
 
     folder = Path(target).expanduser()
     if (folder / "genai_config.json").is_file():
@@ -60,8 +64,6 @@ def for_wizard(deployed_id: str | None, converted_dir: str | None) -> ModelTarge
     """The wizard's model: the deployed one while Foundry Local still lists it, else the
     converted folder; raises WizardError when there is neither."""
     if deployed_id:
-        from wizard_steps.deployment.deploy import list_deployed
-
         for model in list_deployed():
             if model.id == deployed_id:
                 return ModelTarget(Path(model.path), model.id)
@@ -76,8 +78,6 @@ def template_for_folder(folder: Path) -> tuple[PromptTemplate, tuple[str, ...]]:
     """The template a converted or deployed folder is meant to be used with (its
     inference_model.json when deployed, else the preset detected from its tokenizer) and the
     preset's stop strings."""
-    from wizard_steps.deployment import deploy_files
-    from wizard_steps.prompt import detection, templates
 
     if (folder / "inference_model.json").is_file():
         model = deploy_files.read_inference_model_json(folder)
@@ -92,10 +92,7 @@ def open_backend(target: ModelTarget, template: PromptTemplate | None = None) ->
     if template is None:
         template = template_for_folder(target.folder)[0]
     if target.model_id is not None:
-        from wizard_steps.deployment.engine_foundry import FoundryBackend  # loads Foundry Local's native runtime
-
         return FoundryBackend(target.model_id, template)
-    from wizard_steps.runtime.engine import GenaiBackend
 
     try:
         return GenaiBackend(target.folder, template)

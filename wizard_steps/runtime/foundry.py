@@ -82,7 +82,6 @@ class FoundryRuntime:
             if not sdk_available():
                 raise DeployError(_("The Foundry Local SDK (foundry-local-sdk) is not installed."),
                                   _(SDK_HINT))
-            import importlib.util
 
             if importlib.util.find_spec("onnxruntime_genai") is not None:
                 # Once the SDK's runtime (onnxruntime-genai-core) is up, importing onnxruntime_genai

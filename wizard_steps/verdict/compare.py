@@ -17,6 +17,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from wizard_steps.conversion import convert
 from wizard_steps.conversion.precision import Int4Algorithm, Int4Settings, Precision, best_settings
 from wizard_steps.core import paths
 from wizard_steps.core.errors import WizardError
@@ -93,14 +94,10 @@ def compare_root(model: ModelInfo) -> Path:
 
 
 def _planned(model: ModelInfo, candidate: Candidate, out: Path):
-    from wizard_steps.conversion import convert
-
     return convert.make_plan(model.path, out, candidate.precision, int4=candidate.int4)
 
 
 def identity(model: ModelInfo, candidate: Candidate) -> str:
-    from wizard_steps.conversion import convert
-
     probe = _planned(model, candidate, compare_root(model) / ".probe-not-written")
     return convert.conversion_identity(convert.olive_config(probe, probe.output_dir, paths.olive_cache_dir()))
 
@@ -108,7 +105,6 @@ def identity(model: ModelInfo, candidate: Candidate) -> str:
 def find_existing(model: ModelInfo, candidate: Candidate) -> Path | None:
     """A converted folder (the wizard's models or an earlier comparison) made with the same passes
     from the same model; it is read, never written."""
-    from wizard_steps.conversion import convert
 
     probe = _planned(model, candidate, compare_root(model) / ".probe-not-written")
     for parent in (compare_root(model), paths.models_dir()):
@@ -168,7 +164,6 @@ def compare(model_dir: str | Path, chosen: Sequence[Candidate], cancel: threadin
             eval_windows: int | None = None) -> Iterator[CompareEvent]:
     """Convert (or reuse) and measure each candidate in turn; a Row as each one finishes, then a
     Recommendation (also saved for the precision step). A cancel stops at once with Failed."""
-    from wizard_steps.conversion import convert
 
     model = inspect_model(model_dir)
     root = compare_root(model)

@@ -12,13 +12,20 @@ from __future__ import annotations
 import statistics
 import threading
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from wizard_steps.core.checks import DEFAULT_SYSTEM, QualityCheck
+from wizard_steps.core.errors import Cancelled
+from wizard_steps.measurement import evaluation, tune
+from wizard_steps.measurement.benchmark import prompt_of_length
 from wizard_steps.measurement.evaluation import Evaluation
 from wizard_steps.model.model_source import folder_size
+from wizard_steps.prompt import detection, templates
+from wizard_steps.runtime.engine import GenaiBackend, ReplyDone, ReplyOptions
+from wizard_steps.verdict import domain, fidelity
+from wizard_steps.verdict.domain import source_replies
 
 if TYPE_CHECKING:
     from wizard_steps.verdict.domain import DomainQuery
@@ -87,15 +94,12 @@ class Source:
         self._reference = None
 
     def replies(self, backend, queries, options, cancel):
-        from wizard_steps.verdict.domain import source_replies
-
         if self._replies is None:
             self._replies = source_replies(self.folder, backend, queries, options, DEFAULT_SYSTEM, cancel)
         return self._replies
 
     def reference(self, converted: Path, cancel):
         """The source's side of the evaluation (cached per machine: computed once for all candidates)."""
-        from wizard_steps.measurement import evaluation
 
         if self._reference is None:
             windows = evaluation.check_pair(self.folder, converted, None)
@@ -107,9 +111,7 @@ class Source:
 def setting_for(folder: Path):
     """The folder's own tuned setting, with every usable core where it leaves the thread count to
     onnxruntime (whose default ran the demo as if on one thread; see wizard_steps.measurement.tune)."""
-    from dataclasses import replace
 
-    from wizard_steps.measurement import tune
 
     setting = tune.current_candidate(folder)
     return setting if setting.threads else replace(setting, threads=tune.usable_cpus())
@@ -118,8 +120,6 @@ def setting_for(folder: Path):
 def speeds(backend, lengths: tuple[int, ...], new_tokens: int, runs: int,
            cancel: threading.Event | None) -> tuple[dict[int, float], dict[int, float]]:
     """Median prompt and generation tokens/s per prompt length, after one warm-up reply."""
-    from wizard_steps.measurement.benchmark import prompt_of_length
-    from wizard_steps.runtime.engine import ReplyDone, ReplyOptions
 
     options = ReplyOptions(max_new_tokens=new_tokens, min_new_tokens=new_tokens)
     prompt_tps: dict[int, float] = {}
@@ -130,8 +130,6 @@ def speeds(backend, lengths: tuple[int, ...], new_tokens: int, runs: int,
         for run in range(runs + (1 if position == 0 else 0)):
             done = next(e for e in backend.stream(prompt, options, cancel) if isinstance(e, ReplyDone))
             if done.stats.finish_reason == "cancelled":
-                from wizard_steps.core.errors import Cancelled
-
                 raise Cancelled("cancelled")
             if position == 0 and run == 0:
                 continue  # warm-up
@@ -145,10 +143,6 @@ def measure(folder: Path, source: Source, lengths: tuple[int, ...] = (128, 512),
             runs: int = 2, cancel: threading.Event | None = None,
             queries: Sequence[DomainQuery] | None = None) -> Measurement:
     """Every figure of one converted folder; raises WizardError when it cannot be measured."""
-    from wizard_steps.prompt import detection, templates
-    from wizard_steps.runtime.engine import GenaiBackend, ReplyOptions
-    from wizard_steps.verdict import domain, fidelity
-
     folder = Path(folder)
     preset = templates.get_preset(detection.detect(folder).preset_key)
     setting = setting_for(folder)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
+from wizard_steps.conversion.precision import human_size
 from wizard_steps.core.i18n import _, percent
 from wizard_steps.core.i18n import number as _number
 from wizard_steps.verdict.compare_measure import FIDELITY_TOLERANCE, Recommendation, Row
@@ -57,7 +58,6 @@ def _cell(text: str) -> str:
 
 def to_markdown(result: Recommendation, title: str | None = None) -> str:
     """The comparison as a Markdown table, with the machine and the recommendation."""
-    from wizard_steps.conversion.precision import human_size
 
     lengths = next((r.measurement.lengths for r in result.rows if r.measurement), (128, 512))
     per = "/".join(str(n) for n in lengths)

@@ -17,7 +17,18 @@ from wizard_steps.core.checks import DEFAULT_SYSTEM, DOMAIN, QualityCheck, Quali
 from wizard_steps.core.checks import clip as _clip
 from wizard_steps.core.errors import WizardError
 from wizard_steps.core.i18n import N_, _, percent
-from wizard_steps.runtime.engine import Backend, Chat, EngineError, ReplyDone, ReplyOptions, clean_text
+from wizard_steps.measurement import source_model
+from wizard_steps.prompt.templates import Conversation, render
+from wizard_steps.runtime.engine import (
+    Backend,
+    Chat,
+    EngineError,
+    GenaiBackend,
+    ReplyDone,
+    ReplyOptions,
+    clean_text,
+)
+from wizard_steps.verdict import fidelity
 
 DEFAULT_OPTIONS = ReplyOptions(max_new_tokens=64, temperature=0.0)
 
@@ -126,13 +137,10 @@ def source_replies(source: str | Path, backend: Backend, queries: Sequence[Domai
     """Ask the source the same prompts: an FP32 ONNX folder through onnxruntime-genai with the
     backend's template, or a Hugging Face folder with torch in a child process (greedy, same
     reply limit, repetition penalty and stop strings)."""
-    from wizard_steps.prompt.templates import Conversation, render
 
     folder = Path(source)
     template = getattr(backend, "template", None)
     if (folder / "genai_config.json").is_file():
-        from wizard_steps.runtime.engine import GenaiBackend
-
         onnx = GenaiBackend(folder, template) if template is not None else None
         if onnx is None:
             raise QualityError(_("The model's prompt template is unknown, so the source cannot be asked "
@@ -142,8 +150,6 @@ def source_replies(source: str | Path, backend: Backend, queries: Sequence[Domai
                                                     for q in queries))
         finally:
             onnx.close()
-    from wizard_steps.measurement import source_model
-    from wizard_steps.verdict import fidelity
 
     system = clean_text(system) if system else system
     prompts = [render(template, Conversation(system, (("user", clean_text(q.prompt)),)))

@@ -29,6 +29,8 @@ from wizard_steps.measurement.source_model import (  # noqa: F401  (part of this
     source_reference,
     torch_missing,
 )
+from wizard_steps.model.model_source import read_chat_template
+from wizard_steps.prompt.templates import Conversation, render_with_chat_template, special_tokens
 
 
 def perplexity_from_logits(logits: object, ids: Sequence[int]) -> float:
@@ -134,8 +136,6 @@ def prefix_agreement(a: Sequence[int], b: Sequence[int]) -> float:
 
 def chat_prompt(folder: Path, question: str, system: str | None = DEFAULT_SYSTEM) -> str:
     """The question as the folder's chat template renders it (the raw question without one)."""
-    from wizard_steps.model.model_source import read_chat_template
-    from wizard_steps.prompt.templates import Conversation, render_with_chat_template, special_tokens
 
     source = read_chat_template(Path(folder))
     if not source:

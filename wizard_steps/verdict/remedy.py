@@ -21,6 +21,7 @@ from wizard_steps.core.i18n import _
 from wizard_steps.model.adapter import inspect_model_or_adapter
 from wizard_steps.model.model_source import folder_size
 from wizard_steps.prompt.templates import PromptTemplate
+from wizard_steps.runtime.engine import GenaiBackend
 from wizard_steps.verdict import compare, quality
 from wizard_steps.verdict.domain import DomainQuery
 
@@ -80,7 +81,6 @@ def convert_and_check(model_dir: str | Path, precision: Precision, template: Pro
     """Convert the model to ``precision`` (slmops' own folder; an identical earlier conversion is
     used as it is), then run the checklist on the result: the conversion's events, ``Converted``,
     then each QualityCheck. A failed or cancelled conversion ends with its Failed."""
-    from wizard_steps.runtime.engine import GenaiBackend  # onnxruntime-genai: only once a folder is opened
 
     info = inspect_model_or_adapter(model_dir)
     out = convert.default_output_dir(info, precision)
