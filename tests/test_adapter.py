@@ -258,7 +258,7 @@ def test_adapter_converts_end_to_end_and_changes_what_the_model_computes(
 
     base, lora = tiny
     merged, plain = converted
-    assert merged.details["adapter"] == str(lora) and merged.details["base"] == str(base)
+    assert merged.result.adapter == str(lora) and merged.result.base == str(base)
     count, _text = generate(merged.path, new_tokens=8)
     assert count == 8
     ids = [1, 504, 3458, 282, 4649, 314, 2]

@@ -147,7 +147,7 @@ def test_auto_opt_progress_follows_the_builder_log(tiny_llama: Path, tmp_path: P
     assert stages.index("Reading layer 1/2") < stages.index("Reading layer 2/2")
     assert any(isinstance(e, LogLine) and "Reading layer" in e.text for e in events)
     assert isinstance(events[-1], Finished), events[-1]
-    assert events[-1].details["method"] == "auto-opt"
+    assert events[-1].result.method == "auto-opt"
     assert generate(events[-1].path, new_tokens=8)[0] == 8
 
 
@@ -282,7 +282,7 @@ def test_int8_of_a_llama_is_rotated_first_and_its_saved_config_reruns_with_olive
     assert plan.rotated
     events = list(convert.convert(plan))
     assert isinstance(events[-1], Finished), events[-1]
-    assert events[-1].details["rotated"] is True and "int4" not in events[-1].details
+    assert events[-1].result.rotated is True and events[-1].result.int4 is None
     stages = [e.stage for e in events if isinstance(e, Progress)]
     assert stages.index("Rotating the weights (QuaRot)") < stages.index("Weights rotated") < stages.index(
         "Reading layer 2/2")

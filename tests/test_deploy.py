@@ -99,13 +99,13 @@ def other_model(demo_int4: Path, foundry_cache: Path, first_deploy: tuple) -> st
 def test_deploy_copies_registers_loads_and_gets_an_answer(first_deploy: tuple,
                                                           foundry_cache: Path) -> None:
     finished, events, before, after = first_deploy
-    details = finished.details
-    assert details["model_id"] == f"{NAME}:1" and details["version"] == 1
+    details = finished.result
+    assert details.model_id == f"{NAME}:1" and details.version == 1
     assert finished.path == foundry_cache.resolve() / "slmops" / NAME / "1"
-    assert str(details["proof_reply"]).strip()
-    assert float(details["load_s"]) > 0  # type: ignore[arg-type]  (its speed: benchmarks/)
-    assert details["precision"] == "int4"
-    assert details["proof_usage"].completion_tokens > 0  # type: ignore[union-attr]
+    assert details.proof_reply.strip()
+    assert details.load_s > 0  # (its speed: benchmarks/)
+    assert details.precision == "int4"
+    assert details.proof_usage is not None and details.proof_usage.completion_tokens > 0
     fractions = [e.fraction for e in events if isinstance(e, Progress) and e.fraction is not None]
     assert fractions == sorted(fractions) and fractions[-1] == 1.0
     assert any(isinstance(e, LogLine) and e.text.startswith("Reply:") for e in events)
@@ -125,9 +125,9 @@ def test_deployed_copy_holds_the_template_settings_and_inference_model_json(
     search = json.loads((folder / "genai_config.json").read_text(encoding="utf-8"))["search"]
     assert {k: search[k] for k in CONFIG.to_genai_search()} == CONFIG.to_genai_search()
     # SmolLM's own template adds a system prompt when there is none: the report says so, plainly.
-    details = first_deploy[0].details
-    assert details["template_agrees"] is False and details["template_source"] == "preset"
-    assert details["template_notes"] == [
+    details = first_deploy[0].result
+    assert details.template_agrees is False and details.template_source == "preset"
+    assert list(details.template_notes) == [
         "The model's own chat template adds a default system prompt when you give none ('You are a "
         "helpful AI assistant named SmolLM, trained by Hugging Face'); the ChatML preset does not.",
         "Answers may differ: Foundry Local now uses the ChatML preset, which replaced the model's own "
@@ -171,7 +171,7 @@ def test_second_deploy_is_version_2_and_undeploy_of_it_keeps_the_rest(
     v1 = first_deploy[0].path
     v1_before = snapshot(v1)
     second = deploy.finish(deploy.deploy(demo_int4, NAME, CHATML, CONFIG, cache_dir=foundry_cache))
-    assert second.details["model_id"] == f"{NAME}:2" and second.path == v1.parent / "2"
+    assert second.result.model_id == f"{NAME}:2" and second.path == v1.parent / "2"
     assert snapshot(v1) == v1_before
     ids = {m.id for m in deploy.list_deployed(foundry_cache)}
     assert {f"{NAME}:1", f"{NAME}:2", other_model} <= ids
@@ -226,9 +226,9 @@ def test_foundry_builds_its_prompt_from_the_chat_template_each_choice_deploys(
     else:
         done = deploy.finish(deploy.deploy(demo_int4, "own-template", CHATML, CONFIG,
                                            cache_dir=foundry_cache, template_source="model"))
-        folder, model_id = done.path, done.details["model_id"]
-        assert done.details["template_source"] == "model" and not done.details["template_agrees"]
-        notes = done.details["template_notes"]
+        folder, model_id = done.path, done.result.model_id
+        assert done.result.template_source == "model" and not done.result.template_agrees
+        notes = done.result.template_notes
         assert notes[0].startswith("The model's own chat template adds a default system prompt")
         assert notes[1].startswith("Foundry Local uses the model's own chat template (kept); "
                                    "inference_model.json's PromptTemplate is the ChatML preset")
@@ -422,7 +422,7 @@ def test_cli_route_places_the_model_under_custom_and_checks_cache_ls(
     assert choose_backend() == "cli"
     finished = deploy.finish(deploy_with_cli(source, "my-slm", CHATML, CONFIG, description="Mine"))
     target = fake_foundry / "custom" / "my-slm"
-    assert finished.path == target and "my-slm" in str(finished.details["listed_as"])
+    assert finished.path == target and "my-slm" in finished.result.listed_as
     assert read_inference_model_json(target).name == "my-slm"
     assert (target / "chat_template.jinja").read_text() == chat_template_for(CHATML)
     assert snapshot(source) == before

@@ -22,7 +22,7 @@ def backend(demo_int8: Path, tmp_path_factory: pytest.TempPathFactory) -> Foundr
     cache = tmp_path_factory.mktemp("foundry-engine")
     done = finish(deploy(demo_int8, "engine-test", CHATML.template, ModelConfig(temperature=0.0),
                          cache_dir=cache))
-    opened = FoundryBackend(str(done.details["model_id"]), CHATML.template, cache)
+    opened = FoundryBackend(done.result.model_id, CHATML.template, cache)
     yield opened
     opened.close()
 

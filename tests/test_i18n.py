@@ -146,8 +146,8 @@ def test_an_unknown_language_is_bad_usage() -> None:
 
 
 def test_the_answers_file_names_the_language_unless_lang_was_given() -> None:
-    from tui.pipeline import apply_language
     from wizard_steps.road.answers import parse
+    from wizard_steps.road.unattended import apply_language
 
     i18n.set_language("en", explicit=False)
     apply_language(parse('lang = "tr"\n'))

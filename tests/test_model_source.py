@@ -55,7 +55,7 @@ def test_demo_model_is_prepared_as_an_fp32_llama_folder(demo_model: Path) -> Non
 
 def test_demo_preparation_is_reused_the_second_time(demo_model: Path) -> None:
     events = list(model_source.prepare_demo())
-    assert events[-1].details == {"reused": True}
+    assert events[-1].result == model_source.PreparedModel(reused=True)
     assert events[-1].path == demo_model
 
 

@@ -21,6 +21,7 @@ from tests.genai_helpers import drain, generate
 from tests.reliability.helpers import make_tiny_model
 from wizard_steps.core.events import Finished, LogLine, Progress
 from wizard_steps.measurement import tune, tune_quick
+from wizard_steps.measurement.tune_quick import QuickTune
 from wizard_steps.prompt.templates import get_preset
 
 pytestmark = pytest.mark.slow
@@ -159,7 +160,7 @@ def test_unwritable_config_is_a_clear_error(folder: Path) -> None:
         result = drain(tune_quick.quick(folder))
     assert path.read_bytes() == before
     assert not (folder / tune.BACKUP_NAME).exists()
-    assert result["applied"] is False and "cannot be written" in str(result["error"])
+    assert result.applied is False and "cannot be written" in str(result.error)
 
 
 def test_tuned_folder_deployed_to_foundry_loads_and_answers(folder: Path, tmp_path: Path) -> None:
@@ -169,9 +170,9 @@ def test_tuned_folder_deployed_to_foundry_loads_and_answers(folder: Path, tmp_pa
     tune.apply(folder, tune.Candidate(tune.usable_cpus()))
     done = finish(deploy(folder, "tuned", CHATML, ModelConfig(temperature=0.0),
                          cache_dir=tmp_path / "foundry"))
-    deployed = json.loads((Path(done.details["path"]) / "genai_config.json").read_text())
+    deployed = json.loads((Path(done.result.path) / "genai_config.json").read_text())
     assert deployed["model"]["decoder"]["session_options"]["intra_op_num_threads"] == tune.usable_cpus()
-    assert str(done.details["proof_reply"]).strip()
+    assert done.result.proof_reply.strip()
 
 
 def test_deploying_a_folder_never_tuned_tunes_its_copy_and_not_the_folder(folder: Path, tmp_path: Path,
@@ -186,19 +187,19 @@ def test_deploying_a_folder_never_tuned_tunes_its_copy_and_not_the_folder(folder
     events = list(deploy(folder, "untuned", CHATML, ModelConfig(temperature=0.0), cache_dir=tmp_path / "foundry"))
     done = events[-1]
     assert isinstance(done, Finished), done
-    copy = Path(done.details["path"])
-    tuned = done.details["tuned"]
-    assert tuned["applied"] is True and tuned["threads"] == tune.usable_cpus()
+    copy = Path(done.result.path)
+    tuned = done.result.tuned
+    assert tuned is not None and tuned.applied is True and tuned.threads == tune.usable_cpus()
     assert tune.current_candidate(copy) == tune.Candidate(tune.usable_cpus())
-    assert not tune_quick.needs_tuning(copy) and str(done.details["proof_reply"]).strip()
+    assert not tune_quick.needs_tuning(copy) and done.result.proof_reply.strip()
     assert any("deployed copy is tuned for this machine" in e.text for e in events if isinstance(e, LogLine))
     after = {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file() and p.stat().st_size < 10**7}
     assert after == before  # the user's folder: not a byte changed, no backup or record added
     # with the tuning turned off, the copy keeps the folder's setting and nothing is measured
     off = finish(deploy(folder, "untuned", CHATML, ModelConfig(temperature=0.0), cache_dir=tmp_path / "foundry",
                         tune=False))
-    assert "tuned" not in off.details
-    assert tune.current_candidate(Path(off.details["path"])) == tune.current_candidate(folder)
+    assert off.result.tuned is None
+    assert tune.current_candidate(Path(off.result.path)) == tune.current_candidate(folder)
 
 
 def test_a_measurement_that_kept_the_setting_is_recorded_so_it_is_not_repeated(
@@ -207,7 +208,7 @@ def test_a_measurement_that_kept_the_setting_is_recorded_so_it_is_not_repeated(
     monkeypatch.setattr(tune, "KEEP_MARGIN", -100.0)  # the core count would need x101: the setting is kept
     monkeypatch.setattr(tune, "SLEEP_MARGIN", 100.0)  # and so would sleeping threads
     result = drain(tune_quick.quick(folder))
-    assert result["applied"] is False and result["tuned_tokens_per_s"] > 0
+    assert result.applied is False and result.tuned_tokens_per_s > 0
     assert (folder / "genai_config.json").read_bytes() == original and not (folder / tune.BACKUP_NAME).exists()
     assert not tune_quick.needs_tuning(folder)
     note = json.loads((folder / tune.RECORD_NAME).read_text())
@@ -231,11 +232,11 @@ def test_sleeping_threads_are_written_where_they_win_and_foundry_local_runs_them
     original = (folder / "genai_config.json").read_bytes()
     monkeypatch.setattr(tune, "SLEEP_MARGIN", -100.0)  # any measured speed is enough for sleeping threads
     result = drain(tune_quick.quick(folder))
-    assert result["applied"] is True and result["spinning"] is False and result["threads"] == tune.usable_cpus()
+    assert result.applied is True and result.spinning is False and result.threads == tune.usable_cpus()
     options = json.loads((folder / "genai_config.json").read_text())["model"]["decoder"]["session_options"]
     assert options[tune.SPIN_KEY] == "0" and options["intra_op_num_threads"] == tune.usable_cpus()
     assert tune.current_candidate(folder) == tune.Candidate(tune.usable_cpus(), spinning=False)
-    assert tune.recorded(folder) == {"threads": tune.usable_cpus(), "spinning": False, "gain": result["gain"]}
+    assert tune.recorded(folder) == {"threads": tune.usable_cpus(), "spinning": False, "gain": result.gain}
     assert not tune_quick.needs_tuning(folder)
     assert tune_quick.describe(result).startswith(
         f"tuned for this machine: {tune.Candidate(tune.usable_cpus()).label}, no spin-wait")
@@ -243,9 +244,9 @@ def test_sleeping_threads_are_written_where_they_win_and_foundry_local_runs_them
     assert count == 12 and text.strip()
     # Foundry Local's own runtime (onnxruntime-genai-core) takes the key too: the deployed copy loads and answers
     done = finish(deploy(folder, "sleeping", CHATML, ModelConfig(temperature=0.0), cache_dir=tmp_path / "foundry"))
-    deployed = json.loads((Path(done.details["path"]) / "genai_config.json").read_text())
+    deployed = json.loads((Path(done.result.path) / "genai_config.json").read_text())
     assert deployed["model"]["decoder"]["session_options"][tune.SPIN_KEY] == "0"
-    assert str(done.details["proof_reply"]).strip()
+    assert done.result.proof_reply.strip()
     # a full search knows the setting as one of its candidates and undo takes it away
     assert tune.Candidate(tune.usable_cpus(), spinning=False) in tune.candidates()
     assert tune.undo(folder) is True and (folder / "genai_config.json").read_bytes() == original
@@ -257,18 +258,18 @@ DETAIL_KEYS = {"threads", "spinning", "tried", "gain", "applied", "cancelled"}
 def test_short_tuning_keeps_the_faster_under_the_5_percent_rule(folder: Path) -> None:
     original = (folder / "genai_config.json").read_bytes()
     result = drain(tune_quick.quick(folder))
-    assert DETAIL_KEYS <= set(result) and result["tried"] == tune.usable_cpus()
-    assert result["default_tokens_per_s"] > 0 and result["tuned_tokens_per_s"] > 0
-    assert result["gain"] == pytest.approx(result["tuned_tokens_per_s"] / result["default_tokens_per_s"], rel=0.02)
-    assert result["applied"] is (result["gain"] >= 1 - tune.KEEP_MARGIN)  # unless the default is 5 % faster
-    if result["applied"]:  # the core count, its idle threads spin-waiting or (5 % faster still) sleeping
-        assert tune.current_candidate(folder) == tune.Candidate(tune.usable_cpus(), result["spinning"])
-        assert result["threads"] == tune.usable_cpus()
+    assert DETAIL_KEYS <= set(result.to_json()) and result.tried == tune.usable_cpus()
+    assert result.default_tokens_per_s > 0 and result.tuned_tokens_per_s > 0
+    assert result.gain == pytest.approx(result.tuned_tokens_per_s / result.default_tokens_per_s, rel=0.02)
+    assert result.applied is (result.gain >= 1 - tune.KEEP_MARGIN)  # unless the default is 5 % faster
+    if result.applied:  # the core count, its idle threads spin-waiting or (5 % faster still) sleeping
+        assert tune.current_candidate(folder) == tune.Candidate(tune.usable_cpus(), result.spinning)
+        assert result.threads == tune.usable_cpus()
         assert (folder / tune.BACKUP_NAME).read_bytes() == original
-        assert tune.recorded(folder) == {"threads": result["threads"], "spinning": result["spinning"],
-                                         "gain": result["gain"]}
+        assert tune.recorded(folder) == {"threads": result.threads, "spinning": result.spinning,
+                                         "gain": result.gain}
     else:
-        assert (folder / "genai_config.json").read_bytes() == original and result["threads"] is None
+        assert (folder / "genai_config.json").read_bytes() == original and result.threads is None
     count, text = generate(folder, new_tokens=12)
     assert count == 12 and text.strip()
 
@@ -285,7 +286,7 @@ def test_short_tuning_cancelled_leaves_the_file_untouched(folder: Path) -> None:
             break
         if isinstance(event, Progress):  # the measurement has begun
             stop.set()
-    assert result["cancelled"] is True and result["applied"] is False
+    assert result.cancelled is True and result.applied is False
     assert "tuned_tokens_per_s" not in result
     assert (folder / "genai_config.json").read_bytes() == original
     assert not (folder / tune.BACKUP_NAME).exists()
@@ -320,13 +321,14 @@ def tiny_conversions(demo_model: Path, tmp_path_factory: pytest.TempPathFactory)
 
 def test_default_road_leaves_a_tuned_config_that_loads_and_generates(tiny_conversions) -> None:
     done, plain = tiny_conversions["road"], tiny_conversions["no-tune"]
-    tuned = done.details["tuned"]
-    assert DETAIL_KEYS <= set(tuned) and tuned["applied"] is True and tuned["cancelled"] is False
-    assert tuned["threads"] == tuned["tried"] == tune.usable_cpus() and tuned["gain"] > 0
+    tuned = done.result.tuned
+    assert tuned is not None and tuned.applied is True and tuned.cancelled is False
+    assert tuned.threads == tuned.tried == tune.usable_cpus() and tuned.gain > 0
+    assert DETAIL_KEYS <= set(tuned.to_json())
     assert tune.current_candidate(done.path) == tune.Candidate(tune.usable_cpus())
     # the undo backup is Olive's own file: the same bytes as the conversion without tuning
     assert (done.path / tune.BACKUP_NAME).read_bytes() == (plain.path / "genai_config.json").read_bytes()
-    assert tune.recorded(done.path) == {"threads": tuned["threads"], "spinning": True, "gain": tuned["gain"]}
+    assert tune.recorded(done.path) == {"threads": tuned.threads, "spinning": True, "gain": tuned.gain}
     assert any("Tuning:" in line.text for line in tiny_conversions["road-logs"])
     assert tune_quick.describe(tuned).startswith("tuned for this machine: ")
     count, _text = generate(done.path, new_tokens=8)
@@ -338,7 +340,7 @@ def test_default_road_leaves_a_tuned_config_that_loads_and_generates(tiny_conver
 
 def test_no_tune_leaves_the_config_as_olive_wrote_it(tiny_conversions) -> None:
     plain = tiny_conversions["no-tune"]
-    assert "tuned" not in plain.details
+    assert plain.result.tuned is None
     assert not (plain.path / tune.BACKUP_NAME).exists() and not (plain.path / tune.RECORD_NAME).exists()
     assert "intra_op_num_threads" not in json.loads((plain.path / "genai_config.json").read_text())[
         "model"]["decoder"].get("session_options", {})
@@ -378,14 +380,14 @@ def test_answers_key_turns_the_tuning_off() -> None:
 
 
 def test_describe_says_the_setting_and_the_gain() -> None:
-    assert tune_quick.describe({"threads": 2, "tried": 2, "gain": 1.4, "applied": True}) == (
+    assert tune_quick.describe(QuickTune(threads=2, tried=2, gain=1.4, applied=True)) == (
         "tuned for this machine: 2 threads, x1.40")
-    kept = tune_quick.describe({"threads": None, "tried": 2, "gain": 0.9, "applied": False,
-                                "tuned_tokens_per_s": 45.0, "default_tokens_per_s": 50.0})
+    kept = tune_quick.describe(QuickTune(threads=None, tried=2, gain=0.9, applied=False, tuned_tokens_per_s=45.0,
+                                         default_tokens_per_s=50.0))
     assert "onnxruntime's default threads kept" in kept and "2 threads was x0.90, more than 5 % slower" in kept
-    sleeping = tune_quick.describe({"threads": 2, "spinning": False, "tried": 2, "gain": 1.6, "applied": True})
+    sleeping = tune_quick.describe(QuickTune(threads=2, spinning=False, tried=2, gain=1.6, applied=True))
     assert sleeping == "tuned for this machine: 2 threads, no spin-wait, x1.60"
-    tie = tune_quick.describe({"threads": 2, "tried": 2, "gain": 0.98, "applied": True})
+    tie = tune_quick.describe(QuickTune(threads=2, tried=2, gain=0.98, applied=True))
     assert tie == "tuned for this machine: 2 threads (x0.98 here, within noise of onnxruntime's default)"
-    assert "not tuned" in tune_quick.describe({"threads": None, "tried": 2, "gain": 1.0, "applied": False,
-                                               "cancelled": False, "error": "read-only"})
+    assert "not tuned" in tune_quick.describe(QuickTune(threads=None, tried=2, gain=1.0, applied=False,
+                                                         cancelled=False, error="read-only"))

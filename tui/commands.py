@@ -117,33 +117,30 @@ def cmd_convert(args: argparse.Namespace) -> int:
     if isinstance(final, Failed):
         log = _(" (full log: {path})").format(path=final.log_path) if final.log_path else ""
         return _fail(final.reason + log, exit_codes.STEP_FAILED)
-    details = dict(final.details)
+    done = final.result
     if args.json:
-        print(json.dumps({"output_dir": str(final.path), **details}, indent=2))
+        print(json.dumps({"output_dir": str(final.path), **done.to_json()}, indent=2))
     else:
         print(_("Converted to {precision} in {seconds} s: {path}").format(
-            precision=details["precision"].upper(), seconds=i18n.number(details["duration_s"], None),
-            path=final.path))
+            precision=done.precision.upper(), seconds=i18n.number(done.duration_s, None), path=final.path))
         print("  " + _("size {size} (source {source}, {percent} smaller)").format(
-            size=human_size(details["size_bytes"]), source=human_size(details["source_bytes"]),
-            percent=i18n.percent(details["reduction"] * 100)))
-        if "int4" in details:
-            used = details["int4"]
+            size=human_size(done.size_bytes), source=human_size(done.source_bytes),
+            percent=i18n.percent(done.reduction * 100)))
+        if done.int4 is not None:
+            algorithm, block_size, symmetric = done.int4
             print("  " + _("INT4: {algorithm} · block {size} · {symmetry}").format(
-                algorithm=used["algorithm"], size=used["block_size"],
-                symmetry=_("symmetric") if used["symmetric"] else _("asymmetric")))
-        if details.get("rotated"):
+                algorithm=algorithm, size=block_size, symmetry=_("symmetric") if symmetric else _("asymmetric")))
+        if done.rotated:
             print("  " + _("rotated first (QuaRot): the same model, with outliers spread before quantizing"))
-        if "adapter" in details:
+        if done.adapter is not None:
             print("  " + _("LoRA adapter {adapter} merged into the base {base}").format(
-                adapter=details["adapter"], base=details["base"]))
+                adapter=done.adapter, base=done.base))
         print("  " + _("loaded with onnxruntime-genai, sample: {sample!r}").format(
-            sample=details["sample_text"].strip()))
-        print("  " + _("repeat by hand: {command}").format(command=details["rerun"]))
-        if "tuned" in details:
-            print("  " + describe(details["tuned"]))
+            sample=done.sample_text.strip()))
+        print("  " + _("repeat by hand: {command}").format(command=done.rerun))
+        if done.tuned is not None:
+            print("  " + describe(done.tuned))
     return exit_codes.OK
-
 
 
 def template_for_folder(folder: Path):
@@ -183,19 +180,17 @@ def cmd_deploy(args: argparse.Namespace) -> int:
                       ProgressPrinter())
     if isinstance(final, Failed):
         return _step_failed(final)
-    details = final.details
+    done = final.result
     if args.json:
-        print(json.dumps({k: str(v) if isinstance(v, Path) else v for k, v in details.items()},
-                         indent=2, default=str))
+        print(json.dumps(done.to_json(), indent=2))
     else:
-        print(_("Deployed {model} to Foundry Local ({path}).").format(model=details["model_id"],
-                                                                     path=details["path"]))
+        print(_("Deployed {model} to Foundry Local ({path}).").format(model=done.model_id, path=done.path))
         print("  " + _("loaded in {seconds} s; it answered: {reply!r}").format(
-            seconds=i18n.number(details["load_s"], 2), reply=details["proof_reply"]))
-        for note in details.get("template_notes") or []:
+            seconds=i18n.number(done.load_s, 2), reply=done.proof_reply))
+        for note in done.template_notes:
             print("  " + _("note: {note}").format(note=note))
-        if "tuned" in details:
-            print("  " + _("the deployed copy: {line}").format(line=describe(details["tuned"])))
+        if done.tuned is not None:
+            print("  " + _("the deployed copy: {line}").format(line=describe(done.tuned)))
     return exit_codes.OK
 
 

@@ -10,7 +10,7 @@ import questionary
 
 from tui import exit_codes
 from tui.commands import open_backend
-from tui.pipeline import StepFailed, execute
+from tui.pipeline import run_on_terminal
 from tui.repl import chat_repl
 from wizard_steps.conversion.precision import Int4Algorithm, best_settings
 from wizard_steps.core import paths
@@ -23,6 +23,7 @@ from wizard_steps.prompt.generation import GenerationError, model_config
 from wizard_steps.road import answers as answers_module
 from wizard_steps.road import prereqs
 from wizard_steps.road.answers import Answers
+from wizard_steps.road.unattended import StepFailed
 
 STATUS = {"ok": N_("ok"), "warn": N_("warn"), "fail": N_("fail")}
 CONFIDENCE = {"high": N_("high"), "medium": N_("medium"), "low": N_("low")}
@@ -123,19 +124,17 @@ def run_plain() -> int:
         answers = collect()
         saved = answers_module.save(answers, paths.ensure(paths.config_dir()) / "wizard.toml")
         print(_("Answers saved to {file} (replay with: slmops run --answers {file})").format(file=saved))
-        report = execute(answers)
+        report = run_on_terminal(answers)
     except KeyboardInterrupt:
         print("\n" + _("Stopped; nothing half-done was kept."))
         return exit_codes.INTERRUPTED
     except StepFailed as exc:
         print(f"slmops: {exc}")
         return exit_codes.STEP_FAILED
-    deployed = report["deployed"]
-    assert isinstance(deployed, dict)
     if not _ask(questionary.confirm(_("Chat with the deployed model now?"), default=True)):
         return exit_codes.OK
 
-    backend, stop, name = open_backend(str(deployed["id"]))
+    backend, stop, name = open_backend(report.deployed.model_id)
     try:
         return chat_repl(backend, stop, name)
     finally:

@@ -6,7 +6,7 @@ import sys
 from collections.abc import Iterable
 from typing import TextIO
 
-from wizard_steps.core.events import Event, Failed, Finished, LogLine, Progress
+from wizard_steps.core.events import Event, Failed, Finished, LogLine, Progress, R
 from wizard_steps.core.i18n import _
 
 
@@ -44,9 +44,9 @@ class ProgressPrinter:
             self.stream.flush()
 
 
-def drive(events: Iterable[Event], printer: ProgressPrinter) -> Finished | Failed:
+def drive(events: Iterable[Event[R]], printer: ProgressPrinter) -> Finished[R] | Failed:
     """Consume a step's events, showing progress; return its final event."""
-    final: Finished | Failed | None = None
+    final: Finished[R] | Failed | None = None
     for event in events:
         if isinstance(event, (Finished, Failed)):
             final = event

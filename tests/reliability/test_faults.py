@@ -178,7 +178,7 @@ def cache(home: Path, demo_int4: Path) -> Path:
     """A Foundry cache holding an earlier deployment, which every fault must leave in place."""
     folder = home / "data" / "foundry"
     done = deploy.finish(deploy.deploy(demo_int4, "earlier", CHATML, ModelConfig(), cache_dir=folder))
-    assert done.details["model_id"] == "earlier:1"
+    assert done.result.model_id == "earlier:1"
     return folder
 
 
@@ -206,7 +206,7 @@ def test_cancel_during_a_deployment_keeps_earlier_models_and_the_next_deploy_suc
     assert not (cache / deploy.MANAGED_DIR / name).exists()
     assert_intact(cache, ids)
     done = deploy.finish(deploy.deploy(demo_int4, name, CHATML, ModelConfig(), cache_dir=cache))
-    assert done.details["model_id"] == f"{name}:1" and done.details["proof_reply"]
+    assert done.result.model_id == f"{name}:1" and done.result.proof_reply
     assert_intact(cache, [*ids, f"{name}:1"])
 
 
@@ -237,7 +237,7 @@ def test_a_read_only_cache_is_refused_and_the_next_deploy_succeeds(cache: Path, 
     assert "cannot be written" in final.reason
     assert_intact(cache, ids)
     done = deploy.finish(deploy.deploy(demo_int4, "read-only", CHATML, ModelConfig(), cache_dir=cache))
-    assert done.details["model_id"] == "read-only:1"
+    assert done.result.model_id == "read-only:1"
     assert_intact(cache, [*ids, "read-only:1"])
 
 

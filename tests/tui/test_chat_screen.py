@@ -30,7 +30,7 @@ def deployed_id(demo_int4: Path, tmp_home: Path) -> str:
     """The demo INT4 deployed into the test's own Foundry cache (under its SLMOPS_HOME)."""
     done = finish(deploy(demo_int4, "chat-test", get_preset("chatml").template,
                          ModelConfig(temperature=0.0)))
-    return str(done.details["model_id"])
+    return done.result.model_id
 
 
 def chat_app(folder: Path | None, deployed: str | None = None) -> SlmopsApp:

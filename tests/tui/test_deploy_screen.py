@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -86,7 +87,7 @@ async def test_d_deploys_for_real_and_lists_the_model(demo_int4: Path, tmp_home:
         await wait_for(pilot, lambda: screen.query_one("#deployed-table", DataTable).row_count == 1,
                        "the deployed model in the table")
         result = " ".join(text_of(screen, "#deploy-result").split())
-        reply = " ".join(str(screen.result.details["proof_reply"]).split())
+        reply = " ".join(screen.result.result.proof_reply.split())
         assert reply and f"“{reply}”" in result
         assert "demo-int4:1" in result and "Loaded" in result and "Template" in result
         table = screen.query_one("#deployed-table", DataTable)
@@ -194,8 +195,8 @@ async def test_a_template_that_differs_is_explained_and_the_models_own_can_be_ke
         await click(pilot, "#deploy-start")
         await wait_for(pilot, lambda: screen.query_one(RunPanel).outcome is not None, "the deploy to end")
         assert screen.result is not None, screen.query_one(RunPanel).outcome
-        deployed = Path(str(screen.result.details["path"]))
-        assert screen.result.details["template_source"] == "model"
+        deployed = Path(screen.result.result.path)
+        assert screen.result.result.template_source == "model"
         assert (deployed / "chat_template.jinja").read_text(encoding="utf-8") == own
         assert_fits(app)
 
@@ -220,16 +221,18 @@ def test_the_result_says_when_the_deployed_copy_was_tuned(tmp_path: Path) -> Non
     one row at 80 columns; a folder tuned already gets no such row."""
     from tui.screens.deploy import describe_result
     from wizard_steps.core.events import Finished
-    from wizard_steps.measurement.tune_quick import describe
+    from wizard_steps.deployment.deploy import DeployResult
+    from wizard_steps.measurement.tune_quick import QuickTune, describe
 
-    details = {"model_id": "m:1", "name": "m", "version": 1, "duration_s": 2.1, "load_s": 0.7,
-               "precision": "int4", "size_bytes": 250_000_000, "proof_prompt": "Say hello.",
-               "proof_reply": "Hello!", "template_notes": [], "template_agrees": True}
-    tuned = {"threads": 2, "tried": 2, "gain": 1.4, "applied": True, "cancelled": False}
+    done = DeployResult(model_id="m:1", name="m", version=1, display_name="m", path=str(tmp_path),
+                        cache_dir=str(tmp_path), size_bytes=250_000_000, precision="int4", load_s=0.7,
+                        proof_prompt="Say hello.", proof_reply="Hello!", first_reply_s=0.1, proof_usage=None,
+                        template_agrees=True, template_notes=(), template_source="preset", duration_s=2.1)
+    tuned = QuickTune(threads=2, tried=2, gain=1.4, applied=True)
 
     def render(extra: dict) -> str:
         console = Console(width=80, file=io.StringIO(), record=True)
-        console.print(describe_result("sdk", Finished(tmp_path, {**details, **extra})))
+        console.print(describe_result(Finished(tmp_path, replace(done, **extra))))
         return console.export_text()
 
     shown = render({"tuned": tuned})

@@ -20,13 +20,13 @@ from textual.widgets import Button, Collapsible, Input, Label, Static, Switch
 from tui.screens.base import StepScreen
 from tui.widgets.run_panel import RunFactory, RunPanel
 from wizard_steps.conversion import convert
-from wizard_steps.conversion.convert import ConvertPlan
+from wizard_steps.conversion.convert import ConvertPlan, ConvertResult
 from wizard_steps.conversion.precision import Int4Algorithm, Int4Settings, Precision, estimate_bytes, human_size
 from wizard_steps.core import paths
 from wizard_steps.core.errors import WizardError
 from wizard_steps.core.events import Finished
 from wizard_steps.core.i18n import N_, _, number, percent
-from wizard_steps.measurement.tune_quick import describe
+from wizard_steps.measurement.tune_quick import QuickTune, describe
 from wizard_steps.model.adapter import inspect_model_or_adapter
 from wizard_steps.prompt.generation import ModelConfig
 
@@ -54,30 +54,24 @@ def describe_plan(plan: ConvertPlan) -> Text:
     return text
 
 
-def tuned_line(details: dict[str, object]) -> str:
+def tuned_line(tuned: QuickTune | None) -> str:
     """What the short thread tuning after the conversion measured and kept."""
-    tuned = details.get("tuned")
-    if not isinstance(tuned, dict):
-        return _("not tuned (onnxruntime's default threads)")
-
-    return describe(tuned)
+    return describe(tuned) if tuned is not None else _("not tuned (onnxruntime's default threads)")
 
 
-def describe_result(result: Finished) -> Group:
+def describe_result(result: Finished[ConvertResult]) -> Group:
     """The figures of a finished conversion and the command that repeats it, as label/value rows
     (a long value wraps under itself, not under the labels)."""
-    details = result.details
-    size, source = int(details["size_bytes"]), int(details["source_bytes"])  # type: ignore[call-overload]
-    reduction = float(details["reduction"]) * 100  # type: ignore[arg-type]
+    done = result.result
+    reduction = done.reduction * 100
     change = (_("{percent} smaller").format(percent=percent(reduction)) if reduction >= 0 else
               _("{percent} larger").format(percent=percent(-reduction)))
     heading = Text(_("✓ Converted in {seconds} s and checked by generating text.").format(
-        seconds=number(details["duration_s"], None)), style="bold green")
+        seconds=number(done.duration_s, None)), style="bold green")
     values = [f"{result.path}",
-              _("{size} (source {source}, {change})").format(size=human_size(size), source=human_size(source),
-                                                             change=change),
-              f"{str(details.get('sample_text', '')).strip()!r}", tuned_line(details),
-              str(details.get("rerun", ""))]
+              _("{size} (source {source}, {change})").format(size=human_size(done.size_bytes),
+                                                             source=human_size(done.source_bytes), change=change),
+              f"{done.sample_text.strip()!r}", tuned_line(done.tuned), done.rerun]
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="dim", no_wrap=True)
     grid.add_column(ratio=1)

@@ -26,9 +26,9 @@ from wizard_steps.core import paths
 from wizard_steps.core.errors import WizardError
 from wizard_steps.core.events import Finished
 from wizard_steps.core.i18n import N_, _, number, sort_key
-from wizard_steps.deployment.deploy import DeployedModel, deploy, list_deployed, next_version
+from wizard_steps.deployment.deploy import DeployedModel, DeployResult, deploy, list_deployed, next_version
 from wizard_steps.deployment.deploy_files import MAX_NAME, InferenceModel, check_model_folder, validate_name
-from wizard_steps.deployment.foundry_cli import choose_backend, deploy_with_cli
+from wizard_steps.deployment.foundry_cli import PlacedResult, choose_backend, deploy_with_cli
 from wizard_steps.measurement.tune_quick import describe
 from wizard_steps.prompt import template_diff
 from wizard_steps.prompt.generation import ModelConfig
@@ -70,31 +70,28 @@ class DeployPlan:
     template_source: str = "preset"  # "model": keep the folder's own chat template
 
 
-def describe_result(route: str, event: Finished) -> Group:
+def describe_result(event: Finished[DeployResult] | Finished[PlacedResult]) -> Group:
     """The figures of a finished deploy, as label/value rows (values wrap under themselves)."""
-    details = event.details
+    done = event.result
     grid = Table.grid(padding=(0, 1))
     grid.add_column(style="dim", no_wrap=True)
     grid.add_column(ratio=1)
-    if route == "cli":
-        heading = _("✓ Placed {name} in Foundry Local's cache.").format(name=details["name"])
-        rows = [(_("Listed"), str(details.get("listed_as", ""))),
-                (_("Run it"), str(details.get("run_command", "")))]
+    rows: list[tuple[str, str | Text]]
+    if isinstance(done, PlacedResult):
+        heading = _("✓ Placed {name} in Foundry Local's cache.").format(name=done.name)
+        rows = [(_("Listed"), done.listed_as), (_("Run it"), done.run_command)]
     else:
         heading = _("✓ Deployed {model} (version {version}) in {seconds} s.").format(
-            model=details["model_id"], version=details["version"],
-            seconds=number(details["duration_s"], None))  # type: ignore[arg-type]
-        notes = [str(note) for note in details.get("template_notes") or []]  # type: ignore[attr-defined]
-        agrees = bool(details.get("template_agrees"))
-        rows = [(_("Loaded"), _("in {seconds} s").format(seconds=number(float(details["load_s"]), 2))  # type: ignore[arg-type]
-                 + f" · {details.get('precision') or _('unknown precision')}"
-                 + f" · {human_size(int(details['size_bytes']))}"),  # type: ignore[call-overload]
-                (_("Proof"), f"{details['proof_prompt']} → “{details['proof_reply']}”"),
-                (_("Template"), Text(" ".join(notes) or (_("agrees") if agrees else _("differs")),
+            model=done.model_id, version=done.version, seconds=number(done.duration_s, None))
+        agrees = done.template_agrees
+        rows = [(_("Loaded"), _("in {seconds} s").format(seconds=number(done.load_s, 2))
+                 + f" · {done.precision or _('unknown precision')}"
+                 + f" · {human_size(done.size_bytes)}"),
+                (_("Proof"), f"{done.proof_prompt} → “{done.proof_reply}”"),
+                (_("Template"), Text(" ".join(done.template_notes) or (_("agrees") if agrees else _("differs")),
                                      style="green" if agrees else "yellow"))]
-        if isinstance(details.get("tuned"), dict):  # a folder never tuned here, tuned on its copy
-
-            rows.append((_("Tuned"), describe(details["tuned"])))  # type: ignore[arg-type]
+        if done.tuned is not None:  # a folder never tuned here, tuned on its copy
+            rows.append((_("Tuned"), describe(done.tuned)))
     for label, value in [*rows, (_("Folder"), str(event.path))]:
         grid.add_row(label, value)
     return Group(Text(heading, style="bold green"), grid)
@@ -125,7 +122,7 @@ class DeployScreen(StepScreen):
         self.template: PromptTemplate | None = None
         self.config: ModelConfig | None = None
         self.deployed: list[DeployedModel] | None = None
-        self.result: Finished | None = None
+        self.result: Finished[DeployResult] | Finished[PlacedResult] | None = None
         self.running_plan: DeployPlan | None = None
         self.template_choice = False  # the folder's own chat template differs from the chosen one
 
@@ -277,7 +274,7 @@ class DeployScreen(StepScreen):
 
     def before_next(self) -> bool:
         if self.result is not None:
-            self.state.deploy_name = str(self.result.details["name"])
+            self.state.deploy_name = self.result.result.name
         return True
 
     def show_controls(self) -> None:
@@ -347,10 +344,11 @@ class DeployScreen(StepScreen):
             event = message.outcome
             self.result = event
             self.state.deploy_name = plan.name
-            self.state.deployed_id = str(event.details.get("model_id") or plan.name)
+            done = event.result
+            self.state.deployed_id = done.model_id if isinstance(done, DeployResult) else done.name
             self.state.save()
             self.panel.set_stage(_("Deployed"))
-            self.panel.show_result(describe_result(plan.route, event))
+            self.panel.show_result(describe_result(event))
             self.refresh_table(select=self.state.deployed_id)
             self.name_changed()  # the next version is one more now
         self.show_controls()

@@ -17,7 +17,7 @@ from wizard_steps.core.errors import WizardError
 from wizard_steps.core.events import Failed, Finished, Progress
 from wizard_steps.core.i18n import N_, _, number
 from wizard_steps.model import adapter, model_source
-from wizard_steps.model.model_source import ModelInfo
+from wizard_steps.model.model_source import ModelInfo, PreparedModel
 
 
 def describe(info: ModelInfo) -> str:
@@ -138,8 +138,8 @@ class ModelScreen(StepScreen):
         elif isinstance(event, Finished):
             self.preparing = False
             bar.update(progress=1.0)
-            stage.update(_("Demo model ready. (reused)") if event.details.get("reused")
-                         else _("Demo model ready."))
+            reused = isinstance(event.result, PreparedModel) and event.result.reused
+            stage.update(_("Demo model ready. (reused)") if reused else _("Demo model ready."))
             self.query_one("#model-path", Input).value = str(Path(event.path))
         elif isinstance(event, Failed):
             self.preparing = False

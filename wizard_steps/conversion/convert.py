@@ -16,7 +16,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from wizard_steps.conversion.calibration import check_text, olive_data_config
@@ -41,7 +41,7 @@ from wizard_steps.core.errors import PlanError
 from wizard_steps.core.events import Event, Failed, Finished, LogLine, Progress
 from wizard_steps.core.i18n import _
 from wizard_steps.core.subprocess_stream import stream_process
-from wizard_steps.measurement.tune_quick import quick
+from wizard_steps.measurement.tune_quick import QuickTune, quick
 from wizard_steps.model.adapter import MergeProgress, inspect_model_or_adapter, merge_pass, olive_input_model
 from wizard_steps.model.model_source import ModelInfo, folder_size
 
@@ -351,7 +351,50 @@ def _place(staging: Path, target: Path, replace_existing: bool) -> None:
         os.replace(staging, target)
 
 
-def convert(plan: ConvertPlan, cancel: threading.Event | None = None) -> Iterator[Event]:
+@dataclass(frozen=True)
+class ConvertResult:
+    """What a conversion made: the folder's size against the source's, how long it took, the text
+    the validation generated, the log, the command that repeats it, the INT4 actually used, the
+    adapter merged, and the short tuning (None when it did not run). ``reused``: a folder that
+    already held this very conversion, used as it was."""
+
+    precision: str
+    size_bytes: int
+    duration_s: float = 0.0
+    method: str = ""
+    files: tuple[str, ...] = ()
+    source_bytes: int = 0
+    sample_text: str = ""
+    log_path: str = ""
+    rerun: str = ""
+    rotated: bool = False
+    int4: tuple[str, int, bool] | None = None  # algorithm, block size, symmetric
+    adapter: str | None = None
+    base: str | None = None
+    tuned: QuickTune | None = None
+    reused: bool = False
+
+    @property
+    def reduction(self) -> float:
+        """The share of the source's size saved (0.75: a quarter of it left)."""
+        return round(1 - self.size_bytes / self.source_bytes, 4) if self.source_bytes else 0.0
+
+    @classmethod
+    def found(cls, folder: Path) -> ConvertResult:
+        """A folder converted earlier with the same settings, used as it is."""
+        return cls(precision_in_config(folder) or "", folder_size(folder), reused=True)
+
+    def to_json(self) -> dict[str, object]:
+        data: dict[str, object] = {k: v for k, v in asdict(self).items() if k not in ("int4", "tuned")}
+        data["files"], data["reduction"] = list(self.files), self.reduction
+        if self.int4 is not None:
+            data["int4"] = dict(zip(("algorithm", "block_size", "symmetric"), self.int4, strict=True))
+        if self.tuned is not None:
+            data["tuned"] = self.tuned.to_json()
+        return {k: v for k, v in data.items() if v is not None}
+
+
+def convert(plan: ConvertPlan, cancel: threading.Event | None = None) -> Iterator[Event[ConvertResult]]:
     """Run the plan; yields LogLine / Progress events, then Finished or Failed."""
     started = time.monotonic()
     run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
@@ -438,27 +481,16 @@ def convert(plan: ConvertPlan, cancel: threading.Event | None = None) -> Iterato
             shutil.rmtree(staging, ignore_errors=True)
         shutil.rmtree(cache, ignore_errors=True)
         shutil.rmtree(cache.parent / ".olive-cache", ignore_errors=True)  # auto-opt's own cache
-    tuned: dict[str, object] = {}
+    tuned = None
     if plan.tune:  # the placed folder, tuned for this machine; a cancel here leaves it untuned
-
         tuned = yield from quick(out, plan.model.path, cancel)
-    size = folder_size(out)
     yield Progress(_("Done"), 1.0)
-    yield Finished(out, {
-        "precision": plan.precision.value,
-        "method": plan.method,
-        "files": sorted(p.name for p in out.iterdir()),
-        "size_bytes": size,
-        "source_bytes": plan.model.size_bytes,
-        "reduction": round(1 - size / plan.model.size_bytes, 4) if plan.model.size_bytes else 0.0,
-        "duration_s": round(time.monotonic() - started, 1),
-        "sample_text": result.get("text", ""),
-        "log_path": str(log_path),
-        "rerun": shell_command(plan),
-        "rotated": plan.rotated,
-        **({"int4": dict(zip(("algorithm", "block_size", "symmetric"), used, strict=True))}
-           if (used := int4_in_config(out)) else {}),
-        **({"tuned": tuned} if tuned else {}),
-        **({"adapter": str(plan.model.path), "base": str(plan.model.adapter.base.path)}
-           if plan.model.adapter is not None else {}),
-    })
+    adapter = plan.model.adapter
+    yield Finished(out, ConvertResult(
+        precision=plan.precision.value, size_bytes=folder_size(out),
+        duration_s=round(time.monotonic() - started, 1), method=plan.method,
+        files=tuple(sorted(p.name for p in out.iterdir())), source_bytes=plan.model.size_bytes,
+        sample_text=str(result.get("text", "")), log_path=str(log_path), rerun=shell_command(plan),
+        rotated=plan.rotated, int4=int4_in_config(out), tuned=tuned,
+        adapter=str(plan.model.path) if adapter is not None else None,
+        base=str(adapter.base.path) if adapter is not None else None))

@@ -3,8 +3,11 @@ iterators (``for event in convert(plan, cancel=stop): ...``)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Generic, TypeVar, Union
+
+R = TypeVar("R")
 
 
 @dataclass(frozen=True)
@@ -25,11 +28,12 @@ class Progress:
 
 
 @dataclass(frozen=True)
-class Finished:
-    """The step succeeded; ``path`` is its product, ``details`` its figures."""
+class Finished(Generic[R]):
+    """The step succeeded; ``path`` is its product, ``result`` what the step reports of it (a
+    typed result of the step's own: ``ConvertResult``, ``DeployResult``, ``PreparedModel``...)."""
 
     path: Path
-    details: dict[str, object] = field(default_factory=dict)
+    result: R
 
 
 @dataclass(frozen=True)
@@ -41,4 +45,5 @@ class Failed:
     cancelled: bool = False
 
 
-Event = LogLine | Progress | Finished | Failed
+# ``Event[ConvertResult]``: what ``convert`` yields; a bare ``Event`` finishes with any result.
+Event = Union[LogLine, Progress, Finished[R], Failed]  # noqa: UP007  (a generic alias needs Union)

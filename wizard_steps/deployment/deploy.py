@@ -20,13 +20,13 @@ import tempfile
 import threading
 import time
 from collections.abc import Generator, Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from wizard_steps.conversion.precision import human_size
 from wizard_steps.core import paths
 from wizard_steps.core.errors import Cancelled, DeployError, WizardError
-from wizard_steps.core.events import Event, Failed, Finished, LogLine, Progress
+from wizard_steps.core.events import Event, Failed, Finished, LogLine, Progress, R
 from wizard_steps.core.i18n import N_, _
 from wizard_steps.deployment.deploy_files import (
     TEMPLATE_SOURCES,
@@ -41,10 +41,10 @@ from wizard_steps.deployment.deploy_files import (
     write_inference_model_json,
 )
 from wizard_steps.deployment.foundry_cli import choose_backend, deploy_with_cli
-from wizard_steps.measurement.tune_quick import describe, needs_tuning, quick
+from wizard_steps.measurement.tune_quick import QuickTune, describe, needs_tuning, quick
 from wizard_steps.model.model_source import folder_size
 from wizard_steps.prompt.templates import ModelConfig, PromptTemplate
-from wizard_steps.runtime.foundry import REGISTRY_FILE, SDK_HINT, FoundryChat, FoundryRuntime, sdk_available
+from wizard_steps.runtime.foundry import REGISTRY_FILE, SDK_HINT, FoundryChat, FoundryRuntime, Usage, sdk_available
 
 __all__ = ["TEMPLATE_SOURCES", "DeployedModel", "InferenceModel", "check_request", "choose_backend",
            "deploy", "deploy_with_cli", "finish",
@@ -166,7 +166,7 @@ class _Registry:
         os.replace(tmp, self.path)
 
 
-def finish(events: Iterator[Event]) -> Finished:
+def finish(events: Iterator[Event[R]]) -> Finished[R]:
     """Drive a deploy to its end; raises DeployError (or Cancelled) instead of yielding Failed."""
     try:
         for event in events:
@@ -193,16 +193,51 @@ def check_request(folder: Path | str, name: str, template: PromptTemplate, model
     return source
 
 
+@dataclass(frozen=True)
+class DeployResult:
+    """A model registered with Foundry Local through its SDK, loaded, and shown to answer: its id
+    and version, where it lives, how long the load took, the proof prompt and reply, whether the
+    chosen template agrees with the folder's own (and how it differs), and the short tuning of the
+    copy (None when the folder was tuned before, or tuning was off)."""
+
+    model_id: str
+    name: str
+    version: int
+    display_name: str
+    path: str
+    cache_dir: str
+    size_bytes: int
+    precision: str | None
+    load_s: float
+    proof_prompt: str
+    proof_reply: str
+    first_reply_s: float
+    proof_usage: Usage | None
+    template_agrees: bool
+    template_notes: tuple[str, ...]
+    template_source: str
+    duration_s: float
+    tuned: QuickTune | None = None
+
+    def to_json(self) -> dict[str, object]:
+        data = {k: v for k, v in vars(self).items() if k not in ("proof_usage", "tuned")}
+        data["template_notes"] = list(self.template_notes)
+        data["proof_usage"] = asdict(self.proof_usage) if self.proof_usage is not None else None
+        if self.tuned is not None:
+            data["tuned"] = self.tuned.to_json()
+        return data
+
+
 def deploy(folder: Path | str, name: str, template: PromptTemplate, model_config: ModelConfig,
            cache_dir: Path | str | None = None, description: str = "",
            cancel: threading.Event | None = None, display_name: str | None = None,
            keep_loaded: bool = False, template_source: str = "preset",
-           tune: bool = True) -> Iterator[Event]:
+           tune: bool = True) -> Iterator[Event[DeployResult]]:
     """Deploy a converted folder through the Foundry Local SDK as the next version of ``name``.
     ``template_source`` "preset" writes ``template`` as the copy's chat template, "model" keeps the
     folder's own. With ``tune``, a folder never tuned on this machine gets the default road's short
     tuning on its copy (the user's folder stays as it is). Yields Progress and LogLine, then
-    Finished(path, details) or Failed."""
+    Finished(path, DeployResult) or Failed."""
     started = time.monotonic()
     try:
         source = check_request(folder, name, template, model_config, template_source)
@@ -231,7 +266,7 @@ def deploy(folder: Path | str, name: str, template: PromptTemplate, model_config
         report = apply_template_and_settings(staging, template, model_config, template_source)
         for note in report.notes:
             yield LogLine(note)
-        tuned = (yield from _tune_copy(staging, template, cancel)) if tune else {}
+        tuned = (yield from _tune_copy(staging, template, cancel)) if tune else None
         _raise_if(cancel)
         try:
             os.rename(staging, target)  # fails if another deploy took this version meanwhile
@@ -271,27 +306,23 @@ def deploy(folder: Path | str, name: str, template: PromptTemplate, model_config
         return
     size = folder_size(target)
     yield Progress(_("Deployed"), 1.0)
-    yield Finished(target, {
-        "model_id": model_id, "name": name, "version": version, "display_name": display,
-        "path": str(target), "cache_dir": str(cache), "size_bytes": size,
-        "precision": detect_precision(target), "load_s": round(chat.load_s, 3),
-        "proof_prompt": PROOF_PROMPT, "proof_reply": proof.text.strip(),
-        "first_reply_s": round(proof.first_token_s or proof.total_s, 3),
-        "proof_usage": proof.usage, "template_agrees": report.agrees,
-        "template_notes": list(report.notes), "template_source": template_source,
-        "duration_s": round(time.monotonic() - started, 1), **({"tuned": tuned} if tuned else {}),
-    })
+    yield Finished(target, DeployResult(
+        model_id=model_id, name=name, version=version, display_name=display, path=str(target),
+        cache_dir=str(cache), size_bytes=size, precision=detect_precision(target), load_s=round(chat.load_s, 3),
+        proof_prompt=PROOF_PROMPT, proof_reply=proof.text.strip(),
+        first_reply_s=round(proof.first_token_s or proof.total_s, 3), proof_usage=proof.usage,
+        template_agrees=report.agrees, template_notes=tuple(report.notes), template_source=template_source,
+        duration_s=round(time.monotonic() - started, 1), tuned=tuned))
 
 
 def _tune_copy(staging: Path, template: PromptTemplate,
-               cancel: threading.Event | None) -> Generator[Event, None, dict[str, object]]:
+               cancel: threading.Event | None) -> Generator[Event[object], None, QuickTune | None]:
     """The default road's short tuning on the deployed copy of a folder that was never tuned
-    here (converted with --no-tune, elsewhere, or by hand); returns its details, {} if not run."""
-
+    here (converted with --no-tune, elsewhere, or by hand); what it did, None if it did not run."""
     if not needs_tuning(staging):
-        return {}
+        return None
     tuned = yield from quick(staging, cancel=cancel, template=template, at=0.65)
-    if not tuned.get("cancelled"):
+    if not tuned.cancelled:
         yield LogLine(_("The deployed copy is {line}; your converted folder is left as it was.").format(
             line=describe(tuned)))
     return tuned

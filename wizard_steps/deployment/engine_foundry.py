@@ -113,4 +113,4 @@ def open_deployed_for_benchmark(folder: Path, template: PromptTemplate,
         _BENCH_CACHE = Path(tempfile.mkdtemp(prefix="slmops-foundry-bench-"))
     cache = _BENCH_CACHE
     done = finish(deploy(folder, name, template, ModelConfig(temperature=0.0), cache_dir=cache))
-    return FoundryBackend(str(done.details["model_id"]), template, cache)
+    return FoundryBackend(done.result.model_id, template, cache)

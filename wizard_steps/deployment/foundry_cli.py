@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from wizard_steps.core.errors import Cancelled, DeployError, WizardError
@@ -106,12 +107,28 @@ def listed(name: str, lines: list[str]) -> str | None:
     return next((line for line in lines if pattern.search(line)), None)
 
 
+@dataclass(frozen=True)
+class PlacedResult:
+    """A model folder placed in the foundry CLI's cache and listed by ``foundry cache ls``."""
+
+    name: str
+    path: str
+    cache_dir: str
+    listed_as: str
+    size_bytes: int
+    run_command: str
+
+    def to_json(self) -> dict[str, object]:
+        return dict(vars(self))
+
+
 def deploy_with_cli(folder: Path | str, name: str, template: PromptTemplate,
                     model_config: ModelConfig, description: str = "", version: str = "1",
                     cancel: threading.Event | None = None, replace: bool = False,
-                    executable: str | None = None, template_source: str = "preset") -> Iterator[Event]:
+                    executable: str | None = None,
+                    template_source: str = "preset") -> Iterator[Event[PlacedResult]]:
     """Place the model under ``<cache>/custom/<name>/`` and check that ``foundry cache ls``
-    lists it. Yields Progress and LogLine, then Finished(path, details) or Failed."""
+    lists it. Yields Progress and LogLine, then Finished(path, PlacedResult) or Failed."""
     try:
         source = check_model_folder(folder)
         validate_name(name)
@@ -175,6 +192,5 @@ def deploy_with_cli(folder: Path | str, name: str, template: PromptTemplate,
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
     yield Progress(_("Deployed"), 1.0)
-    yield Finished(target, {"name": name, "path": str(target), "cache_dir": str(cache),
-                            "listed_as": line, "size_bytes": folder_size(target),
-                            "run_command": f"foundry model run {name}"})
+    yield Finished(target, PlacedResult(name, str(target), str(cache), line, folder_size(target),
+                                        f"foundry model run {name}"))

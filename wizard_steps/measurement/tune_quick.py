@@ -11,7 +11,8 @@ import json
 import statistics
 import threading
 import time
-from collections.abc import Generator, Mapping
+from collections.abc import Generator
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -52,17 +53,36 @@ def needs_tuning(folder: Path) -> bool:
         return False  # nothing to tune: the deploy's own checks say what is wrong
 
 
+@dataclass(frozen=True)
+class QuickTune:
+    """What the short tuning did: the setting now in the file (``threads``, ``spinning``), the core
+    count it tried, the gain of the written setting over the old one (or of the core count, where
+    the old one was kept), and the two speeds; ``applied`` when the file was changed."""
+
+    threads: int | None
+    tried: int
+    spinning: bool = True
+    gain: float = 1.0
+    applied: bool = False
+    cancelled: bool = False
+    error: str = ""
+    default_tokens_per_s: float | None = None
+    tuned_tokens_per_s: float | None = None
+
+    def to_json(self) -> dict[str, object]:
+        return asdict(self)
+
+
 def quick(folder: Path, source: Path | None = None, cancel: threading.Event | None = None,
           template: PromptTemplate | None = None,
-          at: float = 0.99) -> Generator[Progress | LogLine, None, dict[str, object]]:
+          at: float = 0.99) -> Generator[Progress | LogLine, None, QuickTune]:
     """The default road's short tuning (a few seconds): the folder's setting against the usable
     core count and the core count with idle threads sleeping (``tune.SPIN_KEY``), in turn,
     generation speed compared. The core count is written unless the current setting is at least
     5 % faster; the sleeping threads replace the winner only where they are 5 % faster than it
     (a shared, busy machine).
     The measurement is recorded beside the file either way (``needs_tuning`` reads it). Returns
-    the details (threads and spinning now in the file, tried, gain of the written setting over
-    the current one, or of the core count where kept, applied, speeds, cancelled). ``template``
+    what it did (a ``QuickTune``). ``template``
     (else the one detected in ``source``, else ChatML) shapes the timed prompt; ``at`` is the
     progress fraction to report.
 
@@ -72,8 +92,7 @@ def quick(folder: Path, source: Path | None = None, cancel: threading.Event | No
     folder = Path(folder)
     current, tried = current_candidate(folder), Candidate(usable_cpus())
     calm = Candidate(tried.threads, spinning=False)
-    result: dict[str, object] = {"threads": current.threads, "spinning": current.spinning,
-                                 "tried": tried.threads, "gain": 1.0, "applied": False, "cancelled": False}
+    result = QuickTune(threads=current.threads, tried=tried.threads, spinning=current.spinning)
     if current == tried:
         return result
     trials = [current, tried] + ([calm] if calm != current else [])
@@ -112,13 +131,13 @@ def quick(folder: Path, source: Path | None = None, cancel: threading.Event | No
     except Exception as exc:  # a model that loads for Olive's check but not here: keep it untuned
         error = (str(exc).splitlines() or [type(exc).__name__])[0]
         yield LogLine(_("Tuning skipped: {error}").format(error=error))
-        return {**result, "error": error}
+        return replace(result, error=error)
     finally:
         for backend in backends.values():
             backend.close()  # type: ignore[attr-defined]
     if stopped():
         yield LogLine(_("Tuning cancelled; genai_config.json is left as it was."))
-        return {**result, "cancelled": True}
+        return replace(result, cancelled=True)
     speed = {candidate: statistics.median(v) for candidate, v in speeds.items()}
     before = speed[current]
 
@@ -134,11 +153,12 @@ def quick(folder: Path, source: Path | None = None, cancel: threading.Event | No
         chosen = calm
     reported = chosen if chosen != current else tried  # kept: the report says how the core count did
     gain = ratio(reported)
-    result.update(gain=gain, default_tokens_per_s=round(before, 1), tuned_tokens_per_s=round(speed[reported], 1))
+    result = replace(result, gain=gain, default_tokens_per_s=round(before, 1),
+                     tuned_tokens_per_s=round(speed[reported], 1))
     if chosen != current:
         apply(folder, chosen)
         record(folder, chosen, gain)
-        result.update(threads=chosen.threads, spinning=chosen.spinning, applied=True)
+        result = replace(result, threads=chosen.threads, spinning=chosen.spinning, applied=True)
     else:  # measured and kept: noted, so a deploy of this folder does not measure it again
         with contextlib.suppress(OSError):
             record(folder, current, gain)
@@ -148,23 +168,20 @@ def quick(folder: Path, source: Path | None = None, cancel: threading.Event | No
     return result
 
 
-def describe(tuned: Mapping[str, object]) -> str:
-    """One line for the CLI, the unattended run and the summary, from ``quick``'s details."""
-    threads, spinning = tuned.get("threads"), tuned.get("spinning", True) is not False
-    setting = (Candidate(threads, spinning).label if isinstance(threads, int)
+def describe(tuned: QuickTune) -> str:
+    """One line for the CLI, the unattended run and the summary, from what ``quick`` did."""
+    setting = (Candidate(tuned.threads, tuned.spinning).label if isinstance(tuned.threads, int)
                else _("onnxruntime's default threads"))
-    if tuned.get("applied"):
-        gain = float(tuned["gain"])  # type: ignore[arg-type]
-        if gain < 1 + tune.KEEP_MARGIN:
+    if tuned.applied:
+        if tuned.gain < 1 + tune.KEEP_MARGIN:
             return _("tuned for this machine: {setting} (x{gain} here, within noise of onnxruntime's "
-                     "default)").format(setting=setting, gain=_number(gain, 2))
-        return _("tuned for this machine: {setting}, x{gain}").format(setting=setting, gain=_number(gain, 2))
-    if tuned.get("cancelled") or tuned.get("error"):
-        why = _("cancelled") if tuned.get("cancelled") else _("not measured")
+                     "default)").format(setting=setting, gain=_number(tuned.gain, 2))
+        return _("tuned for this machine: {setting}, x{gain}").format(setting=setting, gain=_number(tuned.gain, 2))
+    if tuned.cancelled or tuned.error:
+        why = _("cancelled") if tuned.cancelled else _("not measured")
         return _("not tuned ({why}): {setting} kept").format(why=why, setting=setting)
-    if "tuned_tokens_per_s" not in tuned:  # the file already held the usable core count
+    if tuned.tuned_tokens_per_s is None:  # the file already held the usable core count
         return _("tuned for this machine: {setting}").format(setting=setting)
     return _("tuned for this machine: {setting} kept ({tried} was x{gain}, more than {margin} slower)").format(
-        setting=setting, tried=Candidate(int(tuned["tried"])).label,  # type: ignore[call-overload]
-        gain=_number(float(tuned["gain"]), 2),  # type: ignore[arg-type]
+        setting=setting, tried=Candidate(tuned.tried).label, gain=_number(tuned.gain, 2),
         margin=percent(tune.KEEP_MARGIN * 100))

@@ -337,13 +337,24 @@ def demo_is_ready(target: Path | None = None) -> bool:
     return (target / "config.json").is_file() and (target / "model.safetensors").is_file()
 
 
+@dataclass(frozen=True)
+class PreparedModel:
+    """The demo's fp32 folder, made now (with its size) or found ready from an earlier run."""
+
+    reused: bool
+    size_bytes: int | None = None
+
+    def to_json(self) -> dict[str, object]:
+        return {"reused": self.reused, "size_bytes": self.size_bytes}
+
+
 def prepare_demo(
     target: Path | None = None, cancel: threading.Event | None = None
-) -> Iterator[Event]:
+) -> Iterator[Event[PreparedModel]]:
     """Make the demo model's fp32 Hugging Face folder once (about 20 s); reuse it afterwards."""
     target = target or paths.demo_model_dir()
     if demo_is_ready(target):
-        yield Finished(target, {"reused": True})
+        yield Finished(target, PreparedModel(reused=True))
         return
     try:
         gguf = demo_gguf_path()
@@ -383,7 +394,7 @@ def prepare_demo(
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
-    yield Finished(target, {"reused": False, "size_bytes": folder_size(target)})
+    yield Finished(target, PreparedModel(reused=False, size_bytes=folder_size(target)))
 
 
 def ensure_demo(cancel: threading.Event | None = None) -> Path:

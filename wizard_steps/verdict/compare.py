@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from wizard_steps.conversion import convert
+from wizard_steps.conversion.convert import ConvertResult
 from wizard_steps.conversion.precision import Int4Algorithm, Int4Settings, Precision, best_settings
 from wizard_steps.core import paths
 from wizard_steps.core.errors import WizardError
@@ -181,7 +182,7 @@ def compare(model_dir: str | Path, chosen: Sequence[Candidate], cancel: threadin
         if folder is not None:
             yield wrap(Progress(_("Reusing {folder}: converted earlier with the same settings").format(
                 folder=folder), 1.0))
-            yield wrap(Finished(folder, {"reused": True}))
+            yield wrap(Finished(folder, ConvertResult.found(folder)))
         else:
             paths.ensure(root)
             final: Event | None = None
