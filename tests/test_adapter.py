@@ -282,13 +282,13 @@ def test_fidelity_is_measured_against_base_plus_adapter(tiny: tuple[Path, Path],
     base, lora = tiny
     check = check_fidelity(lora, converted[0].path, limit=WINDOWS)
     assert check.passed, check.evidence
-    source, merged = check.details["source_perplexity"], check.details["converted_perplexity"]
+    source, merged = check.figures.source_perplexity, check.figures.converted_perplexity
     assert abs(merged / source - 1) < 1e-3  # FP32: the fine-tune itself, not the base
-    base_perplexity = check.details["base_perplexity"]
+    base_perplexity = check.figures.base_perplexity
     # and the fine-tune is not the base (a random model: both near the vocabulary size, apart by 0.6 %)
     assert base_perplexity != pytest.approx(source, rel=1e-4)
     assert "the base alone has perplexity" in check.evidence
-    base_alone = check_fidelity(base, converted[1], limit=WINDOWS).details["source_perplexity"]
+    base_alone = check_fidelity(base, converted[1], limit=WINDOWS).figures.source_perplexity
     assert base_alone == pytest.approx(base_perplexity, rel=1e-4)
 
 

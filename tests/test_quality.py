@@ -210,17 +210,17 @@ def test_the_fp32_source_answers_most_of_the_demo_queries(demo_model: Path, int4
 
 def relative_verdict_holds(check: QualityCheck, queries: tuple[quality.DomainQuery, ...]) -> None:
     """The verdict follows from the two models' replies alone, whatever words this CPU gave."""
-    results = check.details["results"]
+    results = check.figures.results
     lost = [r for r, q in zip(results, queries, strict=True)
-            if q.matches(r["source_reply"]) and not q.matches(r["reply"])]
-    assert [r["passed"] for r in results] == [q.matches(r["reply"]) for r, q in zip(results, queries, strict=True)]
-    answered = sum(q.matches(r["source_reply"]) for r, q in zip(results, queries, strict=True))
+            if q.matches(r.source_reply) and not q.matches(r.reply)]
+    assert [r.passed for r in results] == [q.matches(r.reply) for r, q in zip(results, queries, strict=True)]
+    answered = sum(q.matches(r.source_reply) for r, q in zip(results, queries, strict=True))
     allowed = quality.allowed_losses(answered)
-    assert check.details["losses"] == len(lost) and check.details["allowed_losses"] == allowed
+    assert check.figures.losses == len(lost) and check.figures.allowed_losses == allowed
     assert check.passed is (len(lost) <= allowed)
-    assert [item["line"] for item in check.details["lost"]] == [r["line"] for r in lost]  # every one shown
+    assert [item.line for item in check.figures.lost] == [r.line for r in lost]  # every one shown
     for item in lost[:MAX_SHOWN]:  # the evidence gives both answers of each loss
-        assert f"line {item['line']}" in check.evidence and "source" in check.evidence
+        assert f"line {item.line}" in check.evidence and "source" in check.evidence
 
 
 @pytest.mark.slow
@@ -230,11 +230,11 @@ def test_int4_domain_verdict_counts_only_what_the_source_answered(
     # the fp32 source's replies (the same on every CPU, and all five right), not its words.
     queries = QUERIES
     relative_verdict_holds(int4_domain, queries)
-    details = int4_domain.details
-    assert details["relative"] is True and details["source_answered"] == 5
-    assert [r["source_reply"] for r in details["results"]] == list(source_replies.replies)  # type: ignore[union-attr]
-    assert details["replies"] == [r["reply"] for r in details["results"]]  # type: ignore[union-attr]
-    assert f"the source answers 5 of 5; {details['losses']} lost in conversion" in int4_domain.evidence
+    details = int4_domain.figures
+    assert details.relative is True and details.source_answered == 5
+    assert [r.source_reply for r in details.results] == list(source_replies.replies)
+    assert list(details.replies) == [r.reply for r in details.results]
+    assert f"the source answers 5 of 5; {details.losses} lost in conversion" in int4_domain.evidence
 
 
 @pytest.mark.slow
@@ -255,8 +255,8 @@ def test_a_query_the_source_also_misses_is_no_conversion_loss(
     check = quality.check_domain_queries(int4, hard, OPTIONS, source=source)
     relative_verdict_holds(check, hard)
     assert check.passed is True  # a miss the source shares is not held against the conversion
-    assert check.details["source_answered"] == 0 and check.details["losses"] == 0
-    assert check.details["source_also_missed"] == 1
+    assert check.figures.source_answered == 0 and check.figures.losses == 0
+    assert check.figures.source_also_missed == 1
     assert "the source answers 0 of 1; 0 lost in conversion" in check.evidence
     assert (f"the source misses it too: line 1 'What is the capital of France?': "
             f"source {clip(source.replies[0], 40)!r}") in check.evidence
@@ -269,7 +269,7 @@ def test_a_model_that_lost_its_answers_fails_against_the_source(
     check = quality.check_domain_queries(ParrotBackend("Je ne sais pas."), queries, OPTIONS,
                                          source=source_replies)
     assert check.passed is False
-    assert check.details["losses"] == 5
+    assert check.figures.losses == 5
     assert "5 lost in conversion" in check.evidence
     assert "source 'The capital of France is Paris" in check.evidence
     assert "converted 'Je ne sais pas.'" in check.evidence
@@ -281,7 +281,7 @@ def test_a_wrong_expectation_fails_and_the_evidence_shows_the_reply(int4: GenaiB
         f'{{"prompt": "What is the capital of France?", "expect": ["{NOBODYS_WORD}"]}}')
     check = quality.check_domain_queries(int4, wrong, OPTIONS)
     assert check.passed is False
-    reply = str(check.details["results"][0]["reply"])  # type: ignore[index]
+    reply = check.figures.results[0].reply
     assert "0 of 1 queries answered as expected" in check.evidence
     assert "absolute verdict: no source model to compare with" in check.evidence
     assert f"line 1 'What is the capital of France?' got {clip(reply)!r}" in check.evidence
@@ -298,14 +298,14 @@ def test_real_replies_fit_a_format_without_template_tokens(
     assert source.passed, source.evidence
     assert source.evidence.startswith("5 of 5 replies fit")
     # The INT4's words and lengths change with the CPU; that no stop string reaches them does not.
-    converted = quality.check_response_format(int4_domain.details["replies"], NO_STOP_STRING)  # type: ignore[arg-type]
+    converted = quality.check_response_format(list(int4_domain.figures.replies), NO_STOP_STRING)
     assert converted.passed, converted.evidence
     assert converted.evidence.startswith("5 of 5 replies fit")
 
 
 @pytest.mark.slow
 def test_real_replies_fail_a_format_they_cannot_match(int4_domain: QualityCheck) -> None:
-    check = quality.check_response_format(int4_domain.details["replies"], r"#\d{6}#")  # nobody says it
+    check = quality.check_response_format(list(int4_domain.figures.replies), r"#\d{6}#")  # nobody says it
     assert check.passed is False
     assert "0 of 5 replies" in check.evidence
 
@@ -389,7 +389,7 @@ def test_one_prompt_length_is_not_enough_to_judge_consistency() -> None:
 @pytest.mark.slow
 def test_int4_answers_or_cleanly_refuses_every_edge_case(int4: GenaiBackend) -> None:
     check = quality.check_edge_cases(int4)
-    outcomes = {case["case"]: case["outcome"] for case in check.details["cases"]}
+    outcomes = {case.case: case.outcome for case in check.figures.cases}
     assert check.passed, check.evidence
     assert outcomes["empty"] == outcomes["longer than the context"] == "refused"
     assert outcomes["Arabic (right to left)"] == outcomes["emoji"] == "answered"
@@ -444,23 +444,23 @@ def test_int8_is_faithful_to_its_source(int8_fidelity: QualityCheck) -> None:
     # The rotated INT8's perplexity is within 1 % of the source's on every CPU measured. Its KL
     # divergence and first-token agreement depend on this CPU's int8 kernels: the verdict must
     # follow from them as measured.
-    d = int8_fidelity.details
-    assert abs(d["ratio"] - 1) <= 0.01, int8_fidelity.evidence  # type: ignore[operator]
-    assert d["ratio_low"] <= d["ratio"] <= d["ratio_high"] <= 1 + d["tolerance"], int8_fidelity.evidence  # type: ignore[operator]
-    assert d["kl_mean"] >= 0 and d["kl_p99"] >= 0 and 0 <= d["agreement"] <= 1  # type: ignore[operator]
-    assert int8_fidelity.passed is (d["kl_mean"] <= d["kl_bound"] and d["agreement"] >= d["min_agreement"])  # type: ignore[operator]
-    assert d["text_tokens"] == EVAL_WINDOWS * (evaluation.WINDOW - 1)
-    assert d["converted_perplexity"] == pytest.approx(d["ratio"] * d["source_perplexity"], rel=1e-6)  # type: ignore[operator]
+    d = int8_fidelity.figures
+    assert abs(d.ratio - 1) <= 0.01, int8_fidelity.evidence
+    assert d.ratio_low <= d.ratio <= d.ratio_high <= 1 + d.tolerance, int8_fidelity.evidence
+    assert d.kl_mean >= 0 and d.kl_p99 >= 0 and 0 <= d.agreement <= 1
+    assert int8_fidelity.passed is (d.kl_mean <= d.kl_bound and d.agreement >= d.min_agreement)
+    assert d.text_tokens == EVAL_WINDOWS * (evaluation.WINDOW - 1)
+    assert d.converted_perplexity == pytest.approx(d.ratio * d.source_perplexity, rel=1e-6)
 
 
 @pytest.mark.slow
 def test_the_default_int4_is_further_from_the_source_than_int8(int4_fidelity: QualityCheck,
                                                                 int8_fidelity: QualityCheck) -> None:
     # 4-bit weights lose more than 8-bit ones on every CPU (KL divergence 0.10 against 0.003 measured)
-    int4, int8 = int4_fidelity.details, int8_fidelity.details
-    assert int4["ratio"] > 1 and int4["ratio"] > int8["ratio"]  # type: ignore[operator]
-    assert int4["kl_mean"] > int8["kl_mean"]  # type: ignore[operator]
-    assert int4["source_perplexity"] == int8["source_perplexity"]  # one reference for both
+    int4, int8 = int4_fidelity.figures, int8_fidelity.figures
+    assert int4.ratio > 1 and int4.ratio > int8.ratio
+    assert int4.kl_mean > int8.kl_mean
+    assert int4.source_perplexity == int8.source_perplexity  # one reference for both
 
 
 @pytest.mark.slow
@@ -468,22 +468,22 @@ def test_fidelity_with_no_tolerance_allows_nothing_above_the_source(
         eval_ref: evaluation.Reference, int8_fidelity: QualityCheck, demo_model: Path, demo_int4: Path,
         demo_int8: Path) -> None:
     int4 = fidelity_of(demo_model, demo_int4, eval_ref, tolerance=0.0)
-    assert int4.passed is False and int4.details["ratio"] > 1  # type: ignore[operator]
+    assert int4.passed is False and int4.figures.ratio > 1
     assert "allowed up to ×1.00" in int4.evidence
     # The rotated INT8's interval lies on either side of 1 depending on the CPU: the source's
     # perplexity is set so that all of it lies just above 1, then just below.
-    d = int8_fidelity.details
+    d = int8_fidelity.figures
     lenient = {"tolerance": 0.0, "kl_bound": math.inf, "min_agreement": 0.0}
-    above = fidelity_of(demo_model, demo_int8, shifted(eval_ref, d["ratio_low"] / 1.002), **lenient)  # type: ignore[operator]
-    assert above.details["ratio_low"] == pytest.approx(1.002, abs=2e-4) and above.passed is False
-    below_ref = shifted(eval_ref, d["ratio_high"] * 1.002)  # type: ignore[operator]
+    above = fidelity_of(demo_model, demo_int8, shifted(eval_ref, d.ratio_low / 1.002), **lenient)
+    assert above.figures.ratio_low == pytest.approx(1.002, abs=2e-4) and above.passed is False
+    below_ref = shifted(eval_ref, d.ratio_high * 1.002)
     below = fidelity_of(demo_model, demo_int8, below_ref, **lenient)
-    assert below.details["ratio_high"] == pytest.approx(1 / 1.002, abs=2e-4) and below.passed is True
+    assert below.figures.ratio_high == pytest.approx(1 / 1.002, abs=2e-4) and below.passed is True
     # below the source, the KL divergence and the first-token agreement still decide
-    assert below.details["kl_mean"] == pytest.approx(d["kl_mean"]) and d["kl_mean"] > 0  # type: ignore[operator]
-    tight_kl = fidelity_of(demo_model, demo_int8, below_ref, **{**lenient, "kl_bound": d["kl_mean"] / 2})  # type: ignore[operator]
+    assert below.figures.kl_mean == pytest.approx(d.kl_mean) and d.kl_mean > 0
+    tight_kl = fidelity_of(demo_model, demo_int8, below_ref, **{**lenient, "kl_bound": d.kl_mean / 2})
     assert tight_kl.passed is False
-    picky = fidelity_of(demo_model, demo_int8, below_ref, **{**lenient, "min_agreement": d["agreement"] + 0.01})  # type: ignore[operator]
+    picky = fidelity_of(demo_model, demo_int8, below_ref, **{**lenient, "min_agreement": d.agreement + 0.01})
     assert picky.passed is False
 
 
@@ -530,10 +530,10 @@ def test_checklist_runs_every_item_and_skips_what_it_was_not_given(int4: GenaiBa
     # the domain queries ran, absolute (no source given): the verdict follows the INT4's replies,
     # whatever words this CPU gave it, and those replies are the ones the format item judged
     domain, queries = checks[0], QUERIES
-    results = domain.details["results"]
-    assert domain.details["relative"] is False and "absolute verdict" in domain.evidence
-    assert [r["passed"] for r in results] == [q.matches(r["reply"]) for q, r in zip(queries, results, strict=True)]  # type: ignore[union-attr]
-    assert domain.passed is all(r["passed"] for r in results)  # type: ignore[union-attr]
+    results = domain.figures.results
+    assert domain.figures.relative is False and "absolute verdict" in domain.evidence
+    assert [r.passed for r in results] == [q.matches(r.reply) for q, r in zip(queries, results, strict=True)]
+    assert domain.passed is all(r.passed for r in results)
     assert checks[1].evidence.startswith(f"{len(queries)} of {len(queries)} replies fit")
     assert "Needs both the source model folder" in checks[-1].evidence
 
@@ -544,7 +544,7 @@ def test_checklist_with_the_source_judges_the_domain_queries_against_it(
     checks = quality.run_checklist(int4, queries=QUERIES, options=OPTIONS,
                                    source=demo_model, run_fidelity=False)
     domain = checks[0]
-    assert domain.details["relative"] is True and domain.details["source"] == str(demo_model)
+    assert domain.figures.relative is True and domain.figures.source == str(demo_model)
     assert domain.passed is int4_domain.passed and domain.evidence == int4_domain.evidence
     assert checks[-1].status == "skipped" and "switched off" in checks[-1].evidence
 
@@ -585,10 +585,10 @@ def test_one_lost_answer_never_fails_a_model_alone_and_a_tenth_does() -> None:
     source = quality.SourceReplies("source", tuple("yes" for _ in queries))
     for parrot, lost, passed in (("yes", 0, True), ("no", 20, False)):
         check = quality.check_domain_queries(ParrotBackend(parrot), queries, OPTIONS, source=source)
-        assert (check.details["losses"], check.passed) == (lost, passed)
+        assert (check.figures.losses, check.passed) == (lost, passed)
     # two of twenty lost: allowed; three: not
     for wrong, passed in ((2, True), (3, False)):
         flaky = ListBackend(["no"] * wrong + ["yes"] * (20 - wrong))
         check = quality.check_domain_queries(flaky, queries, OPTIONS, source=source)
-        assert check.details["losses"] == wrong and check.passed is passed
+        assert check.figures.losses == wrong and check.passed is passed
         assert f"{wrong} lost in conversion (at most 2 allowed)" in check.evidence

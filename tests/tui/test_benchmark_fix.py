@@ -65,7 +65,7 @@ async def test_a_failing_checklist_offers_the_fix_and_pressing_it_converts_and_r
         assert "quantize_int8" in (convert.saved_passes(converted) or {})
         # the checklist ran again, on the INT8 folder: it fails the zero bound too, so the next fix is FP32
         assert set(screen.checks) >= {quality.DOMAIN, quality.FIDELITY}
-        assert screen.checks[quality.FIDELITY].details["converted_perplexity"] > 0
+        assert screen.checks[quality.FIDELITY].figures.converted_perplexity > 0
         assert screen.remedy is not None and screen.remedy.precision is Precision.FP32
         saved = WizardState.load()
         assert saved is not None and saved.converted_dir == str(converted) and saved.deployed_id is None

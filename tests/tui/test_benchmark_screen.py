@@ -33,7 +33,7 @@ def five_queries(monkeypatch: pytest.MonkeyPatch) -> None:
 def bench_app(converted: Path | str, model: Path | str | None = None, **state: object) -> SlmopsApp:
     plan = {"bench_lengths": [16, 64], "bench_runs": 2, "bench_new_tokens": 8} | state
     return SlmopsApp(WizardState(converted_dir=str(converted), model_dir=str(model) if model else None,
-                                 template_key="chatml", **plan),  # type: ignore[arg-type]
+                                 template_key="chatml", **plan),
                      start="benchmark")
 
 
@@ -128,8 +128,8 @@ async def test_the_checklist_follows_the_run_and_is_kept_for_the_summary(demo_in
         await wait_for(pilot, lambda: not screen.running, "the run and the checklist to end")
 
         domain = screen.checks[quality.DOMAIN]  # judged against the source on this machine
-        assert domain.details["relative"] is True
-        assert domain.passed is (domain.details["losses"] == 0)
+        assert domain.figures.relative is True
+        assert domain.passed is (domain.figures.losses == 0)
         assert "the source answers" in " ".join(domain.evidence.split())
         assert screen.checks[quality.LENGTHS].passed is not None  # fed the run's speeds
         assert screen.checks[quality.FIDELITY].passed is None  # switched off
@@ -217,7 +217,7 @@ async def test_the_tune_button_opens_tuning_only_when_idle(demo_int4: Path,
     real_run = benchmark.run
 
     def held_run(*args: object, **kwargs: object) -> Iterator[object]:
-        events = real_run(*args, **kwargs)  # type: ignore[arg-type]
+        events = real_run(*args, **kwargs)
         yield next(events)
         started.set()
         release.wait(HANG_LIMIT)

@@ -4,9 +4,10 @@ it without importing each other."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Any, Generic, TypeVar
 
 from wizard_steps.core.errors import WizardError
 from wizard_steps.core.i18n import N_
@@ -25,21 +26,33 @@ class QualityError(WizardError):
     """A quality check cannot run on what it was given (a bad queries file, schema, folder...)."""
 
 
+F = TypeVar("F")
+
+
 @dataclass(frozen=True)
-class QualityCheck:
-    """One checklist item's verdict: ``passed`` is None when it was skipped (``evidence`` says why)."""
+class QualityCheck(Generic[F]):
+    """One checklist item's verdict: ``passed`` is None when it was skipped (``evidence`` says why);
+    ``figures`` are the item's own measurements (``FidelityFigures``, ``DomainVerdict``...), None
+    when skipped."""
 
     name: str
     passed: bool | None
     evidence: str
-    details: dict[str, object] = field(default_factory=dict)
+    figures: F | None = None
 
     @property
     def status(self) -> str:
         return "skipped" if self.passed is None else "pass" if self.passed else "fail"
 
 
-def skipped(name: str, note: str) -> QualityCheck:
+@dataclass(frozen=True)
+class CheckFailed:
+    """The figures of an item that could not run on what it was given (its one sentence)."""
+
+    error: str
+
+
+def skipped(name: str, note: str) -> QualityCheck[Any]:
     return QualityCheck(name, None, note)
 
 

@@ -16,11 +16,10 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from wizard_steps.core.checks import DEFAULT_SYSTEM, QualityCheck
-from wizard_steps.core.errors import Cancelled
+from wizard_steps.core.checks import DEFAULT_SYSTEM
+from wizard_steps.core.errors import Cancelled, WizardError
 from wizard_steps.measurement import evaluation, tune
 from wizard_steps.measurement.benchmark import prompt_of_length
-from wizard_steps.measurement.evaluation import Evaluation
 from wizard_steps.model.model_source import folder_size
 from wizard_steps.prompt import detection, templates
 from wizard_steps.runtime.engine import GenaiBackend, ReplyDone, ReplyOptions
@@ -153,22 +152,23 @@ def measure(folder: Path, source: Source, lengths: tuple[int, ...] = (128, 512),
         options = ReplyOptions(max_new_tokens=64, temperature=0.0, stop=preset.stop)
         queries = tuple(queries or domain.demo_queries())
         replies = source.replies(backend, queries, options, cancel)
-        checked: QualityCheck = domain.check_domain_queries(backend, queries, options, DEFAULT_SYSTEM,
-                                                            cancel=cancel, source=replies)
+        checked = domain.check_domain_queries(backend, queries, options, DEFAULT_SYSTEM,
+                                              cancel=cancel, source=replies)
     finally:
         backend.close()
     fid = fidelity.check_fidelity(source.folder, folder, reference=source.reference(folder, cancel),
                                   tolerance=FIDELITY_TOLERANCE, min_agreement=MIN_AGREEMENT,
                                   limit=source.limit, cancel=cancel)
-    result = fid.details["evaluation"]
-    assert isinstance(result, Evaluation)
+    verdict, figures = checked.figures, fid.figures
+    if verdict is None or figures is None:  # neither is skipped when given queries and both folders
+        raise WizardError(checked.evidence if verdict is None else fid.evidence)
+    result = figures.evaluation
     return Measurement(
         size_bytes=folder_size(folder), threads=threads, prompt_tps=prompt_tps, gen_tps=gen_tps,
         perplexity=result.perplexity, source_perplexity=result.source_perplexity, agreement=result.top1,
         ratio_high=result.ratio.high, kl_mean=result.kl_mean, kl_p99=result.kl_p99, eval_tokens=result.tokens,
-        domain_total=len(queries), domain_answered=sum(bool(r["passed"]) for r in checked.details["results"]),  # type: ignore[attr-defined]
-        source_answered=int(checked.details["source_answered"]),  # type: ignore[call-overload]
-        domain_losses=int(checked.details["losses"]),  # type: ignore[call-overload]
+        domain_total=len(queries), domain_answered=sum(r.passed for r in verdict.results),
+        source_answered=verdict.source_answered, domain_losses=verdict.losses,
         domain_passed=bool(checked.passed), fidelity_passed=bool(fid.passed),
         domain_evidence=checked.evidence, fidelity_evidence=fid.evidence, lengths=tuple(lengths))
 

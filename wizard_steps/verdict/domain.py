@@ -168,7 +168,42 @@ def source_replies(source: str | Path, backend: Backend, queries: Sequence[Domai
 # may lose up to a tenth of the answers the source gives, and always one: no single near-tie fails a
 # model alone, while a handful of queries still allow none beyond it. Every lost answer is shown.
 LOST_SHARE = 0.10
-MAX_SHOWN = 3  # lost answers quoted in the evidence; details["lost"] holds them all
+MAX_SHOWN = 3  # lost answers quoted in the evidence; DomainVerdict.lost holds them all
+
+
+@dataclass(frozen=True)
+class QueryResult:
+    """One query asked of the converted model (and its source's answer, when there is a source)."""
+
+    line: int
+    prompt: str
+    reply: str
+    passed: bool
+    error: str = ""
+    source_reply: str | None = None
+    source_passed: bool | None = None
+
+
+@dataclass(frozen=True)
+class DomainVerdict:
+    """The domain queries' figures: every query's result; against a source (``relative``), how
+    many answers the source gives, how many the conversion lost (each of them) and may lose."""
+
+    results: tuple[QueryResult, ...]
+    relative: bool
+    source: str | None = None
+    source_answered: int = 0
+    losses: int = 0
+    source_also_missed: int = 0
+    allowed_losses: int = 0
+
+    @property
+    def replies(self) -> tuple[str, ...]:
+        return tuple(r.reply for r in self.results)
+
+    @property
+    def lost(self) -> tuple[QueryResult, ...]:
+        return tuple(r for r in self.results if r.source_passed and not r.passed)
 
 
 def allowed_losses(answered: int, share: float = LOST_SHARE) -> int:
@@ -181,7 +216,7 @@ def check_domain_queries(backend: Backend, queries: Sequence[DomainQuery],
                          options: ReplyOptions = DEFAULT_OPTIONS, system: str | None = DEFAULT_SYSTEM,
                          min_pass_rate: float = 1.0, cancel: threading.Event | None = None,
                          source: SourceReplies | None = None, absolute_note: str = "",
-                         lost_share: float = LOST_SHARE) -> QualityCheck:
+                         lost_share: float = LOST_SHARE) -> QualityCheck[DomainVerdict]:
     """Ask each query (greedy by default) and check its reply. With the source's replies, it
     passes when the converted model loses at most ``allowed_losses`` of the answers the source
     gives (a query the source also misses is no conversion loss); without them the verdict is
@@ -196,30 +231,25 @@ def check_domain_queries(backend: Backend, queries: Sequence[DomainQuery],
             reply, error = ask(backend, query.prompt, options, system, cancel), ""
         except WizardError as exc:
             reply, error = "", exc.message
-        result: dict[str, object] = {"line": query.line, "prompt": query.prompt, "reply": reply,
-                                     "passed": not error and query.matches(reply), "error": error}
-        if source is not None:
-            result.update(source_reply=source.replies[index],
-                          source_passed=query.matches(source.replies[index]))
-        results.append(result)
-    good = sum(bool(r["passed"]) for r in results)
+        source_reply = source.replies[index] if source is not None else None
+        source_passed = query.matches(source_reply) if source_reply is not None else None
+        results.append(QueryResult(query.line, query.prompt, reply, not error and query.matches(reply), error,
+                                   source_reply, source_passed))
+    good = sum(r.passed for r in results)
     evidence = _("{good} of {total} queries answered as expected").format(good=good, total=len(results))
     if source is None:
         passed = good >= min_pass_rate * len(results)
         evidence += _(" (needed {needed}; absolute verdict: {why})").format(
             needed=percent(min_pass_rate * 100, space=False),
             why=absolute_note or _("no source model to compare with"))
-        miss = next((r for r in results if not r["passed"]), None)
+        miss = next((r for r in results if not r.passed), None)
         if miss:
             evidence += _("; line {line} {prompt!r} got {reply!r}").format(
-                line=miss["line"], prompt=_clip(str(miss["prompt"]), 40),
-                reply=_clip(str(miss["error"] or miss["reply"])))
-        return QualityCheck(DOMAIN, passed, evidence + ".",
-                            {"results": results, "replies": [r["reply"] for r in results],
-                             "relative": False})
-    judged = [r for r in results if r["source_passed"]]
-    losses = [r for r in judged if not r["passed"]]
-    both_miss = [r for r in results if not r["source_passed"] and not r["passed"]]
+                line=miss.line, prompt=_clip(miss.prompt, 40), reply=_clip(miss.error or miss.reply))
+        return QualityCheck(DOMAIN, passed, evidence + ".", DomainVerdict(tuple(results), relative=False))
+    judged = [r for r in results if r.source_passed]
+    losses = [r for r in judged if not r.passed]
+    both_miss = [r for r in results if not r.source_passed and not r.passed]
     allowed = allowed_losses(len(judged), lost_share)
     passed = len(losses) <= allowed
     evidence += _("; the source answers {answered} of {total}; {lost} lost in conversion "
@@ -230,14 +260,11 @@ def check_domain_queries(backend: Backend, queries: Sequence[DomainQuery],
              else _("; the source misses it too: line {line} {prompt!r}: source {source!r}, "
                     "converted {reply!r}"))
     for item in shown:
-        evidence += label.format(line=item["line"], prompt=_clip(str(item["prompt"]), 40),
-                                 source=_clip(str(item["source_reply"]), 40),
-                                 reply=_clip(str(item["error"] or item["reply"]), 40))
+        evidence += label.format(line=item.line, prompt=_clip(item.prompt, 40),
+                                 source=_clip(item.source_reply or "", 40),
+                                 reply=_clip(item.error or item.reply, 40))
     if len(losses) > MAX_SHOWN:
         evidence += _("; and {count} more lost").format(count=len(losses) - MAX_SHOWN)
-    return QualityCheck(DOMAIN, passed, evidence + ".", {
-        "results": results, "replies": [r["reply"] for r in results], "relative": True,
-        "source": source.origin, "source_answered": len(judged), "losses": len(losses),
-        "source_also_missed": len(both_miss), "allowed_losses": allowed,
-        "lost": [{"line": r["line"], "prompt": r["prompt"], "source": r["source_reply"], "converted": r["reply"]}
-                 for r in losses]})
+    return QualityCheck(DOMAIN, passed, evidence + ".", DomainVerdict(
+        tuple(results), relative=True, source=source.origin, source_answered=len(judged), losses=len(losses),
+        source_also_missed=len(both_miss), allowed_losses=allowed))

@@ -10,6 +10,7 @@ import json
 import math
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from wizard_steps.core.checks import (
 from wizard_steps.core.i18n import _, percent
 from wizard_steps.core.i18n import number as _number
 from wizard_steps.measurement import evaluation
+from wizard_steps.measurement.evaluation import Evaluation
 from wizard_steps.measurement.source_model import (  # noqa: F401  (part of this module's interface)
     SourceReference,
     perplexity_hf,
@@ -167,10 +169,61 @@ def tuning_figures(converted: str | Path, reference: SourceReference) -> dict[st
 KL_BOUND = 0.15
 
 
+@dataclass(frozen=True)
+class FidelityFigures:
+    """The fidelity check's figures: the evaluation (perplexity ratio with its interval, KL
+    divergence, top-1 agreement, tokens, CPU) and the bounds it was held to."""
+
+    evaluation: Evaluation
+    tolerance: float
+    kl_bound: float
+    min_agreement: float
+
+    @property
+    def ratio(self) -> float:
+        return self.evaluation.ratio.value
+
+    @property
+    def ratio_low(self) -> float:
+        return self.evaluation.ratio.low
+
+    @property
+    def ratio_high(self) -> float:
+        return self.evaluation.ratio.high
+
+    @property
+    def kl_mean(self) -> float:
+        return self.evaluation.kl_mean
+
+    @property
+    def kl_p99(self) -> float:
+        return self.evaluation.kl_p99
+
+    @property
+    def agreement(self) -> float:
+        return self.evaluation.top1
+
+    @property
+    def source_perplexity(self) -> float:
+        return self.evaluation.source_perplexity
+
+    @property
+    def converted_perplexity(self) -> float:
+        return self.evaluation.perplexity
+
+    @property
+    def base_perplexity(self) -> float | None:
+        return self.evaluation.base_perplexity
+
+    @property
+    def text_tokens(self) -> int:
+        return self.evaluation.tokens
+
+
 def check_fidelity(source: str | Path, converted: str | Path, text: str | None = None,
                    tolerance: float = 0.15, kl_bound: float | None = None, min_agreement: float = 0.5,
                    reference: evaluation.Reference | None = None, limit: int | None = None,
-                   cancel: threading.Event | None = None) -> QualityCheck:
+                   cancel: threading.Event | None = None) -> QualityCheck[FidelityFigures]:
     """The converted model against its source on the evaluation text (``text``: the user's own),
     windows of 512 tokens: the perplexity ratio's 95 % interval must end at or below 1 +
     ``tolerance`` (+15 %: the aim for INT4), the mean KL divergence stay within ``kl_bound``, and
@@ -197,10 +250,5 @@ def check_fidelity(source: str | Path, converted: str | Path, text: str | None =
     if result.base_perplexity is not None:  # the source is base + LoRA adapter
         evidence += _(" The source is the base model with the adapter merged; the base alone has "
                       "perplexity {base} on this text.").format(base=_number(result.base_perplexity, 2))
-    return QualityCheck(FIDELITY, ratio_ok and kl_ok and agree_ok, evidence, {
-        "source_perplexity": result.source_perplexity, "converted_perplexity": result.perplexity,
-        "base_perplexity": result.base_perplexity, "ratio": result.ratio.value, "ratio_low": result.ratio.low,
-        "ratio_high": result.ratio.high, "tolerance": tolerance, "kl_mean": result.kl_mean,
-        "kl_p99": result.kl_p99, "kl_bound": kl_bound, "agreement": result.top1,
-        "min_agreement": min_agreement, "text_tokens": result.tokens, "cpu": result.cpu,
-        "evaluation": result})
+    return QualityCheck(FIDELITY, ratio_ok and kl_ok and agree_ok, evidence,
+                        FidelityFigures(result, tolerance, kl_bound, min_agreement))

@@ -14,6 +14,7 @@ import re
 import statistics
 import threading
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from wizard_steps.core.checks import (  # noqa: F401  (re-exported: the checklis
     FORMAT,
     LENGTHS,
     MEMORY,
+    CheckFailed,
     QualityCheck,
     QualityError,
     data_file,
@@ -42,6 +44,8 @@ from wizard_steps.verdict.domain import (  # noqa: F401  (re-exported: the check
     DEFAULT_OPTIONS,
     LOST_SHARE,
     DomainQuery,
+    DomainVerdict,
+    QueryResult,
     SourceReplies,
     allowed_losses,
     ask,
@@ -51,6 +55,49 @@ from wizard_steps.verdict.domain import (  # noqa: F401  (re-exported: the check
     parse_queries,
     source_replies,
 )
+
+# --- each item's figures --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FormatProblem:
+    index: int
+    reply: str
+    problem: str
+
+
+@dataclass(frozen=True)
+class FormatFigures:
+    problems: tuple[FormatProblem, ...]
+
+
+@dataclass(frozen=True)
+class MemoryFigures:
+    start_bytes: int
+    end_bytes: int
+    growth: float
+    samples: int
+    max_growth: float
+
+
+@dataclass(frozen=True)
+class LengthFigures:
+    tokens_per_s: dict[int, float]
+    ratio: float
+    min_ratio: float
+
+
+@dataclass(frozen=True)
+class EdgeOutcome:
+    case: str
+    outcome: str  # answered, refused or crashed (English, marked for translation)
+    detail: str
+
+
+@dataclass(frozen=True)
+class EdgeCases:
+    cases: tuple[EdgeOutcome, ...]
+
 
 # --- response format ----------------------------------------------------------------------------
 
@@ -132,7 +179,7 @@ def _json_of(reply: str) -> object:
 
 
 def check_response_format(replies: Sequence[str], pattern: str | None = None,
-                          schema: Mapping[str, Any] | None = None) -> QualityCheck:
+                          schema: Mapping[str, Any] | None = None) -> QualityCheck[FormatFigures]:
     """Every reply must match ``pattern`` as a whole (stripped; ``.`` spans lines) and/or be JSON
     (a ```json fence is allowed) that fits ``schema``."""
     if pattern is None and schema is None:
@@ -158,23 +205,22 @@ def check_response_format(replies: Sequence[str], pattern: str | None = None,
             except json.JSONDecodeError as exc:
                 problem = _("is not JSON ({error})").format(error=exc.msg)
         if problem:
-            problems.append({"index": index, "reply": reply, "problem": problem})
+            problems.append(FormatProblem(index, reply, problem))
     wanted = _(" and ").join(p for p in (pattern and _("the regex {pattern!r}").format(pattern=pattern),
                                          schema is not None and _("the JSON schema")) if p)
     evidence = _("{good} of {total} replies fit {wanted}").format(
         good=len(replies) - len(problems), total=len(replies), wanted=wanted)
     if problems:
         evidence += _("; reply {number} {problem}: {reply!r}").format(
-            number=problems[0]["index"] + 1, problem=problems[0]["problem"],
-            reply=_clip(str(problems[0]["reply"])))
-    return QualityCheck(FORMAT, not problems, evidence + ".", {"problems": problems})
+            number=problems[0].index + 1, problem=problems[0].problem, reply=_clip(problems[0].reply))
+    return QualityCheck(FORMAT, not problems, evidence + ".", FormatFigures(tuple(problems)))
 
 
 # --- memory and speed ---------------------------------------------------------------------------
 
 
 def check_memory(rss_samples: Sequence[int], warmup: int = 5, window: int = 10,
-                 max_growth: float = 0.05, min_samples: int = 50) -> QualityCheck:
+                 max_growth: float = 0.05, min_samples: int = 50) -> QualityCheck[MemoryFigures]:
     """Resident memory in long use: the median of the last ``window`` samples may exceed the
     median of the first ``window`` after ``warmup`` by less than ``max_growth``."""
     if len(rss_samples) < max(min_samples, warmup + 2 * window):
@@ -189,11 +235,11 @@ def check_memory(rss_samples: Sequence[int], warmup: int = 5, window: int = 10,
         start=_number(start / 2**20, 1), end=_number(end / 2**20, 1), count=len(rss_samples),
         growth=percent(growth * 100, 1, sign=True, space=False), limit=percent(max_growth * 100, space=False))
     return QualityCheck(MEMORY, growth < max_growth, evidence,
-                        {"start_bytes": start, "end_bytes": end, "growth": growth,
-                         "samples": len(rss_samples), "max_growth": max_growth})
+                        MemoryFigures(start, end, growth, len(rss_samples), max_growth))
 
 
-def check_length_consistency(tokens_per_s: Mapping[int, float], min_ratio: float = 0.5) -> QualityCheck:
+def check_length_consistency(tokens_per_s: Mapping[int, float],
+                             min_ratio: float = 0.5) -> QualityCheck[LengthFigures]:
     """Generation speed across prompt lengths: the slowest over the fastest must be ≥ ``min_ratio``."""
     speeds = {int(k): float(v) for k, v in tokens_per_s.items()}
     if len(speeds) < 2:
@@ -207,8 +253,7 @@ def check_length_consistency(tokens_per_s: Mapping[int, float], min_ratio: float
         slow_speed=_number(speeds[slow]), slow=slow, fast_speed=_number(speeds[fast]), fast=fast,
         ratio=_number(ratio, 2), needed=_number(min_ratio, 2))
     return QualityCheck(LENGTHS, ratio >= min_ratio, evidence,
-                        {"tokens_per_s": dict(sorted(speeds.items())), "ratio": ratio,
-                         "min_ratio": min_ratio})
+                        LengthFigures(dict(sorted(speeds.items())), ratio, min_ratio))
 
 
 # --- edge cases ---------------------------------------------------------------------------------
@@ -229,7 +274,7 @@ def edge_cases(context_length: int) -> dict[str, str]:
 
 def check_edge_cases(backend: Backend, options: ReplyOptions | None = None,
                      system: str | None = DEFAULT_SYSTEM,
-                     cancel: threading.Event | None = None) -> QualityCheck:
+                     cancel: threading.Event | None = None) -> QualityCheck[EdgeCases]:
     """Each edge case must end in a reply or a clean refusal (a WizardError), nothing else."""
     options = options or ReplyOptions(max_new_tokens=16, temperature=0.0)
     outcomes = []
@@ -241,11 +286,11 @@ def check_edge_cases(backend: Backend, options: ReplyOptions | None = None,
             outcome, detail = N_("refused"), exc.message
         except Exception as exc:  # the point of the check: anything else is a failure to report
             outcome, detail = N_("crashed"), f"{type(exc).__name__}: {exc}".splitlines()[0]
-        outcomes.append({"case": case, "outcome": outcome, "detail": detail})
-    crashed = [o for o in outcomes if o["outcome"] == "crashed"]
-    evidence = "; ".join(f"{_(o['case'])}: {_(o['outcome'])}" + (f" ({_clip(o['detail'], 70)})"
-                         if o["outcome"] != "answered" else "") for o in outcomes)
-    return QualityCheck(EDGES, not crashed, evidence + ".", {"cases": outcomes})
+        outcomes.append(EdgeOutcome(case, outcome, detail))
+    crashed = [o for o in outcomes if o.outcome == "crashed"]
+    evidence = "; ".join(f"{_(o.case)}: {_(o.outcome)}" + (f" ({_clip(o.detail, 70)})"
+                         if o.outcome != "answered" else "") for o in outcomes)
+    return QualityCheck(EDGES, not crashed, evidence + ".", EdgeCases(tuple(outcomes)))
 
 
 # --- the checklist ------------------------------------------------------------------------------
@@ -311,8 +356,9 @@ def iter_checklist(backend: Backend | None = None, *, queries: str | Path | Sequ
         try:
             check = step()
         except WizardError as exc:  # e.g. a folder that does not load: this item fails, the rest run
-            check = QualityCheck(name, False, str(exc), {"error": exc.message})
-        replies.extend(str(r) for r in check.details.get("replies", []))  # type: ignore[attr-defined]
+            check = QualityCheck(name, False, str(exc), CheckFailed(exc.message))
+        if isinstance(check.figures, DomainVerdict):
+            replies.extend(check.figures.replies)
         yield check
 
 
