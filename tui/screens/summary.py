@@ -18,7 +18,7 @@ from wizard_steps.conversion.precision import Int4Algorithm, human_size
 from wizard_steps.core.errors import WizardError
 from wizard_steps.core.i18n import N_, _, number
 from wizard_steps.measurement.tune import recorded
-from wizard_steps.measurement.tune_quick import describe
+from wizard_steps.measurement.tune_quick import QuickTune, describe
 from wizard_steps.model.adapter import is_adapter_folder, tokenizer_folder
 from wizard_steps.model.model_source import folder_size
 from wizard_steps.road.state import WizardState, save_answers
@@ -90,7 +90,9 @@ def _tuned(value: str | None) -> Text:
     note = recorded(value)
     if note is None:
         return Text(_("onnxruntime's default threads (not tuned)"), style="dim")
-    return Text(describe({**note, "applied": note["gain"] is not None}))
+    gain = note["gain"]
+    return Text(describe(QuickTune(threads=note["threads"], tried=note["threads"], spinning=note["spinning"],
+                                   gain=1.0 if gain is None else gain, applied=gain is not None)))
 
 
 def _benchmark(state: WizardState) -> Text:
