@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from functools import partial
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, cast
 
 from textual.app import App, SystemCommand
 from textual.binding import Binding
@@ -106,7 +106,8 @@ class SlmopsApp(App[None]):
 
     def action_command_palette(self) -> None:
         """Textual's palette, with its placeholder in the current language."""
-        if self.use_command_palette and not CommandPalette.is_open(self):
+        # is_open takes App[object] and App is invariant in its result type: our App[None] is one
+        if self.use_command_palette and not CommandPalette.is_open(cast("App[object]", self)):
             self.push_screen(CommandPalette(placeholder=_("Search for commands…"), id="--command-palette"))
 
     def action_switch_language(self, lang: str | None = None) -> None:

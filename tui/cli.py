@@ -11,6 +11,7 @@ import argparse
 import shutil
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from tui import commands, exit_codes
 from tui.commands import _fail, cmd_demo
@@ -35,7 +36,7 @@ ARGPARSE_TEXTS = (
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, exit 2
+    def error(self, message: str) -> NoReturn:  # one line, exit 2
         self.exit(exit_codes.BAD_INPUT, "slmops: " + _("{message} (see: {prog} --help)").format(
             message=message, prog=self.prog) + "\n")
 
@@ -56,7 +57,7 @@ def language_in(argv: Sequence[str]) -> str | None:
 def build_parser() -> argparse.ArgumentParser:
     """The parser, its help in the current language (set it first: main does)."""
     argparse._ = i18n.gettext  # type: ignore[attr-defined]  # argparse's own texts, in our language
-    argparse.ngettext = i18n.ngettext  # type: ignore[attr-defined]
+    argparse.ngettext = i18n.ngettext  # type: ignore[attr-defined]  # not in typeshed's argparse stub
     parser = _Parser(prog="slmops", description=_("From a fine-tuned small language model to a "
                                                   "local Foundry Local deployment you can talk to."),
                      epilog=_("With no command: the Textual wizard (or --plain for prompts)."))

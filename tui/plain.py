@@ -52,7 +52,7 @@ def _model_folder(text: str) -> bool | str:
 def _setting(name: str):
     def check(text: str) -> bool | str:
         try:
-            model_config(**{name: text})
+            model_config(context_length=None, **{name: text})  # the one setting alone
         except GenerationError as exc:
             return str(exc)
         return True

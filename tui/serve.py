@@ -65,7 +65,10 @@ def is_loopback(host: str) -> bool:
         infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError):
         return False
-    return bool(infos) and all(ipaddress.ip_address(info[4][0].split("%")[0]).is_loopback for info in infos)
+    addresses = [info[4][0] for info in infos]  # typeshed also allows an int (IPv6 on a build without it)
+    return bool(addresses) and all(isinstance(address, str)
+                                   and ipaddress.ip_address(address.split("%")[0]).is_loopback
+                                   for address in addresses)
 
 
 def _is_unspecified(host: str) -> bool:
@@ -233,8 +236,12 @@ def make_server(command: str, loopback_only: bool, url: str):  # -> textual_serv
             that a stop can close it the way a closed tab does)."""
             websocket = web.WebSocketResponse(heartbeat=15)
             await websocket.prepare(request)
+
+            async def close() -> None:  # textual-serve awaits a None; aiohttp's close returns a bool
+                await websocket.close()
+
             session = Session(self.command, write_bytes=websocket.send_bytes, write_str=websocket.send_str,
-                              close=websocket.close, download_manager=self.download_manager)
+                              close=close, download_manager=self.download_manager)
             task = asyncio.current_task()
             assert task is not None
             self.sessions[task] = websocket

@@ -386,14 +386,13 @@ class BenchmarkScreen(StepScreen):
 
                 yield machine.measure(getattr(backend, "folder", None))
             yield CheckStarted(CHECKS[0])
-            measured = {} if summary is None else {
-                "rss_samples": [s.rss_bytes for s in summary.samples],
-                "tokens_per_s": {r.length: r.tps_median for r in summary.per_length}}
+            rss_samples = None if summary is None else [s.rss_bytes for s in summary.samples]
+            tokens_per_s = None if summary is None else {r.length: r.tps_median for r in summary.per_length}
             for check in quality.iter_checklist(
                     backend, queries=job.queries or quality.demo_queries(), cancel=stop,
                     source=job.source, run_fidelity=job.fidelity,  # domain queries: judged against the source
                     converted=job.converted, eval_windows=job.eval_windows,
-                    **measured):  # type: ignore[arg-type]
+                    rss_samples=rss_samples, tokens_per_s=tokens_per_s):
                 if check.name == quality.FIDELITY and not job.fidelity:
                     check = quality.skipped(check.name, _("Not run: “Compare with the source” is "
                                                           "switched off."))

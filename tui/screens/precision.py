@@ -5,6 +5,8 @@ fastest precision that passes the quality checklist."""
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
+from typing import ClassVar, TypedDict, cast
 
 from rich.text import Text
 from textual import events, on, work
@@ -40,6 +42,7 @@ from wizard_steps.model import adapter
 from wizard_steps.model.model_source import ModelInfo
 from wizard_steps.road.state import WizardState
 from wizard_steps.verdict import compare
+from wizard_steps.verdict.domain import DomainQuery
 
 PROVIDER = ExecutionProvider.CPU  # the wizard converts for CPU; GPU providers are not offered yet
 ALGORITHMS = ((N_("auto: fits this model"), Int4Algorithm.AUTO),
@@ -54,6 +57,16 @@ COLUMNS = (("precision", N_("precision"), False), ("ratio", N_("size ratio"), Tr
 WIDE_ONLY = ("quality", "use")
 WIDE = 110
 MARKS = {"chosen": "● ", "free": "○ ", "unavailable": "✗ "}
+
+
+class CompareSettings(TypedDict, total=False):
+    """What the screen passes on to ``compare.compare`` besides the model and candidates."""
+
+    lengths: tuple[int, ...]
+    new_tokens: int
+    runs: int
+    queries: Sequence[DomainQuery] | None
+    eval_windows: int | None
 
 
 def unbroken(figures: str) -> str:
@@ -111,7 +124,7 @@ class PrecisionScreen(StepScreen):
             "Keys: up/down move in the table, enter chooses the highlighted option.")
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-wide")]
     COMPARE_CANDIDATES = compare.DEFAULT_CANDIDATES
-    COMPARE_SETTINGS: dict[str, object] = {}  # compare()'s lengths, new_tokens, runs (tests: shorter)
+    COMPARE_SETTINGS: ClassVar[CompareSettings] = {}  # compare()'s lengths, new_tokens, runs (tests: shorter)
 
     def __init__(self) -> None:
         super().__init__()
@@ -215,7 +228,7 @@ class PrecisionScreen(StepScreen):
             result: ModelInfo | str = adapter.inspect_model_or_adapter(folder)
         except WizardError as exc:
             result = str(exc)
-        saved = compare.load_saved(folder) if isinstance(result, ModelInfo) else None
+        saved = compare.load_saved(folder) if folder and isinstance(result, ModelInfo) else None
         if not get_current_worker().is_cancelled:
             self.app.call_from_thread(self.show_model, result)
             if saved is not None:
@@ -251,9 +264,10 @@ class PrecisionScreen(StepScreen):
 
     def int4_settings(self) -> Int4Settings:
         return Int4Settings(
-            block_size=self.query_one("#int4-block-size", Select).value,  # type: ignore[arg-type]
+            # both Selects have allow_blank=False and int values: never Select.BLANK
+            block_size=cast(int, self.query_one("#int4-block-size", Select).value),
             symmetric=self.query_one("#int4-symmetric", Switch).value,
-            accuracy_level=self.query_one("#int4-accuracy", Select).value,  # type: ignore[arg-type]
+            accuracy_level=cast(int, self.query_one("#int4-accuracy", Select).value),
             algorithm=Int4Algorithm(self.query_one("#int4-algorithm", Select).value),
             quantize_embeddings=self.query_one("#int4-embeddings", Switch).value,
         )
@@ -407,7 +421,7 @@ class PrecisionScreen(StepScreen):
         model, chosen = self.info.path, compare.parse_candidates(self.COMPARE_CANDIDATES)
         self.compare_rows = []
         self.query_one("#compare-reason").display = False
-        return lambda stop: compare.compare(model, chosen, stop, **self.COMPARE_SETTINGS)  # type: ignore[arg-type]
+        return lambda stop: compare.compare(model, chosen, stop, **self.COMPARE_SETTINGS)
 
     @on(RunPanel.RunningChanged, "#compare-run")
     def compare_running(self) -> None:

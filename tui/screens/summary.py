@@ -98,8 +98,11 @@ def _tuned(value: str | None) -> Text:
 def _benchmark(state: WizardState) -> Text:
     """The measured medians per prompt length and the checklist's verdict, or "not done"."""
     record = state.bench_result if isinstance(state.bench_result, dict) else {}
-    rows = [r for r in record.get("per_length") or [] if isinstance(r, dict)]
-    checks = record.get("checks") if isinstance(record.get("checks"), dict) else {}
+    per_length = record.get("per_length")
+    rows = [r for r in per_length if isinstance(r, dict)] if isinstance(per_length, list) else []
+    checks = record.get("checks")
+    if not isinstance(checks, dict):
+        checks = {}
     if not rows and not checks:
         return not_done()
     text = Text()
@@ -115,8 +118,8 @@ def _benchmark(state: WizardState) -> Text:
                        passed=checks.get("pass", 0), failed=len(failed), names=", ".join(failed))
                    if failed else _("checklist: {passed} passed").format(passed=checks.get("pass", 0)))
         text.append(("\n" if rows else "") + verdict, style="red" if failed else "green")
-    fix = record.get("fix") if isinstance(record.get("fix"), dict) else None
-    if fix and checks.get("failed"):
+    fix = record.get("fix")
+    if isinstance(fix, dict) and fix and checks.get("failed"):
         text.append("\n" + _("Fix: {reason}").format(reason=fix.get("reason", "")), style="yellow")
         model = "demo" if state.use_demo or not state.model_dir else shell_arg(state.model_dir)
         text.append(f"\n  slmops convert {model} --precision {fix.get('precision')}", style="bold")
@@ -133,7 +136,9 @@ def done_text(state: WizardState) -> Text:
     """One line per part of the run: what it produced and where, or "not done"."""
     precision = state.precision.upper()
     if state.precision == "int4":
-        algorithm, size, symmetric = state.int4_algorithm, state.int4_block_size, state.int4_symmetric
+        algorithm = state.int4_algorithm
+        size: int | None = state.int4_block_size
+        symmetric: bool | None = state.int4_symmetric
         if algorithm == Int4Algorithm.AUTO.value:  # what it chose for this model, once converted
             used = int4_in_config(state.converted_dir)
             algorithm, size, symmetric = ((f"auto: {used[0]}", used[1], used[2]) if used

@@ -288,7 +288,7 @@ class TemplateScreen(StepScreen):
         errors: dict[str, str] = {}
         for name, text in texts.items():
             try:
-                model_config(**{name: text})
+                model_config(context_length=None, **{name: text})  # the one setting alone
             except GenerationError as exc:
                 errors[name] = str(exc)
         self.config = None

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from rich.text import Text
+from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
 from textual.message import Message
@@ -33,7 +34,7 @@ class Reply(Vertical):
         super().__init__(classes="chat-reply -streaming")
         self.text = ""
 
-    def compose(self):  # type: ignore[no-untyped-def]
+    def compose(self) -> ComposeResult:
         yield Static("…", classes="reply-text")
         yield Label("", classes="reply-stats")
 

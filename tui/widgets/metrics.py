@@ -72,6 +72,7 @@ class RunChart(PlotextPlot):
                  yside="right")
         plt.xticks(list(self.starts.values()), [f"{n} tok" for n in self.starts])
         plt.xlim(0.5, max(len(runs), 2) + 0.5)
-        plt.ylim(0, max(self.speeds) * 1.15 or 1, yside="left")
-        plt.ylim(0, max(self.latencies) * 1.15 or 1, yside="right")
+        # textual-plotext's stub types ylim's yside as a number; plotext takes "left"/"right", as plot() does
+        plt.ylim(0, max(self.speeds) * 1.15 or 1, yside="left")  # type: ignore[arg-type]  # stub is wrong
+        plt.ylim(0, max(self.latencies) * 1.15 or 1, yside="right")  # type: ignore[arg-type]  # stub is wrong
         self.refresh()

@@ -146,7 +146,8 @@ class RunPanel(Vertical):
             result.scroll_visible()
 
     @property
-    def log(self) -> Log:
+    def log_view(self) -> Log:
+        """The run's log widget (not ``log``: that is Textual's logger, which Textual itself calls)."""
         return self.query_one(f"#{self.prefix}-log", Log)
 
     @on(Button.Pressed, ".run-start")
@@ -175,7 +176,7 @@ class RunPanel(Vertical):
         self.set_stage(_("Starting…"))
         self.show_result(None)
         if self.log_title is not None:
-            self.log.clear()
+            self.log_view.clear()
             self.show_live("")
         self.timer = self.set_interval(1.0, self.tick)
         self.tick()
@@ -205,7 +206,7 @@ class RunPanel(Vertical):
 
     def show_live(self, text: str) -> None:
         """A carriage-return progress line, drawn over the one before it on the log's lower border."""
-        self.log.border_subtitle = Text(text.strip())
+        self.log_view.border_subtitle = Text(text.strip())
 
     @work(thread=True, exclusive=True, group="run", exit_on_error=False)
     def drive(self, factory: RunFactory, stop: threading.Event) -> None:
@@ -250,7 +251,7 @@ class RunPanel(Vertical):
                 self.show_live(event.text)
             else:
                 self.show_live("")
-                log = self.log
+                log = self.log_view
                 log.write_line(event.text, scroll_end=log.is_vertical_scroll_end)
         else:
             self.post_message(self.Event(self, event))
@@ -281,7 +282,7 @@ class RunPanel(Vertical):
             self.set_stage(_("Done"))
         if self.log_title is not None:
             self.show_live("")
-            self.call_after_refresh(self.log.scroll_end, animate=False)
+            self.call_after_refresh(self.log_view.scroll_end, animate=False)
         self.running = False
         self.post_message(self.Ended(self, outcome))
 

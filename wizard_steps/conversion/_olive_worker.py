@@ -76,7 +76,7 @@ def count_layers_in_log() -> None:
     print each step as a "Processing layers N/T" line instead, for the convert step's progress."""
     import tqdm.auto
 
-    class LineCounter(tqdm.auto.tqdm):  # type: ignore[misc, name-defined]
+    class LineCounter(tqdm.auto.tqdm):
         def __init__(self, *args: object, **kwargs: object) -> None:
             kwargs["disable"] = True  # never draw a bar; keep iterating as tqdm does
             self.label = str(kwargs.get("desc") or (args[1] if len(args) > 1 else "") or "").rstrip(". ")
@@ -90,7 +90,7 @@ def count_layers_in_log() -> None:
                 print(f"{self.label} {self.done}/{self.steps}", flush=True)
             return super().update(n)
 
-    tqdm.auto.tqdm = LineCounter  # type: ignore[misc]
+    tqdm.auto.tqdm = LineCounter
 
 
 def main(argv: list[str]) -> int:

@@ -15,7 +15,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -93,7 +93,7 @@ def make_plan(
     precision: Precision,
     provider: ExecutionProvider = ExecutionProvider.CPU,
     int4: Int4Settings | None = None,
-    search: dict[str, object] | None = None,
+    search: Mapping[str, object] | None = None,
     method: str = "config",
     replace_existing: bool = False,
     base: str | os.PathLike[str] | None = None,
@@ -413,14 +413,11 @@ def convert(plan: ConvertPlan, cancel: threading.Event | None = None) -> Iterato
     config = olive_config(plan, staging, cache)
     config_path = log_dir / OLIVE_CONFIG_NAME
     _write_json(config_path, config)
-    tracker = LogProgress(plan.model.num_layers, two_passes=plan.precision is Precision.INT8,
+    builder = LogProgress(plan.model.num_layers, two_passes=plan.precision is Precision.INT8,
                           quantizer=plan.precision is Precision.INT4 and plan.int4.algorithm.value != "rtn")
-    if plan.calibration_text is not None:
-        tracker = CalibratedProgress(tracker, GPTQ_PASS)
-    if plan.rotated:
-        tracker = RotateProgress(tracker, ROTATE_PASS)
-    if plan.model.adapter is not None:
-        tracker = MergeProgress(tracker)
+    calibrated = CalibratedProgress(builder, GPTQ_PASS) if plan.calibration_text is not None else builder
+    rotated = RotateProgress(calibrated, ROTATE_PASS) if plan.rotated else calibrated
+    tracker = MergeProgress(rotated) if plan.model.adapter is not None else rotated
     lines: list[str] = []
     placed = False
     exit_code: object = None

@@ -316,7 +316,7 @@ def deploy(folder: Path | str, name: str, template: PromptTemplate, model_config
 
 
 def _tune_copy(staging: Path, template: PromptTemplate,
-               cancel: threading.Event | None) -> Generator[Event[object], None, QuickTune | None]:
+               cancel: threading.Event | None) -> Generator[Progress | LogLine, None, QuickTune | None]:
     """The default road's short tuning on the deployed copy of a folder that was never tuned
     here (converted with --no-tune, elsewhere, or by hand); what it did, None if it did not run."""
     if not needs_tuning(staging):

@@ -15,7 +15,7 @@ import re
 import shutil
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Generator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -197,7 +197,9 @@ def apply_template_and_settings(folder: Path, template: PromptTemplate, model_co
     folder's own stays. Returns the comparison made beforehand."""
     folder = Path(folder)
     genai = _read_json(folder / GENAI_CONFIG)
-    model = genai.get("model") if isinstance(genai.get("model"), dict) else {}
+    model = genai.get("model")
+    if not isinstance(model, dict):
+        model = {}
     context = model.get("context_length")
     model_config.validate(context if isinstance(context, int) and context > 0 else None)
     report = compare_template(template.validate(), folder, check_template_source(source, folder))
@@ -210,7 +212,9 @@ def apply_template_and_settings(folder: Path, template: PromptTemplate, model_co
             if "chat_template" in data:
                 data["chat_template"] = jinja
                 _write_json(tokenizer_config, data)
-    search = genai.get("search") if isinstance(genai.get("search"), dict) else {}
+    search = genai.get("search")
+    if not isinstance(search, dict):
+        search = {}
     genai["search"] = {**search, **model_config.to_genai_search()}
     _write_json(folder / GENAI_CONFIG, genai)
     return report
@@ -239,7 +243,7 @@ def detect_precision(folder: Path) -> str | None:
 
 
 def staged_copy(source: Path, target: Path, cancel: threading.Event | None = None,
-                span: tuple[float, float] = (0.0, 1.0)) -> Iterator[Progress]:
+                span: tuple[float, float] = (0.0, 1.0)) -> Generator[Progress, None, Path]:
     """Copy ``source`` into a fresh staging folder beside ``target``; yields Progress by bytes.
     Returns (as the generator's value) the staging folder; the caller renames it into place and
     removes it on failure. Raises Cancelled (after removing the staging folder) on cancel."""

@@ -199,9 +199,9 @@ def _evaluation_reference(torch: Any, model: Any, request: dict[str, Any], base_
         parts.append(stats_from_logits(logits, window, int(request["top_k"])))
     out = Path(request["eval_out"])
     tmp = out.with_name(out.stem + ".tmp.npz")
-    names = ("nll", "top_ids", "top_logp")
+    nll, top_ids, top_logp = (np.stack([p[i] for p in parts]) for i in range(3))
     np.savez(tmp, base_perplexity=np.float64("nan" if base_perplexity is None else base_perplexity),
-             **{name: np.stack([p[i] for p in parts]) for i, name in enumerate(names)})
+             nll=nll, top_ids=top_ids, top_logp=top_logp)
     tmp.replace(out)
     return str(out)
 

@@ -90,9 +90,10 @@ def quick(folder: Path, source: Path | None = None, cancel: threading.Event | No
 
 
     folder = Path(folder)
-    current, tried = current_candidate(folder), Candidate(usable_cpus())
-    calm = Candidate(tried.threads, spinning=False)
-    result = QuickTune(threads=current.threads, tried=tried.threads, spinning=current.spinning)
+    cores = usable_cpus()
+    current, tried = current_candidate(folder), Candidate(cores)
+    calm = Candidate(cores, spinning=False)
+    result = QuickTune(threads=current.threads, tried=cores, spinning=current.spinning)
     if current == tried:
         return result
     trials = [current, tried] + ([calm] if calm != current else [])
@@ -107,7 +108,7 @@ def quick(folder: Path, source: Path | None = None, cancel: threading.Event | No
     else:
         yield Progress(_("Tuning for this machine: {current} against {tried}").format(
             current=current.label, tried=tried.label), at)
-    backends: dict[Candidate, object] = {}
+    backends: dict[Candidate, GenaiBackend] = {}
     speeds: dict[Candidate, list[float]] = {candidate: [] for candidate in trials}
 
     def stopped() -> bool:
@@ -134,7 +135,7 @@ def quick(folder: Path, source: Path | None = None, cancel: threading.Event | No
         return replace(result, error=error)
     finally:
         for backend in backends.values():
-            backend.close()  # type: ignore[attr-defined]
+            backend.close()
     if stopped():
         yield LogLine(_("Tuning cancelled; genai_config.json is left as it was."))
         return replace(result, cancelled=True)

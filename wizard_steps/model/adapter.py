@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -37,7 +38,7 @@ _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _LORA_KEY = re.compile(r"^(?:base_model\.model\.)?(?P<module>.+)\.(?P<part>lora_A|lora_B)(?:\.[\w-]+)?\.weight$")
 
 
-def is_adapter_folder(path: str | Path) -> bool:
+def is_adapter_folder(path: str | os.PathLike[str]) -> bool:
     """A folder holding adapter_config.json (a PEFT adapter) rather than a whole model."""
     folder = Path(path).expanduser()
     return (folder / ADAPTER_CONFIG).is_file() and not (folder / "config.json").is_file()
@@ -169,7 +170,7 @@ def _check_fit(config: dict[str, Any], lora: dict[str, list[int]], base: ModelIn
                 _("Give the base model the adapter was trained on with --base DIR."))
 
 
-def inspect_adapter(path: str | Path, base: str | Path | None = None) -> AdapterInfo:
+def inspect_adapter(path: str | os.PathLike[str], base: str | os.PathLike[str] | None = None) -> AdapterInfo:
     """Check an adapter folder and its base (``base``, else the one its config names, else the
     demo when it was trained on it); raises ModelFolderError with one sentence."""
     folder = check_folder(path)
@@ -215,7 +216,8 @@ def as_model(adapter: AdapterInfo) -> ModelInfo:
                                size_bytes=adapter.base.size_bytes + adapter.size_bytes, adapter=adapter)
 
 
-def inspect_model_or_adapter(path: str | Path, base: str | Path | None = None) -> ModelInfo:
+def inspect_model_or_adapter(path: str | os.PathLike[str],
+                             base: str | os.PathLike[str] | None = None) -> ModelInfo:
     """A model folder as it is, or an adapter folder merged onto its base (``base`` only for
     adapters: a whole model has no base)."""
     if is_adapter_folder(path):

@@ -71,7 +71,9 @@ def tokenizer_eos(folder: Path) -> tuple[str, int] | None:
         for entry in data.get("added_tokens") or []:
             if isinstance(entry, dict) and entry.get("content") == token and isinstance(entry.get("id"), int):
                 return token, entry["id"]
-        model = data.get("model") if isinstance(data.get("model"), dict) else {}
+        model = data.get("model")
+        if not isinstance(model, dict):
+            model = {}
         vocab = model.get("vocab")
         if isinstance(vocab, dict) and isinstance(vocab.get(token), int):
             return token, vocab[token]
@@ -81,7 +83,9 @@ def tokenizer_eos(folder: Path) -> tuple[str, int] | None:
 def find_eos(folder: Path, config: dict) -> EosToken:
     """config.json's eos_token_id, else generation_config.json's, else the tokenizer's eos_token;
     raises ModelFolderError when none has one (the converted model could not load)."""
-    text_config = config.get("text_config") if isinstance(config.get("text_config"), dict) else {}
+    text_config = config.get("text_config")
+    if not isinstance(text_config, dict):
+        text_config = {}
     ids = _token_ids(config.get("eos_token_id", text_config.get("eos_token_id")))
     if ids:
         return EosToken(ids, "config.json")

@@ -282,7 +282,9 @@ def inspect_model(path: str | os.PathLike[str]) -> ModelInfo:
             _("{folder} has no tokenizer (tokenizer.json or tokenizer.model).").format(folder=folder),
             _("Save the tokenizer beside the model with tokenizer.save_pretrained(folder)."),
         )
-    text_config = config.get("text_config") if isinstance(config.get("text_config"), dict) else {}
+    text_config = config.get("text_config")
+    if not isinstance(text_config, dict):
+        text_config = {}
 
     def get(key: str, default: int = 0) -> int:
         value = config.get(key, text_config.get(key, default))

@@ -4,7 +4,7 @@ genai_config.json ``search`` keys that onnxruntime-genai and Foundry Local read 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from wizard_steps.core.errors import WizardError
 from wizard_steps.core.i18n import N_, _
@@ -74,6 +74,13 @@ class ModelConfig:
 
 def model_config(context_length: int | None = None, **settings: object) -> ModelConfig:
     """A checked ModelConfig from numbers or typed-in text; unnamed settings keep their defaults."""
-    config = ModelConfig(**settings)  # type: ignore[arg-type]
-    return replace(config, **{n: _checked(n, getattr(config, n)) for n in _RANGES}).validate(
-        context_length)
+    for name in settings:
+        if name not in _RANGES:
+            raise TypeError(f"model_config() got an unexpected keyword argument {name!r}")
+
+    def checked(name: str) -> float:
+        return _checked(name, settings.get(name, getattr(ModelConfig, name)))
+
+    return ModelConfig(max_length=int(checked("max_length")), temperature=checked("temperature"),
+                       top_p=checked("top_p"),
+                       repetition_penalty=checked("repetition_penalty")).validate(context_length)

@@ -278,7 +278,8 @@ def _text(value: object) -> str | None:
 def special_tokens(folder: Path) -> dict[str, str]:
     """bos/eos/unk/pad tokens from tokenizer_config.json, as chat templates expect them."""
     config = _read_json(Path(folder) / "tokenizer_config.json")
-    return {key: _text(config[key]) for key in _TOKEN_KEYS if _text(config.get(key)) is not None}
+    tokens = {key: _text(config.get(key)) for key in _TOKEN_KEYS}
+    return {key: text for key, text in tokens.items() if text is not None}
 
 
 def all_special_tokens(folder: Path) -> set[str]:

@@ -35,6 +35,9 @@ _RANGES: dict[str, tuple[float, float]] = {
     "max_length": (16, 131072), "temperature": (0.0, 2.0), "top_p": (0.01, 1.0),
     "repetition_penalty": (1.0, 2.0), "bench_runs": (1, 1000), "bench_new_tokens": (1, 4096),
 }
+_TYPES: dict[str, type | tuple[type, ...]] = {
+    "int": int, "float": (int, float), "bool": bool, "str": str, "list[int]": list,
+}
 
 
 @dataclass(frozen=True)
@@ -71,13 +74,13 @@ def _type_name(kind: object) -> str:
 
 
 def _check(key: str, value: object, kind: str) -> object:
-    expected = {"int": int, "float": (int, float), "bool": bool, "str": str, "list[int]": list}[kind]
+    expected = _TYPES[kind]
     if (isinstance(value, bool) and kind in ("int", "float")) or not isinstance(value, expected):
         raise AnswersError(_("'{key}' must be {kind}, not {value!r}.").format(
                                key=key, kind=_type_name(kind), value=value),
                            _("Fix '{key}' in the answers file.").format(key=key))
-    if kind == "list[int]" and (not value or not all(
-            isinstance(v, int) and not isinstance(v, bool) and v >= 8 for v in value)):  # type: ignore[union-attr]
+    if kind == "list[int]" and isinstance(value, list) and (not value or not all(
+            isinstance(v, int) and not isinstance(v, bool) and v >= 8 for v in value)):
         raise AnswersError(_("'{key}' must list whole numbers of 8 or more, not {value!r}.").format(
                                key=key, value=value),
                            _("For example: bench_lengths = [16, 128, 512]"))
@@ -86,13 +89,13 @@ def _check(key: str, value: object, kind: str) -> object:
         raise AnswersError(_("'{key}' = {value!r} is not allowed; choose one of: {allowed}.").format(
                                key=key, value=value, allowed=allowed),
                            _("Fix '{key}' in the answers file.").format(key=key))
-    if key in _RANGES:
+    if key in _RANGES and isinstance(value, (int, float)):  # every key with a range is a number (checked above)
         low, high = _RANGES[key]
-        if not low <= float(value) <= high:  # type: ignore[arg-type]
+        if not low <= float(value) <= high:
             raise AnswersError(_("'{key}' = {value!r} is out of range; allowed: {low} to {high}.").format(
                                    key=key, value=value, low=f"{low:g}", high=f"{high:g}"),
                                _("Fix '{key}' in the answers file.").format(key=key))
-    return float(value) if kind == "float" else value  # type: ignore[arg-type]
+    return float(value) if kind == "float" and isinstance(value, (int, float)) else value
 
 
 def parse(text: str, source: str | None = None) -> Answers:

@@ -130,7 +130,7 @@ def check_ram(model_size_bytes: int | None = None, available_bytes: int | None =
     need = CONVERSION_FACTOR * model_size_bytes if model_size_bytes else None
     need_text = (_("converting this {size} model needs about {need}").format(
                      size=human_size(model_size_bytes), need=human_size(need))
-                 if need else _("the tutorial asks for 8 GB"))
+                 if need and model_size_bytes else _("the tutorial asks for 8 GB"))
     if need and available_bytes < need:
         return Check(FREE_MEMORY, Status.FAIL,
                      _("Only {free} of memory is free: {need}.").format(free=free, need=need_text),

@@ -204,13 +204,14 @@ class GenaiBackend:
         og = self._og
         started = time.perf_counter()
         params = og.GeneratorParams(self.model)
+        max_length = min(len(ids) + options.max_new_tokens, self.context_length)
         search: dict[str, object] = {
-            "max_length": min(len(ids) + options.max_new_tokens, self.context_length),
+            "max_length": max_length,
             "do_sample": options.temperature > 0,
             "repetition_penalty": options.repetition_penalty,
         }
         if options.min_new_tokens:
-            search["min_length"] = min(len(ids) + options.min_new_tokens, int(search["max_length"]))
+            search["min_length"] = min(len(ids) + options.min_new_tokens, max_length)
         if options.temperature > 0:
             search.update(temperature=options.temperature, top_p=options.top_p)
             if options.seed is not None:
@@ -258,7 +259,7 @@ class GenaiBackend:
         yield ReplyDone("".join(text), stats)
 
     def close(self) -> None:
-        self.model = None  # type: ignore[assignment]
+        self.model = None
 
 
 @dataclass

@@ -26,7 +26,7 @@ from __future__ import annotations
 import importlib.util
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -201,13 +201,14 @@ class FoundryChat:
 
         self.model_id = model_id
         self.model, self.load_s = runtime.load(model_id)
-        self._session = ChatSession(self.model).set_streaming(True)
+        self._session = ChatSession(self.model)  # not set_streaming(True)'s value: typed as Session
+        self._session.set_streaming(True)
         self.last_usage: Usage | None = None
 
     def stream(self, messages: Messages, max_output_tokens: int = 256,
                temperature: float | None = None, top_p: float | None = None,
                do_sample: bool | None = None, seed: int | None = None,
-               cancel: threading.Event | None = None) -> Iterator[str]:
+               cancel: threading.Event | None = None) -> Generator[str, None, None]:
         """Yield the reply's text pieces as they come; ``last_usage`` is set once it ends.
         ``messages``: one user message, or (role, text) pairs with roles system/user/assistant.
         Setting ``cancel`` or leaving the loop cancels the request."""

@@ -153,8 +153,8 @@ CompareEvent = CandidateEvent | Row | Recommendation | Failed | Progress
 
 
 def recommend(rows: Sequence[Row], model: str) -> Recommendation:
-    passing = [r for r in rows if r.passed and r.measurement is not None]
-    best = max(passing, key=lambda r: r.measurement.gen_tps_focus) if passing else None  # type: ignore[union-attr]
+    passing = [(r, r.measurement) for r in rows if r.passed and r.measurement is not None]
+    best = max(passing, key=lambda pair: pair[1].gen_tps_focus)[0] if passing else None
     return Recommendation(best.candidate if best else None, recommendation_reason(best, rows),
                           tuple(rows), model, cpu_name())
 

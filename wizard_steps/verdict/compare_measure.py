@@ -89,8 +89,8 @@ class Source:
     def __init__(self, folder: Path, limit: int | None = None) -> None:
         self.folder = Path(folder)
         self.limit = limit  # evaluation windows (None: the whole evaluation text)
-        self._replies = None
-        self._reference = None
+        self._replies: domain.SourceReplies | None = None
+        self._reference: evaluation.Reference | None = None
 
     def replies(self, backend, queries, options, cancel):
         if self._replies is None:

@@ -73,8 +73,8 @@ class FormatFigures:
 
 @dataclass(frozen=True)
 class MemoryFigures:
-    start_bytes: int
-    end_bytes: int
+    start_bytes: float  # medians of byte counts: x.5 when the window is even
+    end_bytes: float
     growth: float
     samples: int
     max_growth: float
