@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tui.cli import main
+from wizard_steps.conversion.precision import Int4Algorithm, Int4Settings
 from wizard_steps.road import answers
 
 COMMANDS = ("check", "convert", "deploy", "list", "remove", "bench", "quality", "chat", "tune", "demo",
@@ -85,19 +86,33 @@ def test_answers_round_trip() -> None:
     original = answers.Answers(model="/m", precision="int8", bench_lengths=[16, 64],
                                temperature=0.0, deploy_name='a "quoted" name')
     assert answers.parse(answers.dump(original)) == original
-    named = answers.Answers(int4_algorithm="quarot_gptq", int4_block_size=64, int4_symmetric=True)
-    assert answers.parse(answers.dump(named)) == named  # written settings are kept as written
+    named = answers.Answers(int4=Int4Settings(algorithm=Int4Algorithm.QUAROT_GPTQ, block_size=64, symmetric=True))
+    written = answers.dump(named)
+    assert answers.parse(written) == named  # written settings are kept as written
+    assert "\n[int4]" in written and 'algorithm = "quarot_gptq"' in written and "block_size = 64" in written
+
+
+def test_an_answers_file_with_the_old_flat_int4_keys_still_loads() -> None:
+    old = answers.parse('precision = "int4"\nint4_algorithm = "rtn"\n'
+                        'int4_block_size = 64\nint4_symmetric = false\n')
+    assert old.int4 == Int4Settings(algorithm=Int4Algorithm.RTN, block_size=64, symmetric=False)
+    table = answers.parse('precision = "int4"\n[int4]\nalgorithm = "rtn"\nblock_size = 64\nsymmetric = false\n')
+    assert table == old
+    with pytest.raises(answers.AnswersError, match="'int4.block_size' = 48 is not allowed"):
+        answers.parse("[int4]\nblock_size = 48\n")
+    with pytest.raises(answers.AnswersError, match="Unknown key 'int4.size'"):
+        answers.parse("[int4]\nsize = 48\n")
 
 
 def test_answers_name_an_int4_algorithm_and_get_its_best_settings() -> None:
     """As on the command line: "auto" (the default) brings its own block size and symmetry; a named
     algorithm without them starts from its best measured ones."""
-    assert answers.parse("").int4_algorithm == "auto"
-    quarot = answers.parse('int4_algorithm = "quarot_gptq"\n')
-    assert (quarot.int4_block_size, quarot.int4_symmetric) == (32, False)
-    given = answers.parse('int4_algorithm = "quarot_gptq"\nint4_block_size = 16\n')
-    assert (given.int4_block_size, given.int4_symmetric) == (16, False)
-    assert answers.parse('int4_algorithm = "rtn"\n').int4_block_size == 16
+    assert answers.parse("").int4.algorithm is Int4Algorithm.AUTO
+    quarot = answers.parse('[int4]\nalgorithm = "quarot_gptq"\n').int4
+    assert (quarot.block_size, quarot.symmetric) == (32, False)
+    given = answers.parse('[int4]\nalgorithm = "quarot_gptq"\nblock_size = 16\n').int4
+    assert (given.block_size, given.symmetric) == (16, False)
+    assert answers.parse('[int4]\nalgorithm = "rtn"\n').int4.block_size == 16
 
 
 @pytest.mark.slow

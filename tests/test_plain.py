@@ -83,7 +83,7 @@ def test_plain_wizard_deploys_the_demo_and_answers_in_the_chat(demo_model: Path,
         child.close(force=True)
     assert child.exitstatus == 0
     saved = answers.load(home / "config" / "wizard.toml")
-    assert (saved.int4_algorithm, saved.int4_block_size, saved.int4_symmetric) == ("quarot_gptq", 32, False)
+    assert (saved.int4.algorithm.value, saved.int4.block_size, saved.int4.symmetric) == ("quarot_gptq", 32, False)
     # what was converted, read back from the Olive config saved in the output folder
     assert converted.parent.resolve() == (home / "data" / "models").resolve()
     assert convert.int4_in_config(converted) == ("quarot_gptq", 32, False)

@@ -16,6 +16,7 @@ from typing import NoReturn
 from tui import commands, exit_codes
 from tui.commands import _fail, cmd_demo
 from tui.serve import add_serve_parser
+from wizard_steps.conversion.precision import ACCURACY_LEVELS, ALGORITHM_ORDER, BLOCK_SIZES, Precision
 from wizard_steps.core import i18n
 from wizard_steps.core.errors import WizardError
 from wizard_steps.core.i18n import N_, _
@@ -81,19 +82,19 @@ def build_parser() -> argparse.ArgumentParser:
                                       "SmolLM2-135M"))
     conv.add_argument("--base", help=_("the base model's local folder, for a LoRA adapter whose "
                                        "adapter_config.json does not name one found here"))
-    conv.add_argument("--precision", required=True, choices=["fp32", "fp16", "int8", "int4"])
+    conv.add_argument("--precision", required=True, choices=[p.value for p in Precision])
     conv.add_argument("--out", help=_("output folder (must not exist unless --replace)"))
     conv.add_argument("--method", default="config", choices=["config", "auto-opt"])
-    conv.add_argument("--block-size", type=int, choices=[16, 32, 64, 128, 256],
+    conv.add_argument("--block-size", type=int, choices=BLOCK_SIZES,
                       help=_("INT4 block size, with a named --int4-algo (default: its best measured)"))
     symmetry = conv.add_mutually_exclusive_group()
     symmetry.add_argument("--asymmetric", dest="symmetric", action="store_const", const=False,
                           help=_("asymmetric INT4, with a named --int4-algo"))
     symmetry.add_argument("--symmetric", dest="symmetric", action="store_const", const=True,
                           help=_("symmetric INT4, with a named --int4-algo"))
-    conv.add_argument("--accuracy-level", type=int, default=4, choices=[1, 2, 3, 4])
+    conv.add_argument("--accuracy-level", type=int, default=4, choices=list(ACCURACY_LEVELS))
     conv.add_argument("--int4-algo", default="auto",
-                      choices=["auto", "k_quant_mixed", "rtn", "gptq", "quarot_gptq"],
+                      choices=[a.value for a in ALGORITHM_ORDER],
                       help=_("auto (default): quarot_gptq asymmetric at block 32 where QuaRot fits the "
                              "architecture (Llama, Mistral, Qwen2/3, Phi-3, Granite, SmolLM3, ERNIE 4.5), "
                              "else k_quant_mixed at block 16; k_quant_mixed: LM head and some layers at 8 "

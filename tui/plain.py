@@ -12,7 +12,14 @@ from tui import exit_codes
 from tui.commands import open_backend
 from tui.pipeline import run_on_terminal
 from tui.repl import chat_repl
-from wizard_steps.conversion.precision import Int4Algorithm, best_settings
+from wizard_steps.conversion.precision import (
+    ALGORITHM_ORDER,
+    BLOCK_SIZES,
+    Int4Algorithm,
+    Int4Settings,
+    algorithm_label,
+    best_settings,
+)
 from wizard_steps.core import paths
 from wizard_steps.core.errors import WizardError
 from wizard_steps.core.i18n import N_, _
@@ -81,21 +88,17 @@ def collect() -> Answers:
         questionary.Choice(_("INT8: close to the source, ~1/4 of FP32"), "int8"),
         questionary.Choice(_("FP32: exact, largest"), "fp32"),
         questionary.Choice(_("FP16: needs a GPU execution provider"), "fp16", disabled=_("not on CPU"))]))
-    int4: dict[str, object] = {}
+    int4 = Int4Settings()
     if precision == "int4":
-        int4["int4_algorithm"] = _ask(_select(_("INT4 algorithm?"), choices=[
-            questionary.Choice(_("auto: the INT4 that fits this model's architecture"), "auto"),
-            questionary.Choice(_("k_quant_mixed: fits every model"), "k_quant_mixed"),
-            questionary.Choice(_("rtn: fastest"), "rtn"),
-            questionary.Choice(_("gptq: calibrated on a shipped text"), "gptq"),
-            questionary.Choice(_("quarot_gptq: rotated, then GPTQ: closest to the source"),
-                               "quarot_gptq")]))
-        if int4["int4_algorithm"] != "auto":  # the automatic choice brings its own
-            best = best_settings(Int4Algorithm(str(int4["int4_algorithm"])))
-            int4["int4_block_size"] = int(_ask(_select(
-                _("INT4 block size?"), default=str(best.block_size), choices=["16", "32", "64", "128", "256"])))
-            int4["int4_symmetric"] = _ask(questionary.confirm(_("Symmetric quantization?"),
-                                                              default=best.symmetric))
+        algorithm = Int4Algorithm(_ask(_select(_("INT4 algorithm?"), choices=[
+            questionary.Choice(algorithm_label(a), a.value) for a in ALGORITHM_ORDER])))
+        int4 = Int4Settings(algorithm=algorithm)
+        if algorithm is not Int4Algorithm.AUTO:  # the automatic choice brings its own
+            best = best_settings(algorithm)
+            block_size = int(_ask(_select(_("INT4 block size?"), default=str(best.block_size),
+                                          choices=[str(size) for size in BLOCK_SIZES])))
+            symmetric = bool(_ask(questionary.confirm(_("Symmetric quantization?"), default=best.symmetric)))
+            int4 = Int4Settings(block_size=block_size, symmetric=symmetric, algorithm=algorithm)
     folder = model_source.ensure_demo() if model == "demo" else Path(model)
     detection = detect(folder)
     print(_("Prompt template detected: {preset} ({confidence}): {reason}").format(
@@ -115,7 +118,7 @@ def collect() -> Answers:
     return Answers(model=model, precision=precision, template=template,
                    max_length=checked.max_length, temperature=checked.temperature,
                    top_p=checked.top_p, repetition_penalty=checked.repetition_penalty,
-                   deploy_name=name, tune=tune, **int4)  # type: ignore[arg-type]
+                   deploy_name=name, tune=tune, int4=int4)
 
 
 def run_plain() -> int:

@@ -17,6 +17,7 @@ from tui.widgets.help import HelpScreen
 from tui.widgets.run_panel import RunPanel
 from wizard_steps.conversion import convert
 from wizard_steps.conversion.convert import ConvertPlan
+from wizard_steps.conversion.precision import Int4Algorithm, Int4Settings
 from wizard_steps.core.events import Progress
 from wizard_steps.road.state import WizardState
 
@@ -29,8 +30,9 @@ def said(screen: ConvertScreen, selector: str) -> str:
 
 
 def convert_app(model_dir: Path, output_dir: Path) -> SlmopsApp:
-    state = WizardState(model_dir=str(model_dir), precision="int4", int4_algorithm="rtn",
-                        int4_quantize_embeddings=True, output_dir=str(output_dir))
+    state = WizardState(model_dir=str(model_dir), precision="int4",
+                        int4=Int4Settings(algorithm=Int4Algorithm.RTN, quantize_embeddings=True),
+                        output_dir=str(output_dir))
     return SlmopsApp(state, start="convert")
 
 

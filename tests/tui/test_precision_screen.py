@@ -99,9 +99,9 @@ async def test_next_stores_the_choice_and_moves_to_the_template_step(demo_model:
         await pilot.press("ctrl+n")
         await pilot.pause()
         state = app.state
-        assert (state.precision, state.int4_block_size, state.int4_algorithm) == ("int4", 64, "rtn")
-        assert state.int4_quantize_embeddings and not state.int4_symmetric
-        assert state.int4_accuracy_level == 4 and "precision" in state.completed
+        assert (state.precision, state.int4.block_size, state.int4.algorithm) == ("int4", 64, "rtn")
+        assert state.int4.quantize_embeddings and not state.int4.symmetric
+        assert state.int4.accuracy_level == 4 and "precision" in state.completed
         assert state.step == "template" and app.screen.STEP == "template"
 
 
@@ -303,7 +303,7 @@ async def test_auto_shows_what_it_chose_for_the_model_and_a_named_algorithm_free
         await pilot.press("ctrl+n")
         await pilot.pause()
         state = app.state
-        assert (state.int4_algorithm, state.int4_block_size, state.int4_symmetric) == ("auto", 32, False)
+        assert (state.int4.algorithm, state.int4.block_size, state.int4.symmetric) == ("auto", 32, False)
 
 
 async def test_the_int8_row_says_whether_this_model_is_rotated_first(demo_model: Path, tmp_path: Path) -> None:

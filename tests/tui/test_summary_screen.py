@@ -9,6 +9,7 @@ from textual.widgets import Button, Static, TextArea
 from tests.tui.helpers import click
 from tui.app import SlmopsApp
 from tui.screens.summary import SummaryScreen, headless_commands
+from wizard_steps.conversion.precision import Int4Algorithm, Int4Settings
 from wizard_steps.road.state import WizardState
 
 
@@ -19,7 +20,7 @@ def summary_state(tmp_path: Path, **changes: object) -> WizardState:
         folder.mkdir()
     (converted / "genai_config.json").write_text("{}", encoding="utf-8")
     state = WizardState(step="summary", model_dir=str(model), precision="int4",
-                        int4_algorithm="rtn", int4_quantize_embeddings=True,
+                        int4=Int4Settings(algorithm=Int4Algorithm.RTN, quantize_embeddings=True),
                         output_dir=str(converted), converted_dir=str(converted))
     for name, value in changes.items():
         setattr(state, name, value)
@@ -97,7 +98,7 @@ async def test_the_wizard_writes_an_answers_file_that_replays_its_choices(tmp_pa
     written = Path(command.removeprefix("slmops run --answers ").strip('"'))
     loaded = answers.load(written)
     assert loaded == state_answers(state)
-    assert (loaded.model, loaded.precision, loaded.int4_algorithm, loaded.template) == (
+    assert (loaded.model, loaded.precision, loaded.int4.algorithm.value, loaded.template) == (
         state.model_dir, "int4", "rtn", "llama3")
     assert (loaded.max_length, loaded.temperature, loaded.repetition_penalty) == (512, 0.0, 1.2)
     assert (loaded.deploy_name, loaded.bench_runs) == ("mine", 5)
@@ -152,7 +153,7 @@ def test_the_summary_says_what_auto_chose_from_the_converted_folders_config(tmp_
               "builder": {"type": "ModelBuilder", "precision": "int4", "int4_block_size": 32,
                           "int4_is_symmetric": False, "int4_algo_config": "rtn_last"}}
     (folder / "olive_config.json").write_text(json.dumps({"passes": passes}))
-    state = WizardState(precision="int4", int4_algorithm="auto", int4_block_size=16, int4_symmetric=True)
+    state = WizardState(precision="int4", int4=Int4Settings(block_size=16, symmetric=True))
     assert "INT4 · auto · embeddings FP32" in done_text(state).plain
     state.converted_dir = str(folder)
     assert "INT4 · auto: quarot_gptq · block 32 · asymmetric · embeddings FP32" in done_text(state).plain

@@ -21,7 +21,7 @@ from tui.screens.base import StepScreen
 from tui.widgets.run_panel import RunFactory, RunPanel
 from wizard_steps.conversion import convert
 from wizard_steps.conversion.convert import ConvertPlan, ConvertResult
-from wizard_steps.conversion.precision import Int4Algorithm, Int4Settings, Precision, estimate_bytes, human_size
+from wizard_steps.conversion.precision import Precision, estimate_bytes, human_size
 from wizard_steps.core import paths
 from wizard_steps.core.errors import WizardError
 from wizard_steps.core.events import Finished
@@ -140,10 +140,7 @@ class ConvertScreen(StepScreen):
             raise WizardError(_("No model was chosen."), _("Go back to the Model step."))
         try:
             precision = Precision(state.precision)
-            int4 = Int4Settings(block_size=state.int4_block_size, symmetric=state.int4_symmetric,
-                                accuracy_level=state.int4_accuracy_level,
-                                algorithm=Int4Algorithm(state.int4_algorithm),
-                                quantize_embeddings=state.int4_quantize_embeddings)
+            int4 = state.int4
             search = ModelConfig(**state.model_config).to_genai_search()  # type: ignore[arg-type]
         except (ValueError, TypeError) as exc:
             raise WizardError(_("A saved choice cannot be used ({error}).").format(error=exc),

@@ -20,6 +20,7 @@ from tui.widgets.compare_table import CompareTable
 from tui.widgets.run_panel import RunFactory, RunPanel
 from wizard_steps.conversion.precision import (
     ACCURACY_LEVELS,
+    ALGORITHM_ORDER,
     BLOCK_SIZES,
     FIGURES_CPU,
     ExecutionProvider,
@@ -27,6 +28,7 @@ from wizard_steps.conversion.precision import (
     Int4Settings,
     Precision,
     PrecisionOption,
+    algorithm_label,
     algorithm_note,
     human_size,
     int8_rotated,
@@ -45,11 +47,6 @@ from wizard_steps.verdict import compare
 from wizard_steps.verdict.domain import DomainQuery
 
 PROVIDER = ExecutionProvider.CPU  # the wizard converts for CPU; GPU providers are not offered yet
-ALGORITHMS = ((N_("auto: fits this model"), Int4Algorithm.AUTO),
-              (N_("k_quant_mixed: fits every model"), Int4Algorithm.K_QUANT_MIXED),
-              (N_("rtn: fastest"), Int4Algorithm.RTN),
-              (N_("gptq: calibrated"), Int4Algorithm.GPTQ),
-              (N_("quarot_gptq: closest"), Int4Algorithm.QUAROT_GPTQ))
 # (key, header, wraps); "quality" and "use" are shown as columns only when the screen is wide.
 COLUMNS = (("precision", N_("precision"), False), ("ratio", N_("size ratio"), True),
            ("speed", N_("speed (estimate)"), True), ("quality", N_("quality"), True),
@@ -94,16 +91,8 @@ def column_widths(table_width: int, texts: dict[str, list[str]]) -> dict[str, in
 
 
 def saved_int4(state: WizardState) -> Int4Settings:
-    """The state's INT4 settings; a value no control offers (a hand-edited state) is the default."""
-    default = Int4Settings()
-    return Int4Settings(
-        block_size=state.int4_block_size if state.int4_block_size in BLOCK_SIZES else default.block_size,
-        symmetric=bool(state.int4_symmetric),
-        accuracy_level=(state.int4_accuracy_level if state.int4_accuracy_level in ACCURACY_LEVELS
-                        else default.accuracy_level),
-        algorithm=next((a for a in Int4Algorithm if a.value == state.int4_algorithm), default.algorithm),
-        quantize_embeddings=bool(state.int4_quantize_embeddings),
-    )
+    """The state's INT4 settings (checked when the state was loaded: every value is one a control offers)."""
+    return state.int4
 
 
 class PrecisionScreen(StepScreen):
@@ -153,7 +142,7 @@ class PrecisionScreen(StepScreen):
                                  value=saved.block_size, id="int4-block-size")
                 with Vertical(classes="int4-setting"):
                     yield Label(_("algorithm"))
-                    yield Select([(_(label), value) for label, value in ALGORITHMS], allow_blank=False,
+                    yield Select([(algorithm_label(a), a) for a in ALGORITHM_ORDER], allow_blank=False,
                                  id="int4-algorithm",
                                  value=saved.algorithm)
                 with Vertical(classes="int4-setting"):
@@ -210,11 +199,7 @@ class PrecisionScreen(StepScreen):
     def before_next(self) -> bool:
         settings = self.int4_settings()
         self.state.precision = self.choice.value
-        self.state.int4_block_size = settings.block_size
-        self.state.int4_symmetric = settings.symmetric
-        self.state.int4_accuracy_level = settings.accuracy_level
-        self.state.int4_algorithm = settings.algorithm.value
-        self.state.int4_quantize_embeddings = settings.quantize_embeddings
+        self.state.int4 = settings
         return True
 
     # --- the model --------------------------------------------------------------------------

@@ -3,6 +3,7 @@ without the wizard (slmops convert / deploy / bench / chat)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from rich.text import Text
@@ -36,13 +37,13 @@ def precision_flags(state: WizardState) -> list[str]:
     """The ``slmops convert`` flags that reproduce the precision chosen in the wizard."""
     flags = ["--precision", state.precision]
     if state.precision == "int4":
-        flags += ["--int4-algo", state.int4_algorithm]
-        if state.int4_algorithm != Int4Algorithm.AUTO.value:  # "auto" brings its own
-            flags += ["--block-size", str(state.int4_block_size),
-                      "--symmetric" if state.int4_symmetric else "--asymmetric"]
-        if state.int4_accuracy_level != 4:
-            flags += ["--accuracy-level", str(state.int4_accuracy_level)]
-        if state.int4_quantize_embeddings:
+        int4 = state.int4
+        flags += ["--int4-algo", int4.algorithm.value]
+        if int4.algorithm is not Int4Algorithm.AUTO:  # "auto" brings its own
+            flags += ["--block-size", str(int4.block_size), "--symmetric" if int4.symmetric else "--asymmetric"]
+        if int4.accuracy_level != 4:
+            flags += ["--accuracy-level", str(int4.accuracy_level)]
+        if int4.quantize_embeddings:
             flags.append("--quantize-embeddings")
     return flags
 
@@ -136,19 +137,12 @@ def done_text(state: WizardState) -> Text:
     """One line per part of the run: what it produced and where, or "not done"."""
     precision = state.precision.upper()
     if state.precision == "int4":
-        algorithm = state.int4_algorithm
-        size: int | None = state.int4_block_size
-        symmetric: bool | None = state.int4_symmetric
-        if algorithm == Int4Algorithm.AUTO.value:  # what it chose for this model, once converted
-            used = int4_in_config(state.converted_dir)
-            algorithm, size, symmetric = ((f"auto: {used[0]}", used[1], used[2]) if used
-                                          else (algorithm, None, None))
-        precision += " · " + algorithm
-        if size is not None:
-            precision += " · " + _("block {size}").format(size=size) + " · " + (
-                _("symmetric") if symmetric else _("asymmetric"))
-        precision += " · " + _("embeddings {embeddings}").format(
-            embeddings="INT4" if state.int4_quantize_embeddings else "FP32")
+        used = int4_in_config(state.converted_dir) if state.int4.algorithm is Int4Algorithm.AUTO else None
+        if used is not None and used[0] in {a.value for a in Int4Algorithm}:  # what auto chose, once converted
+            chosen = replace(state.int4, algorithm=Int4Algorithm(used[0]), block_size=used[1], symmetric=used[2])
+            precision += " · auto: " + chosen.describe()
+        else:
+            precision += " · " + state.int4.describe()
     elif state.precision == "int8" and rotated_in_config(state.converted_dir):
         precision += " · " + _("rotated first (QuaRot)")
     rows = [

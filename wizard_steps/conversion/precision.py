@@ -9,7 +9,8 @@ Speeds and quality move between CPUs (int8/int4 kernels differ): they are estima
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
 from enum import Enum
 
 from wizard_steps.core.errors import PlanError
@@ -154,6 +155,24 @@ def chosen_int4(algorithm: str = "auto", block_size: int | None = None, symmetri
                         quantize_embeddings=quantize_embeddings)
 
 
+# Each algorithm's short label, once: the precision step's list, the plain prompts and the
+# summary read it from here (argparse and answers files take the enum's values).
+_ALGORITHM_LABELS = {
+    Int4Algorithm.AUTO: N_("auto: fits this model"),
+    Int4Algorithm.K_QUANT_MIXED: N_("k_quant_mixed: fits every model"),
+    Int4Algorithm.RTN: N_("rtn: fastest"),
+    Int4Algorithm.GPTQ: N_("gptq: calibrated"),
+    Int4Algorithm.QUAROT_GPTQ: N_("quarot_gptq: closest"),
+}
+ALGORITHM_ORDER = (Int4Algorithm.AUTO, Int4Algorithm.K_QUANT_MIXED, Int4Algorithm.RTN, Int4Algorithm.GPTQ,
+                   Int4Algorithm.QUAROT_GPTQ)  # as the lists show them: the default first
+
+
+def algorithm_label(algorithm: Int4Algorithm) -> str:
+    """The algorithm's short label in the current language."""
+    return _(_ALGORITHM_LABELS[algorithm])
+
+
 def algorithm_note(algorithm: Int4Algorithm) -> str:
     """The measured trade-off of an INT4 algorithm, for the precision step to show beside it."""
     return _(_ALGORITHM_NOTES[algorithm])
@@ -182,6 +201,52 @@ class Int4Settings:
             return self
         return replace(recommended_int4(architecture), accuracy_level=self.accuracy_level,
                        quantize_embeddings=self.quantize_embeddings)
+
+    def to_json(self) -> dict[str, object]:
+        """Plain JSON types, as the saved state and the answers file keep them."""
+        return {"algorithm": self.algorithm.value, "block_size": self.block_size, "symmetric": self.symmetric,
+                "accuracy_level": self.accuracy_level, "quantize_embeddings": self.quantize_embeddings}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, object]) -> Int4Settings:
+        """The settings saved by ``to_json`` (keys left out keep their defaults); raises PlanError
+        for an unknown key or a value that is not allowed."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise PlanError(_("Unknown INT4 setting {key}.").format(key=repr(unknown[0])),
+                            _("Known settings: {keys}.").format(keys=", ".join(sorted(known))))
+        try:
+            algorithm = Int4Algorithm(data.get("algorithm", RECOMMENDED_INT4.value))
+        except ValueError:
+            raise PlanError(_("INT4 algorithm {algorithm} is unknown.").format(algorithm=repr(data["algorithm"])),
+                            _("Choose one of {choices}.").format(
+                                choices=", ".join(a.value for a in ALGORITHM_ORDER))) from None
+        default = cls()
+        block = data.get("block_size", default.block_size)
+        level = data.get("accuracy_level", default.accuracy_level)
+        symmetric = data.get("symmetric", default.symmetric)
+        embeddings = data.get("quantize_embeddings", default.quantize_embeddings)
+        for name, value, kind in (("block_size", block, int), ("accuracy_level", level, int),
+                                  ("symmetric", symmetric, bool), ("quantize_embeddings", embeddings, bool)):
+            if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+                raise PlanError(_("INT4 setting {key} cannot be {value}.").format(key=name, value=repr(value)))
+        assert isinstance(block, int) and isinstance(level, int)  # checked above, said again for the types
+        return cls(block_size=block, symmetric=bool(symmetric), accuracy_level=level, algorithm=algorithm,
+                   quantize_embeddings=bool(embeddings)).validate()
+
+    def describe(self) -> str:
+        """One line, as the summary shows it: the algorithm, then (for a named one) block size and
+        symmetry, the compute type where it is not int8, and the embeddings' precision."""
+        parts = [self.algorithm.value]
+        if self.algorithm is not Int4Algorithm.AUTO:
+            parts.append(_("block {size}").format(size=self.block_size))
+            parts.append(_("symmetric") if self.symmetric else _("asymmetric"))
+        if self.accuracy_level != 4:
+            parts.append(_("compute {kind}").format(kind=ACCURACY_LEVELS[self.accuracy_level]))
+        embeddings = "INT4" if self.quantize_embeddings else "FP32"
+        parts.append(_("embeddings {embeddings}").format(embeddings=embeddings))
+        return " · ".join(parts)
 
     def validate(self) -> Int4Settings:
         if self.block_size not in BLOCK_SIZES:

@@ -7,8 +7,16 @@ import sys
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from wizard_steps.conversion.precision import Int4Algorithm, best_settings
-from wizard_steps.core.errors import WizardError
+from wizard_steps.conversion.precision import (
+    ACCURACY_LEVELS,
+    ALGORITHM_ORDER,
+    BLOCK_SIZES,
+    Int4Algorithm,
+    Int4Settings,
+    Precision,
+    best_settings,
+)
+from wizard_steps.core.errors import PlanError, WizardError
 from wizard_steps.core.i18n import _, current_language
 
 if sys.version_info >= (3, 11):
@@ -21,11 +29,19 @@ class AnswersError(WizardError):
     """The answers file has an unknown key or a bad value."""
 
 
+# The INT4 settings sit in their own table ([int4]); files written before it used flat int4_* keys,
+# which still load. Their allowed values come from wizard_steps.conversion.precision.
+INT4_KEYS = {"algorithm": "str", "block_size": "int", "symmetric": "bool", "accuracy_level": "int",
+             "quantize_embeddings": "bool"}
+_FLAT_INT4 = {f"int4_{key}": key for key in INT4_KEYS}
+_INT4_CHOICES: dict[str, tuple[object, ...]] = {
+    "algorithm": tuple(a.value for a in ALGORITHM_ORDER), "block_size": BLOCK_SIZES,
+    "accuracy_level": tuple(ACCURACY_LEVELS),
+}
 _CHOICES: dict[str, tuple[object, ...]] = {
-    "precision": ("fp32", "fp16", "int8", "int4"),
-    "int4_block_size": (16, 32, 64, 128, 256),
-    "int4_accuracy_level": (1, 2, 3, 4),
-    "int4_algorithm": ("auto", "rtn", "k_quant_mixed", "gptq", "quarot_gptq"),
+    "precision": tuple(p.value for p in Precision),
+    **{f"int4.{key}": values for key, values in _INT4_CHOICES.items()},
+    **{f"int4_{key}": values for key, values in _INT4_CHOICES.items()},
     "template": ("chatml", "phi3", "llama3", "mistral", "gemma", "auto"),
     "template_source": ("preset", "model"),
     "method": ("config", "auto-opt"),
@@ -48,11 +64,6 @@ class Answers:
     base: str = ""  # a LoRA adapter's base folder, when its adapter_config.json names none found here
     precision: str = "int4"
     method: str = "config"
-    int4_block_size: int = 16  # these two count with a named algorithm; "auto" brings its own
-    int4_symmetric: bool = True
-    int4_accuracy_level: int = 4
-    int4_algorithm: str = "auto"  # precision.RECOMMENDED_INT4: chosen by the model's architecture
-    int4_quantize_embeddings: bool = False
     template: str = "auto"
     template_source: str = "preset"  # the deployed chat template: the preset, or the model's own
     max_length: int = 2048
@@ -66,6 +77,9 @@ class Answers:
     bench_new_tokens: int = 64
     tune: bool = True  # the short thread tuning right after the conversion (false: as Olive wrote it)
     lang: str = field(default_factory=current_language)  # a file without it keeps the language in use
+    # "auto" (precision.RECOMMENDED_INT4) is chosen by the model's architecture and brings its own
+    # block size and symmetry; a named algorithm takes them from here
+    int4: Int4Settings = field(default_factory=Int4Settings)
 
 
 def _type_name(kind: object) -> str:
@@ -105,19 +119,37 @@ def parse(text: str, source: str | None = None) -> Answers:
     except tomllib.TOMLDecodeError as exc:
         raise AnswersError(_("{source} is not valid TOML ({error}).").format(source=source, error=exc),
                            _("Fix the line it names.")) from None
-    known = {f.name: str(f.type) for f in fields(Answers)}
-    values = {}
+    known = {f.name: str(f.type) for f in fields(Answers) if f.name != "int4"}
+    values: dict[str, object] = {}
+    int4: dict[str, object] = {}
     for key, value in data.items():
-        if key not in known:
+        if key == "int4" and isinstance(value, dict):
+            for name, setting in value.items():
+                if name not in INT4_KEYS:
+                    raise AnswersError(
+                        _("Unknown key '{key}' in {source}.").format(key=f"int4.{name}", source=source),
+                        _("Known keys: {keys}.").format(keys=", ".join(INT4_KEYS)))
+                int4[name] = _check(f"int4.{name}", setting, INT4_KEYS[name])
+        elif key == "int4":
+            raise AnswersError(_("'int4' must be a table of INT4 settings, not {value!r}.").format(value=value),
+                               _("Write it as [int4] with algorithm = \"auto\" on the next line."))
+        elif key in _FLAT_INT4:  # an answers file from before the [int4] table
+            int4[_FLAT_INT4[key]] = _check(key, value, INT4_KEYS[_FLAT_INT4[key]])
+        elif key not in known:
             raise AnswersError(_("Unknown key '{key}' in {source}.").format(key=key, source=source),
-                               _("Known keys: {keys}.").format(keys=", ".join(known)))
-        values[key] = _check(key, value, known[key])
-    algorithm = values.get("int4_algorithm", "auto")
-    if algorithm != "auto":  # a named algorithm starts from its best measured settings, as on the CLI
+                               _("Known keys: {keys}.").format(keys=", ".join([*known, "int4"])))
+        else:
+            values[key] = _check(key, value, known[key])
+    algorithm = int4.get("algorithm", Int4Algorithm.AUTO.value)
+    if algorithm != Int4Algorithm.AUTO.value:  # a named algorithm starts from its best measured settings
         best = best_settings(Int4Algorithm(algorithm))
-        values.setdefault("int4_block_size", best.block_size)
-        values.setdefault("int4_symmetric", best.symmetric)
-    return Answers(**values)  # type: ignore[arg-type]
+        int4.setdefault("block_size", best.block_size)
+        int4.setdefault("symmetric", best.symmetric)
+    try:
+        settings = Int4Settings.from_json(int4)
+    except PlanError as exc:
+        raise AnswersError(exc.message, exc.hint) from None
+    return Answers(**values, int4=settings)  # type: ignore[arg-type]  # each value checked against its field
 
 
 def load(path: str | Path) -> Answers:
@@ -145,7 +177,9 @@ def _toml_value(value: object) -> str:
 
 def dump(answers: Answers) -> str:
     lines = ["# slmops answers file: replay with `slmops run --answers THIS_FILE`"]
-    lines += [f"{key} = {_toml_value(value)}" for key, value in asdict(answers).items()]
+    lines += [f"{key} = {_toml_value(value)}" for key, value in asdict(answers).items() if key != "int4"]
+    lines += ["", "[int4]  # block_size and symmetric count with a named algorithm; auto brings its own"]
+    lines += [f"{key} = {_toml_value(value)}" for key, value in answers.int4.to_json().items()]
     return "\n".join(lines) + "\n"
 
 

@@ -8,8 +8,9 @@ import threading
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+from wizard_steps.conversion.precision import Int4Settings
 from wizard_steps.core import paths
-from wizard_steps.core.errors import WizardError
+from wizard_steps.core.errors import PlanError, WizardError
 from wizard_steps.core.i18n import _
 from wizard_steps.prompt.generation import ModelConfig
 from wizard_steps.prompt.templates import PromptTemplate, TemplateError, preset_for_folder
@@ -23,18 +24,15 @@ STEPS = ("welcome", "prereqs", "model", "precision", "template", "convert", "dep
 
 @dataclass
 class WizardState:
-    """Everything the steps decided; plain JSON types only so that it saves as it is."""
+    """Everything the steps decided; plain JSON types (and the INT4 settings, saved as a table of
+    them) so that it saves as it is."""
 
     step: str = "welcome"
     completed: list[str] = field(default_factory=list)
     model_dir: str | None = None
     use_demo: bool = False
     precision: str = "int4"
-    int4_block_size: int = 16  # with a named algorithm; "auto" brings its own (precision.recommended_int4)
-    int4_symmetric: bool = True
-    int4_accuracy_level: int = 4
-    int4_algorithm: str = "auto"
-    int4_quantize_embeddings: bool = False
+    int4: Int4Settings = field(default_factory=Int4Settings)  # "auto" brings its own block size, symmetry
     template_key: str | None = None
     template_source: str = "preset"  # deploy: "preset" (the chosen template) or "model" (the folder's own)
     custom_template: dict[str, str] | None = None
@@ -67,7 +65,7 @@ class WizardState:
         # a temporary name of its own per save: two wizards (two browser tabs) may save at once
         tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
         try:
-            tmp.write_text(json.dumps(asdict(self), indent=2), encoding="utf-8")
+            tmp.write_text(json.dumps({**asdict(self), "int4": self.int4.to_json()}, indent=2), encoding="utf-8")
             os.replace(tmp, path)
         finally:
             tmp.unlink(missing_ok=True)
@@ -83,14 +81,20 @@ class WizardState:
             return None
         if not isinstance(data, dict):
             return None
-        known = {f.name for f in fields(cls)}
+        known = {f.name for f in fields(cls)} - {"int4"}
         values = {k: v for k, v in data.items() if k in known}
+        # the INT4 settings: a table of their own, or (a state saved before it) flat int4_* keys
+        table = data.get("int4", {k.removeprefix("int4_"): v for k, v in data.items() if k.startswith("int4_")})
+        try:
+            int4 = Int4Settings.from_json(table if isinstance(table, dict) else {"": table})
+        except PlanError:
+            return None
         defaults = cls()
         if not all(_fits(v, getattr(defaults, k)) for k, v in values.items()) or not all(
                 isinstance(s, str) for s in values.get("completed", [])):
             return None  # hand-edited or damaged: a wrong type would crash a screen later
         try:
-            state = cls(**values)
+            state = cls(**values, int4=int4)
         except TypeError:
             return None
         return state if state.step in STEPS else None
@@ -133,9 +137,7 @@ def state_answers(state: WizardState) -> Answers:
     preset = state.template_key if state.template_key in _ANSWER_TEMPLATES else "auto"
     return Answers(
         model="demo" if state.use_demo or not state.model_dir else state.model_dir,
-        precision=state.precision, int4_block_size=state.int4_block_size,
-        int4_symmetric=state.int4_symmetric, int4_accuracy_level=state.int4_accuracy_level,
-        int4_algorithm=state.int4_algorithm, int4_quantize_embeddings=state.int4_quantize_embeddings,
+        precision=state.precision, int4=state.int4,
         template=preset, template_source=state.template_source, max_length=int(config.get("max_length", 2048)),
         temperature=float(config.get("temperature", 0.7)), top_p=float(config.get("top_p", 0.9)),
         repetition_penalty=float(config.get("repetition_penalty", 1.1)),

@@ -12,7 +12,7 @@ from typing import Protocol
 
 from wizard_steps.conversion import convert
 from wizard_steps.conversion.convert import ConvertResult
-from wizard_steps.conversion.precision import Int4Algorithm, Int4Settings, Precision, human_size
+from wizard_steps.conversion.precision import Precision, human_size
 from wizard_steps.core import i18n, paths
 from wizard_steps.core.errors import WizardError
 from wizard_steps.core.events import Event, Failed, Finished, R
@@ -118,9 +118,7 @@ def execute(answers: Answers, say: Callable[[str], None], follow: Follow) -> Run
     default_out = convert.default_output_dir(info, precision)
     plan = convert.make_plan(
         info.path, out, precision,
-        int4=Int4Settings(answers.int4_block_size, answers.int4_symmetric,  # "auto": resolved by the plan
-                          answers.int4_accuracy_level, Int4Algorithm(answers.int4_algorithm),
-                          answers.int4_quantize_embeddings),
+        int4=answers.int4,  # "auto": resolved by the plan
         search=settings.to_genai_search(), method=answers.method,
         replace_existing=out is None and default_out.is_dir(),  # slmops' own folder only
         base=answers.base or None)
