@@ -6,9 +6,9 @@ walkthrough; everything else converts the tiny model, reuses these folders, or c
 The suite runs in parallel (``-n auto``, pytest-xdist, whole files per worker). Each worker has
 its own home, so no test sees another's state, models or deployments; the demo and its two
 conversions are made once per run in one shared folder, under a file lock, by whichever worker
-asks first. Every home's demo is a link to that one folder (a conversion is identified by the
-resolved path of its input, so a folder converted by one worker is "the same conversion" in
-another), and the converted folders are copied into each home that asks for them."""
+asks first. Every home's demo and converted folders are links to those (a conversion is identified
+by the resolved path of its input, so a folder converted by one worker is "the same conversion" in
+another); the fixtures return the shared folders, which tests copy before they write."""
 
 from __future__ import annotations
 
@@ -116,10 +116,11 @@ def _convert_once(demo: Path, name: str, precision: str) -> Path:
                 if isinstance(event, (Finished, Failed)):
                     final = event
             assert isinstance(final, Finished), final
-    out = _SESSION_HOME / "data" / "models" / name
-    if not out.exists():  # a copy: a test that writes into its home's folder changes no other worker's
-        shutil.copytree(shared, out)
-    return out
+    listed = _SESSION_HOME / "data" / "models" / name  # where this worker's home lists its models
+    if not listed.exists():
+        listed.parent.mkdir(parents=True, exist_ok=True)
+        listed.symlink_to(shared, target_is_directory=True)
+    return shared  # the folder its saved config names; shared read-only: a test copies it to write
 
 
 @pytest.fixture(scope="session")
