@@ -35,6 +35,10 @@ def test_summary_has_every_field_per_length(summary: benchmark.BenchSummary) -> 
         assert row.tps_median > 0 and row.prompt_tps_median > 0 and row.latency_median_s > 0
     assert summary.peak_rss_bytes > 50_000_000
     assert summary.leak.leak is None and "at least 50" in summary.leak.note
+    # memory at each length: the peak of that length's runs, the whole run's peak among them
+    for row in summary.per_length:
+        assert row.rss_peak_bytes == max(s.rss_bytes for s in summary.samples if s.length == row.length)
+    assert max(row.rss_peak_bytes for row in summary.per_length) == summary.peak_rss_bytes
 
 
 @pytest.mark.slow
@@ -48,10 +52,11 @@ def test_prompts_have_about_the_planned_length(summary: benchmark.BenchSummary) 
 def test_exports_parse_back(summary: benchmark.BenchSummary, tmp_path: Path) -> None:
     data = json.loads(benchmark.export(summary, tmp_path / "r.json").read_text())
     assert data["per_length"][0]["length"] == 16 and len(data["samples"]) == 6
+    assert data["per_length"][1]["rss_peak_bytes"] == summary.per_length[1].rss_peak_bytes > 0
     rows = list(csv.DictReader((benchmark.export(summary, tmp_path / "r.csv")).open()))
     assert len(rows) == 6 and float(rows[0]["ttft_s"]) > 0
     markdown = benchmark.export(summary, tmp_path / "r.md").read_text()
-    assert "| 128 | 2 |" in markdown and "Peak RSS" in markdown
+    assert "| 128 | 2 |" in markdown and "Peak RSS" in markdown and "peak RSS (MB) |" in markdown
 
 
 def test_unknown_export_format_is_refused(tmp_path: Path) -> None:

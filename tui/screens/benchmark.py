@@ -460,7 +460,10 @@ class BenchmarkScreen(StepScreen):
         memory = (_("model and runtime {model} MB (the wizard's process: {rss} MB)").format(
                       model=number(model / 1e6), rss=number(summary.peak_rss_bytes / 1e6)) if model is not None
                   else _("Peak RSS {rss} MB").format(rss=number(summary.peak_rss_bytes / 1e6)))
-        self.query_one("#bench-summary-note", Static).update(f"{memory} · {summary.backend} · {summary.leak.note}")
+        by_length = _("peak by prompt length: {values} MB").format(values=" / ".join(
+            f"{row.length}: {number(row.rss_peak_bytes / 1e6)}" for row in summary.per_length))
+        self.query_one("#bench-summary-note", Static).update(
+            f"{memory} · {by_length} · {summary.backend} · {summary.leak.note}")
         self.query_one("#bench-results").display = bool(summary.per_length)
         self.refresh_nav()
 

@@ -91,6 +91,7 @@ class LengthSummary:
     tps_p95: float
     latency_median_s: float
     latency_p95_s: float
+    rss_peak_bytes: int = 0  # the process's peak while prompts of this length ran: memory grows with the length
 
 
 @dataclass(frozen=True)
@@ -211,12 +212,13 @@ def summarize(backend: str, model: str, plan: BenchPlan, samples: list[BenchSamp
         mine = [s for s in measured if s.length == length]
         if not mine:
             continue
+        peak = max(s.rss_bytes for s in samples if s.length == length)
         rows.append(LengthSummary(
             length, len(mine),
             statistics.median(s.ttft_s for s in mine), p95([s.ttft_s for s in mine]),
             statistics.median(s.prompt_tokens_per_s for s in mine),
             statistics.median(s.tokens_per_s for s in mine), p95([s.tokens_per_s for s in mine]),
-            statistics.median(s.latency_s for s in mine), p95([s.latency_s for s in mine])))
+            statistics.median(s.latency_s for s in mine), p95([s.latency_s for s in mine]), peak))
     return BenchSummary(backend, model, plan, tuple(rows),
                         max((s.rss_bytes for s in samples), default=0),
                         leak_verdict([s.rss_bytes for s in measured]), tuple(samples), base_rss)
@@ -253,13 +255,13 @@ def to_markdown(summary: BenchSummary) -> str:
                "{warmup} warm-up.").format(lengths=", ".join(map(str, plan.lengths)),
                                            tokens=plan.new_tokens, runs=plan.runs, warmup=plan.warmup), "",
              _("| prompt tokens | runs | TTFT median (ms) | TTFT p95 (ms) | prompt tok/s | "
-               "gen tok/s median | gen tok/s p95 | latency median (s) |"),
-             "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+               "gen tok/s median | gen tok/s p95 | latency median (s) | peak RSS (MB) |"),
+             "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for row in summary.per_length:
         lines.append(f"| {row.length} | {row.runs} | {number(row.ttft_median_s * 1000)} | "
                      f"{number(row.ttft_p95_s * 1000)} | {number(row.prompt_tps_median)} | "
                      f"{number(row.tps_median, 1)} | {number(row.tps_p95, 1)} | "
-                     f"{number(row.latency_median_s, 2)} |")
+                     f"{number(row.latency_median_s, 2)} | {number(row.rss_peak_bytes / 1e6)} |")
     if summary.model_rss_bytes is not None:
         lines += ["", _("The model and its runtime: {model} MB (the process grew by that from before the "
                         "load).").format(model=number(summary.model_rss_bytes / 1e6))]
