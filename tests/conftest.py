@@ -143,3 +143,13 @@ def tiny_llama(demo_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
     from tests.reliability.helpers import make_tiny_model
 
     return make_tiny_model(demo_model, tmp_path_factory.mktemp("tiny") / "modèle ünïcode" / "with space")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _shared_conversions_start_together(request: pytest.FixtureRequest) -> None:
+    """With two workers or more, the first two each start one of the shared conversions as the run
+    begins, side by side, so that no worker sits waiting on the other's lock later. A run that
+    needs neither (the quick loop, one test) converts nothing."""
+    name = {"gw0": "demo_int4", "gw1": "demo_int8"}.get(os.environ.get("PYTEST_XDIST_WORKER", ""))
+    if name and any(name in getattr(item, "fixturenames", ()) for item in request.session.items):
+        request.getfixturevalue(name)
