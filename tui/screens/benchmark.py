@@ -4,10 +4,7 @@ exported as Markdown, JSON and CSV."""
 
 from __future__ import annotations
 
-import threading
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 from rich.table import Table
@@ -27,44 +24,25 @@ from wizard_steps.core.errors import WizardError
 from wizard_steps.core.events import Failed
 from wizard_steps.core.i18n import N_, _, number
 from wizard_steps.deployment.engine_foundry import FoundryBackend
-from wizard_steps.measurement import benchmark, machine
+from wizard_steps.measurement import benchmark
 from wizard_steps.measurement.benchmark import BenchPlan, BenchSample, BenchSummary, parse_lengths
 from wizard_steps.measurement.machine import Machine
 from wizard_steps.model.adapter import is_adapter_folder
 from wizard_steps.prompt.templates import PromptTemplate
 from wizard_steps.road import models
+from wizard_steps.road.checkup import CHECKS, CheckStarted, Checkup, run_checkup
 from wizard_steps.road.state import state_template
 from wizard_steps.runtime.engine import Backend
 from wizard_steps.verdict import quality
 from wizard_steps.verdict.quality import QualityCheck
 from wizard_steps.verdict.remedy import Converted, Remedy, convert_and_check, describe_converted, remedy_for
 
-CHECKS = (quality.DOMAIN, quality.FORMAT, quality.MEMORY, quality.LENGTHS, quality.EDGES,
-          quality.FIDELITY)
 CARDS = (("ttft", N_("TTFT ms")), ("prompt-tps", N_("prompt tok/s")), ("tps", N_("gen tok/s")),
          ("rss", N_("RSS MB")), ("cpu", N_("CPU %")))
 MARKS = {"pass": (N_("✓ pass"), "green"), "fail": (N_("✗ fail"), "bold red"),
          "skipped": (N_("– skipped"), "dim")}
 SUMMARY_COLUMNS = (("length", N_("Prompt")), ("runs", N_("Runs")), ("ttft", N_("TTFT ms")),
                    ("prompt", N_("Prompt tok/s")), ("tps", N_("Gen tok/s")), ("latency", N_("Latency s")))
-
-
-@dataclass(frozen=True)
-class Job:
-    """One run: a benchmark plan (None: the checklist only), then the checklist."""
-
-    plan: BenchPlan | None
-    source: str | None  # the HF folder fidelity compares with
-    fidelity: bool  # False: the user switched the (slow) comparison off
-    converted: str | None
-    model_name: str
-    queries: tuple[quality.DomainQuery, ...] = ()
-    eval_windows: int | None = None  # fidelity on the first windows of the evaluation text only
-
-
-@dataclass(frozen=True)
-class CheckStarted:
-    name: str
 
 
 def pair(median: float, p95: float, digits: int) -> str:
@@ -299,22 +277,22 @@ class BenchmarkScreen(StepScreen):
             return
         self.panel.run(self.begin(self.job(None)))
 
-    def job(self, plan: BenchPlan | None) -> Job:
+    def job(self, plan: BenchPlan | None) -> Checkup:
         folder = self.state.model_dir
         source = folder if folder and ((Path(folder) / "config.json").is_file()
                                        or is_adapter_folder(folder)) else None  # base + adapter
-        return Job(plan, source, self.query_one("#bench-fidelity", Switch).value,
+        return Checkup(plan, source, self.query_one("#bench-fidelity", Switch).value,
                    self.state.converted_dir, self.model_name(), self.QUERIES or quality.demo_queries(),
                    self.EVAL_WINDOWS)
 
-    def begin(self, job: Job) -> RunFactory:
+    def begin(self, job: Checkup) -> RunFactory:
         self.checks, self.check_running = {}, None
         self.show_remedy(None)
         self.query_one("#bench-quality-box").display = False
         self.query_one("#bench-export-result", Static).update("")
         self.query_one("#bench-machine", Static).update("")
         backend = self.open_backend  # opened in the worker: loading a model takes a while
-        return lambda stop: self.measure(job, backend, stop)
+        return lambda stop: run_checkup(job, backend, stop)
 
     def show_remedy(self, remedy: Remedy | None) -> None:
         """The fix a failed checklist calls for, as one line and one button (key f)."""
@@ -367,40 +345,6 @@ class BenchmarkScreen(StepScreen):
             self.show_checks()
 
     # --- the run, in the panel's worker ---------------------------------------------------------
-
-    @staticmethod
-    def measure(job: Job, open_backend, stop: threading.Event) -> Iterator[object]:
-        """The benchmark's samples and summary, then the checklist, one check at a time."""
-        before = benchmark.process_rss()
-        backend: Backend = open_backend()
-        try:
-            summary = None
-            if job.plan is not None:
-                for event in benchmark.run(backend, job.plan, job.model_name, cancel=stop, base_rss=before):
-                    yield event
-                    if isinstance(event, BenchSummary):
-                        summary = event
-            if stop.is_set():
-                return
-            if summary is not None and summary.per_length:  # what limits the speed here (~1 s)
-
-                yield machine.measure(getattr(backend, "folder", None))
-            yield CheckStarted(CHECKS[0])
-            rss_samples = None if summary is None else [s.rss_bytes for s in summary.samples]
-            tokens_per_s = None if summary is None else {r.length: r.tps_median for r in summary.per_length}
-            for check in quality.iter_checklist(
-                    backend, queries=job.queries or quality.demo_queries(), cancel=stop,
-                    source=job.source, run_fidelity=job.fidelity,  # domain queries: judged against the source
-                    converted=job.converted, eval_windows=job.eval_windows,
-                    rss_samples=rss_samples, tokens_per_s=tokens_per_s):
-                if check.name == quality.FIDELITY and not job.fidelity:
-                    check = quality.skipped(check.name, _("Not run: “Compare with the source” is "
-                                                          "switched off."))
-                elif stop.is_set():  # cut short: not a verdict
-                    check = quality.skipped(check.name, _("Stopped before it finished."))
-                yield check
-        finally:
-            backend.close()
 
     @on(RunPanel.Event, "#bench-run")
     def show_event(self, message: RunPanel.Event) -> None:
