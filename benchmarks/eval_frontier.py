@@ -63,8 +63,9 @@ def domain_losses(demo: Path, folder: Path, queries_file: str | None) -> tuple[i
         check = domain.check_domain_queries(backend, queries, options, source=source)
     finally:
         backend.close()
-    details = check.details
-    return int(details["source_answered"]), int(details["losses"]), int(details["allowed_losses"])
+    verdict = check.figures
+    assert verdict is not None, check.evidence
+    return verdict.source_answered, verdict.losses, verdict.allowed_losses
 
 
 def main() -> int:

@@ -267,7 +267,8 @@ def measure(folder: Path, facts: dict[str, object]) -> dict[str, object]:
     template = get_preset("chatml").template
     backend = GenaiBackend(folder, template, overlay=tune.Candidate(2).overlay())
     domain = check_domain_queries(backend, demo_queries())
-    passed = [bool(r["passed"]) for r in domain.details["results"]]  # type: ignore[index, union-attr]
+    assert domain.figures is not None, domain.evidence
+    passed = [r.passed for r in domain.figures.results]
     prompt = prompt_of_length(backend, 128)
     options = ReplyOptions(max_new_tokens=64, min_new_tokens=64)
     speeds = []
