@@ -42,7 +42,6 @@ from wizard_steps.core.events import Progress
 from wizard_steps.core.i18n import N_, _, number
 from wizard_steps.model import adapter
 from wizard_steps.model.model_source import ModelInfo
-from wizard_steps.road.state import WizardState
 from wizard_steps.verdict import compare
 from wizard_steps.verdict.domain import DomainQuery
 
@@ -90,11 +89,6 @@ def column_widths(table_width: int, texts: dict[str, list[str]]) -> dict[str, in
     return widths
 
 
-def saved_int4(state: WizardState) -> Int4Settings:
-    """The state's INT4 settings (checked when the state was loaded: every value is one a control offers)."""
-    return state.int4
-
-
 class PrecisionScreen(StepScreen):
     STEP = "precision"
     HELP = N_("Choose how the weights are stored. Smaller formats load faster and generate faster on "
@@ -126,7 +120,7 @@ class PrecisionScreen(StepScreen):
         self.compare_rows: list[compare.Row] = []
 
     def compose_body(self) -> ComposeResult:
-        saved = saved_int4(self.state)
+        saved = self.state.int4  # checked when the state was loaded: every value is one a control offers
         yield Label(_("Precision"), classes="step-title")
         yield Static(_("Reading the model…"), id="precision-model", classes="hint")
         yield Static("", id="precision-error", classes="error-line")
