@@ -17,7 +17,7 @@ from tui.widgets.help import HelpScreen
 from tui.widgets.run_panel import RunPanel
 from wizard_steps.conversion import convert
 from wizard_steps.conversion.convert import ConvertPlan
-from wizard_steps.conversion.precision import Int4Algorithm, Int4Settings
+from wizard_steps.conversion.precision import Int4Algorithm, Int4Settings, Precision
 from wizard_steps.core.events import Progress
 from wizard_steps.road.state import WizardState
 
@@ -156,13 +156,36 @@ async def test_existing_output_is_refused_until_replace_is_on(demo_model: Path,
         assert not screen.query_one("#convert-notice").display
 
 
-async def test_an_earlier_conversion_lets_next_through(demo_model: Path, tmp_path: Path) -> None:
+async def test_an_earlier_conversion_with_the_same_settings_lets_next_through(
+        tiny_llama: Path, tmp_path: Path, tmp_home: Path) -> None:
+    # a folder the wizard converted earlier (a workshop's second run), under another name
+    from wizard_steps.core import paths
+    from wizard_steps.core.events import Finished
+
+    earlier = paths.models_dir() / "converted-last-week"
+    plan = convert.make_plan(tiny_llama, earlier, Precision.INT4,
+                             int4=Int4Settings(algorithm=Int4Algorithm.RTN, quantize_embeddings=True))
+    assert any(isinstance(event, Finished) for event in convert.convert(plan))
+    before = {p.name: p.stat().st_mtime_ns for p in earlier.iterdir()}
+
     out = tmp_path / "int4"
-    out.mkdir()
-    (out / "genai_config.json").write_text("{}", encoding="utf-8")
-    app = convert_app(demo_model, out)
-    app.state.converted_dir = str(out)
+    app = convert_app(tiny_llama, out)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = app.screen
+        assert isinstance(screen, ConvertScreen)
+        notice = "".join(said(screen, "#convert-notice").split())  # a long path wraps mid-word
+        assert "".join(f"Converted earlier with the same settings: {earlier}".split()) in notice
+        assert not screen.query_one("#next", Button).disabled
+        assert not screen.query_one("#convert-start", Button).disabled  # converting again is allowed
+        await click(pilot, "#next")
+        await wait_for(pilot, lambda: app.screen.STEP == "deploy", "the deploy step")
+    assert app.state.converted_dir == str(earlier) and not out.exists()
+    assert {p.name: p.stat().st_mtime_ns for p in earlier.iterdir()} == before  # read, never written
+
+    # other settings (INT8 now): the earlier folder is not this conversion, and Next waits for one
+    app = SlmopsApp(WizardState(model_dir=str(tiny_llama), precision="int8", output_dir=str(tmp_path / "int8"),
+                                converted_dir=str(earlier)), start="convert")
     async with app.run_test(size=(80, 24)):
         screen = app.screen
-        assert f"Already converted: {out}" in said(screen, "#convert-notice")
-        assert not screen.query_one("#next", Button).disabled
+        assert "Converted earlier" not in said(screen, "#convert-notice")
+        assert screen.query_one("#next", Button).disabled

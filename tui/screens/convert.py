@@ -28,7 +28,9 @@ from wizard_steps.core.events import Finished
 from wizard_steps.core.i18n import N_, _, number, percent
 from wizard_steps.measurement.tune_quick import QuickTune, describe
 from wizard_steps.model.adapter import inspect_model_or_adapter
+from wizard_steps.model.model_source import folder_size
 from wizard_steps.prompt.generation import ModelConfig
+from wizard_steps.verdict.compare import compare_root
 
 RESULT_LABELS = (N_("Folder"), N_("Size"), N_("Sample"), N_("Speed"), N_("Again"))
 
@@ -100,6 +102,7 @@ class ConvertScreen(StepScreen):
         self.result: Finished | None = None
         self.plan_error = ""
         self.config_json = ""
+        self.earlier: Path | None = None  # a folder that already holds this very conversion
 
     def compose_body(self) -> ComposeResult:
         yield Label(_("Convert to ONNX with Olive"), classes="step-title")
@@ -150,50 +153,57 @@ class ConvertScreen(StepScreen):
                                  replace_existing=replace)
 
     def replan(self) -> None:
-        """Validate the choices again (fast: reads config.json and the folder's file sizes)."""
+        """Validate the choices again (fast: reads config.json and the folder's file sizes), and
+        look for a folder that already holds this very conversion."""
         replace = self.query_one("#convert-replace", Switch).value
         preview: ConvertPlan | None = None
         try:
             self.plan = preview = self.build_plan(replace)
             self.plan_error = ""
-            self.set_notice(self.already_converted_notice())
         except WizardError as exc:
             self.plan = None
             out = Path(self.query_one("#convert-output", Input).value.strip() or ".").expanduser()
             exists = out.is_dir() and not replace
             hint = _("Switch on “Replace existing”, or choose another folder.") if exists else exc.hint
             self.plan_error = f"{exc.message} {hint}".strip()
-            done = self.converted_dir()
-            if exists and done is not None and done.resolve() == out.resolve():
-                self.set_notice(Text(_("Already converted: {folder}. Next › goes on with it; to convert "
-                                       "again, switch on “Replace existing”.").format(folder=done),
-                                     style="green"))
-            else:
-                self.set_notice(Text(self.plan_error, style="bold red"))
             if exists:
                 try:
                     preview = self.build_plan(replace=True)
                 except WizardError:
                     preview = None
+        self.earlier = self.find_earlier(preview) if preview is not None and self.result is None else None
+        if self.earlier is not None:
+            self.set_notice(self.earlier_notice(self.earlier))
+        else:
+            self.set_notice(Text(self.plan_error, style="bold red") if self.plan_error else "")
         self.query_one("#convert-plan", Static).update(describe_plan(preview) if preview else "")
         self.show_config(preview)
         self.show_controls()
+
+    def find_earlier(self, plan: ConvertPlan) -> Path | None:
+        """A folder converted earlier with these very settings from this model: the wizard's own
+        last conversion, the output folder, the wizard's models or a comparison's candidates.
+        Next goes on with it, so a second run of the road (a workshop's) does not convert again."""
+        places = [Path(self.state.converted_dir)] if self.state.converted_dir else []
+        places += [plan.output_dir, paths.models_dir()]
+        try:
+            places.append(compare_root(inspect_model_or_adapter(self.state.model_dir or "")))
+        except WizardError:
+            pass
+        return convert.find_converted(plan, places)
+
+    def earlier_notice(self, folder: Path) -> Text:
+        plan_out = self.plan.output_dir if self.plan is not None else None
+        again = (_("Start converts again into the output folder.") if plan_out is not None else
+                 _("To convert again, switch on “Replace existing” or choose another folder."))
+        return Text(_("Converted earlier with the same settings: {folder} ({size}). Next › goes on with "
+                      "it. {again}").format(folder=folder, size=human_size(folder_size(folder)), again=again),
+                    style="green")
 
     def set_notice(self, content: Text | str) -> None:
         notice = self.query_one("#convert-notice", Static)
         notice.update(content)
         notice.display = bool(content)
-
-    def already_converted_notice(self) -> Text | str:
-        done = self.converted_dir()
-        if done is None or self.result is not None:
-            return ""
-        return Text(_("Already converted: {folder}. Next › goes on with it; Start converts again.").format(
-            folder=done), style="green")
-
-    def converted_dir(self) -> Path | None:
-        value = self.state.converted_dir
-        return Path(value) if value and (Path(value) / "genai_config.json").is_file() else None
 
     def show_config(self, plan: ConvertPlan | None) -> None:
         box = self.query_one("#convert-config-box", Collapsible)
@@ -216,9 +226,15 @@ class ConvertScreen(StepScreen):
     def blocked_reason(self) -> str | None:
         if self.running:
             return _("Converting…")
-        if self.result is not None or self.converted_dir() is not None:
+        if self.result is not None or self.earlier is not None:
             return None
         return _("Convert the model first.")
+
+    def before_next(self) -> bool:
+        if self.result is None and self.earlier is not None:  # going on with the earlier folder
+            self.state.converted_dir = str(self.earlier)
+            self.state.save()
+        return True
 
     def show_controls(self) -> None:
         self.panel.set_ready(self.plan is not None)

@@ -15,7 +15,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -207,6 +207,20 @@ def converted_before(plan: ConvertPlan, folder: Path | None = None) -> bool:
             olive_config(plan, folder, paths.olive_cache_dir()))
     except (OSError, ValueError, AttributeError):
         return False
+
+
+def find_converted(plan: ConvertPlan, places: Iterable[Path]) -> Path | None:
+    """The first folder among ``places`` that already holds the plan's very conversion: each place
+    is a converted folder itself, or a folder of them (the wizard's models, a comparison's
+    candidates). Read, never written; hidden folders (staging) are passed over."""
+    for place in places:
+        if converted_before(plan, place):
+            return place
+        if place.is_dir() and not (place / "genai_config.json").exists():
+            for folder in sorted(place.iterdir()):
+                if not folder.name.startswith(".") and converted_before(plan, folder):
+                    return folder
+    return None
 
 
 def precision_in_config(folder: str | os.PathLike[str] | None) -> str | None:

@@ -106,15 +106,8 @@ def identity(model: ModelInfo, candidate: Candidate) -> str:
 def find_existing(model: ModelInfo, candidate: Candidate) -> Path | None:
     """A converted folder (the wizard's models or an earlier comparison) made with the same passes
     from the same model; it is read, never written."""
-
     probe = _planned(model, candidate, compare_root(model) / ".probe-not-written")
-    for parent in (compare_root(model), paths.models_dir()):
-        if not parent.is_dir():
-            continue
-        for folder in sorted(parent.iterdir()):
-            if not folder.name.startswith(".") and convert.converted_before(probe, folder):
-                return folder
-    return None
+    return convert.find_converted(probe, (compare_root(model), paths.models_dir()))
 
 
 def new_folder(model: ModelInfo, candidate: Candidate) -> Path:
