@@ -110,8 +110,13 @@ async def main_async(size: tuple[int, int], folder: Path) -> None:
         make_lora(demo, lora)
     await shoot("model", WizardState(model_dir=str(lora), completed=["welcome", "prereqs"]),
                 folder / "03b-model-adapter.svg", (80, 24))
+    from tui.screens.precision import PrecisionScreen
+
+    measure = PrecisionScreen.AUTO_MEASURE
+    PrecisionScreen.AUTO_MEASURE = ()  # the step before its measurement (on arrival it would start one)
     await shoot("precision", state, folder / "04-precision.svg", size)
-    compare_run(demo, "int4-rtn,int8")  # measured here, so the precision step shows a real table
+    PrecisionScreen.AUTO_MEASURE = measure
+    compare_run(demo, ",".join(measure))  # what arriving measures: the step shows the decision made here
     await shoot("precision", state, folder / "04b-precision-compared.svg", (80, 24), show_comparison)
     await shoot("template", state, folder / "05-template.svg", size)
     if not (Path(state.output_dir) / "genai_config.json").is_file():

