@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -142,3 +143,16 @@ def test_demo_runs_the_whole_road_and_reports_json(demo_model: Path, demo_int4: 
     assert replay.deploy_name == "smollm2-demo"
     listed = slmops("list", "--json", home=home)
     assert [m["id"] for m in json.loads(listed.stdout)] == ["smollm2-demo:1"]
+
+    # the same road replayed from its answers file with a shorter context: the deployed copy
+    # allocates that (genai_config.json), Foundry Local loads it, and the chat step answers through it
+    file = tmp_path / "short.toml"
+    file.write_text(answers.dump(dataclasses.replace(replay, max_length=1024)), encoding="utf-8")
+    again = slmops("run", "--answers", str(file), "--json", home=home, timeout=900)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert json.loads(again.stdout)["chat"]["answer"].strip()
+    listed = {m["id"]: m for m in json.loads(slmops("list", "--json", home=home).stdout)}
+    genai = json.loads(Path(listed["smollm2-demo:2"]["path"], "genai_config.json").read_text())
+    assert genai["model"]["context_length"] == genai["search"]["max_length"] == 1024
+    first = json.loads(Path(listed["smollm2-demo:1"]["path"], "genai_config.json").read_text())
+    assert first["model"]["context_length"] == first["search"]["max_length"] == 2048  # the default

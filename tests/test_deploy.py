@@ -391,8 +391,10 @@ def test_template_goes_into_tokenizer_config_too_when_the_folder_keeps_it_there(
     tokenizer = json.loads((tmp_path / "tokenizer_config.json").read_text())
     assert tokenizer["chat_template"] == chat_template_for(CHATML)
     assert tokenizer["eos_token"] == "<|im_end|>"
-    search = json.loads((tmp_path / "genai_config.json").read_text())["search"]
+    genai = json.loads((tmp_path / "genai_config.json").read_text())
+    search = genai["search"]
     assert search["num_beams"] == 1 and search["max_length"] == CONFIG.max_length
+    assert genai["model"]["context_length"] == CONFIG.max_length < 4096  # what the copy allocates
     assert search["do_sample"] is True
     with pytest.raises(GenerationError, match="more than the model.s context"):
         apply_template_and_settings(tmp_path, CHATML, ModelConfig(max_length=8192))

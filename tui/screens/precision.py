@@ -99,11 +99,14 @@ class PrecisionScreen(StepScreen):
             "models, k_quant_mixed at block 16 for the others. INT8 is rotated first where QuaRot "
             "keeps the model exact. Smaller INT4 blocks keep more quality and cost a little size; "
             "quantizing the embeddings gives the smallest folder.\n\n"
-            "Until you compare here, the sizes and speeds are estimates and the quality notes come "
-            "from the demo model on another CPU; no row is starred. “Compare on this machine” "
-            "converts the model to each precision and measures size, speed, perplexity against the "
-            "source on the evaluation text and the domain answers here, then stars and preselects the "
-            "fastest precision that passes the checklist.\n\n"
+            "On arrival the step measures INT4 and INT8 on this machine when that fits its time "
+            "budget (a few minutes for the demo): it converts each (the convert step then goes on with "
+            "the chosen one's folder), measures size, speed, perplexity and KL divergence against the "
+            "source on the evaluation text and the domain answers, then stars and preselects the "
+            "fastest that passes the checklist. Next › goes on at any time with the choice as it "
+            "stands. Until then the sizes and speeds are estimates and the quality notes come from the "
+            "demo model on another CPU; no row is starred. “Measure here” measures INT4, INT4 RTN, "
+            "INT8 and FP32.\n\n"
             "Keys: up/down move in the table, enter chooses the highlighted option.")
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-wide")]
     COMPARE_CANDIDATES = compare.DEFAULT_CANDIDATES  # what "Measure here" measures

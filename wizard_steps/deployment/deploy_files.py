@@ -216,8 +216,32 @@ def apply_template_and_settings(folder: Path, template: PromptTemplate, model_co
     if not isinstance(search, dict):
         search = {}
     genai["search"] = {**search, **model_config.to_genai_search()}
+    _bound_context(genai, model_config.max_length)
     _write_json(folder / GENAI_CONFIG, genai)
     return report
+
+
+def _bound_context(genai: dict, tokens: int) -> None:
+    """The context the deployed model allocates: ``max_length`` (prompt and reply together) is the
+    most a conversation may hold, so the model's ``context_length`` comes down to it. Foundry Local
+    and onnxruntime-genai size the key-value cache by these (with a shared buffer, for the whole
+    length up front): the demo keeps 46 kB of fp32 cache per token, 377 MB for its 8192 tokens
+    and 94 MB for 2048."""
+    model = genai.get("model")
+    if isinstance(model, dict):
+        context = model.get("context_length")
+        model["context_length"] = min(context, tokens) if isinstance(context, int) and context > 0 else tokens
+    search = genai.setdefault("search", {})
+    if isinstance(search, dict):
+        search["max_length"] = tokens
+
+
+def set_context_length(folder: Path, tokens: int) -> None:
+    """Bound a converted folder's context to ``tokens`` (a copy's: deploy and the benchmarks)."""
+    path = Path(folder) / GENAI_CONFIG
+    genai = _read_json(path)
+    _bound_context(genai, tokens)
+    _write_json(path, genai)
 
 
 # --- precision of a folder ----------------------------------------------------------------------

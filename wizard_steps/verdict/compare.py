@@ -80,7 +80,8 @@ MEASURE_BUDGET_S = 600.0
 # defaults, nothing else running (benchmarks/measure_time.py): each conversion, the source's side
 # (its evaluation logits and replies, once per comparison) and each candidate's measurement.
 DEMO_PARAMETERS = 134_515_008
-DEMO_SECONDS = {"convert-int4": 0.0, "convert-int8": 0.0, "source": 0.0, "measure": 0.0}
+# A fresh home took 444 s in all; with the folders and the source's side already there, 166 s.
+DEMO_SECONDS = {"convert-int4": 71.0, "convert-int8": 38.0, "source": 165.0, "measure": 83.0}
 
 
 def estimate_seconds(model: ModelInfo, chosen: Sequence[Candidate]) -> float:
