@@ -480,7 +480,9 @@ class PrecisionScreen(StepScreen):
     def show_comparison(self, result: compare.Recommendation) -> None:
         """The measured table replaces the estimates; the recommended precision is preselected."""
         self.compared = result
-        self.query_one("#compare-box").display = True
+        box = self.query_one("#compare-box", Collapsible)
+        box.display = True
+        box.collapsed = self.app.size.height < 40  # on a tall terminal the measured table has room
         self.query_one("#compare-table", CompareTable).show(result.rows, result.candidate)
         note = _("Measured on this machine ({cpu}); the table above holds estimates.").format(cpu=result.cpu)
         self.query_one("#compare-note", Static).update(Text(note))
