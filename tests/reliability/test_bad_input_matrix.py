@@ -447,3 +447,20 @@ def test_deploy_cli_refuses_a_bad_name_with_exit_2_before_anything_runs(
     assert err.startswith("slmops: ") and len(err.strip().splitlines()) == 1, err
     assert "Traceback" not in err and ("name" in err.lower())
     assert snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize("value", ["0", "2k", "4096", "131073"],
+                         ids=["zero", "not-a-number", "above-the-models-context", "above-the-maximum"])
+def test_deploy_cli_refuses_a_bad_context_with_exit_2_before_anything_runs(
+        value: str, tmp_home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--max-length is the context the deployed copy allocates: zero, text, more than the model
+    allows (2048 here) or than any model does is one sentence and exit 2, and nothing is copied."""
+    from tui.cli import main
+
+    seed_home(tmp_home)
+    folder = converted_folder(tmp_path, context_length=2048)
+    before, registry = snapshot(tmp_path), registry_bytes(paths.foundry_cache_dir())
+    assert main(["deploy", str(folder), "--name", "ctx", "--template", "chatml", "--max-length", value]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("slmops: max_length") and len(err.strip().splitlines()) == 1, err
+    assert snapshot(tmp_path) == before and registry_bytes(paths.foundry_cache_dir()) == registry

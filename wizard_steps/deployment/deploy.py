@@ -34,6 +34,7 @@ from wizard_steps.deployment.deploy_files import (
     apply_template_and_settings,
     check_model_folder,
     check_template_source,
+    context_length,
     detect_precision,
     read_inference_model_json,
     staged_copy,
@@ -188,7 +189,7 @@ def check_request(folder: Path | str, name: str, template: PromptTemplate, model
     source = check_model_folder(folder)
     validate_name(name)
     template.validate()
-    model_config.validate()
+    model_config.validate(context_length(source))  # max_length is the context the copy allocates
     check_template_source(template_source, source)
     return source
 

@@ -197,11 +197,7 @@ def apply_template_and_settings(folder: Path, template: PromptTemplate, model_co
     folder's own stays. Returns the comparison made beforehand."""
     folder = Path(folder)
     genai = _read_json(folder / GENAI_CONFIG)
-    model = genai.get("model")
-    if not isinstance(model, dict):
-        model = {}
-    context = model.get("context_length")
-    model_config.validate(context if isinstance(context, int) and context > 0 else None)
+    model_config.validate(_context_of(genai))
     report = compare_template(template.validate(), folder, check_template_source(source, folder))
     if source == "preset":
         jinja = chat_template_for(template)
@@ -219,6 +215,20 @@ def apply_template_and_settings(folder: Path, template: PromptTemplate, model_co
     _bound_context(genai, model_config.max_length)
     _write_json(folder / GENAI_CONFIG, genai)
     return report
+
+
+def _context_of(genai: dict) -> int | None:
+    model = genai.get("model")
+    context = model.get("context_length") if isinstance(model, dict) else None
+    return context if isinstance(context, int) and context > 0 else None
+
+
+def context_length(folder: Path) -> int | None:
+    """The context a converted folder's model allows (genai_config.json), None when it says none."""
+    try:
+        return _context_of(_read_json(Path(folder) / GENAI_CONFIG))
+    except DeployError:
+        return None
 
 
 def _bound_context(genai: dict, tokens: int) -> None:
