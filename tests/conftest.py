@@ -185,14 +185,16 @@ def _no_measuring_on_arrival(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 # The files that take longest (measured with --durations on 2 cores), started first so that the
-# workers finish together rather than one running the walkthrough alone at the end.
+# workers finish together. The first two need none of the shared conversions (they convert tiny
+# models): the two workers convert the demo's INT4 and INT8 first (above), and a worker that went
+# straight to a file needing both would sit waiting on the other's lock.
 LONGEST_FIRST = (
-    "tests/tui/test_walkthrough.py", "tests/test_quality.py", "tests/test_convert.py",
-    "tests/test_quarot_reach.py", "tests/tui/test_tune_screen.py", "tests/reliability/test_faults.py",
-    "tests/tui/test_benchmark_screen.py",
-    "tests/reliability/test_bad_input_matrix.py", "tests/test_adapter.py", "tests/reliability/test_soak.py",
-    "tests/tui/test_precision_screen.py", "tests/test_tune.py", "tests/test_plain.py",
-    "tests/tui/test_benchmark_fix.py", "tests/tui/test_browser.py", "tests/test_compare.py",
+    "tests/test_convert.py", "tests/test_quarot_reach.py", "tests/test_quality.py",
+    "tests/tui/test_tune_screen.py", "tests/reliability/test_faults.py", "tests/tui/test_benchmark_screen.py",
+    "tests/tui/test_precision_screen.py", "tests/reliability/test_bad_input_matrix.py", "tests/test_adapter.py",
+    "tests/reliability/test_soak.py", "tests/test_tune.py", "tests/test_plain.py",
+    "tests/tui/test_benchmark_fix.py", "tests/test_cli.py", "tests/tui/test_walkthrough.py",
+    "tests/tui/test_browser.py", "tests/test_compare.py",
 )
 
 
