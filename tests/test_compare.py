@@ -15,7 +15,7 @@ from tui.cli import main
 from wizard_steps.core.events import Failed, Progress
 from wizard_steps.measurement import evaluation
 from wizard_steps.model.model_source import folder_size
-from wizard_steps.verdict import compare, compare_report, quality
+from wizard_steps.verdict import compare, compare_report, domain, quality
 from wizard_steps.verdict.compare import CandidateEvent, CompareError, Recommendation, Row
 
 
@@ -110,7 +110,7 @@ def test_each_row_holds_figures_measured_here(compared: list[object], demo_model
         assert 0.0 <= m.agreement <= 1.0 and m.threads >= 1
         # judged against the fp32 source, which answers every demo query on any CPU
         assert m.domain_total == m.source_answered == 5
-        assert m.domain_passed is (m.domain_losses == 0)
+        assert m.domain_passed is (m.domain_losses <= domain.allowed_losses(m.source_answered))
         assert m.domain_answered >= m.source_answered - m.domain_losses
         assert row.passed is (m.domain_passed and m.fidelity_passed)
 

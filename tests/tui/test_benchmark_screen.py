@@ -129,7 +129,7 @@ async def test_the_checklist_follows_the_run_and_is_kept_for_the_summary(demo_in
 
         domain = screen.checks[quality.DOMAIN]  # judged against the source on this machine
         assert domain.figures.relative is True
-        assert domain.passed is (domain.figures.losses == 0)
+        assert domain.passed is (domain.figures.losses <= domain.figures.allowed_losses)  # one near-tie may flip
         assert "the source answers" in " ".join(domain.evidence.split())
         assert screen.checks[quality.LENGTHS].passed is not None  # fed the run's speeds
         assert screen.checks[quality.FIDELITY].passed is None  # switched off
