@@ -197,7 +197,7 @@ def test_the_saved_olive_config_merges_with_olives_own_pass(tiny: tuple[Path, Pa
     plan = convert.make_plan(lora, tmp_path / "out", Precision.INT4)
     config = convert.olive_config(plan, tmp_path / "out", tmp_path / "cache")
     assert config["input_model"] == {"type": "HfModel", "model_path": str(base), "adapter_path": str(lora)}
-    assert list(config["passes"]) == ["merge", "quarot", "gptq", "builder"]  # the base is a Llama: auto
+    assert list(config["passes"]) == ["merge", "quarot", "gptq", "builder", "embeddings_int8"]  # a Llama: auto
     # picks QuaRot + GPTQ, which rotates and calibrates the merged model
     assert config["passes"]["merge"] == {"type": "MergeAdapterWeights"}
     assert convert.default_output_dir(plan.model, Precision.INT4).name == "tiny-lora-int4-onnx"

@@ -179,8 +179,8 @@ def _gptq_plan(model: Path, out: Path, text: Path | None = None, algorithm: str 
                              calibration_text=text)
 
 
-@pytest.mark.parametrize(("algorithm", "passes"), [("gptq", ["gptq", "builder"]),
-                                                   ("quarot_gptq", ["quarot", "gptq", "builder"])])
+@pytest.mark.parametrize(("algorithm", "passes"), [
+    ("gptq", ["gptq", "builder"]), ("quarot_gptq", ["quarot", "gptq", "builder", "embeddings_int8"])])
 def test_gptq_counts_its_layers_and_its_saved_config_reruns_with_olive(
         tiny_llama: Path, tmp_path: Path, algorithm: str, passes: list[str]) -> None:
     import os
@@ -195,6 +195,7 @@ def test_gptq_counts_its_layers_and_its_saved_config_reruns_with_olive(
     stages = [e.stage for e in events if isinstance(e, Progress)]
     assert "GPTQ: layer 2/2 quantized" in stages
     assert ("Rotating the weights (QuaRot)" in stages) is (algorithm == "quarot_gptq")
+    assert ("Measuring which layers lose most at 4 bits" in stages) is (algorithm == "quarot_gptq")
     fractions = [e.fraction for e in events if isinstance(e, Progress) and e.fraction is not None]
     assert fractions == sorted(fractions)
     assert generate(out, new_tokens=8)[0] == 8
@@ -203,6 +204,8 @@ def test_gptq_counts_its_layers_and_its_saved_config_reruns_with_olive(
     assert config["passes"]["gptq"]["damp_percent"] == convert.GPTQ_DAMPING == 0.1
     params = config["passes"]["gptq"]["data_config"]["load_dataset_config"]["params"]
     assert params["text_path"] == str(default_text())
+    # what the measurement chose is written out, so the rerun below quantizes the same layers at 8 bits
+    assert bool(config["passes"]["gptq"].get("overrides")) is (algorithm == "quarot_gptq")
     (out / "genai_config.json").unlink()  # the rerun must write it again
     command = [sys.executable, "-m", "olive", "run", "--config", str(out / convert.OLIVE_CONFIG_NAME)]
     rerun = subprocess.run(command, capture_output=True, text=True, timeout=1800,
@@ -250,7 +253,36 @@ def test_the_default_int4_of_a_llama_is_quarot_gptq_asymmetric_at_block_32(
         (Int4Algorithm.QUAROT_GPTQ, 32, False)
     assert convert.int4_in_config(demo_int4) == ("quarot_gptq", 32, False)
     passes = convert.saved_passes(demo_int4) or {}
-    assert list(passes) == ["quarot", "gptq", "builder"] and passes["gptq"]["damp_percent"] == 0.1
+    assert list(passes) == ["quarot", "gptq", "builder", "embeddings_int8"]
+    assert passes["gptq"]["damp_percent"] == 0.1
+
+
+def test_the_default_int4_keeps_its_most_sensitive_layers_and_its_embeddings_at_8_bits(
+        demo_model: Path, demo_int4: Path, demo_int8: Path) -> None:
+    """The layers the measurement chose are modules of the model, a share of its decoder's weights
+    near SHARE, and q, k and v go together (the builder fuses them); the embeddings are stored at 8
+    bits, which makes the INT4 smaller than the INT8."""
+    import onnx
+    from safetensors import safe_open
+
+    from wizard_steps.conversion import sensitivity
+
+    overrides = (convert.saved_passes(demo_int4) or {})["gptq"]["overrides"]
+    with safe_open(str(demo_model / "model.safetensors"), "np") as weights:
+        shapes = {key.removesuffix(".weight"): weights.get_slice(key).get_shape() for key in weights.keys()}
+    decoder = {name: rows * cols for name, (rows, *rest) in shapes.items() for cols in rest
+               if ".layers." in name and name.endswith("_proj")}
+    assert set(overrides) <= set(decoder) and all(spec == {"bits": 8} for spec in overrides.values())
+    share = sum(decoder[name] for name in overrides) / sum(decoder.values())
+    assert sensitivity.SHARE <= share <= sensitivity.SHARE + 0.02, share
+    for name in overrides:
+        if name.endswith(("q_proj", "k_proj", "v_proj")):
+            assert {name[:-6] + p + "_proj" for p in "qkv"} <= set(overrides)
+    graph = onnx.load(str(demo_int4 / "model.onnx"), load_external_data=False).graph
+    gathers = [n for n in graph.node if n.op_type.startswith("Gather") and "embed" in n.name]
+    assert [n.op_type for n in gathers] == ["GatherBlockQuantized"]
+    assert dict((a.name, a.i) for a in gathers[0].attribute)["bits"] == 8
+    assert folder_size(demo_int4) < folder_size(demo_int8)
 
 
 def test_the_quantizers_progress_bar_moves_the_progress_and_is_drawn_live() -> None:

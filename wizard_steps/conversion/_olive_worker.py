@@ -12,6 +12,7 @@ import json
 import sys
 from pathlib import Path
 
+from wizard_steps.conversion.convert import GPTQ_PASS
 from wizard_steps.core import child_result
 from wizard_steps.model.model_source import fill_eos_token_id
 
@@ -93,18 +94,79 @@ def count_layers_in_log() -> None:
     tqdm.auto.tqdm = LineCounter
 
 
-def main(argv: list[str]) -> int:
-    out_dir = Path(argv[1])
-    olive_args = argv[argv.index("--") + 1:]
-    count_layers_in_log()
+def run_olive(olive_args: list[str]) -> int:
+    """Olive's own command line, in this process; its exit code."""
     from olive.cli.launcher import main as olive_main
 
     try:
         olive_main(olive_args, called_as_console_script=False)
     except SystemExit as exc:
-        if exc.code not in (0, None):
-            child_result.emit({"ok": False, "stage": "olive", "error": f"olive exited {exc.code}"})
-            return 1
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    return 0
+
+
+def measure_sensitivity(config_path: Path) -> dict[str, object] | None:
+    """For a Gptq pass whose ``overrides`` are left to be measured (an empty mapping): run the
+    passes before it (QuaRot; a LoRA merge) into the run's cache, rank the layers on the
+    calibration text (wizard_steps.conversion.sensitivity) and write the chosen ones into the
+    config's overrides, so the run that follows, and the saved config, quantize them at 8 bits.
+    Olive's cache gives the run that follows the rotated model without rotating again. None when
+    the config asks for nothing."""
+    config = json.loads(config_path.read_text(encoding="utf-8"))
+    passes = config["passes"]
+    gptq = passes.get(GPTQ_PASS)
+    if not isinstance(gptq, dict) or gptq.get("overrides") != {}:
+        return None
+    from wizard_steps.conversion import sensitivity
+
+    if sensitivity.share() == 0:  # every layer at 4 bits: nothing to measure
+        return {"overrides": {}, "units": 0, "of": 0, "share": 0.0}
+    before = {}
+    for name, spec in passes.items():
+        if name == GPTQ_PASS:
+            break
+        before[name] = spec
+    model_dir = Path(str(config["input_model"]["model_path"]))
+    if before:
+        staged = Path(config["cache_dir"]) / "before-gptq"
+        first = {**config, "passes": before, "output_dir": str(staged)}
+        first_path = config_path.with_name("olive_config.before-gptq.json")
+        first_path.write_text(json.dumps(first, indent=2), encoding="utf-8")
+        if run_olive(["run", "--config", str(first_path)]) != 0 or not (staged / "model").is_dir():
+            raise RuntimeError("the passes before GPTQ produced no model")
+        model_dir = staged / "model"
+    print(sensitivity.ANNOUNCE, flush=True)
+
+    text = gptq["data_config"]["load_dataset_config"]["params"]["text_path"]
+    ranked, chosen = sensitivity.measure(model_dir, text, int(gptq["group_size"]), bool(gptq["sym"]))
+    overrides = sensitivity.overrides(chosen)
+    gptq["overrides"] = overrides
+    tmp = config_path.with_name(f".{config_path.name}.tmp")
+    tmp.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    tmp.replace(config_path)
+    share = sum(unit.numel for unit in chosen) / max(sum(unit.numel for unit in ranked), 1)
+    print(f"8 bits for the {len(chosen)} most sensitive of {len(ranked)} units ({share:.0%} of the weights): "
+          + ", ".join(unit.name.removeprefix("model.layers.") for unit in chosen[:6])
+          + (" ..." if len(chosen) > 6 else ""), flush=True)
+    return {"overrides": overrides, "units": len(chosen), "of": len(ranked), "share": round(share, 3)}
+
+
+def main(argv: list[str]) -> int:
+    out_dir = Path(argv[1])
+    olive_args = argv[argv.index("--") + 1:]
+    count_layers_in_log()
+    mixed = None
+    try:
+        if olive_args[:2] == ["run", "--config"]:
+            mixed = measure_sensitivity(Path(olive_args[2]))
+    except Exception as exc:  # reported as data; the caller makes it one sentence
+        error = f"{type(exc).__name__}: {exc}".splitlines()[0]
+        child_result.emit({"ok": False, "stage": "sensitivity", "error": error})
+        return 1
+    code = run_olive(olive_args)
+    if code != 0:
+        child_result.emit({"ok": False, "stage": "olive", "error": f"olive exited {code}"})
+        return 1
     if not (out_dir / "genai_config.json").is_file():
         child_result.emit({"ok": False, "stage": "olive", "error": "no model"})
         return 1
@@ -113,6 +175,8 @@ def main(argv: list[str]) -> int:
         renamed = fix_logits_output(out_dir)
         result = check(out_dir, 8)
         result["logits_renamed_to"] = renamed
+        if mixed is not None:
+            result["mixed"] = mixed
     except Exception as exc:  # reported as data; the caller makes it one sentence
         result = {"ok": False, "error": f"{type(exc).__name__}: {exc}".splitlines()[0]}
     result["stage"] = "validate"

@@ -191,6 +191,8 @@ def conversion_identity(config: dict) -> str:
     passes = json.loads(json.dumps(config.get("passes", {})))
     for spec in passes.values():
         spec.pop("search", None)
+        if "overrides" in spec and spec.get("type") == "Gptq":  # measured from the model and the text
+            spec["overrides"] = "measured"
     model = str(Path(str(config.get("input_model", {}).get("model_path", ""))).resolve())
     return json.dumps([model, passes], sort_keys=True)
 
@@ -261,8 +263,21 @@ def gptq_pass(plan: ConvertPlan) -> dict[str, object]:
     """Olive's Gptq pass, calibrated on the plan's local text through our user script (no hub)."""
     assert plan.calibration_text is not None
     tokenizer = plan.model.adapter.base.path if plan.model.adapter is not None else plan.model.path
-    return {"type": "Gptq", "bits": 4, "group_size": plan.int4.block_size, "sym": plan.int4.symmetric,
-            "damp_percent": GPTQ_DAMPING, "data_config": olive_data_config(tokenizer, plan.calibration_text)}
+    spec: dict[str, object] = {
+        "type": "Gptq", "bits": 4, "group_size": plan.int4.block_size, "sym": plan.int4.symmetric,
+        "damp_percent": GPTQ_DAMPING, "data_config": olive_data_config(tokenizer, plan.calibration_text)}
+    if plan.rotated:
+        # left empty here: the worker measures which layers lose most at 4 bits and names them
+        # (wizard_steps.conversion.sensitivity); the saved config carries what it chose
+        spec["overrides"] = {}
+    return spec
+
+
+# After QuaRot the embeddings are no longer tied to the LM head, so the builder keeps them in fp32
+# (113 MB of the demo's 220); this pass stores them at 8 bits, as INT8 does (GatherBlockQuantized).
+EMBED_PASS = "embeddings_int8"
+EMBED_CONFIG = {"type": "OnnxBlockWiseRtnQuantization", "bits": 8, "block_size": 32, "accuracy_level": 4,
+                "nodes_to_include": ["/model/embed_tokens/Gather"]}
 
 
 def olive_config(plan: ConvertPlan, output_dir: Path, cache_dir: Path) -> dict[str, object]:
@@ -281,6 +296,8 @@ def olive_config(plan: ConvertPlan, output_dir: Path, cache_dir: Path) -> dict[s
         }
     elif plan.calibration_text is not None:
         passes = {GPTQ_PASS: gptq_pass(plan), "builder": _builder_pass(plan, plan.precision)}
+        if plan.rotated:
+            passes[EMBED_PASS] = dict(EMBED_CONFIG)
     else:
         passes = {"builder": _builder_pass(plan, plan.precision)}
     if plan.rotated:  # before GPTQ, or before INT8's int8 activations (so they keep the source's answers)
@@ -480,7 +497,11 @@ def convert(plan: ConvertPlan, cancel: threading.Event | None = None) -> Iterato
         _postprocess(plan, staging, log_dir)
         if plan.method == "config":
             rerun_cache = paths.olive_cache_dir() / "rerun"
-            _write_json(staging / OLIVE_CONFIG_NAME, olive_config(plan, out, rerun_cache))
+            saved = olive_config(plan, out, rerun_cache)
+            mixed = result.get("mixed")
+            if isinstance(mixed, dict):  # the layers measured here, named, so a rerun repeats them
+                saved["passes"][GPTQ_PASS]["overrides"] = mixed["overrides"]  # type: ignore[index]
+            _write_json(staging / OLIVE_CONFIG_NAME, saved)
         _place(staging, out, plan.replace_existing)
         placed = True
     except OSError as exc:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+from wizard_steps.conversion.sensitivity import ANNOUNCE as SENSITIVITY_LINE
 from wizard_steps.core.events import Progress
 from wizard_steps.core.i18n import _
 
@@ -121,17 +122,27 @@ class RotateProgress:
     log lines kept from the tracker after it, which counts passes and reads layer numbers."""
 
     def __init__(self, inner: LogProgress | CalibratedProgress, pass_name: str) -> None:
-        self.inner, self.pass_name, self.rotating = inner, pass_name, False
+        self.inner, self.pass_name = inner, pass_name
+        self.rotating = self.between = self.rotated = False
 
     def update(self, line: str) -> Progress | None:
         if f"Running pass {self.pass_name}:" in line:
+            if self.rotated:  # again, after the measurement of sensitivity: Olive's cache has it
+                self.between = True
+                return None
             self.rotating = True
             return Progress(_("Rotating the weights (QuaRot)"), 0.01)
         if self.rotating:
             if f"Pass {self.pass_name}:" in line and "finished" in line:
-                self.rotating = False
+                self.rotating, self.between, self.rotated = False, True, True
                 return Progress(_("Weights rotated"), 0.02)
             return None
+        if line.strip().startswith(SENSITIVITY_LINE):
+            return Progress(_("Measuring which layers lose most at 4 bits"), 0.02)
+        if self.between:  # the rotated model saved for the measurement, or loaded from the cache
+            if _RUNNING_PASS.search(line) is None or f"Running pass {self.pass_name}:" in line:
+                return None
+            self.between = False
         return self.inner.update(line)
 
 

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from enum import Enum
 
+from wizard_steps.conversion.sensitivity import SHARE
 from wizard_steps.core.errors import PlanError
 from wizard_steps.core.i18n import N_, _, number
 
@@ -236,16 +237,20 @@ class Int4Settings:
                    quantize_embeddings=bool(embeddings)).validate()
 
     def describe(self) -> str:
-        """One line, as the summary shows it: the algorithm, then (for a named one) block size and
-        symmetry, the compute type where it is not int8, and the embeddings' precision."""
+        """One line, as the summary shows it: the algorithm, then (for a named one) block size,
+        symmetry and the share at 8 bits, the compute type where it is not int8, and the
+        embeddings' precision (for auto, only when asked to quantize them)."""
         parts = [self.algorithm.value]
         if self.algorithm is not Int4Algorithm.AUTO:
             parts.append(_("block {size}").format(size=self.block_size))
             parts.append(_("symmetric") if self.symmetric else _("asymmetric"))
+        if self.algorithm.rotated:
+            parts.append(_("the most sensitive {share} % at 8 bits").format(share=round(SHARE * 100)))
         if self.accuracy_level != 4:
             parts.append(_("compute {kind}").format(kind=ACCURACY_LEVELS[self.accuracy_level]))
-        embeddings = "INT4" if self.quantize_embeddings else "FP32"
-        parts.append(_("embeddings {embeddings}").format(embeddings=embeddings))
+        if self.algorithm is not Int4Algorithm.AUTO or self.quantize_embeddings:  # auto: by the architecture
+            embeddings = "INT4" if self.quantize_embeddings else "INT8" if self.algorithm.rotated else "FP32"
+            parts.append(_("embeddings {embeddings}").format(embeddings=embeddings))
         return " · ".join(parts)
 
     def validate(self) -> Int4Settings:
@@ -344,6 +349,9 @@ def estimate_bytes(
     per_param = 0.5 + 4 / settings.block_size + (0 if settings.symmetric else 0.5 / settings.block_size)
     if settings.quantize_embeddings:
         return int(total * per_param)
+    if settings.algorithm.rotated:  # the most sensitive fifth, the LM head and the embeddings at 8 bits
+        decoder = (total - 2 * embed) * ((1 - SHARE) * per_param + SHARE * (1 + 4 / 32))
+        return int(decoder + 2 * embed * (1 + 4 / 32))
     if settings.algorithm.calibrated:  # LM head at 8 bits; the embeddings stay fp32 (measured)
         return int((total - 2 * embed) * per_param + embed * (1 + 4 / 32) + embed * 4)
     size = (total - embed) * per_param + embed * 4

@@ -81,7 +81,10 @@ MEASURE_BUDGET_S = 600.0
 # (its evaluation logits and replies, once per comparison) and each candidate's measurement.
 DEMO_PARAMETERS = 134_515_008
 # A fresh home took 444 s in all; with the folders and the source's side already there, 166 s.
-DEMO_SECONDS = {"convert-int4": 71.0, "convert-int8": 38.0, "source": 165.0, "measure": 83.0}
+# The INT4 conversion then took 71 s; with the sensitivity measurement and 8-bit layers it took
+# 144 s (benchmarks/eval_frontier.py, 2026-12-02; 126 s without the measurement, GPTQ itself
+# 92-97 s both times), so a fresh home now needs about 517 s.
+DEMO_SECONDS = {"convert-int4": 144.0, "convert-int8": 36.0, "source": 165.0, "measure": 83.0}
 
 
 def estimate_seconds(model: ModelInfo, chosen: Sequence[Candidate]) -> float:
