@@ -12,6 +12,7 @@ import json
 import sys
 from pathlib import Path
 
+from wizard_steps.conversion import sensitivity
 from wizard_steps.conversion.convert import GPTQ_PASS
 from wizard_steps.core import child_result
 from wizard_steps.model.model_source import fill_eos_token_id
@@ -117,8 +118,6 @@ def measure_sensitivity(config_path: Path) -> dict[str, object] | None:
     gptq = passes.get(GPTQ_PASS)
     if not isinstance(gptq, dict) or gptq.get("overrides") != {}:
         return None
-    from wizard_steps.conversion import sensitivity
-
     if sensitivity.share() == 0:  # every layer at 4 bits: nothing to measure
         return {"overrides": {}, "units": 0, "of": 0, "share": 0.0}
     before = {}

@@ -296,7 +296,7 @@ def olive_config(plan: ConvertPlan, output_dir: Path, cache_dir: Path) -> dict[s
         }
     elif plan.calibration_text is not None:
         passes = {GPTQ_PASS: gptq_pass(plan), "builder": _builder_pass(plan, plan.precision)}
-        if plan.rotated:
+        if plan.rotated and not plan.int4.quantize_embeddings:  # (asked for: the builder makes them INT4)
             passes[EMBED_PASS] = dict(EMBED_CONFIG)
     else:
         passes = {"builder": _builder_pass(plan, plan.precision)}

@@ -96,19 +96,21 @@ RECOMMENDED_INT4 = Int4Algorithm.AUTO
 # (benchmarks/eval_frontier.py, measured on FIGURES_CPU; the older frontier: docs/quantization.md).
 _ALGORITHM_NOTES = {
     Int4Algorithm.AUTO: N_("the INT4 this model's architecture takes best: QuaRot + GPTQ, asymmetric, "
-                           "block 32 for Llama, Mistral, Qwen2, Qwen3, Phi-3, Granite, SmolLM3 and ERNIE 4.5 "
-                           "models; "
-                           "k_quant_mixed at block 16 for the others. On the demo both lose about as much "
-                           "(perplexity x1.15, KL divergence 0.15-0.16 on the evaluation text)"),
+                           "block 32, its most sensitive layers at 8 bits, for Llama, Mistral, Qwen2, Qwen3, "
+                           "Phi-3, Granite, SmolLM3 and ERNIE 4.5 models; k_quant_mixed at block 16 for the "
+                           "others. On the demo, on the evaluation text: perplexity x1.09 and KL divergence "
+                           "0.10 for the first, x1.16 and 0.15 for the second"),
     Int4Algorithm.K_QUANT_MIXED: N_("at block 16: 250 MB, perplexity x1.16, KL divergence 0.15 on the demo; "
                                     "LM head and some layers at 8 bits; fits every architecture"),
     Int4Algorithm.RTN: N_("plain rounding: smallest and fastest to convert; on the demo at block 16 perplexity "
                           "x1.34, KL divergence 0.30"),
     Int4Algorithm.GPTQ: N_("Olive's GPTQ on a calibration text (torch, layer by layer), no rotation; on the "
                            "demo further from the source than k_quant_mixed"),
-    Int4Algorithm.QUAROT_GPTQ: N_("QuaRot rotations, then GPTQ on a calibration text, asymmetric at block 32: "
-                                  "on the demo 220 MB, perplexity x1.15, KL divergence 0.16; for Llama, "
-                                  "Mistral, Qwen2, Qwen3, Phi-3, Granite, SmolLM3 and ERNIE 4.5 models"),
+    Int4Algorithm.QUAROT_GPTQ: N_("QuaRot rotations, then GPTQ on a calibration text, asymmetric at block 32, "
+                                  "the layers measured as most sensitive (a fifth of the weights) and the "
+                                  "embeddings at 8 bits: on the demo 150 MB, perplexity x1.09, KL divergence "
+                                  "0.10; for Llama, Mistral, Qwen2, Qwen3, Phi-3, Granite, SmolLM3 and ERNIE "
+                                  "4.5 models"),
 }
 
 
@@ -244,12 +246,12 @@ class Int4Settings:
         if self.algorithm is not Int4Algorithm.AUTO:
             parts.append(_("block {size}").format(size=self.block_size))
             parts.append(_("symmetric") if self.symmetric else _("asymmetric"))
-        if self.algorithm.rotated:
-            parts.append(_("the most sensitive {share} % at 8 bits").format(share=round(SHARE * 100)))
+        if self.algorithm.rotated:  # the measured layers; the embeddings too (the note says so)
+            parts.append(_("{share} % at 8 bits").format(share=round(SHARE * 100)))
         if self.accuracy_level != 4:
             parts.append(_("compute {kind}").format(kind=ACCURACY_LEVELS[self.accuracy_level]))
-        if self.algorithm is not Int4Algorithm.AUTO or self.quantize_embeddings:  # auto: by the architecture
-            embeddings = "INT4" if self.quantize_embeddings else "INT8" if self.algorithm.rotated else "FP32"
+        if self.quantize_embeddings or self.algorithm not in (Int4Algorithm.AUTO, Int4Algorithm.QUAROT_GPTQ):
+            embeddings = "INT4" if self.quantize_embeddings else "FP32"  # auto: by the architecture
             parts.append(_("embeddings {embeddings}").format(embeddings=embeddings))
         return " · ".join(parts)
 
@@ -304,8 +306,9 @@ _TABLE = {  # translated where the options are made (N_ marks them for extractio
     Precision.INT4: ("INT4", N_("~1/3 to 1/6"), N_("~2x FP32 on CPU; ~3x at block 32"),
                      N_("a clear loss on a model this small: compare it here"),
                      N_("laptops and workshops, once it passes the checklist here"),
-                     N_("220 MB QuaRot + GPTQ (auto): perplexity x1.15 (up to x1.19), KL divergence 0.16; "
-                        "250 MB k_quant_mixed block 16: x1.16, 0.15; 220 MB RTN block 16: x1.34, 0.30")),
+                     N_("150 MB QuaRot + GPTQ (auto, a fifth at 8 bits): perplexity x1.09 (up to x1.11), "
+                        "KL divergence 0.10; 250 MB k_quant_mixed block 16: x1.16, 0.15; 220 MB RTN block 16: "
+                        "x1.34, 0.30")),
 }
 
 # Execution providers on which Olive's ModelBuilder accepts each precision.
