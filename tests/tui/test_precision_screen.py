@@ -49,7 +49,7 @@ async def test_the_four_options_are_listed_with_this_models_size(demo_model: Pat
         assert "134.5 M parameters" in text(app, "#precision-model")
         measured = " ".join(text(app, "#precision-measured").split())
         assert "on the evaluation text, measured on an AMD EPYC, AVX-512 VNNI (not here)" in measured
-        assert "220 MB QuaRot + GPTQ (auto)" in measured
+        assert "150 MB QuaRot + GPTQ (auto, a fifth at 8 bits)" in measured
         stars = " ".join(str(table.get_cell(key, "precision")) for key in table.rows)
         assert "★" not in stars  # nothing measured here yet
         assert not app.screen.query_one("#next", Button).disabled
