@@ -407,6 +407,13 @@ def test_precision_comes_from_the_olive_config_or_the_folder_name(tmp_path: Path
         "builder": {"type": "ModelBuilder", "precision": "fp32"},
         "q": {"type": "OnnxBlockWiseRtnQuantization", "bits": 8}}}))
     assert detect_precision(int8) == "int8"
+    int4 = tmp_path / "model-y"  # the default INT4 stores its embeddings with an 8-bit pass: still INT4
+    int4.mkdir()
+    (int4 / "olive_config.json").write_text(json.dumps({"passes": {
+        "quarot": {"type": "QuaRot"}, "gptq": {"type": "Gptq", "bits": 4},
+        "builder": {"type": "ModelBuilder", "precision": "int4"},
+        "embeddings_int8": {"type": "OnnxBlockWiseRtnQuantization", "bits": 8}}}))
+    assert detect_precision(int4) == "int4"
     named = tmp_path / "phi-int4-onnx"
     named.mkdir()
     assert detect_precision(named) == "int4"

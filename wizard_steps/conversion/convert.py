@@ -233,9 +233,12 @@ def precision_in_config(folder: str | os.PathLike[str] | None) -> str | None:
     builder = next((p for p in passes.values() if isinstance(p, dict) and p.get("type") == "ModelBuilder"), None)
     if builder is None:
         return None
-    if any(isinstance(p, dict) and p.get("bits") == 8 for p in passes.values()):
+    precision = str(builder.get("precision", "")) or None
+    # INT8 is fp32 from the builder, then 8-bit RTN; an INT4's 8-bit embeddings pass keeps it INT4
+    if precision == Precision.FP32.value and any(
+            isinstance(p, dict) and p.get("bits") == 8 for p in passes.values()):
         return Precision.INT8.value
-    return str(builder.get("precision", "")) or None
+    return precision
 
 
 def rotated_in_config(folder: str | os.PathLike[str] | None) -> bool:

@@ -19,7 +19,7 @@ from collections.abc import Generator
 from dataclasses import dataclass
 from pathlib import Path
 
-from wizard_steps.conversion.convert import saved_passes
+from wizard_steps.conversion.convert import precision_in_config
 from wizard_steps.core.errors import Cancelled, DeployError
 from wizard_steps.core.events import Progress
 from wizard_steps.core.i18n import N_, _
@@ -261,11 +261,9 @@ _PRECISION_IN_NAME = re.compile(r"(?:^|[-_.])(fp32|fp16|bf16|int8|int4)(?:$|[-_.
 
 def detect_precision(folder: Path) -> str | None:
     """int4/int8/fp16/fp32 from the Olive config kept in the folder, else from folder names."""
-    for step in reversed(list((saved_passes(folder) or {}).values())):
-        if isinstance(step, dict) and "Quantization" in str(step.get("type")) and step.get("bits"):
-            return f"int{step['bits']}"
-        if isinstance(step, dict) and step.get("type") == "ModelBuilder" and step.get("precision"):
-            return str(step["precision"]).lower()
+    saved = precision_in_config(folder)
+    if saved:
+        return saved.lower()
     for part in (folder.name, folder.parent.name, folder.parent.parent.name):
         match = _PRECISION_IN_NAME.search(part)
         if match:
