@@ -14,6 +14,7 @@ from pathlib import Path
 
 from wizard_steps.conversion import sensitivity
 from wizard_steps.conversion.convert import GPTQ_PASS
+from wizard_steps.conversion.convert import _write_json as write_json
 from wizard_steps.core import child_result
 from wizard_steps.model.model_source import fill_eos_token_id
 
@@ -106,20 +107,20 @@ def run_olive(olive_args: list[str]) -> int:
     return 0
 
 
-def measure_sensitivity(config_path: Path) -> dict[str, object] | None:
+def measure_sensitivity(config_path: Path) -> dict[str, dict[str, int]] | None:
     """For a Gptq pass whose ``overrides`` are left to be measured (an empty mapping): run the
     passes before it (QuaRot; a LoRA merge) into the run's cache, rank the layers on the
     calibration text (wizard_steps.conversion.sensitivity) and write the chosen ones into the
     config's overrides, so the run that follows, and the saved config, quantize them at 8 bits.
     Olive's cache gives the run that follows the rotated model without rotating again. None when
-    the config asks for nothing."""
+    the config asks for nothing; else the overrides written."""
     config = json.loads(config_path.read_text(encoding="utf-8"))
     passes = config["passes"]
     gptq = passes.get(GPTQ_PASS)
     if not isinstance(gptq, dict) or gptq.get("overrides") != {}:
         return None
     if sensitivity.share() == 0:  # every layer at 4 bits: nothing to measure
-        return {"overrides": {}, "units": 0, "of": 0, "share": 0.0}
+        return {}
     before = {}
     for name, spec in passes.items():
         if name == GPTQ_PASS:
@@ -140,24 +141,22 @@ def measure_sensitivity(config_path: Path) -> dict[str, object] | None:
     ranked, chosen = sensitivity.measure(model_dir, text, int(gptq["group_size"]), bool(gptq["sym"]))
     overrides = sensitivity.overrides(chosen)
     gptq["overrides"] = overrides
-    tmp = config_path.with_name(f".{config_path.name}.tmp")
-    tmp.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
-    tmp.replace(config_path)
+    write_json(config_path, config)
     share = sum(unit.numel for unit in chosen) / max(sum(unit.numel for unit in ranked), 1)
     print(f"8 bits for the {len(chosen)} most sensitive of {len(ranked)} units ({share:.0%} of the weights): "
           + ", ".join(unit.name.removeprefix("model.layers.") for unit in chosen[:6])
           + (" ..." if len(chosen) > 6 else ""), flush=True)
-    return {"overrides": overrides, "units": len(chosen), "of": len(ranked), "share": round(share, 3)}
+    return overrides
 
 
 def main(argv: list[str]) -> int:
     out_dir = Path(argv[1])
     olive_args = argv[argv.index("--") + 1:]
     count_layers_in_log()
-    mixed = None
+    measured = None
     try:
         if olive_args[:2] == ["run", "--config"]:
-            mixed = measure_sensitivity(Path(olive_args[2]))
+            measured = measure_sensitivity(Path(olive_args[2]))
     except Exception as exc:  # reported as data; the caller makes it one sentence
         error = f"{type(exc).__name__}: {exc}".splitlines()[0]
         child_result.emit({"ok": False, "stage": "sensitivity", "error": error})
@@ -174,8 +173,8 @@ def main(argv: list[str]) -> int:
         renamed = fix_logits_output(out_dir)
         result = check(out_dir, 8)
         result["logits_renamed_to"] = renamed
-        if mixed is not None:
-            result["mixed"] = mixed
+        if measured is not None:
+            result["overrides"] = measured
     except Exception as exc:  # reported as data; the caller makes it one sentence
         result = {"ok": False, "error": f"{type(exc).__name__}: {exc}".splitlines()[0]}
     result["stage"] = "validate"

@@ -501,9 +501,9 @@ def convert(plan: ConvertPlan, cancel: threading.Event | None = None) -> Iterato
         if plan.method == "config":
             rerun_cache = paths.olive_cache_dir() / "rerun"
             saved = olive_config(plan, out, rerun_cache)
-            mixed = result.get("mixed")
-            if isinstance(mixed, dict):  # the layers measured here, named, so a rerun repeats them
-                saved["passes"][GPTQ_PASS]["overrides"] = mixed["overrides"]  # type: ignore[index]
+            measured = result.get("overrides")
+            if isinstance(measured, dict):  # the layers measured here, named, so a rerun repeats them
+                saved["passes"][GPTQ_PASS]["overrides"] = measured  # type: ignore[index]
             _write_json(staging / OLIVE_CONFIG_NAME, saved)
         _place(staging, out, plan.replace_existing)
         placed = True

@@ -140,7 +140,7 @@ class RotateProgress:
         if line.strip().startswith(SENSITIVITY_LINE):
             return Progress(_("Measuring which layers lose most at 4 bits"), 0.02)
         if self.between:  # the rotated model saved for the measurement, or loaded from the cache
-            if _RUNNING_PASS.search(line) is None or f"Running pass {self.pass_name}:" in line:
+            if _RUNNING_PASS.search(line) is None:
                 return None
             self.between = False
         return self.inner.update(line)
