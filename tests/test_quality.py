@@ -13,6 +13,8 @@ import pytest
 
 from wizard_steps.core.checks import clip
 from wizard_steps.measurement import evaluation, source_model
+from wizard_steps.measurement.divergence import Interval
+from wizard_steps.measurement.evaluation import Evaluation
 from wizard_steps.prompt.templates import Conversation, get_preset
 from wizard_steps.runtime.engine import GenaiBackend, ReplyDone, ReplyOptions, TextChunk
 from wizard_steps.verdict import fidelity, quality
@@ -79,12 +81,6 @@ def eval_ref(demo_model: Path, demo_int8: Path) -> evaluation.Reference:
 
 def fidelity_of(source: Path, converted: Path, reference: evaluation.Reference, **bounds: float) -> QualityCheck:
     return fidelity.check_fidelity(source, converted, reference=reference, limit=EVAL_WINDOWS, **bounds)
-
-
-def shifted(reference: evaluation.Reference, factor: float) -> evaluation.Reference:
-    """The reference with the source's perplexity multiplied by ``factor`` in every window; its
-    distributions (so the KL divergence and the first tokens) are left as they are."""
-    return replace(reference, nll=reference.nll + math.log(factor))
 
 
 @pytest.fixture(scope="module")
@@ -464,27 +460,34 @@ def test_the_default_int4_is_further_from_the_source_than_int8(int4_fidelity: Qu
 
 
 @pytest.mark.slow
-def test_fidelity_with_no_tolerance_allows_nothing_above_the_source(
-        eval_ref: evaluation.Reference, int8_fidelity: QualityCheck, demo_model: Path, demo_int4: Path,
-        demo_int8: Path) -> None:
-    int4 = fidelity_of(demo_model, demo_int4, eval_ref, tolerance=0.0)
+def test_fidelity_with_no_tolerance_allows_nothing_above_the_source(int4_fidelity: QualityCheck,
+                                                                    int8_fidelity: QualityCheck) -> None:
+    # the session's measurements judged again under other bounds (fidelity.judge runs no model)
+    int4 = fidelity.judge(int4_fidelity.figures.evaluation, tolerance=0.0)
     assert int4.passed is False and int4.figures.ratio > 1
     assert "allowed up to ×1.00" in int4.evidence
-    # The rotated INT8's interval lies on either side of 1 depending on the CPU: the source's
-    # perplexity is set so that all of it lies just above 1, then just below.
-    d = int8_fidelity.figures
+    # The bound is on the interval's upper end, not on the point estimate. The rotated INT8's own
+    # interval lies on either side of 1 depending on the CPU, so it is placed here: all of it just
+    # above 1, around 1, then all of it just below.
+    d = int8_fidelity.figures.evaluation
     lenient = {"tolerance": 0.0, "kl_bound": math.inf, "min_agreement": 0.0}
-    above = fidelity_of(demo_model, demo_int8, shifted(eval_ref, d.ratio_low / 1.002), **lenient)
-    assert above.figures.ratio_low == pytest.approx(1.002, abs=2e-4) and above.passed is False
-    below_ref = shifted(eval_ref, d.ratio_high * 1.002)
-    below = fidelity_of(demo_model, demo_int8, below_ref, **lenient)
-    assert below.figures.ratio_high == pytest.approx(1 / 1.002, abs=2e-4) and below.passed is True
+
+    def placed(low: float, high: float) -> Evaluation:
+        return replace(d, ratio=Interval((low + high) / 2, low, high))
+
+    assert fidelity.judge(placed(1.002, 1.006), **lenient).passed is False
+    assert fidelity.judge(placed(0.996, 1.002), **lenient).passed is False  # its point estimate is below 1
+    below = fidelity.judge(placed(0.994, 0.998), **lenient)
+    assert below.passed is True and "allowed up to ×1.00" in below.evidence
     # below the source, the KL divergence and the first-token agreement still decide
-    assert below.figures.kl_mean == pytest.approx(d.kl_mean) and d.kl_mean > 0
-    tight_kl = fidelity_of(demo_model, demo_int8, below_ref, **{**lenient, "kl_bound": d.kl_mean / 2})
-    assert tight_kl.passed is False
-    picky = fidelity_of(demo_model, demo_int8, below_ref, **{**lenient, "min_agreement": d.agreement + 0.01})
-    assert picky.passed is False
+    assert d.kl_mean > 0
+    assert fidelity.judge(placed(0.994, 0.998), **{**lenient, "kl_bound": d.kl_mean / 2}).passed is False
+    picky = {**lenient, "min_agreement": d.top1 + 0.01}
+    assert fidelity.judge(placed(0.994, 0.998), **picky).passed is False
+    # and the same judgement as check_fidelity's: its own verdict under its own bounds
+    again = fidelity.judge(d, int8_fidelity.figures.tolerance, int8_fidelity.figures.kl_bound,
+                           int8_fidelity.figures.min_agreement)
+    assert (again.passed, again.evidence) == (int8_fidelity.passed, int8_fidelity.evidence)
 
 
 @pytest.mark.slow

@@ -229,7 +229,6 @@ def check_fidelity(source: str | Path, converted: str | Path, text: str | None =
     ``tolerance`` (+15 %: the aim for INT4), the mean KL divergence stay within ``kl_bound``, and
     both models rank the same token first at ``min_agreement`` of the positions at least. The bound
     is on the interval's upper end, not on a point estimate: a short text cannot pass by luck."""
-    kl_bound = KL_BOUND if kl_bound is None else kl_bound
     if reference is None and torch_missing() and not (Path(source) / "genai_config.json").is_file():
         return skipped(FIDELITY, _("Skipped: {reason}").format(reason=torch_missing()))
     windows = evaluation.check_pair(source, converted, text)
@@ -237,9 +236,17 @@ def check_fidelity(source: str | Path, converted: str | Path, text: str | None =
     if reference is None:
         reference = evaluation.reference(source, windows, cancel=cancel)
     result = evaluation.evaluate(converted, reference, windows, cancel)
+    return judge(result, tolerance, kl_bound, min_agreement, own_text=text is not None)
+
+
+def judge(result: evaluation.Evaluation, tolerance: float = 0.15, kl_bound: float | None = None,
+          min_agreement: float = 0.5, own_text: bool = False) -> QualityCheck[FidelityFigures]:
+    """The verdict on a measured evaluation under these bounds (``check_fidelity``'s second half:
+    the same measurement judged again under other bounds runs no model)."""
+    kl_bound = KL_BOUND if kl_bound is None else kl_bound
     ratio_ok = result.ratio.high <= 1 + tolerance
     kl_ok, agree_ok = result.kl_mean <= kl_bound, result.top1 >= min_agreement
-    what = _("the evaluation text") if text is None else _("your text")
+    what = _("your text") if own_text else _("the evaluation text")
     evidence = _("Perplexity ×{ratio} of the source's (95 % {low}–{high}; allowed up to ×{allowed}), "
                  "KL divergence {kl} (p99 {p99}; allowed {kl_bound}), same first token {top1} (needs ≥ "
                  "{needed}), over {tokens} tokens of {what}; measured on {cpu}.").format(
