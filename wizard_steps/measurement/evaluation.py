@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import platform
 import statistics
 import threading
@@ -202,7 +203,7 @@ def reference(folder: str | Path, windows: list[list[int]], top_k: int = TOP_K,
         parts = [stats_from_logits(logits, window, top_k)
                  for logits, window in zip(_onnx_windows(folder, windows, cancel), windows, strict=True)]
         nll, top_ids, top_logp = (np.stack([p[i] for p in parts]) for i in range(3))
-        tmp = cached.with_name(cached.stem + ".tmp.npz")
+        tmp = cached.with_name(f"{cached.stem}.{os.getpid()}.tmp.npz")  # two processes may write it
         np.savez(tmp, nll=nll, top_ids=top_ids, top_logp=top_logp)
         tmp.replace(cached)
     else:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
+import os
 import platform
 import sys
 import tempfile
@@ -198,7 +199,7 @@ def _evaluation_reference(torch: Any, model: Any, request: dict[str, Any], base_
         logits = model(torch.tensor([window])).logits[0].float().numpy()
         parts.append(stats_from_logits(logits, window, int(request["top_k"])))
     out = Path(request["eval_out"])
-    tmp = out.with_name(out.stem + ".tmp.npz")
+    tmp = out.with_name(f"{out.stem}.{os.getpid()}.tmp.npz")  # two processes may write it at once
     nll, top_ids, top_logp = (np.stack([p[i] for p in parts]) for i in range(3))
     np.savez(tmp, base_perplexity=np.float64("nan" if base_perplexity is None else base_perplexity),
              nll=nll, top_ids=top_ids, top_logp=top_logp)
@@ -224,8 +225,9 @@ def _cache_file(request: dict[str, Any]) -> Path:
     folder = Path(request["folder"]).resolve()
     files = sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in folder.iterdir()
                    if p.is_file() and p.suffix in (".json", ".safetensors", ".bin", ".model", ".jinja"))
-    key = json.dumps([CACHE_VERSION, platform.node(), platform.machine(), str(folder), files, request],
-                     sort_keys=True)
+    # the folder by its real path: the same model reached by another path (a link) is the same run
+    key = json.dumps([CACHE_VERSION, platform.node(), platform.machine(), str(folder), files,
+                      {**request, "folder": str(folder)}], sort_keys=True)
     return paths.cache_dir() / "source-runs" / (hashlib.sha256(key.encode()).hexdigest()[:24] + ".json")
 
 
@@ -251,7 +253,7 @@ def run(request: dict[str, Any], isolate: bool = True, cancel: threading.Event |
     result = run_here(request) if not isolate else _run_child(request, cancel)
     try:
         paths.ensure(cached.parent)
-        tmp = cached.with_name(cached.name + ".tmp")
+        tmp = cached.with_name(f"{cached.name}.{os.getpid()}.tmp")  # two processes may write it at once
         tmp.write_text(json.dumps(result), encoding="utf-8")
         tmp.replace(cached)
     except OSError:  # a read-only cache only costs the next run its speed
