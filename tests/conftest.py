@@ -6,10 +6,11 @@ run of the wizard does), or cancels early.
 
 The suite runs in parallel (``-n auto``, pytest-xdist, whole files per worker). Each worker has
 its own home, so no test sees another's state, models or deployments; the demo and its two
-conversions are made once per run in one shared folder, under a file lock, by whichever worker
-asks first. Every home's demo and converted folders are links to those (a conversion is identified
-by the resolved path of its input, so a folder converted by one worker is "the same conversion" in
-another); the fixtures return the shared folders, which tests copy before they write."""
+conversions, the tiny Llama and its conversions (``tiny_converted``), and the source model's cached
+runs are made once per run in one shared folder, under a file lock, by whichever worker asks first.
+Every home's demo and converted folders are links to those (a conversion is identified by the
+resolved path of its input, so a folder converted by one worker is "the same conversion" in another);
+the fixtures return the shared folders, which tests copy before they write."""
 
 from __future__ import annotations
 
@@ -47,6 +48,13 @@ def pytest_configure(config: pytest.Config) -> None:
     if _SHARED_ENV not in os.environ:  # the run's first process: the workers it starts share this
         os.environ[_SHARED_ENV] = tempfile.mkdtemp(prefix="slmops-test-shared-")
         _OWNS_SHARED = True
+    # The source model's runs and evaluation references are cached per machine: one cache for the
+    # whole run (a worker's home would otherwise pay again for what the other computed)
+    for kind in ("source-runs", "eval-refs"):
+        shared = Path(os.environ[_SHARED_ENV]) / "cache" / kind
+        shared.mkdir(parents=True, exist_ok=True)
+        (_SESSION_HOME / "cache").mkdir(parents=True, exist_ok=True)
+        (_SESSION_HOME / "cache" / kind).symlink_to(shared, target_is_directory=True)
     _pin_worker()
 
 
@@ -72,6 +80,35 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         shutil.rmtree(_SESSION_HOME, ignore_errors=True)
     if _OWNS_SHARED:
         shutil.rmtree(os.environ[_SHARED_ENV], ignore_errors=True)
+
+
+_SPEED: list[str] = []
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """The machine's speed as the run starts, printed with the summary beside the CPU's name: this
+    machine is shared and its speed moves (a pure-Python loop took 0.5 s one day and 1.9 s another),
+    so a suite's time is compared with another's only at like figures. About half a second, in the
+    first process only."""
+    if "PYTEST_XDIST_WORKER" in os.environ:
+        return
+    import time
+
+    from wizard_steps.measurement.machine import cpu_name, read_bandwidth
+
+    started, total = time.perf_counter(), 0
+    for step in range(2_000_000):
+        total += step
+    loop = 2_000_000 / (time.perf_counter() - started) / 1e6
+    bandwidth = read_bandwidth(256 << 20, 1, runs=2) / 1e9
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    _SPEED.append(f"machine: {cpu_name()}, {cores} usable cores; speed as the run began: Python loop "
+                  f"{loop:.1f} M steps/s, memory read {bandwidth:.1f} GB/s (one core)")
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    for line in _SPEED:
+        terminalreporter.write_line(line)
 
 
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
@@ -156,12 +193,51 @@ def demo_int8(demo_model: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def tiny_llama(demo_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A 2-layer random Llama with the demo's tokenizer, built once per run: Olive converts it in
-    seconds. Its path has spaces and non-ASCII letters, as users' paths do."""
+def tiny_llama(demo_model: Path) -> Path:
+    """A 2-layer random Llama with the demo's tokenizer, built once per run for every worker: Olive
+    converts it in seconds. Its path has spaces and non-ASCII letters, as users' paths do. Shared
+    read-only: a test copies it before writing."""
     from tests.reliability.helpers import make_tiny_model
 
-    return make_tiny_model(demo_model, tmp_path_factory.mktemp("tiny") / "modèle ünïcode" / "with space")
+    shared, lock = _shared("tiny")
+    target, done = shared / "modèle ünïcode" / "with space", shared / "built"
+    with lock:
+        if not done.is_file():
+            shutil.rmtree(shared, ignore_errors=True)
+            make_tiny_model(demo_model, target)
+            done.touch()
+    return target
+
+
+# The tiny Llama's conversions that several files read (each made once per run, shared read-only,
+# not tuned): name -> (precision, INT4 algorithm, embeddings quantized too)
+TINY_CONVERSIONS = {"fp32": ("fp32", None, False), "int8": ("int8", None, False),
+                    "int4-rtn": ("int4", "rtn", False), "int4-rtn-embeddings": ("int4", "rtn", True)}
+
+
+@pytest.fixture(scope="session")
+def tiny_converted(tiny_llama: Path):
+    """``tiny_converted(name)``: the tiny Llama converted as ``TINY_CONVERSIONS[name]`` says, made
+    once per run by whichever worker asks first. Shared read-only: a test copies it to write."""
+    from dataclasses import replace
+
+    from wizard_steps.conversion import convert
+    from wizard_steps.conversion.precision import Int4Algorithm, Int4Settings, Precision
+    from wizard_steps.core.events import Finished
+
+    def converted(name: str) -> Path:
+        precision, algorithm, embeddings = TINY_CONVERSIONS[name]
+        shared, lock = _shared(f"tiny-{name}")
+        with lock:
+            if not (shared / "genai_config.json").is_file():
+                int4 = Int4Settings(algorithm=Int4Algorithm(algorithm), quantize_embeddings=embeddings) \
+                    if algorithm else None
+                plan = convert.make_plan(tiny_llama, shared, Precision(precision), int4=int4)
+                final = list(convert.convert(replace(plan, tune=False)))[-1]
+                assert isinstance(final, Finished), final
+        return shared
+
+    return converted
 
 
 @pytest.fixture(scope="session", autouse=True)

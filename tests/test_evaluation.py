@@ -7,14 +7,10 @@ from __future__ import annotations
 import math
 import subprocess
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from wizard_steps.conversion import convert
-from wizard_steps.conversion.precision import Int4Algorithm, Int4Settings, Precision
-from wizard_steps.core.events import Finished
 from wizard_steps.measurement import divergence, evaluation
 
 SPAN = 20  # tokens: no run this long may appear in both a tuning text and the evaluation text
@@ -66,18 +62,9 @@ def test_kl_over_the_top_tokens_is_zero_for_the_same_distribution_and_positive_o
 
 
 @pytest.fixture(scope="module")
-def tiny_folders(tiny_llama: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def tiny_folders(tiny_converted) -> dict[str, Path]:
     """The tiny Llama converted to FP32 and to INT4 (RTN, embeddings too: a perturbed copy)."""
-    root = tmp_path_factory.mktemp("eval")
-    folders = {}
-    for name, precision, int4 in (("fp32", Precision.FP32, None),
-                                  ("int4", Precision.INT4, Int4Settings(algorithm=Int4Algorithm.RTN,
-                                                                        quantize_embeddings=True))):
-        plan = replace(convert.make_plan(tiny_llama, root / name, precision, int4=int4), tune=False)
-        final = list(convert.convert(plan))[-1]
-        assert isinstance(final, Finished), final
-        folders[name] = final.path
-    return folders
+    return {"fp32": tiny_converted("fp32"), "int4": tiny_converted("int4-rtn-embeddings")}
 
 
 WINDOWS = 3  # enough for an interval; the tiny model answers in a second

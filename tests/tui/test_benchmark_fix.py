@@ -5,7 +5,7 @@ folder. On the session's tiny Llama (Olive converts it in seconds), with a bound
 
 from __future__ import annotations
 
-from dataclasses import replace
+import shutil
 from pathlib import Path
 
 import pytest
@@ -17,8 +17,7 @@ from tui.app import SlmopsApp
 from tui.screens.benchmark import BenchmarkScreen
 from tui.widgets.run_panel import RunPanel
 from wizard_steps.conversion import convert
-from wizard_steps.conversion.precision import Int4Algorithm, Int4Settings, Precision
-from wizard_steps.core.events import Finished
+from wizard_steps.conversion.precision import Precision
 from wizard_steps.road.state import WizardState
 from wizard_steps.verdict import fidelity, quality
 
@@ -28,12 +27,11 @@ QUERIES = quality.demo_queries()[:2]
 
 
 @pytest.fixture
-def tiny_int4(tiny_llama: Path, tmp_home: Path) -> Path:
-    plan = convert.make_plan(tiny_llama, tmp_home / "data" / "models" / "tiny-int4", Precision.INT4,
-                             int4=Int4Settings(algorithm=Int4Algorithm.RTN))
-    final = list(convert.convert(replace(plan, tune=False)))[-1]
-    assert isinstance(final, Finished), final
-    return final.path
+def tiny_int4(tiny_converted, tmp_home: Path) -> Path:
+    """The session's tiny INT4 (RTN), listed among this test's home's models."""
+    folder = tmp_home / "data" / "models" / "tiny-int4"
+    shutil.copytree(tiny_converted("int4-rtn"), folder)
+    return folder
 
 
 async def test_a_failing_checklist_offers_the_fix_and_pressing_it_converts_and_rechecks(
