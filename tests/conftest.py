@@ -95,14 +95,14 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     import time
 
     from wizard_steps.measurement.machine import cpu_name, read_bandwidth
+    from wizard_steps.measurement.tune import usable_cpus
 
     started, total = time.perf_counter(), 0
     for step in range(2_000_000):
         total += step
     loop = 2_000_000 / (time.perf_counter() - started) / 1e6
     bandwidth = read_bandwidth(256 << 20, 1, runs=2) / 1e9
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    _SPEED.append(f"machine: {cpu_name()}, {cores} usable cores; speed as the run began: Python loop "
+    _SPEED.append(f"machine: {cpu_name()}, {usable_cpus()} usable cores; speed as the run began: Python loop "
                   f"{loop:.1f} M steps/s, memory read {bandwidth:.1f} GB/s (one core)")
 
 
