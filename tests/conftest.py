@@ -20,7 +20,7 @@ import signal
 from pathlib import Path
 
 import pytest
-from filelock import FileLock
+from filelock import FileLock, Timeout
 
 from tests.foundry_standin import fake_foundry  # noqa: F401  (a shared fixture)
 
@@ -240,14 +240,44 @@ def tiny_converted(tiny_llama: Path):
     return converted
 
 
+_FIRST_ITEM: list[pytest.Item] = []  # the first test this process sets up
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if not _FIRST_ITEM:
+        _FIRST_ITEM.append(item)
+
+
+SHARED_CONVERSIONS = ("demo_int4", "demo_int8")
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _shared_conversions_start_together(request: pytest.FixtureRequest) -> None:
-    """With two workers or more, the first two each start one of the shared conversions as the run
-    begins, side by side, so that no worker sits waiting on the other's lock later. A run that
-    needs neither (the quick loop, one test) converts nothing."""
-    name = {"gw0": "demo_int4", "gw1": "demo_int8"}.get(os.environ.get("PYTEST_XDIST_WORKER", ""))
-    if name and any(name in getattr(item, "fixturenames", ()) for item in request.session.items):
+    """With two workers or more, each starts one of the shared conversions as the run begins,
+    side by side, so that no worker sits waiting on another's lock later: first the ones its own
+    first test needs, else one that no other worker has started. Which file a worker gets first is
+    xdist's choice; a fixed worker-to-conversion map made the worker given ``test_convert.py`` (it
+    needs the INT4) convert the INT8 first and then wait on the other's INT4 (90 s of a 2-worker
+    run idle). A run that needs neither (the quick loop, one test) converts nothing."""
+    if "PYTEST_XDIST_WORKER" not in os.environ or not _FIRST_ITEM:
+        return
+    wanted = [name for name in SHARED_CONVERSIONS
+              if any(name in getattr(item, "fixturenames", ()) for item in request.session.items)]
+    first_needs = [name for name in wanted if name in getattr(_FIRST_ITEM[0], "fixturenames", ())]
+    if first_needs:
+        return  # the first test's own setup converts them, under their locks
+    for name in reversed(wanted):  # the INT8 first: the longest-first files open with the INT4's
+        shared, lock = _shared(name.replace("_", "-"))
+        if (shared / "genai_config.json").is_file():
+            continue
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            continue  # another worker is converting it
+        lock.release()
         request.getfixturevalue(name)
+        return
 
 
 @pytest.fixture(autouse=True)
@@ -261,9 +291,8 @@ def _no_measuring_on_arrival(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 # The files that take longest (measured with --durations on 2 cores), started first so that the
-# workers finish together. The first two need none of the shared conversions (they convert tiny
-# models): the two workers convert the demo's INT4 and INT8 first (above), and a worker that went
-# straight to a file needing both would sit waiting on the other's lock.
+# workers finish together. The first opens with the demo's INT4 (its worker converts it), the second
+# needs neither shared conversion (its worker converts the INT8 meanwhile: above).
 LONGEST_FIRST = (
     "tests/test_convert.py", "tests/test_quarot_reach.py", "tests/test_quality.py",
     "tests/tui/test_tune_screen.py", "tests/reliability/test_faults.py", "tests/tui/test_benchmark_screen.py",
