@@ -7,6 +7,13 @@ against the source, and the folder's size. One row per route, printed as the REA
     .venv/bin/python benchmarks/eval_frontier.py [--routes default,int8] [--work DIR] [--windows N]
     .venv/bin/python benchmarks/eval_frontier.py --routes uniform,default,mixed40,int8 --speed 16,128,512
 
+On emulated AVX2 (no AVX-512: the kernels onnxruntime picks differ, and so can the answers), with
+qemu-user on this x86 machine; about 4.5 s per generated token, so a subset of the queries and one
+window (the source's side comes from the cache a native run of the same request fills first):
+
+    qemu-x86_64 -cpu Haswell .venv/bin/python benchmarks/eval_frontier.py --routes default \
+        --work DIR --windows 1 --queries SUBSET.jsonl --cpu-label "Haswell (AVX2), emulated"
+
 Folders are converted once into WORK (product defaults, through wizard_steps.conversion.convert) and reused;
 each row names the CPU it was measured on: the figures move from CPU to CPU.
 """
@@ -70,7 +77,7 @@ def folder_for(demo: Path, work: Path, name: str) -> Path:
     return final.path
 
 
-def domain_losses(demo: Path, folder: Path, queries_file: str | None) -> tuple[int, int, int]:
+def domain_losses(demo: Path, folder: Path, queries_file: str | None) -> tuple[int, int, int, list[dict]]:
     chatml = get_preset("chatml")
     options = ReplyOptions(max_new_tokens=64, stop=chatml.stop)
     queries = domain.load_queries(queries_file) if queries_file else domain.demo_queries()
@@ -82,7 +89,8 @@ def domain_losses(demo: Path, folder: Path, queries_file: str | None) -> tuple[i
         backend.close()
     verdict = check.figures
     assert verdict is not None, check.evidence
-    return verdict.source_answered, verdict.losses, verdict.allowed_losses
+    lost = [{"prompt": r.prompt, "reply": r.reply, "source": r.source_reply} for r in verdict.lost]
+    return verdict.source_answered, verdict.losses, verdict.allowed_losses, lost
 
 
 def side_by_side(folders: list[Path], lengths: list[int]) -> None:
@@ -108,6 +116,8 @@ def main() -> int:
     parser.add_argument("--work", default=os.environ.get("SLMOPS_FRONTIER_WORK", "/tmp/slmops-eval-frontier"))
     parser.add_argument("--windows", type=int, default=None, help="only the first N windows (a quick look)")
     parser.add_argument("--queries", help="a JSONL of domain queries (default: the demo's)")
+    parser.add_argument("--cpu-label", help="the CPU to name in the rows, where this process cannot read it "
+                        "(under qemu-user, /proc/cpuinfo is the host's: e.g. \"Haswell (AVX2), emulated\")")
     parser.add_argument("--speed", help="instead: generation and prompt tok/s of the routes' folders at these "
                         "prompt lengths (e.g. 16,128,512), side by side in one run, the order rotating")
     args = parser.parse_args()
@@ -124,9 +134,10 @@ def main() -> int:
         folder = folder_for(demo, work, name)
         started = time.monotonic()
         result = evaluation.measure(demo, folder, limit=args.windows)
-        answered, lost, allowed = domain_losses(demo, folder, args.queries)
-        results[name] = {**result.to_dict(), "size_mb": round(model_source.folder_size(folder) / 1e6),
-                         "answered": answered, "lost": lost, "allowed": allowed,
+        answered, lost, allowed, lost_replies = domain_losses(demo, folder, args.queries)
+        measured = result.to_dict() | ({"cpu": args.cpu_label} if args.cpu_label else {})
+        results[name] = {**measured, "size_mb": round(model_source.folder_size(folder) / 1e6),
+                         "answered": answered, "lost": lost, "allowed": allowed, "lost_replies": lost_replies,
                          "seconds": round(time.monotonic() - started)}
         results_file.write_text(json.dumps(results, indent=2))
         print(f"{name}: {results[name]}", file=sys.stderr, flush=True)
