@@ -72,7 +72,7 @@ def test_bench_lengths_must_be_numbers(capsys) -> None:
     ("precison = 'int4'\n", "Unknown key 'precison'"),
     ("bench_runs = 'three'\n", "'bench_runs' must be a whole number"),
     ("temperature = 5.0\n", "'temperature' = 5.0 is out of range; allowed: 0 to 2"),
-    ("precision = 'int3'\n", "choose one of: fp32, fp16, int8, int4"),
+    ("precision = 'int3'\n", "choose one of: auto, fp32, fp16, int8, int4"),
     ("int4_block_size = 48\n", "choose one of: 16, 32, 64, 128, 256"),
 ])
 def test_answers_file_errors_name_the_key_and_the_allowed_values(
@@ -128,11 +128,14 @@ def test_demo_runs_the_whole_road_and_reports_json(demo_model: Path, demo_int4: 
     os.symlink(demo_model, home / "cache" / "demo" / demo_model.name)
     converted = home / "data" / "models" / f"{demo_model.name}-int4-onnx"
     shutil.copytree(demo_int4, converted)
-    done = slmops("demo", "--json", home=home, timeout=900)
+    # a named precision: the default (auto: INT4 and INT8 measured here first) is tested in
+    # test_compare.py on a short measurement, as the precision step's is
+    done = slmops("demo", "--json", "--precision", "int4", home=home, timeout=900)
     assert done.returncode == 0, done.stderr[-2000:]
     report = json.loads(done.stdout)
     assert report["converted"]["precision"] == "int4"
     assert report["converted"]["reused"] is True and Path(report["converted"]["path"]) == converted
+    assert "chosen_here" not in report["converted"] and "Measuring" not in done.stderr  # named: not measured
     assert "Converted earlier with the same settings" in done.stderr
     assert Path(report["converted"]["path"], "genai_config.json").is_file()
     assert report["deployed"]["id"] == "smollm2-demo:1"
@@ -140,7 +143,7 @@ def test_demo_runs_the_whole_road_and_reports_json(demo_model: Path, demo_int4: 
     assert all(row["tokens_per_s"] > 0 for row in report["benchmark"])
     assert report["chat"]["answer"].strip()
     replay = answers.load(report["answers_file"])
-    assert replay.deploy_name == "smollm2-demo"
+    assert replay.deploy_name == "smollm2-demo" and replay.precision == "int4"
     listed = slmops("list", "--json", home=home)
     assert [m["id"] for m in json.loads(listed.stdout)] == ["smollm2-demo:1"]
 
@@ -156,3 +159,17 @@ def test_demo_runs_the_whole_road_and_reports_json(demo_model: Path, demo_int4: 
     assert genai["model"]["context_length"] == genai["search"]["max_length"] == 1024
     first = json.loads(Path(listed["smollm2-demo:1"]["path"], "genai_config.json").read_text())
     assert first["model"]["context_length"] == first["search"]["max_length"] == 2048  # the default
+
+
+def test_without_a_terminal_the_wizard_runs_the_demo_the_default_way(monkeypatch, capsys) -> None:
+    """No terminal at all (a CI job, a pipe): the unattended demo, precision measured here first."""
+    import io
+
+    from tui import cli
+
+    seen: list = []
+    monkeypatch.setattr(cli, "cmd_demo", lambda args: seen.append(args) or 0)  # the road itself: test_compare
+    monkeypatch.setattr("sys.stdin", io.StringIO())
+    assert cli.start_wizard(plain=False) == 0
+    assert len(seen) == 1 and seen[0].precision == answers.MEASURED and seen[0].json is False
+    assert "running the demo unattended" in capsys.readouterr().err

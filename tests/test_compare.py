@@ -3,6 +3,7 @@ same settings, measured rows judged against the source, the recommendation, bad 
 
 from __future__ import annotations
 
+import io
 import json
 import threading
 from collections.abc import Iterator
@@ -11,10 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from tui.cli import main
+from tui.cli import build_parser, main
+from tui.progress import ProgressPrinter, drive
+from wizard_steps.conversion.precision import Precision
 from wizard_steps.core.events import Failed, Progress
 from wizard_steps.measurement import evaluation
+from wizard_steps.measurement.machine import cpu_name
 from wizard_steps.model.model_source import folder_size
+from wizard_steps.road import answers, unattended
 from wizard_steps.verdict import compare, compare_report, domain, quality
 from wizard_steps.verdict.compare import CandidateEvent, CompareError, Recommendation, Row
 
@@ -172,3 +177,59 @@ def test_a_cancel_mid_conversion_leaves_no_partial_folder(demo_model: Path, demo
     assert not [p for p in root.iterdir() if p.name.startswith("int4-k-quant-mixed")
                 or ".partial" in p.name]
     assert (demo_int8 / "genai_config.json").is_file()
+
+
+# --- the headless road's choice (precision = "auto": slmops demo, answers files, the plain wizard) --
+
+
+def _follow(events):
+    return drive(events, ProgressPrinter(io.StringIO()))
+
+
+@pytest.mark.slow
+def test_the_headless_road_measures_int4_and_int8_then_reuses_what_it_measured(
+        demo_model: Path, demo_int4: Path, demo_int8: Path) -> None:
+    """Measured here before it chooses (a short measurement, as the comparison tests'), the folder
+    of the fastest that passes taken as it is; a second run on this CPU reuses that choice and
+    measures nothing. Which precision wins depends on the CPU: read from the saved comparison."""
+    forget_saved(demo_model)
+    info = compare.inspect_model(demo_model)
+    said: list[str] = []
+    choice = unattended.measured_choice(info, said.append, _follow, lengths=(32, 64), new_tokens=8, runs=1,
+                                        eval_windows=EVAL_WINDOWS, queries=quality.demo_queries()[:5])
+    assert said[0].startswith("Measuring INT4 / INT8 on this machine before choosing (about ")
+    assert any(line.startswith("int4: measured (") for line in said)
+    assert any(line.startswith("int8: measured (") for line in said)
+    saved = compare.load_saved(demo_model)
+    assert saved is not None and saved.candidate is not None, saved  # INT8 passes on any CPU
+    winner = next(row for row in saved.rows if row.candidate == saved.candidate)
+    assert winner.passed and saved.cpu == cpu_name()
+    assert choice.precision is compare.candidates()[saved.candidate].precision
+    assert choice.folder is not None and choice.folder.resolve() == Path(winner.folder).resolve()
+    assert choice.folder.resolve() in (demo_int4.resolve(), demo_int8.resolve())  # reused, not converted
+    assert choice.reason == saved.reason and said[-1] == saved.reason
+
+    again: list[str] = []
+    second = unattended.measured_choice(info, again.append, _follow)
+    assert again == [f"Measured on this machine before: {saved.reason}"]  # nothing measured
+    assert second == choice
+    forget_saved(demo_model)
+
+
+def test_over_the_budget_the_headless_road_takes_int4_unmeasured_and_says_how_to_measure(
+        demo_model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    forget_saved(demo_model)
+    monkeypatch.setattr(compare, "MEASURE_BUDGET_S", 60.0)  # the demo's estimate is minutes
+    info = compare.inspect_model(demo_model)
+    said: list[str] = []
+    choice = unattended.measured_choice(info, said.append, _follow)
+    assert choice == unattended.Choice(Precision.INT4)
+    assert len(said) == 1 and "over the 1 min budget: INT4, not measured here" in said[0]
+    assert f"slmops compare {info.path})" in said[0]
+    assert compare.load_saved(demo_model) is None  # nothing measured, nothing saved
+
+
+def test_demo_measures_by_default_and_takes_a_named_precision() -> None:
+    parser = build_parser()
+    assert parser.parse_args(["demo"]).precision == answers.MEASURED == answers.Answers().precision
+    assert parser.parse_args(["demo", "--precision", "int8"]).precision == "int8"

@@ -20,6 +20,7 @@ from wizard_steps.conversion.precision import ACCURACY_LEVELS, ALGORITHM_ORDER, 
 from wizard_steps.core import i18n
 from wizard_steps.core.errors import WizardError
 from wizard_steps.core.i18n import N_, _
+from wizard_steps.road import answers
 from wizard_steps.road.state import WizardState
 
 # argparse's own messages ("usage:", "invalid choice: ..."), looked up through its module's _():
@@ -153,7 +154,7 @@ def start_wizard(plain: bool) -> int:
         print("slmops: " + _("not running in a terminal, so running the demo unattended (slmops demo)."),
               file=sys.stderr)
 
-        return cmd_demo(argparse.Namespace(json=False))
+        return cmd_demo(argparse.Namespace(json=False, precision=answers.MEASURED))
     size = shutil.get_terminal_size((0, 0))
     if not plain and (size.columns < MIN_COLUMNS or size.lines < MIN_LINES):
         print("slmops: " + _("the terminal is {size}, smaller than the {needed} the wizard needs, so using "
@@ -270,6 +271,9 @@ def add_later_commands(sub) -> None:
     demo = sub.add_parser("demo", help=_("the whole road on the demo model, unattended"),
                           epilog=_("example: slmops demo --json"))
     demo.add_argument("--json", action="store_true")
+    demo.add_argument("--precision", default=answers.MEASURED, choices=answers.PRECISIONS,
+                      help=_("auto (the default): INT4 and INT8 measured on this machine first, the fastest "
+                             "that passes the checklist deployed; or one named, not measured"))
     demo.set_defaults(func=commands.cmd_demo)
 
     run = sub.add_parser("run", help=_("replay a wizard run from an answers file"),

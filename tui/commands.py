@@ -22,7 +22,7 @@ from wizard_steps.conversion import convert as conversion
 from wizard_steps.conversion.precision import ExecutionProvider, chosen_int4, human_size, parse_precision
 from wizard_steps.core import i18n
 from wizard_steps.core.errors import WizardError
-from wizard_steps.core.events import Failed, LogLine, Progress
+from wizard_steps.core.events import Failed
 from wizard_steps.core.i18n import N_, _
 from wizard_steps.deployment import deploy
 from wizard_steps.measurement import benchmark, evaluation, machine, tune
@@ -296,31 +296,18 @@ def cmd_compare(args: argparse.Namespace) -> int:
     printer = ProgressPrinter()
     model_dir = _resolve_model(args.model, printer)
     stop = threading.Event()
-    result = None
     with json_values() if args.json else contextlib.nullcontext():
         try:
-            for event in compare.compare(model_dir, chosen, stop, queries=queries):
-                if isinstance(event, compare.CandidateEvent):
-                    inner = event.event
-                    if isinstance(inner, Progress):
-                        printer.show(Progress(f"{event.candidate}: {inner.stage}", inner.fraction))
-                    elif isinstance(inner, LogLine):
-                        printer.show(inner)
-                elif isinstance(event, compare.Row):
-                    verdict = _("passes") if event.passed else compare_report.why_not(event)
-                    printer.line(_("{name}: measured ({verdict})").format(name=event.candidate, verdict=verdict))
-                elif isinstance(event, Failed):
-                    printer.done()
-                    return _step_failed(event)
-                elif isinstance(event, compare.Recommendation):
-                    result = event
+            final = drive(compare.as_step(compare.compare(model_dir, chosen, stop, queries=queries), printer.line),
+                          printer)
+            if isinstance(final, Failed):
+                return _step_failed(final)
+            result = final.result
         except KeyboardInterrupt:
             stop.set()
             printer.done()
             return _fail(_("comparison interrupted; finished folders are kept, nothing half-written."),
                          exit_codes.INTERRUPTED)
-        printer.done()
-        assert result is not None
         table = compare_report.to_markdown(result)
         text = compare_report.to_json(result) if args.json else table
         if export is not None:
@@ -346,8 +333,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    return run_pipeline(Answers(model="demo", deploy_name="smollm2-demo", bench_lengths=[16, 128],
-                                bench_runs=2, bench_new_tokens=32), json_output=args.json)
+    return run_pipeline(Answers(model="demo", precision=args.precision, deploy_name="smollm2-demo",
+                                bench_lengths=[16, 128], bench_runs=2, bench_new_tokens=32), json_output=args.json)
 
 
 

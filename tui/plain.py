@@ -22,7 +22,7 @@ from wizard_steps.conversion.precision import (
 )
 from wizard_steps.core import paths
 from wizard_steps.core.errors import WizardError
-from wizard_steps.core.i18n import N_, _
+from wizard_steps.core.i18n import N_, _, number
 from wizard_steps.model import adapter, model_source
 from wizard_steps.prompt import templates
 from wizard_steps.prompt.detection import detect
@@ -31,6 +31,7 @@ from wizard_steps.road import answers as answers_module
 from wizard_steps.road import prereqs
 from wizard_steps.road.answers import Answers
 from wizard_steps.road.unattended import StepFailed
+from wizard_steps.verdict import compare
 
 STATUS = {"ok": N_("ok"), "warn": N_("warn"), "fail": N_("fail")}
 CONFIDENCE = {"high": N_("high"), "medium": N_("medium"), "low": N_("low")}
@@ -66,6 +67,25 @@ def _setting(name: str):
     return check
 
 
+def measured_label(folder: Path) -> str:
+    """The default road's choice, as the precision step offers it: measured here before (what it
+    chose), or to be measured, with the time it should take."""
+    try:
+        info = adapter.inspect_model_or_adapter(folder)
+    except WizardError:
+        return _("Measure INT4 and INT8 on this machine, deploy the fastest that passes the checklist")
+    saved = compare.load_saved(info.path)
+    if saved is not None and saved.candidate is not None and compare.chosen_folder(saved, info) is not None:
+        return _("Measured on this machine: {precision} (the fastest that passes the checklist)").format(
+            precision=saved.candidate.upper())
+    seconds = compare.estimate_seconds(info, compare.parse_candidates(compare.AUTO_CANDIDATES))
+    if seconds > compare.MEASURE_BUDGET_S:
+        return _("INT4 unmeasured: measuring here would take about {minutes} min").format(
+            minutes=number(seconds / 60, 0))
+    return _("Measure INT4 and INT8 on this machine (about {minutes} min), deploy the fastest that passes "
+             "the checklist").format(minutes=number(max(1.0, seconds / 60), 0))
+
+
 def collect() -> Answers:
     """Ask every choice, with the TUI's defaults."""
     checks = prereqs.run_all()
@@ -83,7 +103,9 @@ def collect() -> Answers:
     if source == "own":
         model = _ask(questionary.path(_("Model folder:"), only_directories=True,
                                       validate=_model_folder))
-    precision = _ask(_select(_("Precision?"), default="int4", choices=[
+    folder = model_source.ensure_demo() if model == "demo" else Path(model)
+    precision = _ask(_select(_("Precision?"), default=answers_module.MEASURED, choices=[
+        questionary.Choice(measured_label(folder), answers_module.MEASURED),
         questionary.Choice(_("INT4: fastest on CPU, the most loss (the checklist says if it holds)"), "int4"),
         questionary.Choice(_("INT8: close to the source, ~1/4 of FP32"), "int8"),
         questionary.Choice(_("FP32: exact, largest"), "fp32"),
@@ -99,7 +121,6 @@ def collect() -> Answers:
                                           choices=[str(size) for size in BLOCK_SIZES])))
             symmetric = bool(_ask(questionary.confirm(_("Symmetric quantization?"), default=best.symmetric)))
             int4 = Int4Settings(block_size=block_size, symmetric=symmetric, algorithm=algorithm)
-    folder = model_source.ensure_demo() if model == "demo" else Path(model)
     detection = detect(folder)
     print(_("Prompt template detected: {preset} ({confidence}): {reason}").format(
         preset=detection.preset_key, confidence=_(CONFIDENCE[detection.confidence.value]),
@@ -111,7 +132,7 @@ def collect() -> Answers:
                 for name, default in (("max_length", 2048), ("temperature", 0.7),
                                       ("top_p", 0.9), ("repetition_penalty", 1.1))}
     checked = model_config(**settings)
-    default_name = f"{folder.name.lower()}-{precision}"
+    default_name = folder.name.lower() + ("" if precision == answers_module.MEASURED else f"-{precision}")
     tune = _ask(questionary.confirm(
         _("Tune the converted model for this machine (a few seconds)?"), default=True))
     name = _ask(questionary.text(_("Deploy as (name):"), default=default_name))

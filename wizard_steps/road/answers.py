@@ -38,8 +38,12 @@ _INT4_CHOICES: dict[str, tuple[object, ...]] = {
     "algorithm": tuple(a.value for a in ALGORITHM_ORDER), "block_size": BLOCK_SIZES,
     "accuracy_level": tuple(ACCURACY_LEVELS),
 }
+# precision = "auto": INT4 and INT8 measured on this machine (the comparison), the fastest that passes
+# the checklist taken (wizard_steps.road.unattended.measured_choice); the default road
+MEASURED = "auto"
+PRECISIONS = (MEASURED, *(p.value for p in Precision))
 _CHOICES: dict[str, tuple[object, ...]] = {
-    "precision": tuple(p.value for p in Precision),
+    "precision": PRECISIONS,
     **{f"int4.{key}": values for key, values in _INT4_CHOICES.items()},
     **{f"int4_{key}": values for key, values in _INT4_CHOICES.items()},
     "template": ("chatml", "phi3", "llama3", "mistral", "gemma", "auto"),
@@ -62,7 +66,7 @@ class Answers:
 
     model: str = "demo"
     base: str = ""  # a LoRA adapter's base folder, when its adapter_config.json names none found here
-    precision: str = "int4"
+    precision: str = MEASURED  # or a Precision's value
     method: str = "config"
     template: str = "auto"
     template_source: str = "preset"  # the deployed chat template: the preset, or the model's own

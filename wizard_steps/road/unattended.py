@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from wizard_steps.conversion import convert
 from wizard_steps.conversion.convert import ConvertResult
@@ -24,12 +24,14 @@ from wizard_steps.measurement import benchmark
 from wizard_steps.measurement.tune_quick import describe
 from wizard_steps.model import model_source
 from wizard_steps.model.adapter import inspect_model_or_adapter
+from wizard_steps.model.model_source import ModelInfo
 from wizard_steps.prompt import detection, templates
 from wizard_steps.prompt.generation import model_config
 from wizard_steps.road import answers as answers_module
 from wizard_steps.road import prereqs
 from wizard_steps.road.answers import Answers
 from wizard_steps.runtime.engine import Chat, ReplyDone, ReplyOptions
+from wizard_steps.verdict import compare
 
 QUESTION = "What is the capital of France?"  # asked of the model: stays English
 STEPS = 6
@@ -68,14 +70,19 @@ class RunReport:
     answer: str
     answer_tokens_per_s: float
     answers_file: str
+    chosen_here: str = ""  # precision = "auto": why this precision, as measured on this machine
 
     def to_json(self) -> dict[str, object]:
+        converted: dict[str, object] = {
+            "path": self.converted_path, "precision": self.converted.precision,
+            "size_bytes": self.converted.size_bytes, "duration_s": self.converted.duration_s,
+            "reused": self.converted.reused}
+        if self.chosen_here:
+            converted["chosen_here"] = self.chosen_here
         data: dict[str, object] = {
             "checks": {"ok": self.checks_ok, "warn": self.checks_warn, "fail": []},
             "model": {"path": self.model_path, "architecture": self.architecture, "parameters": self.parameters},
-            "converted": {"path": self.converted_path, "precision": self.converted.precision,
-                          "size_bytes": self.converted.size_bytes, "duration_s": self.converted.duration_s,
-                          "reused": self.converted.reused},
+            "converted": converted,
         }
         if self.converted.tuned is not None:
             data["tuned"] = self.converted.tuned.to_json()
@@ -91,6 +98,49 @@ def apply_language(answers: Answers) -> None:
     """The answers file's language, unless --lang chose one on the command line."""
     if not i18n.chosen_explicitly():
         i18n.set_language(answers.lang, explicit=False)
+
+
+@dataclass(frozen=True)
+class Choice:
+    """The precision the road converts to; with ``precision = "auto"``, the folder the comparison
+    made and measured here (None: convert as for a named precision) and why it was chosen."""
+
+    precision: Precision
+    folder: Path | None = None
+    reason: str = ""
+
+
+def measured_choice(info: ModelInfo, say: Callable[[str], None], follow: Follow, **measure: Any) -> Choice:
+    """``precision = "auto"``: INT4 and INT8 measured on this machine (compare.AUTO_CANDIDATES,
+    as the precision step does on arrival), the fastest that passes the checklist. A comparison
+    saved here before, on this CPU, with its folder still there, is used as it is. Beyond the
+    time budget the road takes INT4 unmeasured and says how to measure. ``measure``: compare()'s
+    settings (lengths, runs, eval_windows...), its defaults when not given."""
+    saved = compare.load_saved(info.path)
+    folder = compare.chosen_folder(saved, info)
+    if saved is not None and saved.candidate is not None and folder is not None:
+        say(_("Measured on this machine before: {reason}").format(reason=saved.reason))
+        return Choice(compare.candidates()[saved.candidate].precision, folder, saved.reason)
+    chosen = compare.parse_candidates(compare.AUTO_CANDIDATES)
+    seconds = compare.estimate_seconds(info, chosen)
+    minutes = i18n.number(max(1.0, seconds / 60), 0)
+    if seconds > compare.MEASURE_BUDGET_S:
+        say(_("Measuring INT4 and INT8 here would take about {minutes} min, over the {budget} min budget: "
+              "INT4, not measured here (measure with: slmops compare {model})").format(
+            minutes=minutes, budget=i18n.number(compare.MEASURE_BUDGET_S / 60, 0), model=info.path))
+        return Choice(Precision.INT4)
+    say(_("Measuring {names} on this machine before choosing (about {minutes} min, estimated)").format(
+        names=" / ".join(c.name.upper() for c in chosen), minutes=minutes))
+    final = follow(compare.as_step(compare.compare(info.path, chosen, **measure), say))
+    if isinstance(final, Failed):
+        raise StepFailed(final.reason)
+    result = final.result
+    folder = compare.chosen_folder(result, info)
+    if result.candidate is None or folder is None:
+        raise StepFailed(_("{reason} Set a precision to deploy one anyway: precision = \"int8\" in an "
+                           "answers file for slmops run --answers.").format(reason=result.reason))
+    say(result.reason)
+    return Choice(compare.candidates()[result.candidate].precision, folder, result.reason)
 
 
 def execute(answers: Answers, say: Callable[[str], None], follow: Follow) -> RunReport:
@@ -113,8 +163,10 @@ def execute(answers: Answers, say: Callable[[str], None], follow: Follow) -> Run
     tokenizer_dir = info.adapter.base.path if info.adapter else info.path  # an adapter: its base's
     key = detection.detect(tokenizer_dir).preset_key if answers.template == "auto" else answers.template
     preset = templates.preset_for_folder(key, info.path)
-    precision = Precision(answers.precision)
     out = Path(answers.output_dir) if answers.output_dir else None
+    choice = measured_choice(info, say, follow) if answers.precision == answers_module.MEASURED else \
+        Choice(Precision(answers.precision))
+    precision = choice.precision
     default_out = convert.default_output_dir(info, precision)
     plan = convert.make_plan(
         info.path, out, precision,
@@ -125,7 +177,9 @@ def execute(answers: Answers, say: Callable[[str], None], follow: Follow) -> Run
     if not answers.tune:
         plan = replace(plan, tune=False)
     converted: Finished[ConvertResult] | Failed
-    if out is None and convert.converted_before(plan):
+    if out is None and choice.folder is not None:  # the comparison's folder, measured here: read, not written
+        converted = Finished(choice.folder, ConvertResult.found(choice.folder))
+    elif out is None and convert.converted_before(plan):
         # slmops' own folder already holds this conversion, validated when it was made: a rerun
         # of the demo in a classroom does not pay for Olive again (the deploy loads it and answers).
         converted = Finished(plan.output_dir, ConvertResult.found(plan.output_dir))
@@ -178,4 +232,5 @@ def execute(answers: Answers, say: Callable[[str], None], follow: Follow) -> Run
         checks_warn=sum(c.status is prereqs.Status.WARN for c in checks),
         model_path=str(info.path), architecture=info.architecture, parameters=info.num_parameters,
         converted_path=str(converted.path), converted=made, deployed=placed, benchmark=speeds,
-        answer=reply.text, answer_tokens_per_s=round(reply.stats.tokens_per_s, 1), answers_file=str(answers_file))
+        answer=reply.text, answer_tokens_per_s=round(reply.stats.tokens_per_s, 1), answers_file=str(answers_file),
+        chosen_here=choice.reason)

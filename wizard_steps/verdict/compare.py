@@ -13,7 +13,7 @@ import hashlib
 import json
 import os
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -22,13 +22,13 @@ from wizard_steps.conversion.convert import ConvertResult
 from wizard_steps.conversion.precision import Int4Algorithm, Int4Settings, Precision, best_settings
 from wizard_steps.core import paths
 from wizard_steps.core.errors import WizardError
-from wizard_steps.core.events import Event, Failed, Finished, Progress
+from wizard_steps.core.events import Event, Failed, Finished, LogLine, Progress
 from wizard_steps.core.i18n import _
 from wizard_steps.measurement.machine import cpu_name
 from wizard_steps.model.adapter import inspect_model_or_adapter as inspect_model
 from wizard_steps.model.model_source import ModelInfo
 from wizard_steps.verdict.compare_measure import Measurement, Recommendation, Row, Source, measure
-from wizard_steps.verdict.compare_report import recommendation_reason
+from wizard_steps.verdict.compare_report import recommendation_reason, why_not
 from wizard_steps.verdict.domain import DomainQuery
 
 RESULT_NAME = "comparison.json"
@@ -241,6 +241,35 @@ def compare(model_dir: str | Path, chosen: Sequence[Candidate], cancel: threadin
     save(result, paths.ensure(root) / RESULT_NAME)
     yield Progress(_("Done"), 1.0)
     yield result
+
+
+def as_step(events: Iterable[CompareEvent], say: Callable[[str], None]) -> Iterator[Event[Recommendation]]:
+    """A comparison as one long step for a terminal: each candidate's progress under its name, one
+    line (``say``) per measured candidate, then Finished with the recommendation (its path: the
+    model's folder), or the comparison's Failed."""
+    for event in events:
+        if isinstance(event, CandidateEvent):
+            inner = event.event
+            if isinstance(inner, Progress):
+                yield Progress(f"{event.candidate}: {inner.stage}", inner.fraction)
+            elif isinstance(inner, LogLine):
+                yield inner
+        elif isinstance(event, Row):
+            say(_("{name}: measured ({verdict})").format(
+                name=event.candidate, verdict=_("passes") if event.passed else why_not(event)))
+        elif isinstance(event, Recommendation):
+            yield Finished(Path(event.model), event)
+        else:
+            yield event
+
+
+def chosen_folder(result: Recommendation | None, model: ModelInfo) -> Path | None:
+    """The folder of the recommended candidate, when the comparison was made on this CPU and a
+    folder holding that same conversion is still there (the comparison's, or any the wizard made)."""
+    if result is None or result.candidate is None or result.cpu != cpu_name():
+        return None
+    known = candidates().get(result.candidate)
+    return find_existing(model, known) if known is not None else None
 
 
 # --- the saved result ------------------------------------------------------------------------------
