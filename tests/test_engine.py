@@ -182,3 +182,44 @@ def test_multibyte_text_reaches_the_model_whole_and_streams_whole_characters(
     assert message in backend.tokenizer.decode(received[0])
     assert all("\ufffd" not in chunk for chunk in chunks)  # no character cut between tokens
     assert chat.turns == [("user", message), ("assistant", done.text)]
+
+
+PEAK_PROBE = """
+import json, sys
+from wizard_steps.prompt.templates import get_preset
+from wizard_steps.runtime.engine import GenaiBackend, ReplyDone, ReplyOptions
+
+def peak():
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmHWM:"))
+
+backend = GenaiBackend(sys.argv[1], get_preset("chatml").template)
+list(backend.stream_ids([1] * 16, ReplyOptions(max_new_tokens=2)))  # loaded and warm
+before = peak()
+ids = backend.encode("The quick brown fox jumps over the lazy dog. " * 200)[:1024]
+done = [e for e in backend.stream_ids(ids, ReplyOptions(max_new_tokens=2)) if isinstance(e, ReplyDone)][0]
+print(json.dumps({"growth": peak() - before, "prompt": done.stats.prompt_tokens}))
+"""
+
+
+def test_a_long_prompt_goes_in_in_pieces_so_its_logits_never_take_a_whole_prompts_worth(tiny_converted) -> None:
+    """onnxruntime-genai computes logits at every position it is given: a 1024-token prompt in one
+    piece needs 1024 x vocabulary floats at once (201 MB for the demo's vocabulary). In pieces of
+    PREFILL_CHUNK the process's peak grows by a fraction of that. Measured in a fresh process (its
+    own peak); memory, not time, so the same on every CPU."""
+    import json
+    import subprocess
+    import sys
+
+    from wizard_steps.runtime.engine import PREFILL_CHUNK
+
+    folder = tiny_converted("fp32")
+    vocab = json.loads((folder / "config.json").read_text())["vocab_size"]
+    done = subprocess.run([sys.executable, "-c", PEAK_PROBE, str(folder)], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    measured = json.loads(done.stdout.strip().splitlines()[-1])
+    assert measured["prompt"] == 1024
+    whole = 1024 * vocab * 4
+    assert PREFILL_CHUNK * vocab * 4 < whole / 4
+    assert measured["growth"] < whole / 2, measured  # in one piece it is at least `whole`
