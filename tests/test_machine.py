@@ -125,3 +125,21 @@ def test_slmops_bench_reports_the_machine_and_the_bound(demo_int4: Path, tmp_pat
     from wizard_steps.model.model_source import folder_size
 
     assert folder_size(demo_int4) < data["model_rss_bytes"] < data["peak_rss_bytes"]
+
+
+@pytest.mark.parametrize(("cpuinfo", "label"), [
+    (XEON, "Intel(R) Xeon(R) Platinum 8480C (AVX-512 VNNI)"),
+    (EPYC_AVX2, "AMD EPYC 7B12 (AVX2)"),
+    (None, "some-arch"),  # flags not known: the name alone
+], ids=["avx512-vnni", "avx2-only", "no-cpuinfo"])
+def test_a_figures_cpu_label_names_the_kernels_too(cpuinfo: str | None, label: str, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same model name has come with AVX-512 one day and AVX2 only the next on one VM, and a
+    quantized model's figures change with the kernels: a label without them would join the two."""
+    file = tmp_path / "cpuinfo"
+    if cpuinfo is not None:
+        file.write_text(cpuinfo)
+    monkeypatch.setattr(machine, "Path", lambda path: file if str(path) == "/proc/cpuinfo" else Path(path))
+    monkeypatch.setattr(machine.platform, "processor", lambda: "")
+    monkeypatch.setattr(machine.platform, "machine", lambda: "some-arch" if cpuinfo is None else "x86_64")
+    assert machine.cpu_name() == label

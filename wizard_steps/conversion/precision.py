@@ -291,7 +291,8 @@ class PrecisionOption:
 
 # The last column: the demo's figures on the evaluation text against its fp32 source, measured on
 # FIGURES_CPU (benchmarks/eval_frontier.py); shown as another machine's until a comparison runs here.
-FIGURES_CPU = "AMD EPYC, AVX-512 VNNI"
+# measured on 2026-12-02, when this VM's CPU listed AVX2 and no AVX-512 (onnxruntime's AVX2 kernels)
+FIGURES_CPU = "AMD EPYC with AVX2 only"
 _TABLE = {  # translated where the options are made (N_ marks them for extraction)
     Precision.FP32: ("FP32", N_("1x (reference)"), N_("baseline"), N_("identical to the source"),
                      N_("checking that conversion is exact"),

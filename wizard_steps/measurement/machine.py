@@ -34,17 +34,7 @@ class Machine:
     @property
     def kernels(self) -> str:
         """The fastest integer kernels this CPU can run, as onnxruntime's MLAS picks them."""
-        if self.arch.lower() in ("arm64", "aarch64"):
-            return "Arm NEON"
-        if self.flags is None:
-            return _("kernels not known")
-        if "avx512_vnni" in self.flags:
-            return "AVX-512 VNNI"
-        if "avx_vnni" in self.flags:
-            return "AVX-VNNI"
-        if "avx2" in self.flags:
-            return "AVX2"
-        return _("no AVX2")
+        return kernels_for(self.flags, self.arch)
 
     def bound(self, context_tokens: int) -> float | None:
         """The most tokens/s the memory allows with ``context_tokens`` in the KV cache."""
@@ -88,6 +78,21 @@ class Machine:
 KERNEL_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8")
 
 
+def kernels_for(flags: tuple[str, ...] | None, arch: str) -> str:
+    """The fastest integer kernels a CPU with these flags runs, as onnxruntime's MLAS picks them."""
+    if arch.lower() in ("arm64", "aarch64"):
+        return "Arm NEON"
+    if flags is None:
+        return _("kernels not known")
+    if "avx512_vnni" in flags:
+        return "AVX-512 VNNI"
+    if "avx_vnni" in flags:
+        return "AVX-VNNI"
+    if "avx2" in flags:
+        return "AVX2"
+    return _("no AVX2")
+
+
 def cpu_flags() -> tuple[str, tuple[str, ...] | None]:
     """The CPU's model name and its kernel-deciding flags, from /proc/cpuinfo (Linux); elsewhere
     the flags are not known (None)."""
@@ -103,8 +108,12 @@ def cpu_flags() -> tuple[str, tuple[str, ...] | None]:
 
 
 def cpu_name() -> str:
-    """The processor's model name (what a reader needs to weigh a figure measured here)."""
-    return cpu_flags()[0]
+    """The processor's model name and the kernels it runs, e.g. "AMD EPYC (AVX2)": what a reader
+    needs to weigh a figure measured here. The name alone is not enough: this VM's "AMD EPYC"
+    listed AVX-512 VNNI on 2026-12-01 and AVX2 only on 2026-12-02, and a quantized model's figures
+    and answers change with the kernels. A comparison saved under another label is measured again."""
+    name, flags = cpu_flags()
+    return name if flags is None else f"{name} ({kernels_for(flags, platform.machine())})"
 
 
 def read_bandwidth(n_bytes: int, threads: int, runs: int = 5) -> float:
