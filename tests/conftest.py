@@ -157,6 +157,9 @@ def tmp_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return home
 
 
+SHARED_CONVERSIONS = {"demo_int4": "demo-int4", "demo_int8": "demo-int8"}  # fixture -> its shared folder
+
+
 def _convert_once(demo: Path, name: str, precision: str) -> Path:
     from wizard_steps.conversion import convert
     from wizard_steps.conversion.precision import Int4Settings, Precision
@@ -183,13 +186,13 @@ def _convert_once(demo: Path, name: str, precision: str) -> Path:
 def demo_int4(demo_model: Path) -> Path:
     """The demo converted to INT4 once per run, by the default road ("auto": QuaRot + GPTQ on a
     Llama), as the wizard and ``slmops demo`` convert it. Shared: tests copy it before writing."""
-    return _convert_once(demo_model, "demo-int4", "int4")
+    return _convert_once(demo_model, SHARED_CONVERSIONS["demo_int4"], "int4")
 
 
 @pytest.fixture(scope="session")
 def demo_int8(demo_model: Path) -> Path:
     """The demo converted to INT8 once per run (rotated, ModelBuilder fp32, then 8-bit RTN)."""
-    return _convert_once(demo_model, "demo-int8", "int8")
+    return _convert_once(demo_model, SHARED_CONVERSIONS["demo_int8"], "int8")
 
 
 @pytest.fixture(scope="session")
@@ -249,9 +252,6 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         _FIRST_ITEM.append(item)
 
 
-SHARED_CONVERSIONS = ("demo_int4", "demo_int8")
-
-
 @pytest.fixture(scope="session", autouse=True)
 def _shared_conversions_start_together(request: pytest.FixtureRequest) -> None:
     """With two workers or more, each starts one of the shared conversions as the run begins,
@@ -268,7 +268,7 @@ def _shared_conversions_start_together(request: pytest.FixtureRequest) -> None:
     if first_needs:
         return  # the first test's own setup converts them, under their locks
     for name in reversed(wanted):  # the INT8 first: the longest-first files open with the INT4's
-        shared, lock = _shared(name.replace("_", "-"))
+        shared, lock = _shared(SHARED_CONVERSIONS[name])
         if (shared / "genai_config.json").is_file():
             continue
         try:

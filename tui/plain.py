@@ -30,7 +30,7 @@ from wizard_steps.prompt.generation import GenerationError, model_config
 from wizard_steps.road import answers as answers_module
 from wizard_steps.road import prereqs
 from wizard_steps.road.answers import Answers
-from wizard_steps.road.unattended import StepFailed
+from wizard_steps.road.unattended import StepFailed, saved_choice
 from wizard_steps.verdict import compare
 
 STATUS = {"ok": N_("ok"), "warn": N_("warn"), "fail": N_("fail")}
@@ -74,10 +74,10 @@ def measured_label(folder: Path) -> str:
         info = adapter.inspect_model_or_adapter(folder)
     except WizardError:
         return _("Measure INT4 and INT8 on this machine, deploy the fastest that passes the checklist")
-    saved = compare.load_saved(info.path)
-    if saved is not None and saved.candidate is not None and compare.chosen_folder(saved, info) is not None:
+    saved = saved_choice(info)
+    if saved is not None:
         return _("Measured on this machine: {precision} (the fastest that passes the checklist)").format(
-            precision=saved.candidate.upper())
+            precision=saved.precision.value.upper())
     seconds = compare.estimate_seconds(info, compare.parse_candidates(compare.AUTO_CANDIDATES))
     if seconds > compare.MEASURE_BUDGET_S:
         return _("INT4 unmeasured: measuring here would take about {minutes} min").format(

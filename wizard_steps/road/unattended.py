@@ -116,11 +116,10 @@ def measured_choice(info: ModelInfo, say: Callable[[str], None], follow: Follow,
     saved here before, on this CPU, with its folder still there, is used as it is. Beyond the
     time budget the road takes INT4 unmeasured and says how to measure. ``measure``: compare()'s
     settings (lengths, runs, eval_windows...), its defaults when not given."""
-    saved = compare.load_saved(info.path)
-    folder = compare.chosen_folder(saved, info)
-    if saved is not None and saved.candidate is not None and folder is not None:
+    saved = saved_choice(info)
+    if saved is not None:
         say(_("Measured on this machine before: {reason}").format(reason=saved.reason))
-        return Choice(compare.candidates()[saved.candidate].precision, folder, saved.reason)
+        return saved
     chosen = compare.parse_candidates(compare.AUTO_CANDIDATES)
     seconds = compare.estimate_seconds(info, chosen)
     minutes = i18n.number(max(1.0, seconds / 60), 0)
@@ -134,12 +133,23 @@ def measured_choice(info: ModelInfo, say: Callable[[str], None], follow: Follow,
     final = follow(compare.as_step(compare.compare(info.path, chosen, **measure), say))
     if isinstance(final, Failed):
         raise StepFailed(final.reason)
-    result = final.result
-    folder = compare.chosen_folder(result, info)
-    if result.candidate is None or folder is None:
+    choice = _choice_of(final.result, info)
+    if choice is None:
         raise StepFailed(_("{reason} Set a precision to deploy one anyway: precision = \"int8\" in an "
-                           "answers file for slmops run --answers.").format(reason=result.reason))
-    say(result.reason)
+                           "answers file for slmops run --answers.").format(reason=final.result.reason))
+    say(choice.reason)
+    return choice
+
+
+def saved_choice(info: ModelInfo) -> Choice | None:
+    """The choice of the comparison saved for this model on this CPU, while its folder is there."""
+    return _choice_of(compare.load_saved(info.path), info)
+
+
+def _choice_of(result: compare.Recommendation | None, info: ModelInfo) -> Choice | None:
+    folder = compare.chosen_folder(result, info)  # None unless a candidate was recommended here
+    if result is None or result.candidate is None or folder is None:
+        return None
     return Choice(compare.candidates()[result.candidate].precision, folder, result.reason)
 
 
