@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tui import plain
 from tui.cli import build_parser, main
 from tui.progress import ProgressPrinter, drive
 from wizard_steps.conversion.precision import Precision
@@ -213,7 +214,10 @@ def test_the_headless_road_measures_int4_and_int8_then_reuses_what_it_measured(
     second = unattended.measured_choice(info, again.append, _follow)
     assert again == [f"Measured on this machine before: {saved.reason}"]  # nothing measured
     assert second == choice
+    assert plain.measured_label(demo_model) == (  # the plain wizard's first choice reads the same record
+        f"Measured on this machine: {choice.precision.value.upper()} (the fastest that passes the checklist)")
     forget_saved(demo_model)
+    assert plain.measured_label(demo_model).startswith("Measure INT4 and INT8 on this machine (about ")
 
 
 def test_over_the_budget_the_headless_road_takes_int4_unmeasured_and_says_how_to_measure(

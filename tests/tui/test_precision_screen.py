@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -16,11 +17,13 @@ from tests.tui.helpers import STOP_LIMIT, assert_fits, text_of, wait_for
 from tui.app import SlmopsApp
 from tui.screens.precision import CompareSettings, PrecisionScreen
 from wizard_steps.conversion.precision import Precision
+from wizard_steps.core.checks import DOMAIN, QualityCheck
 from wizard_steps.model.model_source import inspect_model
 from wizard_steps.road.state import WizardState
 from wizard_steps.verdict import compare
 from wizard_steps.verdict.compare_measure import Measurement
 from wizard_steps.verdict.domain import demo_queries
+from wizard_steps.verdict.remedy import remedy_for
 
 
 def text(app: SlmopsApp, selector: str) -> str:
@@ -197,6 +200,23 @@ async def test_a_saved_comparison_shows_measured_rows_and_preselects_its_recomme
         await pilot.press("ctrl+n")
         await pilot.pause()
         assert app.state.precision == "int8"
+
+
+async def test_a_comparison_saved_on_another_cpu_is_not_shown_as_measured_here(
+        demo_model: Path, tmp_home: Path) -> None:
+    result = saved_comparison(demo_model)  # as saved here, then relabelled: the VM moved to other kernels
+    path = compare.compare_root(inspect_model(demo_model)) / compare.RESULT_NAME
+    compare.save(replace(result, cpu="Intel Xeon (AVX-512 VNNI, AMX)"), path)
+    assert compare.load_saved(demo_model) is None
+    assert remedy_for([QualityCheck(DOMAIN, False, "")], "int4", demo_model).measured_here is False
+    app = SlmopsApp(WizardState(model_dir=str(demo_model), precision="int4"), start="precision")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await loaded(app, pilot)
+        assert app.screen.choice.value == "int4"
+        assert "★" not in str(app.screen.query_one("#precision-table", DataTable).get_cell("int8", "precision"))
+        assert " ".join(text(app, "#precision-decision").split()).startswith("INT4 is chosen, not measured")
+    compare.save(result, path)  # the same file under this CPU's label counts
+    assert compare.load_saved(demo_model) == result
 
 
 async def test_a_recommended_int4_variant_sets_its_int4_settings(demo_model: Path, tmp_home: Path) -> None:

@@ -293,11 +293,13 @@ def save(result: Recommendation, path: Path) -> None:
 
 
 def load_saved(model_dir: str | Path) -> Recommendation | None:
-    """The last comparison saved for this model folder, or None (none yet, or unreadable)."""
+    """The last comparison saved for this model folder on this CPU (``cpu_name``: its kernels
+    included), or None: none yet, unreadable, or measured on another CPU, whose speeds and kept
+    answers say nothing of this one's."""
     try:
         model = inspect_model(model_dir)
         data = json.loads((compare_root(model) / RESULT_NAME).read_text(encoding="utf-8"))
         result = from_dict(data)
     except (WizardError, OSError, ValueError, KeyError, TypeError):
         return None
-    return result if Path(result.model) == model.path else None
+    return result if Path(result.model) == model.path and result.cpu == cpu_name() else None
