@@ -3,6 +3,7 @@ progress and log, cancelling it, and an existing output folder refused until rep
 
 from __future__ import annotations
 
+import shutil
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -157,15 +158,16 @@ async def test_existing_output_is_refused_until_replace_is_on(demo_model: Path,
 
 
 async def test_an_earlier_conversion_with_the_same_settings_lets_next_through(
-        tiny_llama: Path, tmp_path: Path, tmp_home: Path) -> None:
-    # a folder the wizard converted earlier (a workshop's second run), under another name
+        tiny_llama: Path, tiny_converted, tmp_path: Path, tmp_home: Path) -> None:
+    # a folder the wizard converted earlier (a workshop's second run), under another name: the
+    # session's own conversion with these settings, copied
     from wizard_steps.core import paths
-    from wizard_steps.core.events import Finished
 
     earlier = paths.models_dir() / "converted-last-week"
-    plan = convert.make_plan(tiny_llama, earlier, Precision.INT4,
-                             int4=Int4Settings(algorithm=Int4Algorithm.RTN, quantize_embeddings=True))
-    assert any(isinstance(event, Finished) for event in convert.convert(plan))
+    shutil.copytree(tiny_converted("int4-rtn-embeddings"), earlier)
+    assert convert.converted_before(convert.make_plan(
+        tiny_llama, tmp_path / "probe", Precision.INT4,
+        int4=Int4Settings(algorithm=Int4Algorithm.RTN, quantize_embeddings=True)), earlier)
     before = {p.name: p.stat().st_mtime_ns for p in earlier.iterdir()}
 
     out = tmp_path / "int4"
