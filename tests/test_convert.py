@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -178,7 +179,7 @@ def test_gptq_counts_its_layers_and_its_saved_config_reruns_with_olive(
     from wizard_steps.conversion.calibration import default_text
 
     out = tmp_path / algorithm
-    events = list(convert.convert(_gptq_plan(tiny_llama, out, algorithm=algorithm)))
+    events = list(convert.convert(replace(_gptq_plan(tiny_llama, out, algorithm=algorithm), tune=False)))
     assert isinstance(events[-1], Finished), events[-1]
     stages = [e.stage for e in events if isinstance(e, Progress)]
     assert "GPTQ: layer 2/2 quantized" in stages
@@ -300,7 +301,7 @@ def test_int8_of_a_llama_is_rotated_first_and_its_saved_config_reruns_with_olive
     out = tmp_path / "int8"
     plan = convert.make_plan(tiny_llama, out, Precision.INT8)
     assert plan.rotated
-    events = list(convert.convert(plan))
+    events = list(convert.convert(replace(plan, tune=False)))
     assert isinstance(events[-1], Finished), events[-1]
     assert events[-1].result.rotated is True and events[-1].result.int4 is None
     stages = [e.stage for e in events if isinstance(e, Progress)]
