@@ -274,6 +274,20 @@ def test_short_tuning_keeps_the_faster_under_the_5_percent_rule(folder: Path) ->
     assert count == 12 and text.strip()
 
 
+def test_short_tuning_stops_once_every_round_makes_the_same_choice() -> None:
+    """Three rounds that agree end the measurement; one round that would choose otherwise (a
+    near-tie, a noisy machine) keeps it going to QUICK_ROUNDS' most or the budget."""
+    current, tried, calm = tune.Candidate(None), tune.Candidate(2), tune.Candidate(2, spinning=False)
+    agree = {current: [100.0, 101.0, 99.0], tried: [120.0, 118.0, 122.0], calm: [119.0, 117.0, 121.0]}
+    assert tune_quick._choose({c: v[0] for c, v in agree.items()}, current, tried, calm) == tried
+    assert tune_quick._decided(agree, current, tried, calm)
+    flip = {**agree, tried: [120.0, 90.0, 122.0]}  # round 2 alone keeps the current setting
+    assert not tune_quick._decided(flip, current, tried, calm)
+    near = {**agree, calm: [119.0, 126.0, 121.0]}  # round 2 alone takes the sleeping threads
+    assert not tune_quick._decided(near, current, tried, calm)
+    assert not tune_quick._decided({current: [], tried: [], calm: []}, current, tried, calm)
+
+
 def test_short_tuning_cancelled_leaves_the_file_untouched(folder: Path) -> None:
     original = (folder / "genai_config.json").read_bytes()
     stop = threading.Event()

@@ -124,7 +124,8 @@ def quick(folder: Path, source: Path | None = None, cancel: threading.Event | No
         options = ReplyOptions(max_new_tokens=QUICK_TOKENS, min_new_tokens=QUICK_TOKENS)
         deadline, rounds = time.monotonic() + QUICK_BUDGET_S, 0
         least, most = QUICK_ROUNDS
-        while not stopped() and (rounds < least or (rounds < most and time.monotonic() < deadline)):
+        while not stopped() and (rounds < least or (rounds < most and time.monotonic() < deadline
+                                                    and not _decided(speeds, current, tried, calm))):
             first = rounds % len(trials)  # each goes first in turn
             for candidate in trials[first:] + trials[:first]:
                 speeds[candidate].append(_speed(backends[candidate], prompt, options, cancel))
@@ -143,15 +144,9 @@ def quick(folder: Path, source: Path | None = None, cancel: threading.Event | No
     before = speed[current]
 
     def ratio(candidate: Candidate) -> float:  # rounded once: the rule and the report see one figure
-        return round(speed[candidate] / before, 2) if before else 0.0
+        return _ratio(speed, candidate, current)
 
-    # The usable core count unless the current setting is clearly (5 %) faster: a few seconds
-    # cannot split a near-tie, and full searches (slmops tune) keep choosing the explicit count
-    # (side by side x1.5 here where the short measurement read x1.01: benchmarks/tuning_gain.py --road).
-    chosen = tried if ratio(tried) >= 1 - tune.KEEP_MARGIN else current
-    # Sleeping threads must beat that choice clearly: they cost 4-8 % on an idle machine.
-    if calm in speed and calm != chosen and ratio(calm) >= round(ratio(chosen) * (1 + tune.SLEEP_MARGIN), 2):
-        chosen = calm
+    chosen = _choose(speed, current, tried, calm)
     reported = chosen if chosen != current else tried  # kept: the report says how the core count did
     gain = ratio(reported)
     result = replace(result, gain=gain, default_tokens_per_s=round(before, 1),
@@ -167,6 +162,38 @@ def quick(folder: Path, source: Path | None = None, cancel: threading.Event | No
                          for c in trials)
     yield LogLine(_("Tuning: {measured}: kept {kept}.").format(measured=measured, kept=chosen.label))
     return result
+
+
+def _ratio(speed: dict[Candidate, float], candidate: Candidate, current: Candidate) -> float:
+    """``candidate``'s speed over the current setting's, rounded once: the rule and the report see
+    one figure."""
+    return round(speed[candidate] / speed[current], 2) if speed[current] else 0.0
+
+
+def _choose(speed: dict[Candidate, float], current: Candidate, tried: Candidate, calm: Candidate) -> Candidate:
+    """The rule, on one speed per candidate. The usable core count unless the current setting is
+    clearly (5 %) faster: a few seconds cannot split a near-tie, and full searches (slmops tune)
+    keep choosing the explicit count (side by side x1.5 here where the short measurement read
+    x1.01: benchmarks/tuning_gain.py --road). Sleeping threads must beat that choice clearly: they
+    cost 4-8 % on an idle machine."""
+    chosen = tried if _ratio(speed, tried, current) >= 1 - tune.KEEP_MARGIN else current
+    if calm in speed and calm != chosen and _ratio(speed, calm, current) >= round(
+            _ratio(speed, chosen, current) * (1 + tune.SLEEP_MARGIN), 2):
+        chosen = calm
+    return chosen
+
+
+def _decided(speeds: dict[Candidate, list[float]], current: Candidate, tried: Candidate, calm: Candidate) -> bool:
+    """True when every round so far, taken alone, makes the same choice as their medians: more
+    rounds would not change it, so the tuning stops there (on a quiet machine after the first
+    three; on a noisy one it goes on to QUICK_ROUNDS' most or the budget)."""
+    rounds = min(len(v) for v in speeds.values())
+    if rounds == 0:
+        return False
+    medians = {candidate: statistics.median(v) for candidate, v in speeds.items()}
+    chosen = _choose(medians, current, tried, calm)
+    return all(_choose({c: v[i] for c, v in speeds.items()}, current, tried, calm) == chosen
+               for i in range(rounds))
 
 
 def describe(tuned: QuickTune) -> str:
