@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import csv
+import ctypes
 import json
+import sys
 from pathlib import Path
 
+import psutil
 import pytest
 
 from wizard_steps.core.events import Progress
@@ -75,3 +78,21 @@ def test_leak_verdict_flags_growth_and_passes_a_flat_line() -> None:
 def test_plan_that_does_not_fit_the_context_is_refused() -> None:
     with pytest.raises(benchmark.BenchmarkError, match="does not fit"):
         benchmark.BenchPlan(lengths=(16, 2048), new_tokens=64).validate(context_length=2048)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc_trim: Linux only")
+def test_the_baseline_leaves_out_memory_the_allocator_kept_after_a_model_went_away() -> None:
+    """What an earlier load and unload freed but glibc kept (the deploy step's check, before the
+    benchmark) is not in the baseline, so it is not taken from the model's figure."""
+    libc = ctypes.CDLL(None)
+    libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
+    libc.free.argtypes = [ctypes.c_void_p]
+    blocks = [libc.malloc(64 << 10) for _ in range(1600)]  # 100 MB in blocks below mmap's threshold
+    keep = libc.malloc(64 << 10)  # above them: freeing them leaves no free top for free() to trim
+    for block in blocks:
+        ctypes.memset(block, 1, 64 << 10)
+    for block in blocks:
+        libc.free(block)
+    raw = psutil.Process().memory_info().rss
+    assert benchmark.process_rss() < raw - 50_000_000
+    libc.free(keep)
