@@ -11,11 +11,8 @@ length a verdict needs, runs in every test run.
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import gc
 import os
-import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -40,14 +37,6 @@ QUESTIONS = ("What is the capital of France?", "Name three colours.", "What is 2
              "How many legs does a spider have?", "What colour is the sky?")
 
 
-def release_free_heap() -> None:
-    """glibc keeps freed memory in its arenas: raw RSS moved by up to 30 MB between two identical
-    runs here. Handing it back first makes RSS measure the memory still in use (Linux only)."""
-    if sys.platform.startswith("linux"):
-        with contextlib.suppress(OSError, AttributeError):
-            ctypes.CDLL(None).malloc_trim(0)
-
-
 @dataclass(frozen=True)
 class Usage:
     rss: int  # after the free heap went back to the system: what is in use
@@ -61,7 +50,7 @@ class Usage:
         gc.collect()
         process = psutil.Process()
         raw = process.memory_info().rss
-        release_free_heap()
+        benchmark.release_free_heap()  # raw RSS moved by up to 30 MB between two identical runs
         fds = process.num_fds() if hasattr(process, "num_fds") else process.num_handles()
         return cls(process.memory_info().rss, raw, fds, process.num_threads(), threading.active_count())
 

@@ -161,14 +161,20 @@ def prompt_of_length(backend: Backend, length: int) -> Conversation:
     return best
 
 
-def process_rss() -> int:
-    """This process's resident memory in use now: taken before a model is loaded, it is what the
-    model's figure leaves out. The allocator's free pages go back to the system first (glibc keeps
-    them: after the deploy step had loaded and unloaded the model, 226 MB of them stayed resident
-    and the benchmark screen read "model and runtime 56 MB" for a model that takes about 500)."""
+def release_free_heap() -> None:
+    """Hand the allocator's free pages back to the system (glibc keeps them; Linux only), so that
+    RSS measures the memory still in use."""
     if sys.platform.startswith("linux"):
         with contextlib.suppress(OSError, AttributeError):
             ctypes.CDLL(None).malloc_trim(0)
+
+
+def process_rss() -> int:
+    """This process's resident memory in use now: taken before a model is loaded, it is what the
+    model's figure leaves out. The free heap goes back first: after the deploy step had loaded and
+    unloaded the model, 226 MB of it stayed resident and the benchmark screen read "model and
+    runtime 56 MB" for a model that takes about 500."""
+    release_free_heap()
     return int(psutil.Process().memory_info().rss)
 
 

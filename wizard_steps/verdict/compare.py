@@ -264,9 +264,10 @@ def as_step(events: Iterable[CompareEvent], say: Callable[[str], None]) -> Itera
 
 
 def chosen_folder(result: Recommendation | None, model: ModelInfo) -> Path | None:
-    """The folder of the recommended candidate, when the comparison was made on this CPU and a
-    folder holding that same conversion is still there (the comparison's, or any the wizard made)."""
-    if result is None or result.candidate is None or result.cpu != cpu_name():
+    """The folder of the recommended candidate, while a folder holding that same conversion is still
+    there (the comparison's, or any the wizard made). ``result`` is this CPU's: a fresh comparison,
+    or ``load_saved``'s, which reads no other CPU's."""
+    if result is None or result.candidate is None:
         return None
     known = candidates().get(result.candidate)
     return find_existing(model, known) if known is not None else None
