@@ -76,7 +76,7 @@ def main() -> None:
     ratio = statistics.median(ours) / statistics.median(theirs)
     print(f"median slmops {statistics.median(ours):.1f} s, plain olive auto-opt "
           f"{statistics.median(theirs):.1f} s")
-    print(f"ratio slmops / olive = {ratio:.3f} (target <= 1.05; slmops also loads the result "
+    print(f"ratio slmops / olive = {ratio:.3f} (target <= 1.10; slmops also loads the result "
           f"and generates 8 tokens)")
 
 
