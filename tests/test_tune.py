@@ -274,17 +274,25 @@ def test_short_tuning_keeps_the_faster_under_the_5_percent_rule(folder: Path) ->
     assert count == 12 and text.strip()
 
 
-def test_short_tuning_stops_once_every_round_makes_the_same_choice() -> None:
-    """Three rounds that agree end the measurement; one round that would choose otherwise (a
-    near-tie, a noisy machine) keeps it going to QUICK_ROUNDS' most or the budget."""
+def test_short_tuning_stops_once_no_single_round_could_change_the_choice() -> None:
+    """Rounds whose medians choose the same with any one round left out end the measurement, one
+    outlier among them included; a choice at the rule's edge, or rounds split two ways, keep it
+    going to QUICK_ROUNDS' most or the budget."""
     current, tried, calm = tune.Candidate(None), tune.Candidate(2), tune.Candidate(2, spinning=False)
-    agree = {current: [100.0, 101.0, 99.0], tried: [120.0, 118.0, 122.0], calm: [119.0, 117.0, 121.0]}
+    agree = {current: [100.0, 101.0, 99.0], tried: [120.0, 118.0, 122.0], calm: [90.0, 91.0, 89.0]}
     assert tune_quick._choose({c: v[0] for c, v in agree.items()}, current, tried, calm) == tried
     assert tune_quick._decided(agree, current, tried, calm)
-    flip = {**agree, tried: [120.0, 90.0, 122.0]}  # round 2 alone keeps the current setting
-    assert not tune_quick._decided(flip, current, tried, calm)
-    near = {**agree, calm: [119.0, 126.0, 121.0]}  # round 2 alone takes the sleeping threads
-    assert not tune_quick._decided(near, current, tried, calm)
+    outlier = {**agree, tried: [120.0, 90.0, 122.0]}  # round 2 alone would keep the current setting
+    assert tune_quick._choose({c: v[1] for c, v in outlier.items()}, current, tried, calm) == current
+    assert tune_quick._decided(outlier, current, tried, calm)
+    split = {**agree, tried: [120.0, 90.0, 91.0, 122.0]}  # two rounds each way: one more could decide
+    split[current], split[calm] = [100.0, 101.0, 99.0, 100.0], [90.0, 91.0, 89.0, 90.0]
+    assert not tune_quick._decided(split, current, tried, calm)
+    edge = {**agree, tried: [95.0, 94.0, 96.0]}  # the core count within a round's noise of 5 % slower
+    assert not tune_quick._decided(edge, current, tried, calm)
+    sleeping = {**agree, calm: [119.0, 126.0, 127.0]}  # sleeping threads at the edge of beating the core count
+    assert not tune_quick._decided(sleeping, current, tried, calm)
+    assert not tune_quick._decided({current: [100.0], tried: [120.0], calm: [90.0]}, current, tried, calm)
     assert not tune_quick._decided({current: [], tried: [], calm: []}, current, tried, calm)
 
 
