@@ -412,15 +412,19 @@ def test_greedy_agreement_counts_the_shared_prefix() -> None:
 
 
 @pytest.mark.slow
-def test_int4_perplexity_is_higher_than_the_source_and_int8_within_one_percent(
+def test_onnx_perplexity_of_a_short_text_is_near_the_sources_and_int8_within_one_percent(
         source_ref: fidelity.SourceReference, demo_int4: Path, demo_int8: Path) -> None:
+    # On the 185-token fidelity text the default INT4 lands on either side of the source with the
+    # CPU (+2.2 % on one, -0.3 % on an AVX-512 VNNI EPYC): which loses more is decided on the
+    # evaluation text, with an interval (test_the_default_int4_is_further_from_the_source_than_int8).
+    # Here: perplexity_onnx reads the right logits for the right tokens (a shifted or wrong row
+    # gives hundreds or thousands), on both routes.
     int4 = fidelity.perplexity_onnx(demo_int4, quality.fidelity_text())
     int8 = fidelity.perplexity_onnx(demo_int8, quality.fidelity_text())
-    assert source_ref.perplexity is not None
-    assert 10 < source_ref.perplexity < int4 < 2 * source_ref.perplexity
+    assert source_ref.perplexity is not None and 10 < source_ref.perplexity < 40
+    assert 0.95 < int4 / source_ref.perplexity < 1.3, (int4, source_ref.perplexity)
     # issue 14's INT8 goal; rotated first (the demo is a Llama), it may land on either side
     assert abs(int8 / source_ref.perplexity - 1) <= 0.01, (int8, source_ref.perplexity)
-    assert int8 < int4
 
 
 @pytest.mark.slow

@@ -203,6 +203,10 @@ class GenaiBackend:
             self._tokenizer = self._og.Tokenizer(self.model)
         return self._tokenizer
 
+    @tokenizer.setter
+    def tokenizer(self, tokenizer) -> None:
+        self._tokenizer = tokenizer
+
     def encode(self, text: str) -> list[int]:
         return [int(t) for t in self.tokenizer.encode(text)]
 
