@@ -94,8 +94,10 @@ def run_child(*args: object) -> dict[str, object]:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def deployed_copy(folder: Path, context: int, cache: Path) -> str:
-    """The folder deployed to a throw-away Foundry cache with this context; ``id@cache``."""
+def deployed_copy(folder: Path, context: int, cache: Path, whole_graph: bool = False) -> str:
+    """The folder deployed to a throw-away Foundry cache with this context; ``id@cache``. With
+    ``whole_graph``, the copy's graph is put back as converted (every position's logits: what
+    deploy did before ``last_logits``), for the side-by-side row."""
     from wizard_steps.deployment.deploy import deploy, finish
     from wizard_steps.deployment.deploy_files import set_context_length
     from wizard_steps.prompt.generation import ModelConfig
@@ -106,9 +108,12 @@ def deployed_copy(folder: Path, context: int, cache: Path) -> str:
         shutil.rmtree(staged)
     shutil.copytree(folder, staged)
     set_context_length(staged, context)
-    done = finish(deploy(staged, f"mem-{context}", PRESETS["chatml"].template, ModelConfig(max_length=context,
-                                                                                  temperature=0.0),
-                         cache_dir=cache, tune=False))
+    name = f"mem-{context}" + ("-whole" if whole_graph else "")
+    settings = ModelConfig(max_length=context, temperature=0.0)
+    done = finish(deploy(staged, name, PRESETS["chatml"].template, settings, cache_dir=cache, tune=False))
+    if whole_graph:
+        graph = json.loads((folder / "genai_config.json").read_text())["model"]["decoder"]["filename"]
+        shutil.copy2(folder / graph, Path(done.result.path) / graph)
     return f"{done.result.model_id}@{cache}"
 
 
@@ -141,6 +146,9 @@ def main() -> None:
             target = deployed_copy(folder, context, work / f"cache-{context}")
             rows.append(("Foundry Local (deployed copy)", context,
                          run_child("foundry", target, context, args.prompt, args.new)))
+            whole = deployed_copy(folder, context, work / f"cache-{context}-whole", whole_graph=True)
+            rows.append(("Foundry Local (copy, every logit)", context,
+                         run_child("foundry", whole, context, args.prompt, args.new)))
             if args.gguf:
                 rows.append(("llama.cpp (GGUF)", context, run_child("llamacpp", args.gguf, context, args.prompt,
                                                                     args.new)))

@@ -113,6 +113,40 @@ def test_deploy_copies_registers_loads_and_gets_an_answer(first_deploy: tuple,
 
 
 @pytest.mark.slow
+def test_deployed_copy_computes_the_last_positions_logits_and_evaluates_as_the_folder(
+        first_deploy: tuple, demo_int4: Path) -> None:
+    """The copy Foundry Local loaded (and answered from: the first test) has its graph cut to the
+    last position's logits; the user's folder keeps every position; the evaluation of the copy
+    sees every position again and measures what it measures on the folder."""
+    import numpy as np
+    import onnxruntime_genai as og
+
+    from wizard_steps.measurement import evaluation
+
+    finished, events = first_deploy[0], first_deploy[1]
+    copy = finished.path
+    assert any(isinstance(e, LogLine) and "last position only" in e.text for e in events)
+    ids = evaluation.tokenize(demo_int4, evaluation.evaluation_text())[:64]
+
+    def logits(folder: Path) -> np.ndarray:
+        model = og.Model(str(folder))
+        params = og.GeneratorParams(model)
+        params.set_search_options(max_length=len(ids) + 1)
+        generator = og.Generator(model, params)
+        generator.append_tokens(ids)
+        return np.asarray(generator.get_output("logits"))
+
+    every, last = logits(demo_int4), logits(copy)
+    assert every.shape[1] == len(ids) and last.shape[1] == 1
+    # the copy may run other thread settings (its tuning): the same figures, to rounding
+    np.testing.assert_allclose(last[0, 0], every[0, -1], atol=2e-3, rtol=1e-3)
+    windows = [ids]
+    of_folder, of_copy = evaluation.reference(demo_int4, windows), evaluation.reference(copy, windows)
+    assert of_copy.nll.shape == of_folder.nll.shape == (1, len(ids) - 1)
+    np.testing.assert_allclose(of_copy.nll, of_folder.nll, atol=2e-3, rtol=1e-3)
+
+
+@pytest.mark.slow
 def test_deployed_copy_holds_the_template_settings_and_inference_model_json(
         first_deploy: tuple, demo_int4: Path) -> None:
     folder = first_deploy[0].path

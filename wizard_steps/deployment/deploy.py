@@ -35,6 +35,7 @@ from wizard_steps.deployment.deploy_files import (
     check_model_folder,
     check_template_source,
     context_length,
+    cut_to_last_logits,
     detect_precision,
     read_inference_model_json,
     staged_copy,
@@ -237,7 +238,8 @@ def deploy(folder: Path | str, name: str, template: PromptTemplate, model_config
     """Deploy a converted folder through the Foundry Local SDK as the next version of ``name``.
     ``template_source`` "preset" writes ``template`` as the copy's chat template, "model" keeps the
     folder's own. With ``tune``, a folder never tuned on this machine gets the default road's short
-    tuning on its copy (the user's folder stays as it is). Yields Progress and LogLine, then
+    tuning on its copy (the user's folder stays as it is). The copy's graph computes the logits of
+    the last position only (``last_logits``: a long prompt's memory). Yields Progress and LogLine, then
     Finished(path, DeployResult) or Failed."""
     started = time.monotonic()
     try:
@@ -267,6 +269,8 @@ def deploy(folder: Path | str, name: str, template: PromptTemplate, model_config
         report = apply_template_and_settings(staging, template, model_config, template_source)
         for note in report.notes:
             yield LogLine(note)
+        yield from cut_to_last_logits(staging)
+        _raise_if(cancel)
         tuned = (yield from _tune_copy(staging, template, cancel)) if tune else None
         _raise_if(cancel)
         try:

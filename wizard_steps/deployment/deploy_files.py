@@ -15,17 +15,18 @@ import re
 import shutil
 import threading
 import uuid
-from collections.abc import Generator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from wizard_steps.conversion.convert import precision_in_config
 from wizard_steps.core.errors import Cancelled, DeployError
-from wizard_steps.core.events import Progress
+from wizard_steps.core.events import LogLine, Progress
 from wizard_steps.core.i18n import N_, _
 from wizard_steps.model.model_source import folder_size, read_chat_template
 from wizard_steps.prompt.template_diff import compare_with_folder, explain, template_label
 from wizard_steps.prompt.templates import ModelConfig, PromptTemplate, chat_template_for
+from wizard_steps.runtime.last_logits import keep_last_logits
 
 INFERENCE_MODEL_JSON = "inference_model.json"
 CHAT_TEMPLATE_FILE = "chat_template.jinja"
@@ -215,6 +216,14 @@ def apply_template_and_settings(folder: Path, template: PromptTemplate, model_co
     _bound_context(genai, model_config.max_length)
     _write_json(folder / GENAI_CONFIG, genai)
     return report
+
+
+def cut_to_last_logits(copy: Path) -> Iterator[LogLine]:
+    """The copy's graph cut to compute the logits of the last position only (``last_logits``),
+    said in the log when it was."""
+    if keep_last_logits(copy):
+        yield LogLine(_("The copy computes the logits of the prompt's last position only: "
+                        "less memory for a long prompt, the same replies."))
 
 
 def _context_of(genai: dict) -> int | None:

@@ -21,6 +21,7 @@ from wizard_steps.deployment.deploy_files import (
     apply_template_and_settings,
     check_model_folder,
     check_template_source,
+    cut_to_last_logits,
     staged_copy,
     validate_name,
     write_inference_model_json,
@@ -159,6 +160,7 @@ def deploy_with_cli(folder: Path | str, name: str, template: PromptTemplate,
         for note in apply_template_and_settings(staging, template, model_config,
                                                 template_source).notes:
             yield LogLine(note)
+        yield from cut_to_last_logits(staging)
         if cancel is not None and cancel.is_set():
             raise Cancelled(_("The deployment was cancelled; nothing was kept."))
         if target.exists():

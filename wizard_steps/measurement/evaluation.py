@@ -43,6 +43,7 @@ from wizard_steps.measurement.divergence import (
 )
 from wizard_steps.measurement.machine import cpu_name
 from wizard_steps.model.adapter import inspect_adapter, is_adapter_folder
+from wizard_steps.runtime.last_logits import all_logits
 
 WINDOW = 512
 CACHE_VERSION = 1
@@ -150,7 +151,8 @@ def _onnx_windows(folder: Path, windows: list[list[int]],
     try:
         config = json.loads((folder / "genai_config.json").read_text(encoding="utf-8"))["model"]
         name = config["decoder"]["outputs"]["logits"]
-        model = og.Model(str(folder))
+        with all_logits(folder) as every_position:  # a deployed copy's graph cut to the last one
+            model = og.Model(str(every_position))
     except Exception as exc:
         raise QualityError(_("The converted folder {folder} cannot be loaded ({error}).").format(
                                folder=folder, error=exc).splitlines()[0],

@@ -33,6 +33,7 @@ from wizard_steps.measurement.source_model import (  # noqa: F401  (part of this
 )
 from wizard_steps.model.model_source import read_chat_template
 from wizard_steps.prompt.templates import Conversation, render_with_chat_template, special_tokens
+from wizard_steps.runtime.last_logits import all_logits
 
 
 def perplexity_from_logits(logits: object, ids: Sequence[int]) -> float:
@@ -58,7 +59,8 @@ class _Onnx:
             config = json.loads((self.folder / "genai_config.json").read_text(encoding="utf-8"))["model"]
             # a name the graph lacks crashes the runtime, so take exactly the configured one
             self.logits_name = config["decoder"]["outputs"]["logits"]
-            self.model = og.Model(str(self.folder))
+            with all_logits(self.folder) as every_position:  # a deployed copy's graph cut to the last one
+                self.model = og.Model(str(every_position))
         except Exception as exc:
             raise QualityError(_("The converted folder {folder} cannot be loaded ({error}).").format(
                                    folder=self.folder, error=exc).splitlines()[0],
