@@ -30,6 +30,20 @@ def generate(folder: Path, prompt: str = CHATML_QUESTION, new_tokens: int = 24) 
     return len(tokens), tokenizer.decode(tokens)
 
 
+def prompt_logits(folder: Path, ids: list[int]):
+    """The logits onnxruntime-genai gives for a prompt of ``ids`` fed in one piece: every position,
+    or the last only (a graph cut by ``last_logits``), as a numpy array."""
+    import numpy as np
+    import onnxruntime_genai as og
+
+    model = og.Model(str(folder))
+    params = og.GeneratorParams(model)
+    params.set_search_options(max_length=len(ids) + 1)
+    generator = og.Generator(model, params)
+    generator.append_tokens(ids)
+    return np.asarray(generator.get_output("logits"))
+
+
 def drain(events):
     """Run a generator of events to its end; its return value."""
     while True:

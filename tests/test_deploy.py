@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.fs_faults import unwritable
+from tests.genai_helpers import prompt_logits
 from wizard_steps.core.errors import DeployError
 from wizard_steps.core.events import Failed, Finished, LogLine, Progress
 from wizard_steps.deployment import deploy
@@ -119,7 +120,6 @@ def test_deployed_copy_computes_the_last_positions_logits_and_evaluates_as_the_f
     last position's logits; the user's folder keeps every position; the evaluation of the copy
     sees every position again and measures what it measures on the folder."""
     import numpy as np
-    import onnxruntime_genai as og
 
     from wizard_steps.measurement import evaluation
 
@@ -128,15 +128,7 @@ def test_deployed_copy_computes_the_last_positions_logits_and_evaluates_as_the_f
     assert any(isinstance(e, LogLine) and "last position only" in e.text for e in events)
     ids = evaluation.tokenize(demo_int4, evaluation.evaluation_text())[:64]
 
-    def logits(folder: Path) -> np.ndarray:
-        model = og.Model(str(folder))
-        params = og.GeneratorParams(model)
-        params.set_search_options(max_length=len(ids) + 1)
-        generator = og.Generator(model, params)
-        generator.append_tokens(ids)
-        return np.asarray(generator.get_output("logits"))
-
-    every, last = logits(demo_int4), logits(copy)
+    every, last = prompt_logits(demo_int4, ids), prompt_logits(copy, ids)
     assert every.shape[1] == len(ids) and last.shape[1] == 1
     # the copy may run other thread settings (its tuning): the same figures, to rounding
     np.testing.assert_allclose(last[0, 0], every[0, -1], atol=2e-3, rtol=1e-3)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tests.genai_helpers import prompt_logits
 from wizard_steps.runtime.last_logits import all_logits, keep_last_logits
 
 
@@ -134,25 +135,15 @@ def test_a_whole_1024_token_prompt_holds_one_positions_logits_instead_of_all(
 
 def test_the_view_of_a_cut_folder_is_a_folder_onnxruntime_genai_loads_with_every_position(
         tiny_converted, tmp_path: Path) -> None:
-    import onnxruntime_genai as og
-
     copy = tmp_path / "copy"
     shutil.copytree(tiny_converted("fp32"), copy)
     assert keep_last_logits(copy) is True
     ids = list(range(5, 45))
 
-    def logits(folder: Path) -> np.ndarray:
-        model = og.Model(str(folder))
-        params = og.GeneratorParams(model)
-        params.set_search_options(max_length=len(ids) + 1)
-        generator = og.Generator(model, params)
-        generator.append_tokens(ids)
-        return np.asarray(generator.get_output("logits"))
-
-    last = logits(copy)
+    last = prompt_logits(copy, ids)
     with all_logits(copy) as view:
         assert (view / "genai_config.json").read_bytes() == (copy / "genai_config.json").read_bytes()
-        every = logits(view)
+        every = prompt_logits(view, ids)
     assert last.shape[1] == 1 and every.shape[1] == len(ids)
     np.testing.assert_allclose(every[0, -1], last[0, 0], atol=1e-4)
     assert not view.exists()
