@@ -16,7 +16,7 @@ from tests.genai_helpers import prompt_logits
 from wizard_steps.runtime.last_logits import all_logits, keep_last_logits
 
 
-def hand_graph(folder: Path, head: str = "MatMul") -> Path:
+def hand_graph(folder: Path, head: str = "MatMul", opset: int = 17) -> Path:
     """A graph as small as can be with an LM head: hidden states [batch, positions, 4] -> MatMul
     (a vocabulary of 6) -> Cast (as an FP16 graph ends) -> logits; with ``head`` "Add", a bias
     added after the MatMul, a shape this does not know how to cut."""
@@ -37,7 +37,7 @@ def hand_graph(folder: Path, head: str = "MatMul") -> Path:
 
     graph = helper.make_graph(nodes, "hand", [tensor("hidden", 4)], [tensor("logits", 6)], initializers,
                               value_info=[tensor("scores", 6)])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=8)
     onnx.save(model, str(folder / "model.onnx"))
     (folder / "genai_config.json").write_text(json.dumps(
         {"model": {"decoder": {"filename": "model.onnx", "outputs": {"logits": "logits"}}}}))
@@ -82,6 +82,9 @@ def test_a_head_it_does_not_know_or_a_folder_it_cannot_read_is_left_untouched(tm
     (folder / "genai_config.json").write_text("{not json")
     assert keep_last_logits(folder) is False and (folder / "model.onnx").read_bytes() == before
     assert keep_last_logits(tmp_path / "missing") is False
+    old = hand_graph(tmp_path / "opset-12", opset=12)  # Unsqueeze's axes were an attribute then
+    before = (old / "model.onnx").read_bytes()
+    assert keep_last_logits(old) is False and (old / "model.onnx").read_bytes() == before
     garbage = hand_graph(tmp_path / "garbage")
     (garbage / "model.onnx").write_bytes(b"this is not an ONNX model")
     assert keep_last_logits(garbage) is False  # the runtime's load says what is wrong, not this

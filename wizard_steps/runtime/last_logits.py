@@ -59,6 +59,9 @@ def keep_last_logits(folder: Path) -> bool:
     except Exception:  # no config, no graph, a graph onnx cannot parse: the runtime's load will say
         return False
     graph = model.graph
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+    if opset < 13:  # Unsqueeze takes its axes as an input from opset 13
+        return False
     output = next((o for o in graph.output if o.name == logits), None)
     dims = output.type.tensor_type.shape.dim if output is not None else []
     if len(dims) != 3 or dims[1].HasField("dim_value") or any(n.name.startswith(PREFIX) for n in graph.node):
@@ -83,7 +86,10 @@ def keep_last_logits(folder: Path) -> bool:
     del graph.value_info[:]  # shapes recorded on the way to the logits: one position now, left to the runtime
     graph.value_info.extend(recorded)
     _set_positions(graph, logits, 1)
-    _save(model, path)
+    try:
+        _save(model, path)
+    except Exception:  # a graph onnx cannot write back (over 2 GB inline): it keeps every position
+        return False
     return True
 
 
