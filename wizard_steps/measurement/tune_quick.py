@@ -196,10 +196,10 @@ def _choose(speed: dict[Candidate, float], current: Candidate, tried: Candidate,
 
 
 def _decided(speeds: dict[Candidate, list[float]], current: Candidate, tried: Candidate, calm: Candidate) -> bool:
-    """True when the rounds' medians make a choice that stands with any one round left out: one
-    more round could not change it, so the tuning stops there (on a quiet machine after the first
-    three). A choice at the rule's edge, or a machine whose rounds disagree more than one outlier,
-    goes on to QUICK_ROUNDS' most or the budget."""
+    """True when the rounds' medians make a choice that stands with any one round left out: a
+    single outlying round does not decide it, so the tuning stops there (on a quiet machine after
+    the first three). A choice at the rule's edge, or rounds split more than one outlier, go on to
+    QUICK_ROUNDS' most or the budget."""
     rounds = min(len(v) for v in speeds.values())
     if rounds < 2:
         return False
