@@ -220,9 +220,7 @@ class GenaiBackend:
     def stream_ids(self, ids: list[int], options: ReplyOptions,
                    cancel: threading.Event | None = None) -> Iterator[TextChunk | ReplyDone]:
         """Generate from token ids; one token at a time so a cancel is honoured within a token."""
-        og = self._og
         started = time.perf_counter()
-        params = og.GeneratorParams(self.model)
         max_length = min(len(ids) + options.max_new_tokens, self.context_length)
         search: dict[str, object] = {
             "max_length": max_length,
@@ -235,10 +233,7 @@ class GenaiBackend:
             search.update(temperature=options.temperature, top_p=options.top_p)
             if options.seed is not None:
                 search["random_seed"] = options.seed
-        params.set_search_options(**search)
-        generator = og.Generator(self.model, params)
-        for start in range(0, len(ids), PREFILL_CHUNK):
-            generator.append_tokens(ids[start:start + PREFILL_CHUNK])
+        generator = self._prefilled(search, ids)
         decoder = self.tokenizer.create_stream()
         stops = StopStringFilter(options.stop)
         text: list[str] = []
@@ -278,18 +273,23 @@ class GenaiBackend:
         stats = ReplyStats(len(ids), generated, ttft, ended - started, reason)
         yield ReplyDone("".join(text), stats)
 
+    def _prefilled(self, search: dict[str, object], ids: list[int]):
+        """A generator with these search options and the prompt ``ids`` fed in, in pieces of
+        PREFILL_CHUNK."""
+        params = self._og.GeneratorParams(self.model)
+        params.set_search_options(**search)
+        generator = self._og.Generator(self.model, params)
+        for start in range(0, len(ids), PREFILL_CHUNK):
+            generator.append_tokens(ids[start:start + PREFILL_CHUNK])
+        return generator
+
     def decode_times(self, ids: list[int], tokens: int) -> Iterator[float]:
         """The seconds each greedy token after the prompt ``ids`` takes, one at a time, up to
         ``tokens`` (end of text not allowed). The generator stays open between items, so a
         measurement can take a few tokens from each of several loads in turn, at the same
         positions, without paying the prompt again."""
-        og = self._og
-        params = og.GeneratorParams(self.model)
         length = min(len(ids) + tokens, self.context_length)
-        params.set_search_options(max_length=length, min_length=length, do_sample=False)
-        generator = og.Generator(self.model, params)
-        for start in range(0, len(ids), PREFILL_CHUNK):
-            generator.append_tokens(ids[start:start + PREFILL_CHUNK])
+        generator = self._prefilled({"max_length": length, "min_length": length, "do_sample": False}, ids)
         while not generator.is_done():
             started = time.perf_counter()
             generator.generate_next_token()
