@@ -1,0 +1,44 @@
+"""The source model's batched greedy replies (torch, fp32): each row computes what it would alone,
+the prompt's pass keeps only the last position's logits, and a reply that has ended leaves the
+batch so the others' steps no longer pay for it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from wizard_steps.measurement import source_model
+
+pytestmark = pytest.mark.slow
+
+
+def test_an_ended_reply_leaves_the_batch_and_every_reply_is_what_it_is_alone(demo_model: Path) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(demo_model)
+    model = AutoModelForCausalLM.from_pretrained(demo_model, dtype=torch.float32).eval()
+    eos = {int(model.generation_config.eos_token_id)}
+    chat = "<|im_start|>user\n{}<|im_end|>\n<|im_start|>assistant\n"
+    prompts = [tokenizer(chat.format(q)).input_ids
+               for q in ("What is the capital of France? One word.", "Tell me a long story about a dragon.",
+                         "Say yes.")]
+    shapes: list[tuple[int, int]] = []  # (rows, positions) of each forward pass
+
+    def recorded(module, args, kwargs, out) -> None:
+        shapes.append((int(kwargs["input_ids"].shape[0]), int(out.logits.shape[1])))
+
+    model.register_forward_hook(recorded, with_kwargs=True)
+    with torch.inference_mode():
+        together = source_model._generate_batch(torch, model, prompts, 12, eos, 1.0)
+        steps = len(shapes)
+        alone = [source_model._generate_batch(torch, model, [p], 12, eos, 1.0)[0] for p in prompts]
+    assert together == alone
+    lengths = sorted(len(t) for t in together)
+    assert lengths[0] < lengths[-1] == 12, lengths  # one reply ended early, one ran to the limit
+    rows = [r for r, _ in shapes[:steps]]
+    assert rows == sorted(rows, reverse=True) and rows[0] == 3  # the ended rows left, one by one
+    assert rows[-1] == sum(len(t) == 12 for t in together)  # the last steps: only the replies at the limit
+    assert rows.count(3) == lengths[0] + 1  # the prompt's pass, then one step per token of the shortest
+    assert all(positions == 1 for _, positions in shapes)  # the prompt's pass kept its last logits only
