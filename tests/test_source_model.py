@@ -42,3 +42,30 @@ def test_an_ended_reply_leaves_the_batch_and_every_reply_is_what_it_is_alone(dem
     assert rows[-1] == sum(len(t) == 12 for t in together)  # the last steps: only the replies at the limit
     assert rows.count(3) == lengths[0] + 1  # the prompt's pass, then one step per token of the shortest
     assert all(positions == 1 for _, positions in shapes)  # the prompt's pass kept its last logits only
+
+
+def test_replies_are_kept_one_by_one_so_asking_again_computes_only_the_new_prompts(
+        tiny_llama: Path, tmp_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    computed: list[list[str]] = []  # the prompts each source run was asked
+    real = source_model.run_here
+
+    def counting(request: dict) -> dict:
+        computed.append(list(request.get("reply_prompts", [])))
+        return real(request)
+
+    monkeypatch.setattr(source_model, "run_here", counting)
+    short = source_model.ReplySettings(max_new_tokens=6)
+
+    def ask(prompts: list[str], settings: source_model.ReplySettings = short) -> tuple[str, ...]:
+        return source_model.source_replies(tiny_llama, prompts, settings, isolate=False)
+
+    first = ask(["one two", "three four"])
+    assert computed == [["one two", "three four"]]
+    assert ask(["three four"]) == first[1:] and len(computed) == 1  # asked before: no run at all
+    again = ask(["three four", "five six", "one two"])
+    assert computed[-1] == ["five six"] and (again[0], again[2]) == (first[1], first[0])
+    assert again[1] == real({"folder": str(tiny_llama), "reply_prompts": ["five six"],
+                             "reply_settings": {"max_new_tokens": 6, "repetition_penalty": 1.0,
+                                                "stop": []}})["replies"][0]
+    ask(["one two"], source_model.ReplySettings(max_new_tokens=3))
+    assert computed[-1] == ["one two"]  # other settings are another question

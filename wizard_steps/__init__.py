@@ -16,7 +16,7 @@ from wizard_steps.core.errors import WizardError
 LAZY = frozenset({
     # heavy: seconds and hundreds of MB each
     "torch", "transformers", "peft", "olive", "onnx", "onnxruntime", "onnxruntime_genai", "foundry_local_sdk",
-    "numpy", "tokenizers", "tqdm",
+    "numpy", "tokenizers", "tqdm", "gguf",
     # the interfaces a headless command does not need (the TUI, the browser view, the plain mode)
     "textual", "textual_serve", "aiohttp", "aiohttp_jinja2", "jinja2", "questionary",
 })

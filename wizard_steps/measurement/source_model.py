@@ -3,14 +3,16 @@ perplexity on a text, its greedy answers, and its replies to the domain queries,
 torch in fp32 in a child process (``python -m wizard_steps.measurement.source_model REQUEST.json``) so torch
 never loads into the caller and its memory goes back when the child ends.
 
-Results are kept in the cache, keyed on the folder's files, the request and this machine: the
-verdicts of several converted models (a comparison, a checklist run again) share one source run.
+Results are kept in the cache, keyed on the folder's files, the request (replies one prompt at a
+time) and this machine: the verdicts of several converted models (a comparison, a checklist run
+again) share one source run.
 """
 
 from __future__ import annotations
 
 import hashlib
 import importlib.util
+import inspect
 import json
 import os
 import platform
@@ -29,7 +31,7 @@ from wizard_steps.core.subprocess_stream import stream_process
 from wizard_steps.measurement.divergence import stats_from_logits
 from wizard_steps.model.adapter import is_adapter_folder, load_causal_lm
 
-CACHE_VERSION = 3  # 2: replies generated in batches; 3: an ended reply leaves its batch
+CACHE_VERSION = 3  # 2: replies generated in batches; 3: an ended reply leaves its batch, replies kept one by one
 
 
 def torch_missing() -> str:
@@ -73,16 +75,12 @@ def _last_logits_only(model: Any) -> dict[str, int]:
     """``logits_to_keep=1`` where the model takes it: the prompt's pass then computes the next
     token's logits only. Every prompt position times the vocabulary (49,152 for the demo) was a
     sixth of sixty replies' time, for logits nobody reads."""
-    import inspect
-
     return {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(model.forward).parameters else {}
 
 
 def _with_cache(model: Any, cache: Any) -> dict[str, Any]:
     """The KV cache as the model's forward takes it: ``cache`` since transformers 5.24 (which warns
     that ``past_key_values`` goes in 5.40), ``past_key_values`` before."""
-    import inspect
-
     return {"cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values": cache}
 
 
@@ -275,21 +273,58 @@ def run(request: dict[str, Any], isolate: bool = True, cancel: threading.Event |
         raise QualityError(_("The source model folder {folder} has no config.json.").format(folder=folder),
                            _("Point to the Hugging Face folder the model was converted from."))
     if not cache:
-        return run_here(request) if not isolate else _run_child(request, cancel)
+        return _compute(request, isolate, cancel)
+    if set(request) <= {"folder", "reply_prompts", "reply_settings"}:
+        return _replies(request, isolate, cancel)
     cached = _cache_file(request)
+    result = _read_cache(cached)
+    if result is None:
+        result = _compute(request, isolate, cancel)
+        _write_cache(cached, result)
+    return result
+
+
+def _compute(request: dict[str, Any], isolate: bool, cancel: threading.Event | None) -> dict[str, Any]:
+    return run_here(request) if not isolate else _run_child(request, cancel)
+
+
+def _replies(request: dict[str, Any], isolate: bool, cancel: threading.Event | None) -> dict[str, Any]:
+    """Replies are cached one prompt at a time: a request that asks what this machine has answered
+    before (the checklist's five queries after a comparison's sixty) starts no child, and one that
+    adds prompts computes only those."""
+    prompts, settings = list(request["reply_prompts"]), request.get("reply_settings") or {}
+    files = [_cache_file({"folder": request["folder"], "reply_prompt": prompt, "reply_settings": settings})
+             for prompt in prompts]
+    replies: dict[int, str] = {}
+    for index, file in enumerate(files):
+        cached = _read_cache(file)
+        if cached is not None and isinstance(cached.get("reply"), str):
+            replies[index] = cached["reply"]
+    todo = [index for index in range(len(prompts)) if index not in replies]
+    if todo:
+        computed = _compute({**request, "reply_prompts": [prompts[index] for index in todo]}, isolate, cancel)
+        for index, reply in zip(todo, computed["replies"], strict=True):
+            replies[index] = reply
+            _write_cache(files[index], {"reply": reply})
+    return {"perplexity": None, "text_tokens": 0, "answers": [], "texts": [], "base_perplexity": None,
+            "replies": [replies[index] for index in range(len(prompts))]}
+
+
+def _read_cache(file: Path) -> dict[str, Any] | None:
     try:
-        return dict(json.loads(cached.read_text(encoding="utf-8")))
-    except (OSError, ValueError):
-        pass
-    result = run_here(request) if not isolate else _run_child(request, cancel)
+        return dict(json.loads(file.read_text(encoding="utf-8")))
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def _write_cache(file: Path, value: dict[str, Any]) -> None:
     try:
-        paths.ensure(cached.parent)
-        tmp = cached.with_name(f"{cached.name}.{os.getpid()}.tmp")  # two processes may write it at once
-        tmp.write_text(json.dumps(result), encoding="utf-8")
-        tmp.replace(cached)
+        paths.ensure(file.parent)
+        tmp = file.with_name(f"{file.name}.{os.getpid()}.tmp")  # two processes may write it at once
+        tmp.write_text(json.dumps(value), encoding="utf-8")
+        tmp.replace(file)
     except OSError:  # a read-only cache only costs the next run its speed
         pass
-    return result
 
 
 def _run_child(request: dict[str, Any], cancel: threading.Event | None) -> dict[str, Any]:

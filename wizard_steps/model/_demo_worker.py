@@ -7,6 +7,7 @@ that torch and transformers never load into the TUI.
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 from pathlib import Path
@@ -26,8 +27,6 @@ def read_gguf_once() -> None:
       vocabulary and merge strings one numpy slice at a time (4-5 s on one core, measured);
     - the tensor name map of the architecture, built anew for each of the model's few hundred
       modules as it maps the weights (5 s)."""
-    import functools
-
     import gguf
 
     real, readers = gguf.GGUFReader, {}
