@@ -23,7 +23,7 @@ STOP_LIMIT = 60.0
 
 
 async def wait_for(pilot: Pilot, condition: Callable[[], object], what: str | Callable[[], str],
-                   timeout: float = HANG_LIMIT, interval: float = 0.1) -> None:
+                   timeout: float = HANG_LIMIT, interval: float = 0.02) -> None:
     """Let the app run until condition() is true; after timeout seconds, fail saying what was
     awaited (what() is called then, so it can describe the state the app was left in)."""
     deadline = time.monotonic() + timeout
