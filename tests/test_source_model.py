@@ -69,3 +69,21 @@ def test_replies_are_kept_one_by_one_so_asking_again_computes_only_the_new_promp
                                                 "stop": []}})["replies"][0]
     ask(["one two"], source_model.ReplySettings(max_new_tokens=3))
     assert computed[-1] == ["one two"]  # other settings are another question
+
+
+def test_the_sources_window_figures_in_torch_are_the_shared_arithmetics() -> None:
+    import numpy as np
+    import torch
+
+    from wizard_steps.measurement.divergence import stats_from_logits
+
+    generator = torch.Generator().manual_seed(3)
+    logits = torch.randn((40, 5000), generator=generator) * 4  # a window of 40: 39 positions are judged
+    window = torch.randint(0, 5000, (40,), generator=generator).tolist()
+    fast = source_model.window_stats(torch, logits, window, 16)
+    shared = stats_from_logits(logits.numpy(), window, 16)
+    assert [part.shape for part in fast] == [part.shape for part in shared] == [(39,), (39, 16), (39, 16)]
+    assert [part.dtype for part in fast] == [part.dtype for part in shared]
+    np.testing.assert_allclose(fast[0], shared[0], rtol=1e-5)
+    assert (fast[1] == shared[1]).all()  # the same top tokens, highest first
+    np.testing.assert_allclose(fast[2], shared[2], rtol=1e-5, atol=1e-5)
