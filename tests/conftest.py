@@ -290,16 +290,22 @@ def _no_measuring_on_arrival(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(PrecisionScreen, "AUTO_MEASURE", ())
 
 
-# The files that take longest (measured with --durations on 2 cores), started first so that the
-# workers finish together. The first opens with the demo's INT4 (its worker converts it), the second
-# needs neither shared conversion (its worker converts the INT8 meanwhile: above).
+# The files that take longest (measured with --durations on 2 cores, 2026-12-03), started first and
+# longest first so that the workers finish together. The first opens with the demo's INT4 (its
+# worker converts it), the second needs neither shared conversion (its worker converts the INT8
+# meanwhile: above).
 LONGEST_FIRST = (
     "tests/test_convert.py", "tests/test_quarot_reach.py", "tests/test_quality.py",
-    "tests/tui/test_tune_screen.py", "tests/reliability/test_faults.py", "tests/tui/test_benchmark_screen.py",
-    "tests/tui/test_precision_screen.py", "tests/reliability/test_bad_input_matrix.py", "tests/test_adapter.py",
-    "tests/reliability/test_soak.py", "tests/test_tune.py", "tests/test_plain.py",
-    "tests/tui/test_benchmark_fix.py", "tests/test_cli.py", "tests/tui/test_walkthrough.py",
-    "tests/tui/test_browser.py", "tests/test_compare.py",
+    "tests/tui/test_benchmark_screen.py", "tests/reliability/test_faults.py", "tests/test_tune.py",
+    "tests/tui/test_precision_screen.py", "tests/reliability/test_soak.py", "tests/test_compare.py",
+    "tests/test_adapter.py", "tests/test_plain.py", "tests/tui/test_benchmark_fix.py",
+    "tests/tui/test_convert_screen.py", "tests/tui/test_tune_screen.py", "tests/test_evaluation.py",
+    "tests/test_cli.py", "tests/tui/test_chat_screen.py", "tests/tui/test_deploy_screen.py",
+    "tests/test_deploy.py", "tests/test_model_source.py", "tests/tui/test_walkthrough.py",
+    "tests/tui/test_template_screen.py",
+    "tests/tui/test_app.py", "tests/test_engine.py", "tests/tui/test_browser.py", "tests/test_engine_foundry.py",
+    "tests/reliability/test_bad_input_matrix.py", "tests/test_source_model.py", "tests/test_i18n.py",
+    "tests/tui/test_i18n_screens.py", "tests/tui/test_snapshots.py",
 )
 
 
