@@ -10,10 +10,17 @@ from dataclasses import FrozenInstanceError
 from pathlib import Path
 
 import pytest
+from packaging.requirements import Requirement
+from packaging.version import Version
 
 from wizard_steps.model import model_source
 from wizard_steps.road import prereqs
 from wizard_steps.road.prereqs import Check, Status
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
 
 GB = 10**9
 TESTED = {"olive-ai": "0.13.0", "onnxruntime": "1.31.0", "onnxruntime-genai": "0.14.1",
@@ -183,6 +190,19 @@ def test_foundry_sdk_of_another_version_warns() -> None:
 def test_pinned_packages_on_this_machine_are_ok() -> None:
     checks = prereqs.check_package_versions()
     assert {c.name: c.status for c in checks} == {p.name: Status.OK for p in prereqs.PACKAGES}
+
+
+def test_the_install_admits_each_tested_version_and_not_the_next_release() -> None:
+    # pyproject's range once admitted transformers 5.25 while the check said "tested with 5.24":
+    # a fresh install on the day 5.25 came out warned on its own prerequisites step
+    project = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text(encoding="utf-8"))
+    pins = {Requirement(text).name: Requirement(text).specifier for text in project["project"]["dependencies"]}
+    for package in (p for p in prereqs.PACKAGES if p.tested):
+        tested = Version(package.tested or "")
+        following = Version(".".join(map(str, (*tested.release[:-1], tested.release[-1] + 1))))
+        assert pins[package.name].contains(tested), package.name
+        assert not pins[package.name].contains(following), f"{package.name} {following}"
+        assert package.install == f"pip install {package.name}{pins[package.name]}", package.name
 
 
 def test_missing_package_fails_with_the_pinned_install_command() -> None:

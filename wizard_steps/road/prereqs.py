@@ -65,7 +65,7 @@ PACKAGES = (
     Package("onnxruntime", "1.31.0", "pip install onnxruntime==1.31.0"),
     Package(_GENAI, "0.14.1", "pip install onnxruntime-genai==0.14.1"),
     Package("onnx", None, "pip install onnx"),
-    Package("transformers", "5.24", "pip install transformers"),
+    Package("transformers", "5.24", "pip install transformers~=5.24.0"),
     Package("torch", "2.13.0", "pip install torch==2.13.0"),
 )
 
