@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -135,6 +136,47 @@ def test_six_turn_conversation_keeps_the_system_prompt(backend: GenaiBackend,
     assert [role for role, _ in earlier] == ["user", "assistant"] * 3
     assert received[0] == backend.encode(expected)
     assert done.stats.prompt_tokens == len(received[0])
+
+
+def test_a_chats_next_turn_feeds_only_what_the_last_left_out_and_answers_as_a_fresh_prompt(
+        tiny_converted) -> None:
+    # fp32 (the tiny Llama): a reused cache and a fresh prompt agree to rounding, so their greedy
+    # words are the same on any CPU; a quantized model's may differ in a near tie
+    folder = tiny_converted("fp32")
+    kept, fresh = GenaiBackend(folder, CHATML.template), GenaiBackend(folder, CHATML.template)
+    options = ReplyOptions(max_new_tokens=8, stop=CHATML.stop)
+    chat = Chat(kept, options, system="Be brief.")
+    cached, prompts = [], []
+    for question in ("Hello!", "Who are you?", "What is 2+2?", "And 3+3?"):
+        asked = Conversation("Be brief.", (*chat.turns, ("user", question)))
+        _, done, _ = collect(chat.send(question))
+        _, alone, _ = collect(fresh.stream(asked, options))  # no session: the whole prompt fed
+        assert alone.stats.cached_tokens == 0
+        assert (done.text, done.stats.generated_tokens) == (alone.text, alone.stats.generated_tokens)
+        assert done.stats.prompt_tokens == alone.stats.prompt_tokens == fresh.count_tokens(asked)
+        cached.append(done.stats.cached_tokens)
+        prompts.append(done.stats.prompt_tokens)
+    assert cached[0] == 0
+    # each later turn reuses the turn before's prompt, but for its last token where the reply's first
+    # characters encode together with it (the template's newline; the random model's replies start
+    # anywhere), and its reply where that encodes as it was generated; the new question is fed
+    assert all(prompts[i - 1] - 1 <= cached[i] < prompts[i] for i in range(1, len(cached))), (cached, prompts)
+    # a reset keeps the system prompt's tokens; another session, a seed or other settings reuse nothing
+    chat.reset()
+    _, done, _ = collect(chat.send("Hello!"))
+    assert 0 < done.stats.cached_tokens < done.stats.prompt_tokens
+    _, done, _ = collect(Chat(kept, options, system="Be brief.").send("Hello!"))
+    assert done.stats.cached_tokens == 0
+    for changed in (replace(options, temperature=0.7, seed=1), replace(options, repetition_penalty=1.0)):
+        seeded = Chat(kept, changed, system="Be brief.")
+        for question in ("Hello!", "Who are you?"):
+            _, done, _ = collect(seeded.send(question))
+        assert done.stats.cached_tokens == (0 if changed.seed is not None else done.stats.cached_tokens)
+    repeated = [collect(kept.stream(Conversation(None, (("user", "Hi"),)), options))[1].stats.cached_tokens
+                for _ in range(2)]
+    assert repeated == [0, 0]  # a benchmark's runs each feed their whole prompt
+    kept.close()
+    fresh.close()
 
 
 def test_context_overflow_drops_the_oldest_turns(demo_int8: Path) -> None:

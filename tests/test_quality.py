@@ -103,7 +103,8 @@ class CrashingBackend:
         return sum(len(text.split()) for _, text in conversation.turns)
 
     def stream(self, conversation: Conversation, options: ReplyOptions,
-               cancel: threading.Event | None = None) -> Iterator[TextChunk | ReplyDone]:
+               cancel: threading.Event | None = None,
+               session: object | None = None) -> Iterator[TextChunk | ReplyDone]:
         raise RuntimeError("decoder state corrupted")
 
     def close(self) -> None:
@@ -123,7 +124,8 @@ class ParrotBackend:
         return sum(len(text.split()) for _, text in conversation.turns)
 
     def stream(self, conversation: Conversation, options: ReplyOptions,
-               cancel: threading.Event | None = None) -> Iterator[TextChunk | ReplyDone]:
+               cancel: threading.Event | None = None,
+               session: object | None = None) -> Iterator[TextChunk | ReplyDone]:
         from wizard_steps.runtime.engine import ReplyStats
 
         yield TextChunk(self.sentence)
@@ -141,9 +143,10 @@ class ListBackend(ParrotBackend):
         self.replies = list(replies)
 
     def stream(self, conversation: Conversation, options: ReplyOptions,
-               cancel: threading.Event | None = None) -> Iterator[TextChunk | ReplyDone]:
+               cancel: threading.Event | None = None,
+               session: object | None = None) -> Iterator[TextChunk | ReplyDone]:
         self.sentence = self.replies.pop(0)
-        return super().stream(conversation, options, cancel)
+        return super().stream(conversation, options, cancel, session)
 
 
 # --- domain queries -----------------------------------------------------------------------------

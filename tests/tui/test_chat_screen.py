@@ -114,9 +114,9 @@ def hold_after_first_words(backend, stop_pressed: Callable[[], bool]) -> None:
     reply cannot end before the key, however fast the CPU (and the model cannot end it early)."""
     real = backend.stream_ids
 
-    def held(ids, options, cancel=None):
+    def held(ids, options, cancel=None, session=None):
         options = replace(options, min_new_tokens=options.max_new_tokens)  # no early end of reply
-        for event in real(ids, options, cancel):
+        for event in real(ids, options, cancel, session):
             yield event
             if isinstance(event, TextChunk):
                 deadline = time.monotonic() + STOP_LIMIT

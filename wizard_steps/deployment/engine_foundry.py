@@ -54,7 +54,9 @@ class FoundryBackend:
                                           add_special_tokens=False).ids)
 
     def stream(self, conversation: Conversation, options: ReplyOptions,
-               cancel: threading.Event | None = None) -> Iterator[TextChunk | ReplyDone]:
+               cancel: threading.Event | None = None,
+               session: object | None = None) -> Iterator[TextChunk | ReplyDone]:
+        """``session`` is not used: Foundry Local's runtime takes the conversation's messages whole."""
         messages = ([("system", conversation.system)] if conversation.system else []) + list(
             conversation.turns)
         started = time.perf_counter()
