@@ -136,6 +136,8 @@ async def test_escape_stops_a_long_reply(demo_int4: Path) -> None:
         await wait_for(pilot, lambda: bool(screen.query(Reply)) and bool(screen.query_one(Reply).text),
                        "the reply's first words")
         assert screen.replying
+        await pilot.pause()  # the footer redrawn with the stop key
+        assert_fits(app)  # at 80 columns, while replying too (the stop key had pushed it 4 columns over)
         await pilot.press("escape")
         await wait_for(pilot, lambda: not screen.replying, "the reply to stop", timeout=STOP_LIMIT)
         reply = screen.query_one(Reply)

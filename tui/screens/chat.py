@@ -56,7 +56,7 @@ class ChatScreen(StepScreen):
             "| key | does |\n| --- | --- |\n| enter | send |\n| ↑ ↓ | earlier messages |\n"
             "| esc | stop the reply |\n| ctrl+l | clear the conversation |")
     BINDINGS = [
-        Binding("escape", "stop_reply", N_("Stop reply")),
+        Binding("escape", "stop_reply", N_("Stop")),
         Binding("ctrl+l", "clear", N_("Clear"), priority=True),
     ]
 
