@@ -1,8 +1,8 @@
 """A multi-turn chat that keeps its KV cache between turns (``Chat`` passing itself as the session,
 as the wizard does) against the same conversation fed whole at every turn (no session, as before),
 side by side in one run: two loads of the folder in one process (a backend keeps one session's
-cache), the two conversations alternating turn by turn, greedy, each going on from the same words. Prints each turn's time to the first token, the tokens fed, the ratio,
-and whether the two replies were the same words (a quantized model's may differ in a near tie:
+cache), the two conversations alternating turn by turn, greedy, each going on from the same
+words. Prints each turn's time to the first token, the tokens fed, the ratio, and whether the two replies were the same words (a quantized model's may differ in a near tie:
 the cached tokens were computed one at a time, the fresh ones in a piece).
 
     .venv/bin/python benchmarks/chat_turns.py FOLDER [--turns 10] [--new-tokens 32]
@@ -17,8 +17,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from wizard_steps.prompt.templates import Conversation, get_preset  # noqa: E402
-from wizard_steps.runtime.engine import Chat, GenaiBackend, ReplyDone, ReplyOptions  # noqa: E402
+from wizard_steps.prompt.templates import Conversation, get_preset
+from wizard_steps.runtime.engine import Chat, GenaiBackend, ReplyDone, ReplyOptions
 
 QUESTIONS = ("What is the capital of France?", "And of Germany?", "Name three colours.",
              "Write one sentence about the sea.", "Who wrote Hamlet?", "Say hello in Spanish.",
