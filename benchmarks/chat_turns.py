@@ -2,8 +2,9 @@
 as the wizard does) against the same conversation fed whole at every turn (no session, as before),
 side by side in one run: two loads of the folder in one process (a backend keeps one session's
 cache), the two conversations alternating turn by turn, greedy, each going on from the same
-words. Prints each turn's time to the first token, the tokens fed, the ratio, and whether the two replies were the same words (a quantized model's may differ in a near tie:
-the cached tokens were computed one at a time, the fresh ones in a piece).
+words. Prints each turn's time to the first token, the tokens fed, the ratio, and whether the
+two replies were the same words (a quantized model's may differ in a near tie: the cached tokens
+were computed one at a time, the fresh ones in a piece).
 
     .venv/bin/python benchmarks/chat_turns.py FOLDER [--turns 10] [--new-tokens 32]
 """
@@ -40,7 +41,8 @@ def main() -> int:
     kept = Chat(backend, options, system=SYSTEM)
     fresh_turns: list[tuple[str, str]] = []
     ratios, same = [], 0
-    print(f"{'turn':>4} {'prompt':>6} {'fed kept':>8} {'TTFT kept ms':>12} {'TTFT whole ms':>13} {'x':>6}  same words")
+    print(f"{'turn':>4} {'prompt':>6} {'fed kept':>8} {'TTFT kept ms':>12} {'TTFT whole ms':>13} "
+          f"{'x':>6}  same words")
     for turn in range(args.turns):
         question = QUESTIONS[turn % len(QUESTIONS)]
         mine = next(e for e in kept.send(question) if isinstance(e, ReplyDone))
@@ -51,7 +53,8 @@ def main() -> int:
         ratio = mine.stats.ttft_s / whole.stats.ttft_s
         ratios.append(ratio)
         same += mine.text == whole.text
-        print(f"{turn + 1:>4} {mine.stats.prompt_tokens:>6} {mine.stats.prompt_tokens - mine.stats.cached_tokens:>8} "
+        fed = mine.stats.prompt_tokens - mine.stats.cached_tokens
+        print(f"{turn + 1:>4} {mine.stats.prompt_tokens:>6} {fed:>8} "
               f"{mine.stats.ttft_s * 1000:>12.1f} {whole.stats.ttft_s * 1000:>13.1f} {ratio:>6.2f}  "
               f"{mine.text == whole.text}")
     later = ratios[1:]
