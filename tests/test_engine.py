@@ -161,17 +161,23 @@ def test_a_chats_next_turn_feeds_only_what_the_last_left_out_and_answers_as_a_fr
     # characters encode together with it (the template's newline; the random model's replies start
     # anywhere), and its reply where that encodes as it was generated; the new question is fed
     assert all(prompts[i - 1] - 1 <= cached[i] < prompts[i] for i in range(1, len(cached))), (cached, prompts)
-    # a reset keeps the system prompt's tokens; another session, a seed or other settings reuse nothing
+    # a reset keeps the system prompt's tokens
     chat.reset()
     _, done, _ = collect(chat.send("Hello!"))
     assert 0 < done.stats.cached_tokens < done.stats.prompt_tokens
+    # settings changed mid-conversation start afresh, and the next turn with them reuses again
+    chat.options = replace(options, repetition_penalty=1.0)
+    _, done, _ = collect(chat.send("Who are you?"))
+    assert done.stats.cached_tokens == 0
+    _, done, _ = collect(chat.send("What is 2+2?"))
+    assert done.stats.cached_tokens > 0
+    # another session reuses nothing, and a seeded one nothing even on its own next turn
     _, done, _ = collect(Chat(kept, options, system="Be brief.").send("Hello!"))
     assert done.stats.cached_tokens == 0
-    for changed in (replace(options, temperature=0.7, seed=1), replace(options, repetition_penalty=1.0)):
-        seeded = Chat(kept, changed, system="Be brief.")
-        for question in ("Hello!", "Who are you?"):
-            _, done, _ = collect(seeded.send(question))
-        assert done.stats.cached_tokens == (0 if changed.seed is not None else done.stats.cached_tokens)
+    seeded = Chat(kept, replace(options, temperature=0.7, seed=1), system="Be brief.")
+    for question in ("Hello!", "Who are you?"):
+        _, done, _ = collect(seeded.send(question))
+        assert done.stats.cached_tokens == 0
     repeated = [collect(kept.stream(Conversation(None, (("user", "Hi"),)), options))[1].stats.cached_tokens
                 for _ in range(2)]
     assert repeated == [0, 0]  # a benchmark's runs each feed their whole prompt

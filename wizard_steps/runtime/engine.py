@@ -253,8 +253,7 @@ class GenaiBackend:
         if cached:
             assert kept is not None
             generator, capacity = kept.generator, kept.capacity
-            for start in range(cached, len(ids), PREFILL_CHUNK):
-                generator.append_tokens(ids[start:start + PREFILL_CHUNK])
+            _feed(generator, ids[cached:])
         else:
             del kept  # its KV buffer goes before the next one is allocated
             capacity = min(needed + CHAT_HEADROOM, self.context_length) if keep else needed
@@ -308,8 +307,7 @@ class GenaiBackend:
         params = self._og.GeneratorParams(self.model)
         params.set_search_options(**search)
         generator = self._og.Generator(self.model, params)
-        for start in range(0, len(ids), PREFILL_CHUNK):
-            generator.append_tokens(ids[start:start + PREFILL_CHUNK])
+        _feed(generator, ids)
         return generator
 
     def decode_times(self, ids: list[int], tokens: int) -> Iterator[float]:
@@ -328,6 +326,12 @@ class GenaiBackend:
         self._kept = None
         self.model = None
         self._tokenizer = None
+
+
+def _feed(generator: Any, ids: list[int]) -> None:
+    """Feed ``ids`` to an onnxruntime-genai generator in pieces of PREFILL_CHUNK."""
+    for start in range(0, len(ids), PREFILL_CHUNK):
+        generator.append_tokens(ids[start:start + PREFILL_CHUNK])
 
 
 @dataclass
