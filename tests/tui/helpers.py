@@ -135,20 +135,37 @@ async def click(pilot: Pilot, selector: str) -> None:
     """Click a widget as a user does: scrolled into view first (a small terminal hides the lower
     part of a screen), and only once it stays where it is drawn. On a busy CPU the layout and the
     scroll that follow a screen's mount (its focused widget brought into view) come late, and a
-    click aimed by the old layout lands on another widget."""
+    click aimed by the old layout lands on another widget. A widget just shown (display set on a
+    row that follows a result) has no place until that layout is done, so a scroll asked for
+    before it goes nowhere: the widget is scrolled into view again each time a finished layout
+    still leaves it out of sight."""
     app = pilot.app
     widget = app.screen.query_one(selector)
     widget.scroll_visible(animate=False, immediate=True)
     seen: list[Region] = []
 
     def still() -> bool:
-        if _layout_pending(app) or not _under_its_corner(app, widget):
+        if _layout_pending(app):
             seen.clear()
+            return False
+        if not _under_its_corner(app, widget):
+            seen.clear()
+            widget.scroll_visible(animate=False, immediate=True)
             return False
         seen.append(widget.region)
         return len(seen) >= 3 and len(set(seen[-3:])) == 1
 
-    await wait_for(pilot, still, f"{selector} to stay where it is drawn", interval=0.05)
+    def state() -> str:
+        region = widget.region
+        try:
+            under = repr(app.get_widget_at(region.x, region.y)[0])
+        except NoWidget:
+            under = "nothing"
+        return (f"{selector} to stay where it is drawn (at {region} on a {app.size.width}x{app.size.height} "
+                f"screen, layout pending: {_layout_pending(app)}, there: {under})")
+
+    # An idle screen's layout settles in well under a second on a slow, busy CPU: a minute is a bug.
+    await wait_for(pilot, still, state, timeout=STOP_LIMIT, interval=0.05)
     if not await pilot.click(selector):
         region = widget.region
         under, _ = app.get_widget_at(region.x, region.y)
