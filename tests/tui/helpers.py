@@ -120,15 +120,20 @@ def _layout_pending(app: App) -> bool:
                 or screen._repaint_required or screen._callbacks)
 
 
-def _under_its_corner(app: App, widget: Widget) -> bool:
+def _at_its_corner(app: App, widget: Widget) -> Widget | None:
+    """The widget a click on this widget's top-left corner lands on, or None where it has no place."""
     region = widget.region
     if not region.area:
-        return False
+        return None
     try:
-        under, _ = app.get_widget_at(region.x, region.y)
+        return app.get_widget_at(region.x, region.y)[0]
     except NoWidget:
-        return False
-    return under is widget or widget in under.ancestors
+        return None
+
+
+def _under_its_corner(app: App, widget: Widget) -> bool:
+    under = _at_its_corner(app, widget)
+    return under is not None and (under is widget or widget in under.ancestors)
 
 
 async def click(pilot: Pilot, selector: str) -> None:
@@ -156,18 +161,12 @@ async def click(pilot: Pilot, selector: str) -> None:
         return len(seen) >= 3 and len(set(seen[-3:])) == 1
 
     def state() -> str:
-        region = widget.region
-        try:
-            under = repr(app.get_widget_at(region.x, region.y)[0])
-        except NoWidget:
-            under = "nothing"
-        return (f"{selector} to stay where it is drawn (at {region} on a {app.size.width}x{app.size.height} "
-                f"screen, layout pending: {_layout_pending(app)}, there: {under})")
+        return (f"{selector} to stay where it is drawn (at {widget.region} on a {app.size.width}x"
+                f"{app.size.height} screen, layout pending: {_layout_pending(app)}, there: "
+                f"{_at_its_corner(app, widget)!r})")
 
     # An idle screen's layout settles in well under a second on a slow, busy CPU: a minute is a bug.
     await wait_for(pilot, still, state, timeout=STOP_LIMIT, interval=0.05)
     if not await pilot.click(selector):
-        region = widget.region
-        under, _ = app.get_widget_at(region.x, region.y)
-        raise AssertionError(f"the click on {selector} at {region} landed on another widget (now there: "
-                             f"{under!r})")
+        raise AssertionError(f"the click on {selector} at {widget.region} landed on another widget (now there: "
+                             f"{_at_its_corner(app, widget)!r})")
